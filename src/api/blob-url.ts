@@ -1,0 +1,79 @@
+import { Readable } from 'node:stream'
+import { BlobTooLargeError, DigestMismatchError } from '../blobs/disk-store.ts'
+import { BLOB_URL_PATH } from '../blobs/signed-url.ts'
+import {
+  ForbiddenError,
+  InvalidRequestError,
+  NotFoundError,
+  PayloadTooLargeError,
+} from '../errors.ts'
+import { blobResponse, parseRange } from './blob-response.ts'
+import type { Ctx, Register } from './util.ts'
+
+const HEX_RE = /^[0-9a-f]{64}$/
+
+const hexParam = (c: Ctx): string => {
+  const hex = c.req.param('hex') ?? ''
+  if (!HEX_RE.test(hex)) {
+    throw new InvalidRequestError(
+      'blob URL must end in 64 lowercase hex characters',
+    )
+  }
+  return hex
+}
+
+/** The URLs getBlob signs: downloads (GET, HEAD) and uploads (PUT). Fetching never counts. */
+export const register: Register = (app, ctx) => {
+  const path = `${BLOB_URL_PATH}:hex`
+
+  app.on(['GET', 'HEAD'], path, async (c) => {
+    const hex = hexParam(c)
+    const grant = ctx.urlSigner.verify(hex, new URL(c.req.url).searchParams)
+    const head = c.req.method === 'HEAD'
+    if (grant.method === 'PUT' || (grant.method === 'HEAD' && !head)) {
+      throw new ForbiddenError(`this URL was signed for ${grant.method}`)
+    }
+    const size = await ctx.blobs.size(hex)
+    if (size === null) {
+      throw new NotFoundError('BlobNotFound', `Blob not found: sha256:${hex}`)
+    }
+    const range = parseRange(c.req.header('range'), size)
+    return blobResponse(ctx.blobs, hex, size, range, head)
+  })
+
+  app.put(path, async (c) => {
+    const hex = hexParam(c)
+    const grant = ctx.urlSigner.verify(hex, new URL(c.req.url).searchParams)
+    if (grant.method !== 'PUT') {
+      throw new ForbiddenError(`this URL was signed for ${grant.method}`)
+    }
+    const declared = c.req.header('content-length')
+    if (declared !== undefined && Number(declared) > ctx.cfg.maxBlobBytes) {
+      throw new PayloadTooLargeError(
+        `blob is larger than HOLD_MAX_BLOB_BYTES (${ctx.cfg.maxBlobBytes} bytes)`,
+      )
+    }
+    const body = c.env?.incoming ?? bodyStream(c.req.raw)
+    let size: number
+    try {
+      size = await ctx.blobs.put(hex, body, ctx.cfg.maxBlobBytes)
+    } catch (err) {
+      if (err instanceof DigestMismatchError) {
+        throw new InvalidRequestError(err.message, 'DigestMismatch')
+      }
+      if (err instanceof BlobTooLargeError) {
+        throw new PayloadTooLargeError(
+          `blob is larger than HOLD_MAX_BLOB_BYTES (${ctx.cfg.maxBlobBytes} bytes)`,
+        )
+      }
+      throw err
+    }
+    if (grant.repo) ctx.stats.countPush(grant.did, grant.repo)
+    return c.json({ digest: `sha256:${hex}`, size }, 201)
+  })
+}
+
+const bodyStream = (req: Request): Readable =>
+  req.body
+    ? Readable.fromWeb(req.body as import('node:stream/web').ReadableStream)
+    : Readable.from([])

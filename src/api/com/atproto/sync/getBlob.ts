@@ -1,0 +1,61 @@
+import { parseBlobId } from '../../../../blobs/digest.ts'
+import { InvalidRequestError, NotFoundError } from '../../../../errors.ts'
+import { parseRepoParam } from '../../../../stats/rkey.ts'
+import { blobResponse, parseRange } from '../../../blob-response.ts'
+import { Params, type Register } from '../../../util.ts'
+
+export const register: Register = (app, ctx) => {
+  app.get('/xrpc/com.atproto.sync.getBlob', async (c) => {
+    const params = new Params(c)
+    const did = params.did('did')
+    const hex = parseBlobId(params.required('cid', { maxLength: 128 }))
+    const method = params.string('method', { maxLength: 8 }) || undefined
+    if (
+      method !== undefined &&
+      method !== 'GET' &&
+      method !== 'HEAD' &&
+      method !== 'PUT'
+    ) {
+      throw new InvalidRequestError('method must be GET, HEAD or PUT')
+    }
+    const repo = parseRepoParam(did, params.string('repo', { maxLength: 512 }))
+    const head = c.req.method === 'HEAD'
+
+    // Authorization comes before anything is counted or written.
+    await ctx.access.authorize(
+      c.req.raw,
+      method === 'PUT' ? 'blob:write' : 'blob:read',
+    )
+
+    if (method === 'PUT') {
+      // The push is counted when the upload through this URL completes.
+      return c.json({
+        method,
+        ...ctx.urlSigner.sign({ method, hex, did, repo }),
+      })
+    }
+    const size = await ctx.blobs.size(hex)
+    if (size === null) {
+      throw new NotFoundError('BlobNotFound', `Blob not found: sha256:${hex}`)
+    }
+    if (method === 'HEAD') {
+      return c.json({
+        method,
+        ...ctx.urlSigner.sign({ method, hex, did, repo: undefined }),
+      })
+    }
+    if (method === 'GET') {
+      if (repo && !head) ctx.stats.countPull(did, repo)
+      return c.json({
+        method,
+        ...ctx.urlSigner.sign({ method, hex, did, repo }),
+      })
+    }
+    const range = parseRange(c.req.header('range'), size)
+    // A range that does not start at byte 0 resumes a download already counted.
+    if (repo && !head && (range === undefined || range.start === 0)) {
+      ctx.stats.countPull(did, repo)
+    }
+    return blobResponse(ctx.blobs, hex, size, range, head)
+  })
+}

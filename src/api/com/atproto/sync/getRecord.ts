@@ -1,0 +1,42 @@
+import { getRecords } from '@atproto/repo'
+import { NotFoundError } from '../../../../errors.ts'
+import {
+  assertOwnRepo,
+  CAR_TYPE,
+  Params,
+  type Register,
+} from '../../../util.ts'
+
+export const register: Register = (app, ctx) => {
+  app.get('/xrpc/com.atproto.sync.getRecord', async (c) => {
+    const params = new Params(c)
+    assertOwnRepo(ctx, params.required('did'), { allowHandle: false })
+    const collection = params.nsid('collection')
+    const rkey = params.rkey('rkey')
+    // The proof is built against one head; the writer's queue keeps blocks from being removed
+    // under it.
+    const car = await ctx.writer.run(async () => {
+      if (!ctx.reader.get(collection, rkey)) return null
+      const root = ctx.storage.getRootSync()
+      if (!root) return null
+      const chunks: Uint8Array[] = []
+      for await (const chunk of getRecords(ctx.storage, root.cid, [
+        { collection, rkey },
+      ])) {
+        chunks.push(chunk)
+      }
+      return Buffer.concat(chunks)
+    })
+    if (!car) {
+      throw new NotFoundError(
+        'RecordNotFound',
+        `Could not find record: at://${ctx.cfg.did}/${collection}/${rkey}`,
+      )
+    }
+    return c.body(car, 200, {
+      'content-type': CAR_TYPE,
+      'content-length': String(car.byteLength),
+      'x-content-type-options': 'nosniff',
+    })
+  })
+}

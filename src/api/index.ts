@@ -1,0 +1,37 @@
+import type { AppContext } from '../context.ts'
+import * as blobUrl from './blob-url.ts'
+import * as health from './health.ts'
+import * as resolveHandle from './com/atproto/identity/resolveHandle.ts'
+import * as describeRepo from './com/atproto/repo/describeRepo.ts'
+import * as getRecord from './com/atproto/repo/getRecord.ts'
+import * as listRecords from './com/atproto/repo/listRecords.ts'
+import * as describeServer from './com/atproto/server/describeServer.ts'
+import * as getBlob from './com/atproto/sync/getBlob.ts'
+import * as getLatestCommit from './com/atproto/sync/getLatestCommit.ts'
+import * as syncGetRecord from './com/atproto/sync/getRecord.ts'
+import * as getRepo from './com/atproto/sync/getRepo.ts'
+import * as getRepoStatus from './com/atproto/sync/getRepoStatus.ts'
+import * as listRepos from './com/atproto/sync/listRepos.ts'
+import * as getStats from './io/atcr/hold/getStats.ts'
+import * as listStats from './io/atcr/hold/listStats.ts'
+import type { App } from './util.ts'
+import * as wellKnown from './well-known.ts'
+
+export const registerRoutes = (app: App, ctx: AppContext): void => {
+  wellKnown.register(app, ctx)
+  health.register(app, ctx)
+  describeServer.register(app, ctx)
+  resolveHandle.register(app, ctx)
+  describeRepo.register(app, ctx)
+  getRecord.register(app, ctx)
+  listRecords.register(app, ctx)
+  syncGetRecord.register(app, ctx)
+  getRepo.register(app, ctx)
+  getLatestCommit.register(app, ctx)
+  getRepoStatus.register(app, ctx)
+  listRepos.register(app, ctx)
+  getBlob.register(app, ctx)
+  getStats.register(app, ctx)
+  listStats.register(app, ctx)
+  blobUrl.register(app, ctx)
+}

@@ -1,0 +1,137 @@
+import type { HttpBindings } from '@hono/node-server'
+import { isValidDid, isValidNsid, isValidRecordKey } from '@atproto/syntax'
+import type { Context, Hono } from 'hono'
+import type { AppContext } from '../context.ts'
+import { InvalidRequestError, NotFoundError } from '../errors.ts'
+
+export type Env = { Bindings: HttpBindings }
+export type App = Hono<Env>
+export type Ctx = Context<Env>
+
+/** A handler module registers its routes on the app. */
+export type Register = (app: App, ctx: AppContext) => void
+
+export const MAX_QUERY_LENGTH = 8192
+
+/** The query string of a request, parsed once, with repeated parameters refused. */
+export class Params {
+  private readonly search: URLSearchParams
+
+  constructor(c: Ctx) {
+    const url = c.req.url
+    const q = url.indexOf('?')
+    const raw = q === -1 ? '' : url.slice(q + 1)
+    if (raw.length > MAX_QUERY_LENGTH) {
+      throw new InvalidRequestError(
+        `query string is longer than ${MAX_QUERY_LENGTH} characters`,
+      )
+    }
+    this.search = new URLSearchParams(raw)
+  }
+
+  string(name: string, opts: { maxLength?: number } = {}): string | undefined {
+    const all = this.search.getAll(name)
+    if (all.length === 0) return undefined
+    if (all.length > 1) {
+      throw new InvalidRequestError(`parameter ${name} is given more than once`)
+    }
+    const value = all[0]
+    const max = opts.maxLength ?? 2048
+    if (value.length > max) {
+      throw new InvalidRequestError(
+        `parameter ${name} is longer than ${max} characters`,
+      )
+    }
+    // eslint-disable-next-line no-control-regex
+    if (/[\u0000-\u001f\u007f]/.test(value)) {
+      throw new InvalidRequestError(
+        `parameter ${name} contains control characters`,
+      )
+    }
+    return value
+  }
+
+  required(name: string, opts: { maxLength?: number } = {}): string {
+    const value = this.string(name, opts)
+    if (value === undefined || value === '') {
+      throw new InvalidRequestError(`missing required parameter: ${name}`)
+    }
+    return value
+  }
+
+  did(name: string): string {
+    const value = this.required(name)
+    if (!isValidDid(value)) {
+      throw new InvalidRequestError(`${name} must be a DID, got "${value}"`)
+    }
+    return value
+  }
+
+  nsid(name: string): string {
+    const value = this.required(name)
+    if (!isValidNsid(value)) {
+      throw new InvalidRequestError(`${name} must be an NSID, got "${value}"`)
+    }
+    return value
+  }
+
+  rkey(name: string): string {
+    const value = this.required(name, { maxLength: 512 })
+    if (!isValidRecordKey(value)) {
+      throw new InvalidRequestError(
+        `${name} must be a record key, got "${value}"`,
+      )
+    }
+    return value
+  }
+
+  int(name: string, opts: { min: number; max: number; def: number }): number {
+    const value = this.string(name, { maxLength: 16 })
+    if (value === undefined || value === '') return opts.def
+    if (!/^-?\d+$/.test(value)) {
+      throw new InvalidRequestError(`${name} must be an integer`)
+    }
+    const n = Number(value)
+    if (n < opts.min || n > opts.max) {
+      throw new InvalidRequestError(
+        `${name} must be between ${opts.min} and ${opts.max}`,
+      )
+    }
+    return n
+  }
+
+  bool(name: string, def: boolean): boolean {
+    const value = this.string(name, { maxLength: 8 })
+    if (value === undefined || value === '') return def
+    if (value === 'true') return true
+    if (value === 'false') return false
+    throw new InvalidRequestError(`${name} must be true or false`)
+  }
+}
+
+/**
+ * Checks that a `repo` or `did` parameter names this hold (by DID, or by handle where `handle` is
+ * allowed). Valid syntax naming another account is RepoNotFound.
+ */
+export const assertOwnRepo = (
+  ctx: AppContext,
+  value: string,
+  opts: { allowHandle: boolean },
+): void => {
+  if (value === ctx.cfg.did) return
+  if (opts.allowHandle && value.toLowerCase() === ctx.cfg.handle) return
+  if (!isValidDid(value) && !(opts.allowHandle && looksLikeHandle(value))) {
+    throw new InvalidRequestError(
+      `${opts.allowHandle ? 'repo must be a DID or handle' : 'did must be a DID'}, got "${value}"`,
+    )
+  }
+  throw new NotFoundError(
+    'RepoNotFound',
+    `Could not find repo: ${value} (this hold serves only ${ctx.cfg.did})`,
+  )
+}
+
+const looksLikeHandle = (value: string) =>
+  /^[a-zA-Z0-9.-]{1,253}$/.test(value) && value.includes('.')
+
+export const CAR_TYPE = 'application/vnd.ipld.car'

@@ -1,0 +1,58 @@
+import { Hono } from 'hono'
+import { cors } from 'hono/cors'
+import { registerRoutes } from './api/index.ts'
+import type { App, Ctx } from './api/util.ts'
+import { BLOB_URL_PATH } from './blobs/signed-url.ts'
+import type { AppContext } from './context.ts'
+import {
+  InvalidRequestError,
+  MethodNotImplementedError,
+  XRPCError,
+} from './errors.ts'
+
+/** The hold's HTTP application: routes, XRPC error shapes, CORS for reads. */
+export const createApp = (ctx: AppContext): App => {
+  const log = ctx.logger.child({ name: 'hold:http' })
+  const app: App = new Hono()
+  app.use(
+    '/xrpc/*',
+    cors({
+      origin: '*',
+      allowMethods: ['GET', 'HEAD', 'OPTIONS'],
+      maxAge: 86400,
+    }),
+  )
+  app.use('/.well-known/*', cors({ origin: '*', allowMethods: ['GET'] }))
+  registerRoutes(app, ctx)
+
+  const paths = new Set(app.routes.map((r) => r.path))
+  app.notFound((c) => {
+    const path = c.req.path
+    if (paths.has(path) || path.startsWith(BLOB_URL_PATH)) {
+      return xrpcError(
+        c,
+        new InvalidRequestError(`${c.req.method} is not allowed on ${path}`),
+      )
+    }
+    if (path.startsWith('/xrpc/')) {
+      return xrpcError(c, new MethodNotImplementedError())
+    }
+    return c.json({ error: 'NotFound', message: `Not found: ${path}` }, 404)
+  })
+
+  app.onError((err, c) => {
+    if (err instanceof XRPCError) return xrpcError(c, err)
+    log.error(
+      { err, method: c.req.method, path: c.req.path },
+      'unhandled error',
+    )
+    return c.json(
+      { error: 'InternalServerError', message: 'Internal Server Error' },
+      500,
+    )
+  })
+  return app
+}
+
+const xrpcError = (c: Ctx, err: XRPCError) =>
+  c.json({ error: err.error, message: err.message }, err.status as 400)

@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+import { ConfigError, envToCfg, envToSecrets, readEnv } from './config.ts'
+import { RepoIdentityError } from './repo/writer.ts'
+import { HoldServer, packageVersion } from './server.ts'
+
+const main = async (): Promise<void> => {
+  let hold: HoldServer
+  try {
+    const env = readEnv()
+    hold = await HoldServer.create(
+      envToCfg(env, packageVersion()),
+      envToSecrets(env),
+    )
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof RepoIdentityError) {
+      console.error(`atcr-hold: ${err.message}`)
+      process.exitCode = 1
+      return
+    }
+    throw err
+  }
+  const stop = new AbortController()
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => stop.abort(signal))
+  }
+  stop.signal.addEventListener('abort', () => {
+    hold.ctx.logger.info({ signal: stop.signal.reason }, 'stopping')
+    hold.destroy().then(
+      () => {
+        process.exitCode = 0
+      },
+      (err) => {
+        hold.ctx.logger.error({ err }, 'unclean stop')
+        process.exitCode = 1
+      },
+    )
+  })
+  await hold.start()
+}
+
+await main()

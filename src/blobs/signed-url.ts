@@ -1,0 +1,85 @@
+import { createHmac, timingSafeEqual } from 'node:crypto'
+import { ForbiddenError } from '../errors.ts'
+
+export type UrlMethod = 'GET' | 'HEAD' | 'PUT'
+
+export type UrlGrant = {
+  method: UrlMethod
+  hex: string
+  did: string
+  repo: string | undefined
+}
+
+export const BLOB_URL_PATH = '/blobs/sha256/'
+
+/**
+ * Short-lived blob URLs that the hold itself serves, signed with HMAC-SHA256 over everything the
+ * URL grants (method, blob, owner DID, repository, expiry). A URL grants only what the getBlob
+ * call that issued it was allowed.
+ */
+export class BlobUrlSigner {
+  private readonly secret: Buffer
+  private readonly publicUrl: string
+  private readonly ttlMs: number
+
+  constructor(secret: Buffer, publicUrl: string, ttlMs = 15 * 60 * 1000) {
+    this.secret = secret
+    this.publicUrl = publicUrl
+    this.ttlMs = ttlMs
+  }
+
+  sign(grant: UrlGrant, now = Date.now()): { url: string; expiresAt: string } {
+    const exp = Math.floor((now + this.ttlMs) / 1000)
+    const url = new URL(`${BLOB_URL_PATH}${grant.hex}`, this.publicUrl)
+    url.searchParams.set('method', grant.method)
+    url.searchParams.set('did', grant.did)
+    if (grant.repo) url.searchParams.set('repo', grant.repo)
+    url.searchParams.set('exp', String(exp))
+    url.searchParams.set('sig', this.mac(grant, exp))
+    return {
+      url: url.toString(),
+      expiresAt: new Date(exp * 1000).toISOString(),
+    }
+  }
+
+  /** The grant of a signed URL, or a ForbiddenError when it is forged, altered or expired. */
+  verify(hex: string, query: URLSearchParams, now = Date.now()): UrlGrant {
+    const method = query.get('method')
+    const did = query.get('did')
+    const exp = Number(query.get('exp'))
+    const sig = query.get('sig')
+    if (
+      (method !== 'GET' && method !== 'HEAD' && method !== 'PUT') ||
+      !did ||
+      !Number.isSafeInteger(exp) ||
+      !sig
+    ) {
+      throw new ForbiddenError('blob URL is not signed by this hold')
+    }
+    const grant: UrlGrant = {
+      method,
+      hex,
+      did,
+      repo: query.get('repo') || undefined,
+    }
+    const expected = Buffer.from(this.mac(grant, exp), 'base64url')
+    const given = Buffer.from(sig, 'base64url')
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new ForbiddenError('blob URL signature does not match')
+    }
+    if (exp * 1000 < now) {
+      throw new ForbiddenError('blob URL has expired', 'ExpiredUrl')
+    }
+    return grant
+  }
+
+  private mac(grant: UrlGrant, exp: number): string {
+    return createHmac('sha256', this.secret)
+      .update(
+        ['v1', grant.method, grant.hex, grant.did, grant.repo ?? '', exp].join(
+          '\n',
+        ),
+      )
+      .digest('base64url')
+  }
+}

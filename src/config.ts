@@ -1,0 +1,231 @@
+import { isValidDid } from '@atproto/syntax'
+
+/** Raw environment, read in exactly one place. */
+export type ServerEnvironment = {
+  host?: string
+  port?: string
+  publicUrl?: string
+  dataDir?: string
+  ownerDid?: string
+  public?: string
+  allowAllCrew?: string
+  plcUrl?: string
+  signingKey?: string
+  storage?: string
+  maxBlobBytes?: string
+  statsFlushMs?: string
+  statsMaxPerMinute?: string
+  trustedProxyHeader?: string
+  adminPassword?: string
+  logLevel?: string
+}
+
+export const readEnv = (
+  env: NodeJS.ProcessEnv = process.env,
+): ServerEnvironment => ({
+  host: env.HOLD_HOST,
+  port: env.HOLD_PORT,
+  publicUrl: env.HOLD_PUBLIC_URL,
+  dataDir: env.HOLD_DATA_DIR,
+  ownerDid: env.HOLD_OWNER_DID,
+  public: env.HOLD_PUBLIC,
+  allowAllCrew: env.HOLD_ALLOW_ALL_CREW,
+  plcUrl: env.HOLD_PLC_URL,
+  signingKey: env.HOLD_SIGNING_KEY,
+  storage: env.HOLD_STORAGE,
+  maxBlobBytes: env.HOLD_MAX_BLOB_BYTES,
+  statsFlushMs: env.HOLD_STATS_FLUSH_MS,
+  statsMaxPerMinute: env.HOLD_STATS_MAX_PER_MINUTE,
+  trustedProxyHeader: env.HOLD_TRUSTED_PROXY_HEADER,
+  adminPassword: env.HOLD_ADMIN_PASSWORD,
+  logLevel: env.LOG_LEVEL,
+})
+
+export type ServerConfig = {
+  host: string
+  port: number
+  publicUrl: string
+  /** did:web of the hold, derived from publicUrl */
+  did: string
+  /** the host part of publicUrl, used as the hold's handle */
+  handle: string
+  dataDir: string
+  ownerDid: string | undefined
+  /** undefined: keep what the captain record has (first start: true) */
+  public: boolean | undefined
+  /** undefined: keep what the captain record has (first start: false) */
+  allowAllCrew: boolean | undefined
+  plcUrl: string
+  storage: 'disk'
+  maxBlobBytes: number
+  statsFlushMs: number
+  statsPersistMs: number
+  statsMaxPerMinute: number
+  trustedProxyHeader: string | undefined
+  logLevel: string
+  version: string
+}
+
+export type ServerSecrets = {
+  /** 64 hex characters, or undefined to use (or create) the key in the data dir */
+  signingKeyHex: string | undefined
+  adminPassword: string | undefined
+}
+
+/** A configuration problem: the message names the variable and is meant to be shown as is. */
+export class ConfigError extends Error {}
+
+const LOG_LEVELS = [
+  'fatal',
+  'error',
+  'warn',
+  'info',
+  'debug',
+  'trace',
+  'silent',
+]
+
+export const envToCfg = (
+  env: ServerEnvironment,
+  version = '0.0.0',
+): ServerConfig => {
+  const port = parseIntVar('HOLD_PORT', env.port, 8080, 0, 65535)
+  const publicUrl = parsePublicUrl(
+    env.publicUrl || `http://localhost:${port || 8080}`,
+  )
+  const url = new URL(publicUrl)
+  const did = `did:web:${url.hostname}${url.port ? `%3A${url.port}` : ''}`
+  const ownerDid = nonEmpty(env.ownerDid)
+  if (ownerDid !== undefined && !isValidDid(ownerDid)) {
+    throw new ConfigError(`HOLD_OWNER_DID must be a DID, got "${ownerDid}"`)
+  }
+  const storage = nonEmpty(env.storage) ?? 'disk'
+  if (storage !== 'disk') {
+    throw new ConfigError(
+      `HOLD_STORAGE must be "disk" (the only storage this version has), got "${storage}"`,
+    )
+  }
+  const plcUrl = nonEmpty(env.plcUrl) ?? 'https://plc.directory'
+  if (!URL.canParse(plcUrl) || !/^https?:$/.test(new URL(plcUrl).protocol)) {
+    throw new ConfigError(
+      `HOLD_PLC_URL must be an http(s) URL, got "${plcUrl}"`,
+    )
+  }
+  const logLevel = nonEmpty(env.logLevel) ?? 'info'
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError(
+      `LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`,
+    )
+  }
+  return {
+    host: nonEmpty(env.host) ?? '0.0.0.0',
+    port,
+    publicUrl,
+    did,
+    handle: url.hostname,
+    dataDir: nonEmpty(env.dataDir) ?? './data',
+    ownerDid,
+    public: parseBoolVar('HOLD_PUBLIC', env.public),
+    allowAllCrew: parseBoolVar('HOLD_ALLOW_ALL_CREW', env.allowAllCrew),
+    plcUrl,
+    storage,
+    maxBlobBytes: parseIntVar(
+      'HOLD_MAX_BLOB_BYTES',
+      env.maxBlobBytes,
+      10 * 1024 ** 3,
+      1,
+      Number.MAX_SAFE_INTEGER,
+    ),
+    statsFlushMs: parseIntVar(
+      'HOLD_STATS_FLUSH_MS',
+      env.statsFlushMs,
+      1000,
+      10,
+      24 * 3600 * 1000,
+    ),
+    statsPersistMs: 25,
+    statsMaxPerMinute: parseIntVar(
+      'HOLD_STATS_MAX_PER_MINUTE',
+      env.statsMaxPerMinute,
+      0,
+      0,
+      Number.MAX_SAFE_INTEGER,
+    ),
+    trustedProxyHeader: nonEmpty(env.trustedProxyHeader)?.toLowerCase(),
+    logLevel,
+    version,
+  }
+}
+
+export const envToSecrets = (env: ServerEnvironment): ServerSecrets => {
+  const signingKeyHex = nonEmpty(env.signingKey)?.toLowerCase()
+  if (signingKeyHex !== undefined && !/^[0-9a-f]{64}$/.test(signingKeyHex)) {
+    throw new ConfigError(
+      'HOLD_SIGNING_KEY must be 32 bytes of hex (64 characters); run `npm run hold -- keygen` or leave it unset to generate one',
+    )
+  }
+  return { signingKeyHex, adminPassword: nonEmpty(env.adminPassword) }
+}
+
+const nonEmpty = (value: string | undefined): string | undefined => {
+  const trimmed = value?.trim()
+  return trimmed ? trimmed : undefined
+}
+
+const parseIntVar = (
+  name: string,
+  raw: string | undefined,
+  def: number,
+  min: number,
+  max: number,
+): number => {
+  const value = nonEmpty(raw)
+  if (value === undefined) return def
+  if (!/^\d+$/.test(value)) {
+    throw new ConfigError(`${name} must be a whole number, got "${value}"`)
+  }
+  const n = Number(value)
+  if (n < min || n > max) {
+    throw new ConfigError(
+      `${name} must be between ${min} and ${max}, got ${value}`,
+    )
+  }
+  return n
+}
+
+const parseBoolVar = (
+  name: string,
+  raw: string | undefined,
+): boolean | undefined => {
+  const value = nonEmpty(raw)?.toLowerCase()
+  if (value === undefined) return undefined
+  if (['true', '1', 'yes', 'on'].includes(value)) return true
+  if (['false', '0', 'no', 'off'].includes(value)) return false
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`)
+}
+
+const parsePublicUrl = (raw: string): string => {
+  const value = raw.trim()
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    throw new ConfigError(
+      `HOLD_PUBLIC_URL must be an absolute URL such as https://hold.example.com, got "${raw}"`,
+    )
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new ConfigError(
+      `HOLD_PUBLIC_URL must use http or https, got "${url.protocol}"`,
+    )
+  }
+  if (!url.hostname) {
+    throw new ConfigError(`HOLD_PUBLIC_URL has no host: "${raw}"`)
+  }
+  if (url.pathname !== '/' || url.search || url.hash || url.username) {
+    throw new ConfigError(
+      `HOLD_PUBLIC_URL must be a bare origin with no path, query or credentials (did:web cannot carry them), got "${raw}"`,
+    )
+  }
+  return url.origin
+}

@@ -1,0 +1,128 @@
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Secp256k1Keypair } from '@atproto/crypto'
+import { openAccess, type AccessControl } from './access.ts'
+import { DiskBlobStore } from './blobs/disk-store.ts'
+import { BlobUrlSigner } from './blobs/signed-url.ts'
+import type { ServerConfig, ServerSecrets } from './config.ts'
+import { Database } from './db.ts'
+import {
+  didDocument,
+  loadSigningKey,
+  loadUrlSecret,
+  type DidDocument,
+} from './identity.ts'
+import { loadLexicons, type Lexicons } from './lexicons.ts'
+import { createRootLogger, type Logger } from './logger.ts'
+import { RecordReader } from './repo/reader.ts'
+import { SqlRepoStorage } from './repo/storage.ts'
+import { RepoWriter } from './repo/writer.ts'
+import { StatsService } from './stats/service.ts'
+
+export type AppContextOverrides = Partial<{
+  logger: Logger
+  access: AccessControl
+}>
+
+export type AppContextFields = {
+  cfg: ServerConfig
+  secrets: ServerSecrets
+  logger: Logger
+  db: Database
+  keypair: Secp256k1Keypair
+  didDoc: DidDocument
+  lexicons: Lexicons
+  storage: SqlRepoStorage
+  reader: RecordReader
+  writer: RepoWriter
+  blobs: DiskBlobStore
+  urlSigner: BlobUrlSigner
+  stats: StatsService
+  access: AccessControl
+}
+
+/** Everything a handler needs, built once and passed explicitly. */
+export class AppContext {
+  readonly cfg: ServerConfig
+  readonly secrets: ServerSecrets
+  readonly logger: Logger
+  readonly db: Database
+  readonly keypair: Secp256k1Keypair
+  readonly didDoc: DidDocument
+  readonly lexicons: Lexicons
+  readonly storage: SqlRepoStorage
+  readonly reader: RecordReader
+  readonly writer: RepoWriter
+  readonly blobs: DiskBlobStore
+  readonly urlSigner: BlobUrlSigner
+  readonly stats: StatsService
+  readonly access: AccessControl
+
+  private constructor(f: AppContextFields) {
+    this.cfg = f.cfg
+    this.secrets = f.secrets
+    this.logger = f.logger
+    this.db = f.db
+    this.keypair = f.keypair
+    this.didDoc = f.didDoc
+    this.lexicons = f.lexicons
+    this.storage = f.storage
+    this.reader = f.reader
+    this.writer = f.writer
+    this.blobs = f.blobs
+    this.urlSigner = f.urlSigner
+    this.stats = f.stats
+    this.access = f.access
+  }
+
+  static async fromConfig(
+    cfg: ServerConfig,
+    secrets: ServerSecrets,
+    overrides: AppContextOverrides = {},
+  ): Promise<AppContext> {
+    const logger = overrides.logger ?? createRootLogger(cfg.logLevel)
+    await mkdir(cfg.dataDir, { recursive: true })
+    const keypair = await loadSigningKey(cfg.dataDir, secrets.signingKeyHex)
+    const urlSecret = await loadUrlSecret(cfg.dataDir)
+    const db = new Database(join(cfg.dataDir, 'hold.sqlite'))
+    try {
+      const lexicons = loadLexicons()
+      const storage = new SqlRepoStorage(db)
+      const writer = await RepoWriter.open({
+        database: db,
+        storage,
+        did: cfg.did,
+        keypair,
+        lexicons,
+        log: logger.child({ name: 'hold:repo' }),
+      })
+      const blobs = new DiskBlobStore(cfg.dataDir)
+      await blobs.init()
+      const stats = new StatsService(
+        db,
+        writer,
+        logger.child({ name: 'hold:stats' }),
+        { persistMs: cfg.statsPersistMs, flushMs: cfg.statsFlushMs },
+      )
+      return new AppContext({
+        cfg,
+        secrets,
+        logger,
+        db,
+        keypair,
+        didDoc: didDocument(cfg, keypair),
+        lexicons,
+        storage,
+        reader: new RecordReader(db, storage),
+        writer,
+        blobs,
+        urlSigner: new BlobUrlSigner(urlSecret, cfg.publicUrl),
+        stats,
+        access: overrides.access ?? openAccess,
+      })
+    } catch (err) {
+      db.close()
+      throw err
+    }
+  }
+}

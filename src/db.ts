@@ -1,0 +1,107 @@
+import { DatabaseSync } from 'node:sqlite'
+
+/**
+ * The hold's SQLite database. One connection does every write; readers that need a consistent
+ * snapshot over several statements (a streamed CAR) open their own with `openReader()`.
+ */
+export class Database {
+  readonly path: string
+  readonly db: DatabaseSync
+  private depth = 0
+
+  constructor(path: string) {
+    this.path = path
+    this.db = new DatabaseSync(path)
+    this.db.exec('PRAGMA journal_mode = WAL')
+    this.db.exec('PRAGMA synchronous = NORMAL')
+    this.db.exec('PRAGMA busy_timeout = 5000')
+    this.db.exec('PRAGMA foreign_keys = ON')
+    migrate(this.db)
+  }
+
+  /** Runs fn in one IMMEDIATE transaction; nested calls join the outer one. */
+  transaction<T>(fn: () => T): T {
+    if (this.depth > 0) return fn()
+    this.db.exec('BEGIN IMMEDIATE')
+    this.depth++
+    try {
+      const result = fn()
+      this.db.exec('COMMIT')
+      return result
+    } catch (err) {
+      this.db.exec('ROLLBACK')
+      throw err
+    } finally {
+      this.depth--
+    }
+  }
+
+  openReader(): DatabaseSync {
+    const reader = new DatabaseSync(this.path, { readOnly: true })
+    reader.exec('PRAGMA busy_timeout = 5000')
+    return reader
+  }
+
+  close(): void {
+    if (this.db.isOpen) this.db.close()
+  }
+}
+
+const MIGRATIONS: string[] = [
+  `
+  CREATE TABLE repo_root (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    cid TEXT NOT NULL,
+    rev TEXT NOT NULL,
+    indexed_at TEXT NOT NULL
+  );
+  CREATE TABLE repo_block (
+    cid TEXT PRIMARY KEY,
+    repo_rev TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    content BLOB NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX repo_block_rev_idx ON repo_block (repo_rev, cid);
+  CREATE TABLE record (
+    collection TEXT NOT NULL,
+    rkey TEXT NOT NULL,
+    cid TEXT NOT NULL,
+    repo_rev TEXT NOT NULL,
+    indexed_at TEXT NOT NULL,
+    PRIMARY KEY (collection, rkey)
+  ) WITHOUT ROWID;
+  CREATE INDEX record_cid_idx ON record (cid);
+  CREATE TABLE stats_counter (
+    did TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    pull_count INTEGER NOT NULL DEFAULT 0,
+    push_count INTEGER NOT NULL DEFAULT 0,
+    last_pull TEXT,
+    last_push TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1,
+    record_version INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (did, repository)
+  ) WITHOUT ROWID;
+  CREATE INDEX stats_counter_dirty_idx ON stats_counter (did, repository)
+    WHERE version > record_version;
+  `,
+]
+
+const migrate = (db: DatabaseSync): void => {
+  const row = db.prepare('PRAGMA user_version').get() as {
+    user_version: number
+  }
+  for (let v = row.user_version; v < MIGRATIONS.length; v++) {
+    db.exec('BEGIN IMMEDIATE')
+    try {
+      db.exec(MIGRATIONS[v])
+      db.exec(`PRAGMA user_version = ${v + 1}`)
+      db.exec('COMMIT')
+    } catch (err) {
+      db.exec('ROLLBACK')
+      throw err
+    }
+  }
+}

@@ -1,0 +1,72 @@
+import { isValidRecordKey } from '@atproto/syntax'
+import type { ServerConfig } from '../config.ts'
+import { ids } from '../lexicons.ts'
+import type { Logger } from '../logger.ts'
+import type { RecordReader } from './reader.ts'
+import type { RecordPut, RepoWriter } from './writer.ts'
+
+/** Crew records are keyed by the member's DID, as ATCR's holds do, when it is a legal key. */
+export const crewRecordKey = (did: string): string =>
+  isValidRecordKey(did) ? did : Buffer.from(did).toString('base64url')
+
+/**
+ * Makes the captain record (and the owner's crew record) match the configuration, in one
+ * commit, or no commit when they already do. HOLD_PUBLIC and HOLD_ALLOW_ALL_CREW apply only when
+ * set, so a change made to the record at run time survives a restart.
+ */
+export const bootstrapRecords = async (opts: {
+  cfg: ServerConfig
+  reader: RecordReader
+  writer: RepoWriter
+  log: Logger
+  now?: Date
+}): Promise<void> => {
+  const { cfg, reader, writer, log } = opts
+  const now = (opts.now ?? new Date()).toISOString()
+  const current = reader.get(ids.HoldCaptain, 'self')?.value
+  const owner = cfg.ownerDid ?? cfg.did
+  if (!cfg.ownerDid) {
+    log.warn(
+      { did: cfg.did },
+      'HOLD_OWNER_DID is not set: the captain names the hold itself as owner, and nobody can push',
+    )
+  }
+  const captain = {
+    $type: ids.HoldCaptain,
+    owner,
+    public: cfg.public ?? (current?.public as boolean | undefined) ?? true,
+    allowAllCrew:
+      cfg.allowAllCrew ??
+      (current?.allowAllCrew as boolean | undefined) ??
+      false,
+    enableBlueskyPosts:
+      (current?.enableBlueskyPosts as boolean | undefined) ?? false,
+    deployedAt: (current?.deployedAt as string | undefined) ?? now,
+  }
+  const puts: RecordPut[] = [
+    { collection: ids.HoldCaptain, rkey: 'self', record: captain },
+  ]
+  if (cfg.ownerDid) {
+    const rkey = crewRecordKey(cfg.ownerDid)
+    if (!reader.get(ids.HoldCrew, rkey)) {
+      puts.push({
+        collection: ids.HoldCrew,
+        rkey,
+        record: {
+          $type: ids.HoldCrew,
+          member: cfg.ownerDid,
+          role: 'owner',
+          permissions: ['blob:read', 'blob:write', 'crew:admin'],
+          addedAt: now,
+        },
+      })
+    }
+  }
+  const commit = await writer.putRecords(puts)
+  if (commit) {
+    log.info(
+      { rev: commit.rev, owner, public: captain.public },
+      current ? 'updated captain record' : 'created captain record',
+    )
+  }
+}

@@ -1,0 +1,120 @@
+import { BlockMap, ReadableBlockstore, type CommitData } from '@atproto/repo'
+import type { RepoStorage } from '@atproto/repo'
+import { parseCid, type Cid } from '@atproto/lex-data'
+import type { StatementSync } from 'node:sqlite'
+import type { Database } from '../db.ts'
+
+export type RepoRoot = { cid: Cid; rev: string }
+
+/**
+ * `@atproto/repo` storage on SQLite: blocks tagged with the rev that added them (so
+ * `getRepo?since=` can select newer blocks) and the root. Only the RepoWriter calls the
+ * mutating methods, always inside its transaction.
+ */
+export class SqlRepoStorage extends ReadableBlockstore implements RepoStorage {
+  private readonly getBlockStmt: StatementSync
+  private readonly putBlockStmt: StatementSync
+  private readonly deleteBlockIfUnusedStmt: StatementSync
+  private readonly getRootStmt: StatementSync
+  private readonly putRootStmt: StatementSync
+
+  readonly database: Database
+
+  constructor(database: Database) {
+    super()
+    this.database = database
+    const { db } = database
+    this.getBlockStmt = db.prepare(
+      'SELECT content FROM repo_block WHERE cid = ?',
+    )
+    this.putBlockStmt = db.prepare(
+      'INSERT INTO repo_block (cid, repo_rev, size, content) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
+    )
+    // A removed record block stays while another record with identical content still names it.
+    this.deleteBlockIfUnusedStmt = db.prepare(
+      'DELETE FROM repo_block WHERE cid = ?1 AND NOT EXISTS (SELECT 1 FROM record WHERE cid = ?1)',
+    )
+    this.getRootStmt = db.prepare('SELECT cid, rev FROM repo_root WHERE id = 1')
+    this.putRootStmt = db.prepare(
+      `INSERT INTO repo_root (id, cid, rev, indexed_at) VALUES (1, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET cid = excluded.cid, rev = excluded.rev, indexed_at = excluded.indexed_at`,
+    )
+  }
+
+  getRootSync(): RepoRoot | null {
+    const row = this.getRootStmt.get() as
+      { cid: string; rev: string } | undefined
+    return row ? { cid: parseCid(row.cid), rev: row.rev } : null
+  }
+
+  async getRoot(): Promise<Cid | null> {
+    return this.getRootSync()?.cid ?? null
+  }
+
+  getBytesSync(cid: Cid): Uint8Array | null {
+    const row = this.getBlockStmt.get(cid.toString()) as
+      { content: Uint8Array } | undefined
+    return row ? row.content : null
+  }
+
+  async getBytes(cid: Cid): Promise<Uint8Array | null> {
+    return this.getBytesSync(cid)
+  }
+
+  async has(cid: Cid): Promise<boolean> {
+    return this.getBytesSync(cid) !== null
+  }
+
+  async getBlocks(cids: Cid[]): Promise<{ blocks: BlockMap; missing: Cid[] }> {
+    const blocks = new BlockMap()
+    const missing: Cid[] = []
+    for (const cid of cids) {
+      const bytes = this.getBytesSync(cid)
+      if (bytes) blocks.set(cid, bytes)
+      else missing.push(cid)
+    }
+    return { blocks, missing }
+  }
+
+  putBlockSync(cid: Cid, block: Uint8Array, rev: string): void {
+    this.putBlockStmt.run(cid.toString(), rev, block.byteLength, block)
+  }
+
+  async putBlock(cid: Cid, block: Uint8Array, rev: string): Promise<void> {
+    this.database.transaction(() => this.putBlockSync(cid, block, rev))
+  }
+
+  async putMany(blocks: BlockMap, rev: string): Promise<void> {
+    this.database.transaction(() =>
+      blocks.forEach((bytes, cid) => this.putBlockSync(cid, bytes, rev)),
+    )
+  }
+
+  updateRootSync(cid: Cid, rev: string): void {
+    this.putRootStmt.run(cid.toString(), rev, new Date().toISOString())
+  }
+
+  async updateRoot(cid: Cid, rev: string): Promise<void> {
+    this.database.transaction(() => this.updateRootSync(cid, rev))
+  }
+
+  /**
+   * Writes a commit's blocks and root. Call after the record index reflects the commit, so a
+   * removed block that an identical record still uses is kept.
+   */
+  applyCommitSync(commit: CommitData): void {
+    commit.newBlocks.forEach((bytes, cid) =>
+      this.putBlockSync(cid, bytes, commit.rev),
+    )
+    for (const cid of commit.removedCids.toList()) {
+      if (!commit.newBlocks.has(cid)) {
+        this.deleteBlockIfUnusedStmt.run(cid.toString())
+      }
+    }
+    this.updateRootSync(commit.cid, commit.rev)
+  }
+
+  async applyCommit(commit: CommitData): Promise<void> {
+    this.database.transaction(() => this.applyCommitSync(commit))
+  }
+}

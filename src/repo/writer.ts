@@ -1,0 +1,224 @@
+import type { Keypair } from '@atproto/crypto'
+import { cidForLex } from '@atproto/lex-cbor'
+import type { LexMap } from '@atproto/lex-data'
+import {
+  Repo,
+  WriteOpAction,
+  type CommitData,
+  type RecordWriteOp,
+} from '@atproto/repo'
+import type { StatementSync } from 'node:sqlite'
+import type { Database } from '../db.ts'
+import type { Lexicons } from '../lexicons.ts'
+import type { Logger } from '../logger.ts'
+import type { SqlRepoStorage } from './storage.ts'
+
+/** Firehose limit: a commit may carry at most this many operations. */
+export const MAX_OPS_PER_COMMIT = 200
+
+export type RecordPut = { collection: string; rkey: string; record: LexMap }
+
+export type CommitEvent = { commit: CommitData; ops: RecordWriteOp[] }
+
+/**
+ * The one writer of the hold's repo. Two writers on one repo would fork its history, so every
+ * write in the process goes through `run()`, a FIFO queue that commits in order, and the repo
+ * object, the SQL storage and the record index move together inside one transaction.
+ */
+export class RepoWriter {
+  private repo: Repo
+  private tail: Promise<unknown> = Promise.resolve()
+  private readonly listeners: ((evt: CommitEvent) => void)[] = []
+  private readonly upsertRecordStmt: StatementSync
+  private readonly deleteRecordStmt: StatementSync
+  private readonly getRecordCidStmt: StatementSync
+
+  private readonly database: Database
+  readonly storage: SqlRepoStorage
+  private readonly keypair: Keypair
+  private readonly lexicons: Lexicons
+  private readonly log: Logger
+
+  private constructor(
+    database: Database,
+    storage: SqlRepoStorage,
+    keypair: Keypair,
+    lexicons: Lexicons,
+    log: Logger,
+    repo: Repo,
+  ) {
+    this.database = database
+    this.storage = storage
+    this.keypair = keypair
+    this.lexicons = lexicons
+    this.log = log
+    this.repo = repo
+    const { db } = database
+    this.upsertRecordStmt = db.prepare(
+      `INSERT INTO record (collection, rkey, cid, repo_rev, indexed_at) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (collection, rkey) DO UPDATE SET cid = excluded.cid, repo_rev = excluded.repo_rev, indexed_at = excluded.indexed_at`,
+    )
+    this.deleteRecordStmt = db.prepare(
+      'DELETE FROM record WHERE collection = ? AND rkey = ?',
+    )
+    this.getRecordCidStmt = db.prepare(
+      'SELECT cid FROM record WHERE collection = ? AND rkey = ?',
+    )
+  }
+
+  /** Loads the repo, or creates it (an empty signed commit) on first start. */
+  static async open(opts: {
+    database: Database
+    storage: SqlRepoStorage
+    did: string
+    keypair: Keypair
+    lexicons: Lexicons
+    log: Logger
+  }): Promise<RepoWriter> {
+    const { database, storage, did, keypair, lexicons, log } = opts
+    const root = storage.getRootSync()
+    let repo: Repo
+    if (root) {
+      repo = await Repo.load(storage, root.cid)
+      if (repo.did !== did) {
+        throw new RepoIdentityError(
+          `the data dir holds the repo of ${repo.did}, but HOLD_PUBLIC_URL makes this hold ${did}; restore the old HOLD_PUBLIC_URL or use a new HOLD_DATA_DIR`,
+        )
+      }
+    } else {
+      const commit = await Repo.formatInitCommit(storage, did, keypair)
+      database.transaction(() => storage.applyCommitSync(commit))
+      repo = await Repo.load(storage, commit.cid)
+      log.info({ did, rev: commit.rev }, 'created repo')
+    }
+    return new RepoWriter(database, storage, keypair, lexicons, log, repo)
+  }
+
+  get did(): string {
+    return this.repo.did
+  }
+
+  onCommit(listener: (evt: CommitEvent) => void): void {
+    this.listeners.push(listener)
+  }
+
+  /** Runs fn after every write queued before it, and before any queued after it. */
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(fn)
+    this.tail = result.catch(() => undefined)
+    return result
+  }
+
+  /** Waits for every write queued so far. */
+  async drain(): Promise<void> {
+    await this.run(async () => undefined)
+  }
+
+  /**
+   * Creates or updates records (unchanged ones are skipped) in one commit, and runs `inTxn` in
+   * the same SQLite transaction as the commit. Returns null when there was nothing to commit.
+   */
+  putRecords(
+    puts: RecordPut[],
+    inTxn?: () => void,
+  ): Promise<CommitData | null> {
+    return this.run(async () => {
+      const ops: RecordWriteOp[] = []
+      for (const { collection, rkey, record } of puts) {
+        const current = this.getRecordCidStmt.get(collection, rkey) as
+          { cid: string } | undefined
+        if (current && current.cid === (await cidForLex(record)).toString()) {
+          continue
+        }
+        ops.push({
+          action: current ? WriteOpAction.Update : WriteOpAction.Create,
+          collection,
+          rkey,
+          record,
+        } as RecordWriteOp)
+      }
+      if (ops.length === 0) {
+        if (inTxn) this.database.transaction(inTxn)
+        return null
+      }
+      return this.commitNow(ops, inTxn)
+    })
+  }
+
+  deleteRecords(
+    paths: { collection: string; rkey: string }[],
+    inTxn?: () => void,
+  ): Promise<CommitData | null> {
+    return this.run(async () => {
+      const ops = paths
+        .filter(({ collection, rkey }) =>
+          this.getRecordCidStmt.get(collection, rkey),
+        )
+        .map(
+          ({ collection, rkey }) =>
+            ({
+              action: WriteOpAction.Delete,
+              collection,
+              rkey,
+            }) as RecordWriteOp,
+        )
+      if (ops.length === 0) {
+        if (inTxn) this.database.transaction(inTxn)
+        return null
+      }
+      return this.commitNow(ops, inTxn)
+    })
+  }
+
+  /** Must run inside the queue. */
+  private async commitNow(
+    ops: RecordWriteOp[],
+    inTxn?: () => void,
+  ): Promise<CommitData> {
+    if (ops.length > MAX_OPS_PER_COMMIT) {
+      throw new Error(
+        `a commit carries at most ${MAX_OPS_PER_COMMIT} operations, got ${ops.length}`,
+      )
+    }
+    const cids: string[] = []
+    for (const op of ops) {
+      if (op.action === WriteOpAction.Delete) {
+        cids.push('')
+        continue
+      }
+      this.lexicons.assertValidRecord(op.collection, op.record)
+      cids.push((await cidForLex(op.record)).toString())
+    }
+    const commit = await this.repo.formatCommit(ops, this.keypair)
+    const now = new Date().toISOString()
+    this.database.transaction(() => {
+      ops.forEach((op, i) => {
+        if (op.action === WriteOpAction.Delete) {
+          this.deleteRecordStmt.run(op.collection, op.rkey)
+        } else {
+          this.upsertRecordStmt.run(
+            op.collection,
+            op.rkey,
+            cids[i],
+            commit.rev,
+            now,
+          )
+        }
+      })
+      this.storage.applyCommitSync(commit)
+      inTxn?.()
+    })
+    this.repo = await Repo.load(this.storage, commit.cid)
+    this.log.debug({ rev: commit.rev, ops: ops.length }, 'committed')
+    for (const listener of this.listeners) {
+      try {
+        listener({ commit, ops })
+      } catch (err) {
+        this.log.error({ err }, 'commit listener failed')
+      }
+    }
+    return commit
+  }
+}
+
+export class RepoIdentityError extends Error {}

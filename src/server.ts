@@ -1,0 +1,115 @@
+import { readFileSync } from 'node:fs'
+import type { AddressInfo } from 'node:net'
+import type { Server } from 'node:http'
+import { createAdaptorServer } from '@hono/node-server'
+import { createApp } from './app.ts'
+import type { App } from './api/util.ts'
+import type { ServerConfig, ServerSecrets } from './config.ts'
+import { AppContext, type AppContextOverrides } from './context.ts'
+import { bootstrapRecords } from './repo/bootstrap.ts'
+
+export const packageVersion = (): string =>
+  (
+    JSON.parse(
+      readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
+    ) as { version: string }
+  ).version
+
+/** The hold: create (open data, bootstrap records), start (listen), destroy (drain, close). */
+export class HoldServer {
+  private server: Server | undefined
+  private destroying: Promise<void> | undefined
+
+  readonly ctx: AppContext
+  readonly app: App
+
+  private constructor(ctx: AppContext, app: App) {
+    this.ctx = ctx
+    this.app = app
+  }
+
+  static async create(
+    cfg: ServerConfig,
+    secrets: ServerSecrets,
+    overrides?: AppContextOverrides,
+  ): Promise<HoldServer> {
+    const ctx = await AppContext.fromConfig(cfg, secrets, overrides)
+    try {
+      await bootstrapRecords({
+        cfg,
+        reader: ctx.reader,
+        writer: ctx.writer,
+        log: ctx.logger.child({ name: 'hold:repo' }),
+      })
+    } catch (err) {
+      ctx.db.close()
+      throw err
+    }
+    return new HoldServer(ctx, createApp(ctx))
+  }
+
+  get port(): number {
+    return (this.server?.address() as AddressInfo | null)?.port ?? 0
+  }
+
+  async start(): Promise<this> {
+    const { cfg, stats } = this.ctx
+    const logger = this.ctx.logger.child({ name: 'hold:server' })
+    const server = createAdaptorServer({ fetch: this.app.fetch }) as Server
+    server.headersTimeout = 30_000
+    server.requestTimeout = 0 // large uploads may take long; headersTimeout bounds slow clients
+    server.keepAliveTimeout = 65_000
+    this.server = server
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(cfg.port, cfg.host, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    stats.start()
+    // Counters a crash left behind in the table reach the repo now, not at the first flush.
+    stats
+      .flush()
+      .catch((err) =>
+        logger.error({ err }, 'initial stats flush failed; will retry'),
+      )
+    logger.info(
+      {
+        did: cfg.did,
+        url: cfg.publicUrl,
+        port: this.port,
+        version: cfg.version,
+      },
+      'hold started',
+    )
+    return this
+  }
+
+  /** Stops accepting, lets in-flight requests finish, drains every count, closes the database. */
+  destroy(): Promise<void> {
+    this.destroying ??= this.destroyNow()
+    return this.destroying
+  }
+
+  private async destroyNow(): Promise<void> {
+    const { stats, writer, db } = this.ctx
+    const logger = this.ctx.logger.child({ name: 'hold:server' })
+    const server = this.server
+    if (server) {
+      const closed = new Promise<void>((resolve) =>
+        server.close(() => resolve()),
+      )
+      server.closeIdleConnections()
+      await closed
+    }
+    const flushed = await stats.stop()
+    await writer.drain()
+    db.close()
+    logger.info(flushed, 'hold stopped')
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.destroy()
+  }
+}

@@ -1,0 +1,55 @@
+import { InvalidRequestError } from '../errors.ts'
+
+export const MAX_RKEY_LENGTH = 512
+export const MAX_REPOSITORY_LENGTH = 256
+
+// OCI distribution spec, name grammar: path components of lowercase alphanumerics joined by
+// '.', '_', '__' or runs of '-', separated by '/'.
+const COMPONENT = '[a-z0-9]+(?:(?:\\.|_|__|-+)[a-z0-9]+)*'
+const REPOSITORY_RE = new RegExp(`^${COMPONENT}(?:/${COMPONENT})*$`)
+
+export const isValidRepository = (name: string): boolean =>
+  name.length <= MAX_REPOSITORY_LENGTH && REPOSITORY_RE.test(name)
+
+/**
+ * The record key of a (DID, repository) pair: base64url without padding of `did:repository`.
+ * Standard base64 would put '+', '/' and '=' in keys, none of which a record key may contain.
+ */
+export const statsRecordKey = (did: string, repository: string): string =>
+  Buffer.from(`${did}:${repository}`, 'utf8').toString('base64url')
+
+/** The inverse of statsRecordKey; the DID is everything before the last ':'. */
+export const parseStatsRecordKey = (
+  rkey: string,
+): { did: string; repository: string } => {
+  const text = Buffer.from(rkey, 'base64url').toString('utf8')
+  const sep = text.lastIndexOf(':')
+  return { did: text.slice(0, sep), repository: text.slice(sep + 1) }
+}
+
+/**
+ * Validates an optional `repo` parameter (empty means absent) for a DID whose syntax is already
+ * checked, including that the pair's record key fits.
+ */
+export const parseRepoParam = (
+  did: string,
+  repo: string | undefined,
+): string | undefined => {
+  if (repo === undefined || repo === '') return undefined
+  if (repo.length > MAX_REPOSITORY_LENGTH) {
+    throw new InvalidRequestError(
+      `repo is longer than ${MAX_REPOSITORY_LENGTH} characters`,
+    )
+  }
+  if (!REPOSITORY_RE.test(repo)) {
+    throw new InvalidRequestError(
+      'repo must be an OCI repository name: lowercase letters, digits and . _ - separators, path components joined by /',
+    )
+  }
+  if (statsRecordKey(did, repo).length > MAX_RKEY_LENGTH) {
+    throw new InvalidRequestError(
+      `did and repo together are too long: their stats record key would exceed ${MAX_RKEY_LENGTH} characters`,
+    )
+  }
+  return repo
+}
