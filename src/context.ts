@@ -17,11 +17,13 @@ import { createRootLogger, type Logger } from './logger.ts'
 import { RecordReader } from './repo/reader.ts'
 import { SqlRepoStorage } from './repo/storage.ts'
 import { RepoWriter } from './repo/writer.ts'
-import { StatsService } from './stats/service.ts'
+import { StatsService, type Counter } from './stats/service.ts'
 
 export type AppContextOverrides = Partial<{
   logger: Logger
   access: AccessControl
+  /** Replaces what getBlob and uploads count with (benchmarks compare designs through it). */
+  counter: (fields: Omit<AppContextFields, 'counter'>) => Counter
 }>
 
 export type AppContextFields = {
@@ -38,6 +40,7 @@ export type AppContextFields = {
   blobs: DiskBlobStore
   urlSigner: BlobUrlSigner
   stats: StatsService
+  counter: Counter
   access: AccessControl
 }
 
@@ -56,6 +59,8 @@ export class AppContext {
   readonly blobs: DiskBlobStore
   readonly urlSigner: BlobUrlSigner
   readonly stats: StatsService
+  /** Where the request path counts: `stats` unless overridden. */
+  readonly counter: Counter
   readonly access: AccessControl
 
   private constructor(f: AppContextFields) {
@@ -72,6 +77,7 @@ export class AppContext {
     this.blobs = f.blobs
     this.urlSigner = f.urlSigner
     this.stats = f.stats
+    this.counter = f.counter
     this.access = f.access
   }
 
@@ -104,7 +110,7 @@ export class AppContext {
         logger.child({ name: 'hold:stats' }),
         { persistMs: cfg.statsPersistMs, flushMs: cfg.statsFlushMs },
       )
-      return new AppContext({
+      const fields = {
         cfg,
         secrets,
         logger,
@@ -119,6 +125,10 @@ export class AppContext {
         urlSigner: new BlobUrlSigner(urlSecret, cfg.publicUrl),
         stats,
         access: overrides.access ?? openAccess,
+      }
+      return new AppContext({
+        ...fields,
+        counter: overrides.counter?.(fields) ?? stats,
       })
     } catch (err) {
       db.close()

@@ -36,6 +36,12 @@ type CounterRow = {
   version: number
 }
 
+/** What the request path calls to count; StatsService in production. */
+export interface Counter {
+  countPull(did: string, repository: string): void
+  countPush(did: string, repository: string): void
+}
+
 export type FlushResult = { records: number; commits: number; ms: number }
 
 const keyOf = (did: string, repository: string) => `${did} ${repository}`
@@ -48,7 +54,7 @@ const iso = (ms: number) => new Date(ms).toISOString()
  * through the repo's single writer, at most 200 per commit. Reads merge the table with what is
  * still pending, so a count is visible as soon as it is accepted.
  */
-export class StatsService {
+export class StatsService implements Counter {
   private pending = new Map<string, Delta>()
   private persistTimer: NodeJS.Timeout | undefined
   private flushTimer: NodeJS.Timeout | undefined
