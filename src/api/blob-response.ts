@@ -44,14 +44,17 @@ export const BLOB_HEADERS = {
   'accept-ranges': 'bytes',
 }
 
-/** Streams a stored blob (or one range of it) with length and safety headers. */
-export const blobResponse = (
+/** Below this, a blob is read whole instead of streamed. */
+const SMALL_BLOB_BYTES = 64 * 1024
+
+/** Sends a stored blob (or one range of it) with length and safety headers, streamed when large. */
+export const blobResponse = async (
   blobs: DiskBlobStore,
   hex: string,
   size: number,
   range: ByteRange | undefined,
   head: boolean,
-): Response => {
+): Promise<Response> => {
   const headers: Record<string, string> = {
     ...BLOB_HEADERS,
     'content-type': 'application/octet-stream',
@@ -67,6 +70,10 @@ export const blobResponse = (
   }
   headers['content-length'] = String(length)
   if (head || length === 0) return new Response(null, { status, headers })
+  if (length <= SMALL_BLOB_BYTES) {
+    const bytes = await blobs.readSmall(hex, range?.start ?? 0, length)
+    return new Response(bytes, { status, headers })
+  }
   const stream = Readable.toWeb(
     blobs.read(hex, range),
   ) as unknown as ReadableStream<Uint8Array>

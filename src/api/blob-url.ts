@@ -68,7 +68,7 @@ export const register: Register = (app, ctx) => {
       }
       throw err
     }
-    if (grant.repo) ctx.counter.countPush(grant.did, grant.repo)
+    if (grant.repo) await ctx.counter.countPush(grant.did, grant.repo)
     return c.json({ digest: `sha256:${hex}`, size }, 201)
   })
 }

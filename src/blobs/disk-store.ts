@@ -13,9 +13,13 @@ export class BlobTooLargeError extends Error {}
  * file, are hashed while written, fsynced and renamed into place only when the sha256 matches,
  * so a crash or a bad upload never leaves a partial blob under a digest.
  */
+/** Blobs are immutable once stored, so their sizes can be remembered. */
+const SIZE_CACHE_ENTRIES = 100_000
+
 export class DiskBlobStore {
   private readonly root: string
   private readonly tmpDir: string
+  private readonly sizes = new Map<string, number>()
 
   constructor(dataDir: string) {
     this.root = join(dataDir, 'blobs', 'sha256')
@@ -35,11 +39,46 @@ export class DiskBlobStore {
 
   /** Size in bytes, or null when the blob is not stored. */
   async size(hex: string): Promise<number | null> {
+    const known = this.sizes.get(hex)
+    if (known !== undefined) return known
     try {
-      return (await stat(this.pathFor(hex))).size
+      const { size } = await stat(this.pathFor(hex))
+      this.remember(hex, size)
+      return size
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
       throw err
+    }
+  }
+
+  private remember(hex: string, size: number): void {
+    if (this.sizes.size >= SIZE_CACHE_ENTRIES) {
+      // Drop the oldest entry; Map iterates in insertion order.
+      this.sizes.delete(this.sizes.keys().next().value!)
+    }
+    this.sizes.set(hex, size)
+  }
+
+  /** Reads a small blob (or range) whole, cheaper than a stream for layer configs and the like. */
+  async readSmall(hex: string, start: number, length: number): Promise<Buffer> {
+    const fh = await open(this.pathFor(hex), 'r')
+    try {
+      const buf = Buffer.allocUnsafe(length)
+      let done = 0
+      while (done < length) {
+        const { bytesRead } = await fh.read(
+          buf,
+          done,
+          length - done,
+          start + done,
+        )
+        if (bytesRead === 0)
+          throw new Error(`blob ${hex} is shorter than expected`)
+        done += bytesRead
+      }
+      return buf
+    } finally {
+      await fh.close()
     }
   }
 
@@ -87,6 +126,7 @@ export class DiskBlobStore {
       const dest = this.pathFor(hex)
       await mkdir(dirname(dest), { recursive: true })
       await rename(tmp, dest)
+      this.remember(hex, size)
       return size
     } finally {
       await rm(tmp, { force: true })

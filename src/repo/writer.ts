@@ -122,9 +122,20 @@ export class RepoWriter {
     puts: RecordPut[],
     inTxn?: () => void,
   ): Promise<CommitData | null> {
+    return this.putRecordsFrom(() => puts, inTxn)
+  }
+
+  /**
+   * Like putRecords, with the records built inside the writer's turn, so a read-modify-write
+   * sees every earlier write and no later one.
+   */
+  putRecordsFrom(
+    build: () => RecordPut[],
+    inTxn?: () => void,
+  ): Promise<CommitData | null> {
     return this.run(async () => {
       const ops: RecordWriteOp[] = []
-      for (const { collection, rkey, record } of puts) {
+      for (const { collection, rkey, record } of build()) {
         const current = this.getRecordCidStmt.get(collection, rkey) as
           { cid: string } | undefined
         if (current && current.cid === (await cidForLex(record)).toString()) {

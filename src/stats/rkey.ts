@@ -18,6 +18,12 @@ export const isValidRepository = (name: string): boolean =>
 export const statsRecordKey = (did: string, repository: string): string =>
   Buffer.from(`${did}:${repository}`, 'utf8').toString('base64url')
 
+/** The length of statsRecordKey(did, repository), without building it (the getBlob hot path). */
+export const statsRecordKeyLength = (did: string, repository: string): number =>
+  Math.ceil(
+    ((Buffer.byteLength(did) + 1 + Buffer.byteLength(repository)) * 4) / 3,
+  )
+
 /** The inverse of statsRecordKey; the DID is everything before the last ':'. */
 export const parseStatsRecordKey = (
   rkey: string,
@@ -46,7 +52,7 @@ export const parseRepoParam = (
       'repo must be an OCI repository name: lowercase letters, digits and . _ - separators, path components joined by /',
     )
   }
-  if (statsRecordKey(did, repo).length > MAX_RKEY_LENGTH) {
+  if (statsRecordKeyLength(did, repo) > MAX_RKEY_LENGTH) {
     throw new InvalidRequestError(
       `did and repo together are too long: their stats record key would exceed ${MAX_RKEY_LENGTH} characters`,
     )

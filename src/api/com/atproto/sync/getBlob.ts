@@ -45,7 +45,7 @@ export const register: Register = (app, ctx) => {
       })
     }
     if (method === 'GET') {
-      if (repo && !head) ctx.counter.countPull(did, repo)
+      if (repo && !head) await ctx.counter.countPull(did, repo)
       return c.json({
         method,
         ...ctx.urlSigner.sign({ method, hex, did, repo }),
@@ -54,7 +54,7 @@ export const register: Register = (app, ctx) => {
     const range = parseRange(c.req.header('range'), size)
     // A range that does not start at byte 0 resumes a download already counted.
     if (repo && !head && (range === undefined || range.start === 0)) {
-      ctx.counter.countPull(did, repo)
+      await ctx.counter.countPull(did, repo)
     }
     return blobResponse(ctx.blobs, hex, size, range, head)
   })

@@ -1,0 +1,87 @@
+/**
+ * A hold for benchmarks: the real server, plus two routes the benchmark reads (a bare Hono route,
+ * the ceiling of this stack, and commit counters), and with BENCH_COUNTER=seed the seed
+ * document's counting design in place of ours. Prints `READY <port>` when it listens.
+ */
+import type { LexMap } from '@atproto/lex-data'
+import { envToCfg, envToSecrets, readEnv } from '../src/config.ts'
+import type { AppContextFields } from '../src/context.ts'
+import { ids } from '../src/lexicons.ts'
+import { HoldServer } from '../src/server.ts'
+import { statsRecordKey } from '../src/stats/rkey.ts'
+import type { Counter } from '../src/stats/service.ts'
+
+/**
+ * The seed's design (`IncrementPullCount`): read the record, add one, write it back as one
+ * signed commit per count. Serialised through the single writer, with the read inside the
+ * writer's turn, so that it loses nothing, and awaited, so a counted request costs its commit.
+ */
+class SeedDesignCounter implements Counter {
+  private readonly f: Omit<AppContextFields, 'counter'>
+  constructor(f: Omit<AppContextFields, 'counter'>) {
+    this.f = f
+  }
+  countPull(did: string, repository: string) {
+    return this.bump(did, repository, 'pull')
+  }
+  countPush(did: string, repository: string) {
+    return this.bump(did, repository, 'push')
+  }
+  private async bump(did: string, repository: string, kind: 'pull' | 'push') {
+    const rkey = statsRecordKey(did, repository)
+    await this.f.writer.putRecordsFrom(() => {
+      const now = new Date().toISOString()
+      const cur = this.f.reader.get(ids.HoldStats, rkey)?.value
+      const rec: LexMap = cur
+        ? { ...cur }
+        : {
+            $type: ids.HoldStats,
+            did,
+            ownerDid: did,
+            repository,
+            pullCount: 0,
+            pushCount: 0,
+            createdAt: now,
+          }
+      if (kind === 'pull') {
+        rec.pullCount = (rec.pullCount as number) + 1
+        rec.lastPull = now
+      } else {
+        rec.pushCount = (rec.pushCount as number) + 1
+        rec.lastPush = now
+      }
+      rec.updatedAt = now
+      return [{ collection: ids.HoldStats, rkey, record: rec }]
+    })
+  }
+}
+
+const env = readEnv()
+const seed = process.env.BENCH_COUNTER === 'seed'
+const hold = await HoldServer.create(
+  envToCfg(env, 'bench'),
+  envToSecrets(env),
+  {
+    counter: seed ? (f) => new SeedDesignCounter(f) : undefined,
+  },
+)
+const commits = { count: 0, ops: 0, maxOps: 0 }
+hold.ctx.writer.onCommit(({ ops }) => {
+  commits.count++
+  commits.ops += ops.length
+  commits.maxOps = Math.max(commits.maxOps, ops.length)
+})
+hold.app.get('/_bench/bare', (c) => c.json({ ok: true, hold: 'bench' }))
+hold.app.get('/_bench/commits', (c) =>
+  c.json({ ...commits, pendingPairs: hold.ctx.stats.pendingPairs }),
+)
+await hold.start()
+process.stdout.write(`READY ${hold.port}\n`)
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.once(signal, () => {
+    hold.destroy().then(
+      () => (process.exitCode = 0),
+      () => (process.exitCode = 1),
+    )
+  })
+}
