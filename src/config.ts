@@ -91,10 +91,15 @@ export const envToCfg = (
 ): ServerConfig => {
   const port = parseIntVar('HOLD_PORT', env.port, 8080, 0, 65535)
   const publicUrl = parsePublicUrl(
-    env.publicUrl || `http://localhost:${port || 8080}`,
+    nonEmpty(env.publicUrl) ?? `http://localhost:${port || 8080}`,
   )
   const url = new URL(publicUrl)
   const did = `did:web:${url.hostname}${url.port ? `%3A${url.port}` : ''}`
+  if (!isValidDid(did)) {
+    throw new ConfigError(
+      `HOLD_PUBLIC_URL must have a DNS name or IPv4 host (did:web cannot name "${url.hostname}"), got "${publicUrl}"`,
+    )
+  }
   const ownerDid = nonEmpty(env.ownerDid)
   if (ownerDid !== undefined && !isValidDid(ownerDid)) {
     throw new ConfigError(`HOLD_OWNER_DID must be a DID, got "${ownerDid}"`)

@@ -18,6 +18,8 @@ export const packageVersion = (): string =>
 /** The hold: create (open data, bootstrap records), start (listen), destroy (drain, close). */
 export class HoldServer {
   private server: Server | undefined
+  /** How long in-flight requests may run after a stop begins. */
+  drainGraceMs = 20_000
   private destroying: Promise<void> | undefined
 
   readonly ctx: AppContext
@@ -101,7 +103,22 @@ export class HoldServer {
         server.close(() => resolve()),
       )
       server.closeIdleConnections()
+      // A keep-alive connection busy at close() becomes idle when its response ends; close it
+      // then, not after keepAliveTimeout (65 s), or a stop with requests in flight hangs.
+      const sweep = setInterval(() => server.closeIdleConnections(), 50)
+      // A client that never finishes (a stalled download or upload) must not hold the stop
+      // past the platform's kill timeout: after the grace period its connection is cut, and an
+      // unfinished upload stores nothing.
+      const deadline = setTimeout(() => {
+        logger.warn(
+          { graceMs: this.drainGraceMs },
+          'closing connections still open after the grace period',
+        )
+        server.closeAllConnections()
+      }, this.drainGraceMs)
       await closed
+      clearInterval(sweep)
+      clearTimeout(deadline)
     }
     const flushed = await stats.stop()
     await writer.drain()

@@ -27,8 +27,11 @@ export class SqlRepoStorage extends ReadableBlockstore implements RepoStorage {
     this.getBlockStmt = db.prepare(
       'SELECT content FROM repo_block WHERE cid = ?',
     )
+    // A block a new commit adds again (a record identical to an older one) takes the newer rev,
+    // so `getRepo?since=` still sends it to a consumer that must see it as a new leaf.
     this.putBlockStmt = db.prepare(
-      'INSERT INTO repo_block (cid, repo_rev, size, content) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
+      `INSERT INTO repo_block (cid, repo_rev, size, content) VALUES (?, ?, ?, ?)
+       ON CONFLICT (cid) DO UPDATE SET repo_rev = excluded.repo_rev WHERE excluded.repo_rev > repo_block.repo_rev`,
     )
     // A removed record block stays while another record with identical content still names it.
     this.deleteBlockIfUnusedStmt = db.prepare(

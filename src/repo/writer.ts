@@ -1,8 +1,10 @@
+import { TID } from '@atproto/common'
 import type { Keypair } from '@atproto/crypto'
 import { cidForLex } from '@atproto/lex-cbor'
 import type { LexMap } from '@atproto/lex-data'
 import {
   Repo,
+  verifyCommitSig,
   WriteOpAction,
   type CommitData,
   type RecordWriteOp,
@@ -83,6 +85,20 @@ export class RepoWriter {
       if (repo.did !== did) {
         throw new RepoIdentityError(
           `the data dir holds the repo of ${repo.did}, but HOLD_PUBLIC_URL makes this hold ${did}; restore the old HOLD_PUBLIC_URL or use a new HOLD_DATA_DIR`,
+        )
+      }
+      // A new signing key (HOLD_SIGNING_KEY set or changed) would leave the head signed by a key
+      // did.json no longer publishes, and the repo unverifiable until the next write.
+      if (!(await verifyCommitSig(repo.commit, keypair.did()))) {
+        const commit = await repo.formatResignCommit(
+          TID.nextStr(repo.commit.rev),
+          keypair,
+        )
+        database.transaction(() => storage.applyCommitSync(commit))
+        repo = await Repo.load(storage, commit.cid)
+        log.info(
+          { did, rev: commit.rev },
+          're-signed the head with the new key',
         )
       }
     } else {
