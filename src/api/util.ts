@@ -1,10 +1,15 @@
 import type { HttpBindings } from '@hono/node-server'
 import { isValidDid, isValidNsid, isValidRecordKey } from '@atproto/syntax'
 import type { Context, Hono } from 'hono'
+import type { Caller } from '../access.ts'
 import type { AppContext } from '../context.ts'
 import { InvalidRequestError, NotFoundError } from '../errors.ts'
 
-export type Env = { Bindings: HttpBindings }
+/** Per-request values: `caller` is set once a request is authenticated (logs, metrics). */
+export type Env = {
+  Bindings: HttpBindings
+  Variables: { caller: Caller | undefined }
+}
 export type App = Hono<Env>
 export type Ctx = Context<Env>
 
