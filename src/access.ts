@@ -1,17 +1,74 @@
+import type { ServiceAuth } from './auth/service-auth.ts'
+import type { CrewIndex } from './auth/crew.ts'
+import { AuthRequiredError, ForbiddenError } from './errors.ts'
+
 /**
- * Who may call what. The getBlob path and the signed-URL upload ask this before they count or
- * write anything. This version lets every caller read and write; service auth, captain and
- * crew checks replace `openAccess` without touching the handlers.
+ * Who may call what, as ATCR's holds decide it: a public hold lets anyone read blobs; a private
+ * one needs the owner or a crew member with blob:read or blob:write. Any write needs the owner
+ * or crew with blob:write. The getBlob path and uploads ask this before they count or write.
  */
-export type Permission = 'blob:read' | 'blob:write'
+export type Permission = 'blob:read' | 'blob:write' | 'crew:admin'
 
 export type Caller = { did?: string }
 
 export interface AccessControl {
-  /** Resolves to the caller when allowed; throws an XRPCError (401/403) otherwise. */
-  authorize(req: Request, need: Permission): Promise<Caller>
+  /** The caller, verified when the request carries credentials; 401 for bad credentials. */
+  authenticate(req: Request, nsid: string): Promise<Caller>
+  /** Resolves to the caller when allowed; throws 401 (no credentials) or 403 otherwise. */
+  authorize(req: Request, need: Permission, nsid: string): Promise<Caller>
 }
 
+export class HoldAccess implements AccessControl {
+  private readonly auth: ServiceAuth
+  private readonly crew: CrewIndex
+
+  constructor(auth: ServiceAuth, crew: CrewIndex) {
+    this.auth = auth
+    this.crew = crew
+  }
+
+  async authenticate(req: Request, nsid: string): Promise<Caller> {
+    const did = await this.auth.verify(
+      req.headers.get('authorization') ?? undefined,
+      nsid,
+    )
+    return { did }
+  }
+
+  async authorize(
+    req: Request,
+    need: Permission,
+    nsid: string,
+  ): Promise<Caller> {
+    const caller = await this.authenticate(req, nsid)
+    if (need === 'blob:read' && this.crew.captain.public) return caller
+    if (!caller.did) {
+      throw new AuthRequiredError(
+        `access denied for ${need}: this request needs a service token (Authorization: Bearer)`,
+      )
+    }
+    const missing = this.missing(caller.did, need)
+    if (missing)
+      throw new ForbiddenError(`access denied for ${need}: ${missing}`)
+    return caller
+  }
+
+  /** Why did lacks a permission, or undefined when it has it. */
+  missing(did: string, need: Permission): string | undefined {
+    if (did === this.crew.captain.owner) return undefined
+    const member = this.crew.member(did)
+    if (!member) return 'not a crew member'
+    const grants =
+      need === 'blob:read'
+        ? member.permissions.has('blob:read') ||
+          member.permissions.has('blob:write')
+        : member.permissions.has(need)
+    return grants ? undefined : `crew member without ${need}`
+  }
+}
+
+/** Everyone may do everything: for tests of parts that do not concern access. */
 export const openAccess: AccessControl = {
+  authenticate: async () => ({}),
   authorize: async () => ({}),
 }

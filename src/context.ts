@@ -1,7 +1,9 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Secp256k1Keypair } from '@atproto/crypto'
-import { openAccess, type AccessControl } from './access.ts'
+import { HoldAccess, type AccessControl } from './access.ts'
+import { CrewIndex } from './auth/crew.ts'
+import { ServiceAuth } from './auth/service-auth.ts'
 import { DiskBlobStore } from './blobs/disk-store.ts'
 import { BlobUrlSigner } from './blobs/signed-url.ts'
 import type { ServerConfig, ServerSecrets } from './config.ts'
@@ -17,6 +19,7 @@ import { createRootLogger, type Logger } from './logger.ts'
 import { RecordReader } from './repo/reader.ts'
 import { SqlRepoStorage } from './repo/storage.ts'
 import { RepoWriter } from './repo/writer.ts'
+import { CountLimiter } from './stats/limiter.ts'
 import { StatsService, type Counter } from './stats/service.ts'
 
 export type AppContextOverrides = Partial<{
@@ -41,6 +44,9 @@ export type AppContextFields = {
   urlSigner: BlobUrlSigner
   stats: StatsService
   counter: Counter
+  limiter: CountLimiter
+  crew: CrewIndex
+  serviceAuth: ServiceAuth
   access: AccessControl
 }
 
@@ -61,6 +67,10 @@ export class AppContext {
   readonly stats: StatsService
   /** Where the request path counts: `stats` unless overridden. */
   readonly counter: Counter
+  /** HOLD_STATS_MAX_PER_MINUTE, applied before `counter`. */
+  readonly limiter: CountLimiter
+  readonly crew: CrewIndex
+  readonly serviceAuth: ServiceAuth
   readonly access: AccessControl
 
   private constructor(f: AppContextFields) {
@@ -78,6 +88,9 @@ export class AppContext {
     this.urlSigner = f.urlSigner
     this.stats = f.stats
     this.counter = f.counter
+    this.limiter = f.limiter
+    this.crew = f.crew
+    this.serviceAuth = f.serviceAuth
     this.access = f.access
   }
 
@@ -110,6 +123,12 @@ export class AppContext {
         logger.child({ name: 'hold:stats' }),
         { persistMs: cfg.statsPersistMs, flushMs: cfg.statsFlushMs },
       )
+      const reader = new RecordReader(db, storage)
+      const crew = new CrewIndex(reader, writer)
+      const serviceAuth = new ServiceAuth({
+        ownDid: cfg.did,
+        plcUrl: cfg.plcUrl,
+      })
       const fields = {
         cfg,
         secrets,
@@ -119,12 +138,15 @@ export class AppContext {
         didDoc: didDocument(cfg, keypair),
         lexicons,
         storage,
-        reader: new RecordReader(db, storage),
+        reader,
         writer,
         blobs,
         urlSigner: new BlobUrlSigner(urlSecret, cfg.publicUrl),
         stats,
-        access: overrides.access ?? openAccess,
+        limiter: new CountLimiter(cfg.statsMaxPerMinute),
+        crew,
+        serviceAuth,
+        access: overrides.access ?? new HoldAccess(serviceAuth, crew),
       }
       return new AppContext({
         ...fields,

@@ -5,8 +5,28 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { envToCfg, envToSecrets, readEnv } from '../src/config.ts'
 import { HoldServer } from '../src/server.ts'
+import { bearer, identity, testPlcUrl } from './_identity.ts'
 
 export const ROOT = new URL('..', import.meta.url).pathname
+
+/** The owner test holds get unless a test sets HOLD_OWNER_DID itself (even to ''). */
+export const TEST_OWNER = 'did:plc:testowner0000000000000000'
+
+/**
+ * Every test hold resolves DIDs through the test directory and, unless told otherwise, is
+ * owned by TEST_OWNER, whose key that directory holds, so tests can push with real tokens.
+ */
+const testEnv = async (
+  env: Record<string, string> = {},
+): Promise<Record<string, string>> => {
+  const owner = env.HOLD_OWNER_DID ?? TEST_OWNER
+  if (owner) await identity(owner)
+  return {
+    HOLD_PLC_URL: await testPlcUrl(),
+    HOLD_OWNER_DID: owner,
+    ...env,
+  }
+}
 
 export const freePort = (): Promise<number> =>
   new Promise((resolve, reject) => {
@@ -47,7 +67,7 @@ export const startHold = async (
     HOLD_PORT: String(port),
     HOLD_DATA_DIR: dataDir,
     LOG_LEVEL: 'silent',
-    ...opts.env,
+    ...(await testEnv(opts.env)),
   })
   const hold = await HoldServer.create(envToCfg(env, 'test'), envToSecrets(env))
   await hold.start()
@@ -85,7 +105,7 @@ export const spawnHold = async (opts: {
       HOLD_PORT: String(port),
       HOLD_DATA_DIR: opts.dataDir,
       LOG_LEVEL: 'info',
-      ...opts.env,
+      ...(await testEnv(opts.env)),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -189,20 +209,52 @@ export const atprotoKeyFromDidDoc = (doc: {
   return `did:key:${vm.publicKeyMultibase}`
 }
 
-/** Stores a blob through the hold's own API: getBlob method=PUT, then PUT to the signed URL. */
+/** The hold's DID and captain owner, as any client can read them. */
+export const holdInfo = async (
+  base: string,
+): Promise<{ did: string; owner: string }> => {
+  const { did } = (
+    await xrpc<{ did: string }>(base, 'com.atproto.server.describeServer')
+  ).body
+  const captain = await xrpc<{ value: { owner: string } }>(
+    base,
+    'com.atproto.repo.getRecord',
+    { repo: did, collection: 'io.atcr.hold.captain', rkey: 'self' },
+  )
+  return { did, owner: captain.body.value.owner }
+}
+
+/** Authorization headers with a real service token from the hold's owner (or `as`). */
+export const ownerAuth = async (
+  base: string,
+  opts: { as?: string; lxm?: string } = {},
+): Promise<{ authorization: string }> => {
+  const { did, owner } = await holdInfo(base)
+  return bearer({ iss: opts.as ?? owner, aud: did, lxm: opts.lxm })
+}
+
+/**
+ * Stores a blob through the hold's own API, as its owner: getBlob method=PUT with a service
+ * token, then PUT to the signed URL.
+ */
 export const pushBlob = async (
   base: string,
   bytes: Uint8Array,
-  opts: { did?: string; repo?: string } = {},
+  opts: { did?: string; repo?: string; as?: string } = {},
 ): Promise<{ digest: string; status: number }> => {
   const { createHash } = await import('node:crypto')
   const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`
-  const signed = await xrpc<{ url: string }>(base, 'com.atproto.sync.getBlob', {
-    did: opts.did ?? 'did:plc:testowner',
-    cid: digest,
-    method: 'PUT',
-    repo: opts.repo,
-  })
+  const signed = await xrpc<{ url: string }>(
+    base,
+    'com.atproto.sync.getBlob',
+    {
+      did: opts.did ?? 'did:plc:testowner',
+      cid: digest,
+      method: 'PUT',
+      repo: opts.repo,
+    },
+    { headers: await ownerAuth(base, { as: opts.as }) },
+  )
   if (signed.status !== 200) {
     throw new Error(
       `getBlob PUT: ${signed.status} ${JSON.stringify(signed.body)}`,

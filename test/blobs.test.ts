@@ -5,6 +5,7 @@ import { createCid } from '@atproto/lex-data'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   getBytes,
+  ownerAuth,
   pushBlob,
   removeDir,
   startHold,
@@ -25,11 +26,17 @@ const filesUnder = async (dir: string): Promise<string[]> =>
     .filter((e) => e.isFile())
     .map((e) => join(e.parentPath, e.name))
 
-const getBlobUrl = (base: string, params: Record<string, string | undefined>) =>
-  xrpc<BlobUrl & { error?: string }>(base, 'com.atproto.sync.getBlob', {
-    did: OWNER,
-    ...params,
-  })
+/** getBlob with method; a PUT carries the owner's service token, as the AppView's would. */
+const getBlobUrl = async (
+  base: string,
+  params: Record<string, string | undefined>,
+) =>
+  xrpc<BlobUrl & { error?: string }>(
+    base,
+    'com.atproto.sync.getBlob',
+    { did: OWNER, ...params },
+    params.method === 'PUT' ? { headers: await ownerAuth(base) } : {},
+  )
 
 /** Plain getBlob (no method): the bytes, with any extra request headers. */
 const fetchBlob = async (

@@ -222,7 +222,7 @@ describe('bootstrap', () => {
 
   it('names the hold itself as owner, writes no crew record and warns, without HOLD_OWNER_DID', async () => {
     const dataDir = await newDataDir()
-    const spawned = await spawnHold({ dataDir })
+    const spawned = await spawnHold({ dataDir, env: { HOLD_OWNER_DID: '' } })
     try {
       expect(spawned.output()).toContain('HOLD_OWNER_DID is not set')
       const captain = await captainOf(spawned.url, spawned.did)

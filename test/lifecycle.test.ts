@@ -5,6 +5,7 @@ import { verifyRepoCar } from '@atproto/repo'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
   atprotoKeyFromDidDoc,
+  ownerAuth,
   getBytes,
   removeDir,
   sleep,
@@ -66,6 +67,7 @@ describe('process lifecycle', () => {
       s.url,
       'com.atproto.sync.getBlob',
       { did: 'did:plc:x', cid: `sha256:${hex}`, method: 'PUT' },
+      { headers: await ownerAuth(s.url) },
     )
     expect(signed.status).toBe(200)
 

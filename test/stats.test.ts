@@ -8,6 +8,7 @@ import { statsRecordKey } from '../src/stats/rkey.ts'
 import {
   atprotoKeyFromDidDoc,
   getBytes,
+  ownerAuth,
   pushBlob,
   removeDir,
   startHold,
@@ -394,7 +395,9 @@ describe('stats: counting, records, getStats and listStats', () => {
       [
         'method=PUT (the push counts on upload)',
         200,
-        request(getBlobUrl({ did, cid, repo, method: 'PUT' })),
+        request(getBlobUrl({ did, cid, repo, method: 'PUT' }), {
+          headers: await ownerAuth(h.url),
+        }),
       ],
     ]
     for (const bad of ['Quiet', 'quiet//app', '-x', 'a___b', 'x'.repeat(257)]) {
@@ -497,6 +500,7 @@ describe('stats: counting, records, getStats and listStats', () => {
         repo,
         method: 'PUT',
       },
+      { headers: await ownerAuth(h.url) },
     )
     expect(signed.status).toBe(200)
     const bad = await fetch(signed.body.url, { method: 'PUT', body: other })

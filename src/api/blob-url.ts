@@ -8,6 +8,7 @@ import {
   PayloadTooLargeError,
 } from '../errors.ts'
 import { blobResponse, parseRange } from './blob-response.ts'
+import { countPush } from './count.ts'
 import type { Ctx, Register } from './util.ts'
 
 const HEX_RE = /^[0-9a-f]{64}$/
@@ -68,7 +69,9 @@ export const register: Register = (app, ctx) => {
       }
       throw err
     }
-    if (grant.repo) await ctx.counter.countPush(grant.did, grant.repo)
+    if (grant.repo) {
+      await countPush(ctx, c, grant.caller, grant.did, grant.repo)
+    }
     return c.json({ digest: `sha256:${hex}`, size }, 201)
   })
 }

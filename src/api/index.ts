@@ -2,6 +2,8 @@ import type { AppContext } from '../context.ts'
 import * as blobUrl from './blob-url.ts'
 import * as health from './health.ts'
 import * as resolveHandle from './com/atproto/identity/resolveHandle.ts'
+import * as createRecord from './com/atproto/repo/createRecord.ts'
+import * as deleteRecord from './com/atproto/repo/deleteRecord.ts'
 import * as describeRepo from './com/atproto/repo/describeRepo.ts'
 import * as getRecord from './com/atproto/repo/getRecord.ts'
 import * as listRecords from './com/atproto/repo/listRecords.ts'
@@ -14,6 +16,7 @@ import * as getRepoStatus from './com/atproto/sync/getRepoStatus.ts'
 import * as listRepos from './com/atproto/sync/listRepos.ts'
 import * as getStats from './io/atcr/hold/getStats.ts'
 import * as listStats from './io/atcr/hold/listStats.ts'
+import * as requestCrew from './io/atcr/hold/requestCrew.ts'
 import type { App } from './util.ts'
 import * as wellKnown from './well-known.ts'
 
@@ -25,6 +28,8 @@ export const registerRoutes = (app: App, ctx: AppContext): void => {
   describeRepo.register(app, ctx)
   getRecord.register(app, ctx)
   listRecords.register(app, ctx)
+  createRecord.register(app, ctx)
+  deleteRecord.register(app, ctx)
   syncGetRecord.register(app, ctx)
   getRepo.register(app, ctx)
   getLatestCommit.register(app, ctx)
@@ -33,5 +38,6 @@ export const registerRoutes = (app: App, ctx: AppContext): void => {
   getBlob.register(app, ctx)
   getStats.register(app, ctx)
   listStats.register(app, ctx)
+  requestCrew.register(app, ctx)
   blobUrl.register(app, ctx)
 }

@@ -3,7 +3,11 @@ import { isValidDid, isValidNsid, isValidRecordKey } from '@atproto/syntax'
 import type { Context, Hono } from 'hono'
 import type { Caller } from '../access.ts'
 import type { AppContext } from '../context.ts'
-import { InvalidRequestError, NotFoundError } from '../errors.ts'
+import {
+  InvalidRequestError,
+  NotFoundError,
+  PayloadTooLargeError,
+} from '../errors.ts'
 
 /** Per-request values: `caller` is set once a request is authenticated (logs, metrics). */
 export type Env = {
@@ -140,3 +144,45 @@ const looksLikeHandle = (value: string) =>
   /^[a-zA-Z0-9.-]{1,253}$/.test(value) && value.includes('.')
 
 export const CAR_TYPE = 'application/vnd.ipld.car'
+
+export const MAX_JSON_BODY_BYTES = 64 * 1024
+
+/** The JSON object body of a procedure call, bounded in size; 400/413 otherwise. */
+export const readJsonBody = async (
+  c: Ctx,
+): Promise<Record<string, unknown>> => {
+  const type = c.req.header('content-type') ?? ''
+  if (!/^application\/json\b/i.test(type)) {
+    throw new InvalidRequestError('body must be application/json')
+  }
+  const declared = Number(c.req.header('content-length') ?? 0)
+  if (declared > MAX_JSON_BODY_BYTES) {
+    throw new PayloadTooLargeError(
+      `body is larger than ${MAX_JSON_BODY_BYTES} bytes`,
+    )
+  }
+  const chunks: Uint8Array[] = []
+  let size = 0
+  const body = c.req.raw.body
+  if (body) {
+    for await (const chunk of body) {
+      size += chunk.byteLength
+      if (size > MAX_JSON_BODY_BYTES) {
+        throw new PayloadTooLargeError(
+          `body is larger than ${MAX_JSON_BODY_BYTES} bytes`,
+        )
+      }
+      chunks.push(chunk)
+    }
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+  } catch {
+    throw new InvalidRequestError('body is not valid JSON')
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidRequestError('body must be a JSON object')
+  }
+  return value as Record<string, unknown>
+}

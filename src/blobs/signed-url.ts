@@ -13,6 +13,8 @@ export type UrlGrant = {
   hex: string
   did: string
   repo: string | undefined
+  /** The authenticated caller the URL was issued to, if any (counts are charged to it). */
+  caller?: string
 }
 
 export const BLOB_URL_PATH = '/blobs/sha256/'
@@ -38,9 +40,12 @@ export class BlobUrlSigner {
   sign(grant: UrlGrant, now = Date.now()): { url: string; expiresAt: string } {
     const exp = Math.floor((now + this.ttlMs) / 1000)
     const repo = grant.repo ? `&repo=${encodeURIComponent(grant.repo)}` : ''
+    const caller = grant.caller
+      ? `&caller=${encodeURIComponent(grant.caller)}`
+      : ''
     const url =
       `${this.base}${grant.hex}?method=${grant.method}` +
-      `&did=${encodeURIComponent(grant.did)}${repo}` +
+      `&did=${encodeURIComponent(grant.did)}${repo}${caller}` +
       `&exp=${exp}&sig=${this.mac(grant, exp)}`
     return { url, expiresAt: new Date(exp * 1000).toISOString() }
   }
@@ -64,6 +69,7 @@ export class BlobUrlSigner {
       hex,
       did,
       repo: query.get('repo') || undefined,
+      caller: query.get('caller') || undefined,
     }
     const expected = Buffer.from(this.mac(grant, exp), 'base64url')
     const given = Buffer.from(sig, 'base64url')
@@ -79,9 +85,15 @@ export class BlobUrlSigner {
   private mac(grant: UrlGrant, exp: number): string {
     return createHmac('sha256', this.key)
       .update(
-        ['v1', grant.method, grant.hex, grant.did, grant.repo ?? '', exp].join(
-          '\n',
-        ),
+        [
+          'v1',
+          grant.method,
+          grant.hex,
+          grant.did,
+          grant.repo ?? '',
+          grant.caller ?? '',
+          exp,
+        ].join('\n'),
       )
       .digest('base64url')
   }

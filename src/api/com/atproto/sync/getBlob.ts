@@ -1,7 +1,10 @@
 import { parseBlobId } from '../../../../blobs/digest.ts'
+import type { UrlGrant } from '../../../../blobs/signed-url.ts'
 import { InvalidRequestError, NotFoundError } from '../../../../errors.ts'
+import { ids } from '../../../../lexicons.ts'
 import { parseRepoParam } from '../../../../stats/rkey.ts'
 import { blobResponse, parseRange } from '../../../blob-response.ts'
+import { countPull } from '../../../count.ts'
 import { Params, type Register } from '../../../util.ts'
 
 export const register: Register = (app, ctx) => {
@@ -22,39 +25,53 @@ export const register: Register = (app, ctx) => {
     const head = c.req.method === 'HEAD'
 
     // Authorization comes before anything is counted or written.
-    await ctx.access.authorize(
+    const caller = await ctx.access.authorize(
       c.req.raw,
       method === 'PUT' ? 'blob:write' : 'blob:read',
+      ids.SyncGetBlob,
     )
+    c.set('caller', caller)
 
     if (method === 'PUT') {
       // The push is counted when the upload through this URL completes.
-      return c.json({
+      const grant: UrlGrant = {
         method,
-        ...ctx.urlSigner.sign({ method, hex, did, repo }),
-      })
+        hex,
+        did,
+        repo,
+        caller: caller.did,
+      }
+      return c.json({ method, ...ctx.urlSigner.sign(grant) })
     }
     const size = await ctx.blobs.size(hex)
     if (size === null) {
       throw new NotFoundError('BlobNotFound', `Blob not found: sha256:${hex}`)
     }
     if (method === 'HEAD') {
-      return c.json({
+      const grant: UrlGrant = {
         method,
-        ...ctx.urlSigner.sign({ method, hex, did, repo: undefined }),
-      })
+        hex,
+        did,
+        repo: undefined,
+        caller: caller.did,
+      }
+      return c.json({ method, ...ctx.urlSigner.sign(grant) })
     }
     if (method === 'GET') {
-      if (repo && !head) await ctx.counter.countPull(did, repo)
-      return c.json({
+      if (repo && !head) await countPull(ctx, c, caller.did, did, repo)
+      const grant: UrlGrant = {
         method,
-        ...ctx.urlSigner.sign({ method, hex, did, repo }),
-      })
+        hex,
+        did,
+        repo,
+        caller: caller.did,
+      }
+      return c.json({ method, ...ctx.urlSigner.sign(grant) })
     }
     const range = parseRange(c.req.header('range'), size)
     // A range that does not start at byte 0 resumes a download already counted.
     if (repo && !head && (range === undefined || range.start === 0)) {
-      await ctx.counter.countPull(did, repo)
+      await countPull(ctx, c, caller.did, did, repo)
     }
     return blobResponse(ctx.blobs, hex, size, range, head)
   })

@@ -1,0 +1,65 @@
+import { ForbiddenError, InvalidRequestError } from '../../../../errors.ts'
+import { ids } from '../../../../lexicons.ts'
+import { crewRecordKey } from '../../../../repo/bootstrap.ts'
+import { assertOwnRepo, readJsonBody, type Register } from '../../../util.ts'
+import { assertCrewCollection, commitView } from './util.ts'
+
+const NSID = 'com.atproto.repo.createRecord'
+
+/**
+ * Adds (or replaces) a crew member. Only io.atcr.hold.crew is writable through the API, by the
+ * owner or a crew:admin member; the hold writes every other collection itself.
+ */
+export const register: Register = (app, ctx) => {
+  app.post(`/xrpc/${NSID}`, async (c) => {
+    const caller = await ctx.access.authorize(c.req.raw, 'crew:admin', NSID)
+    c.set('caller', caller)
+    const input = await readJsonBody(c)
+    if (typeof input.repo !== 'string') {
+      throw new InvalidRequestError('repo is required')
+    }
+    assertOwnRepo(ctx, input.repo, { allowHandle: true })
+    assertCrewCollection(input.collection)
+    const record = input.record
+    if (
+      typeof record !== 'object' ||
+      record === null ||
+      Array.isArray(record)
+    ) {
+      throw new InvalidRequestError('record must be an object')
+    }
+    const value: Record<string, unknown> = {
+      ...(record as Record<string, unknown>),
+      $type: ids.HoldCrew,
+    }
+    try {
+      ctx.lexicons.assertValidRecord(ids.HoldCrew, value)
+    } catch (err) {
+      throw new InvalidRequestError(
+        `record is not a valid ${ids.HoldCrew}: ${(err as Error).message}`,
+      )
+    }
+    const member = value.member as string
+    const rkey = crewRecordKey(member)
+    if (input.rkey !== undefined && input.rkey !== rkey) {
+      throw new InvalidRequestError(
+        `crew records are keyed by the member's DID: rkey must be ${rkey}`,
+      )
+    }
+    if (member === ctx.crew.captain.owner && caller.did !== member) {
+      throw new ForbiddenError(
+        "only the owner may change the owner's crew record",
+      )
+    }
+    await ctx.writer.putRecords([
+      { collection: ids.HoldCrew, rkey, record: value as never },
+    ])
+    const stored = ctx.reader.get(ids.HoldCrew, rkey)
+    return c.json({
+      uri: `at://${ctx.cfg.did}/${ids.HoldCrew}/${rkey}`,
+      cid: stored?.cid,
+      commit: commitView(ctx),
+      validationStatus: 'valid',
+    })
+  })
+}

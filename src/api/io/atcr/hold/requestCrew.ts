@@ -1,0 +1,76 @@
+import {
+  AuthRequiredError,
+  ForbiddenError,
+  InvalidRequestError,
+} from '../../../../errors.ts'
+import { ids } from '../../../../lexicons.ts'
+import { crewRecordKey } from '../../../../repo/bootstrap.ts'
+import { readJsonBody, type Register } from '../../../util.ts'
+
+const NSID = 'io.atcr.hold.requestCrew'
+const GRANTABLE = ['blob:read', 'blob:write']
+const ROLES = ['member', 'write', 'read']
+
+export const register: Register = (app, ctx) => {
+  app.post(`/xrpc/${NSID}`, async (c) => {
+    const caller = await ctx.access.authenticate(c.req.raw, NSID)
+    c.set('caller', caller)
+    const did = caller.did
+    if (!did) throw new AuthRequiredError('requestCrew needs a service token')
+    const hasBody = Number(c.req.header('content-length') ?? 0) > 0
+    const input = hasBody ? await readJsonBody(c) : {}
+    const role = input.role ?? 'member'
+    if (typeof role !== 'string' || !ROLES.includes(role)) {
+      throw new InvalidRequestError(`role must be one of ${ROLES.join(', ')}`)
+    }
+    const permissions = input.permissions ?? GRANTABLE
+    if (
+      !Array.isArray(permissions) ||
+      permissions.length === 0 ||
+      !permissions.every((p) => typeof p === 'string' && GRANTABLE.includes(p))
+    ) {
+      throw new InvalidRequestError(
+        'permissions may only be blob:read and blob:write; crew:admin is granted by the owner',
+      )
+    }
+    const rkey = crewRecordKey(did)
+    const uri = `at://${ctx.cfg.did}/${ids.HoldCrew}/${rkey}`
+    if (did === ctx.crew.captain.owner || ctx.crew.member(did)) {
+      return c.json({
+        status: 'already_member',
+        uri,
+        cid: ctx.reader.get(ids.HoldCrew, rkey)?.cid,
+      })
+    }
+    if (!ctx.crew.captain.allowAllCrew) {
+      throw new ForbiddenError(
+        'crew registration is closed on this hold (allowAllCrew is off); ask the owner',
+        'RegistrationDisabled',
+      )
+    }
+    let created = false
+    await ctx.writer.putRecordsFrom(() => {
+      // Checked again in the writer's turn: two concurrent requests add one record.
+      if (ctx.reader.get(ids.HoldCrew, rkey)) return []
+      created = true
+      return [
+        {
+          collection: ids.HoldCrew,
+          rkey,
+          record: {
+            $type: ids.HoldCrew,
+            member: did,
+            role,
+            permissions: [...new Set(permissions as string[])],
+            addedAt: new Date().toISOString(),
+          },
+        },
+      ]
+    })
+    return c.json({
+      status: created ? 'created' : 'already_member',
+      uri,
+      cid: ctx.reader.get(ids.HoldCrew, rkey)?.cid,
+    })
+  })
+}

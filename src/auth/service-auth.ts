@@ -1,0 +1,147 @@
+import { DidResolver, MemoryCache } from '@atproto/identity'
+import { verifyJwt, XRPCError as LibXRPCError } from '@atproto/xrpc-server'
+import { isValidDid } from '@atproto/syntax'
+import { AuthRequiredError } from '../errors.ts'
+
+/** Longest a service token may still be valid for. */
+export const MAX_TOKEN_LIFETIME_S = 3600
+const MAX_TOKEN_LENGTH = 8192
+const ALGS = new Set(['ES256K', 'ES256'])
+
+/**
+ * Fetch for identity resolution: the configured PLC directory as given (http allowed, for
+ * mirrors and tests), did:web over https, and http only for `localhost`. No redirects.
+ */
+export const identityFetch =
+  (plcUrl: string): typeof fetch =>
+  (input, init) => {
+    const url = new URL(
+      input instanceof Request ? input.url : (input as string | URL),
+    )
+    const plc = new URL(plcUrl)
+    const allowed =
+      url.origin === plc.origin ||
+      url.protocol === 'https:' ||
+      (url.protocol === 'http:' && url.hostname === 'localhost')
+    if (!allowed) {
+      return Promise.reject(new Error(`refusing to fetch ${url.origin}`))
+    }
+    return fetch(input, { ...init, redirect: 'error' })
+  }
+
+/**
+ * Verifies `Authorization: Bearer <service JWT>` the way atproto services do, with the checks a
+ * hold adds: `exp` at most an hour away, `lxm` (when present) the called method, the issuer's
+ * key resolved through a cache and refreshed once when a signature fails (a rotated key works
+ * at once). Every failure is a 401 with a name saying what failed, never a 500.
+ */
+export class ServiceAuth {
+  private readonly resolver: DidResolver
+  private readonly ownDid: string
+
+  constructor(opts: { ownDid: string; plcUrl: string; timeoutMs?: number }) {
+    this.ownDid = opts.ownDid
+    this.resolver = new DidResolver({
+      plcUrl: opts.plcUrl,
+      timeout: opts.timeoutMs ?? 3000,
+      didCache: new MemoryCache(10 * 60 * 1000, 24 * 60 * 60 * 1000),
+      fetch: identityFetch(opts.plcUrl),
+    })
+  }
+
+  /** The caller's DID, or undefined for a request without credentials. */
+  async verify(
+    authorization: string | undefined,
+    nsid: string,
+  ): Promise<string | undefined> {
+    if (authorization === undefined || authorization === '') return undefined
+    const m = /^Bearer ([A-Za-z0-9_.=-]+)$/.exec(authorization)
+    if (!m) {
+      throw new AuthRequiredError(
+        'Authorization must be "Bearer <service JWT>"',
+        'InvalidToken',
+      )
+    }
+    const token = m[1]
+    if (token.length > MAX_TOKEN_LENGTH) {
+      throw new AuthRequiredError('token is too long', 'InvalidToken')
+    }
+    const { header, payload } = decode(token)
+    if (!ALGS.has(header.alg as string)) {
+      throw new AuthRequiredError(
+        `jwt alg must be ES256K or ES256, got ${JSON.stringify(header.alg)}`,
+        'BadJwtAlgorithm',
+      )
+    }
+    if (typeof payload.exp !== 'number') {
+      throw new AuthRequiredError('jwt has no exp', 'BadJwt')
+    }
+    if (payload.exp > Date.now() / 1000 + MAX_TOKEN_LIFETIME_S) {
+      throw new AuthRequiredError(
+        `jwt exp is more than ${MAX_TOKEN_LIFETIME_S} s away`,
+        'BadJwtExpiry',
+      )
+    }
+    if (payload.lxm !== undefined && payload.lxm !== nsid) {
+      throw new AuthRequiredError(
+        `jwt lexicon method ("lxm") is ${JSON.stringify(payload.lxm)}, not ${nsid}`,
+        'BadJwtLexiconMethod',
+      )
+    }
+    try {
+      const verified = await verifyJwt(token, this.ownDid, null, (iss, fresh) =>
+        this.signingKey(iss, fresh),
+      )
+      return stripFragment(verified.iss)
+    } catch (err) {
+      if (err instanceof AuthRequiredError) throw err
+      if (err instanceof LibXRPCError) {
+        throw new AuthRequiredError(err.errorMessage ?? 'bad token', err.error)
+      }
+      throw new AuthRequiredError('token could not be verified', 'InvalidToken')
+    }
+  }
+
+  private async signingKey(
+    iss: string,
+    forceRefresh: boolean,
+  ): Promise<string> {
+    const did = stripFragment(iss)
+    try {
+      return await this.resolver.resolveAtprotoKey(did, forceRefresh)
+    } catch {
+      throw new AuthRequiredError(
+        `could not resolve the jwt issuer ${did} to a signing key`,
+        'BadJwtIssuer',
+      )
+    }
+  }
+}
+
+const stripFragment = (iss: string): string => {
+  const did = iss.split('#')[0]
+  if (!isValidDid(did)) {
+    throw new AuthRequiredError('jwt iss is not a DID', 'BadJwtIss')
+  }
+  return did
+}
+
+const decode = (
+  token: string,
+): { header: Record<string, unknown>; payload: Record<string, unknown> } => {
+  const parts = token.split('.')
+  if (parts.length !== 3) {
+    throw new AuthRequiredError('token is not a JWT', 'BadJwt')
+  }
+  try {
+    const header = JSON.parse(Buffer.from(parts[0], 'base64url').toString())
+    const payload = JSON.parse(Buffer.from(parts[1], 'base64url').toString())
+    if (!isObject(header) || !isObject(payload)) throw new Error('not objects')
+    return { header, payload }
+  } catch {
+    throw new AuthRequiredError('token is not a JWT', 'BadJwt')
+  }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v)
