@@ -58,8 +58,12 @@ export class HoldServer {
     const { cfg, stats } = this.ctx
     const logger = this.ctx.logger.child({ name: 'hold:server' })
     const server = createAdaptorServer({ fetch: this.app.fetch }) as Server
+    // Slow clients: headers must arrive within 30 s; a whole request may take as long as a
+    // large layer upload needs, but a connection that moves no bytes for 2 minutes (a stalled
+    // body, a reader that stopped reading) is closed, and an unfinished upload stores nothing.
     server.headersTimeout = 30_000
-    server.requestTimeout = 0 // large uploads may take long; headersTimeout bounds slow clients
+    server.requestTimeout = 0
+    server.timeout = 120_000
     server.keepAliveTimeout = 65_000
     this.server = server
     await new Promise<void>((resolve, reject) => {
