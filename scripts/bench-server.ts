@@ -72,8 +72,16 @@ hold.ctx.writer.onCommit(({ ops }) => {
   commits.maxOps = Math.max(commits.maxOps, ops.length)
 })
 hold.app.get('/_bench/bare', (c) => c.json({ ok: true, hold: 'bench' }))
-hold.app.get('/_bench/commits', (c) =>
-  c.json({ ...commits, pendingPairs: hold.ctx.stats.pendingPairs }),
+hold.app.get('/_bench/info', (c) =>
+  c.json({
+    ...commits,
+    pendingPairs: hold.ctx.stats.pendingPairs,
+    rssMb: process.memoryUsage().rss / 1024 / 1024,
+  }),
+)
+// Times one flush of whatever changed (the scale benchmark changes 200 counters first).
+hold.app.post('/_bench/flush', async (c) =>
+  c.json(await hold.ctx.stats.flush()),
 )
 await hold.start()
 process.stdout.write(`READY ${hold.port}\n`)

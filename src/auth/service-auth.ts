@@ -7,6 +7,8 @@ import { AuthRequiredError } from '../errors.ts'
 export const MAX_TOKEN_LIFETIME_S = 3600
 const MAX_TOKEN_LENGTH = 8192
 const ALGS = new Set(['ES256K', 'ES256'])
+const VERIFIED_TTL_MS = 5 * 60 * 1000
+const VERIFIED_MAX = 10_000
 
 /**
  * Fetch for identity resolution: the configured PLC directory as given (http allowed, for
@@ -38,6 +40,13 @@ export const identityFetch =
 export class ServiceAuth {
   private readonly resolver: DidResolver
   private readonly ownDid: string
+  /**
+   * Tokens already verified, keyed by method and token: a secp256k1 verification costs about
+   * 2 ms, and a client reuses its token for a burst of blob requests. An entry lives until the
+   * token expires or for VERIFIED_TTL_MS, whichever is first, so a token signed with a key the
+   * issuer has since rotated away stays usable for at most that long after its first use.
+   */
+  private readonly verified = new Map<string, { did: string; until: number }>()
 
   constructor(opts: { ownDid: string; plcUrl: string; timeoutMs?: number }) {
     this.ownDid = opts.ownDid
@@ -66,6 +75,9 @@ export class ServiceAuth {
     if (token.length > MAX_TOKEN_LENGTH) {
       throw new AuthRequiredError('token is too long', 'InvalidToken')
     }
+    const cacheKey = `${nsid} ${token}`
+    const hit = this.verified.get(cacheKey)
+    if (hit && hit.until > Date.now()) return hit.did
     const { header, payload } = decode(token)
     if (!ALGS.has(header.alg as string)) {
       throw new AuthRequiredError(
@@ -92,7 +104,9 @@ export class ServiceAuth {
       const verified = await verifyJwt(token, this.ownDid, null, (iss, fresh) =>
         this.signingKey(iss, fresh),
       )
-      return stripFragment(verified.iss)
+      const did = stripFragment(verified.iss)
+      this.remember(cacheKey, did, verified.exp * 1000)
+      return did
     } catch (err) {
       if (err instanceof AuthRequiredError) throw err
       if (err instanceof LibXRPCError) {
@@ -100,6 +114,17 @@ export class ServiceAuth {
       }
       throw new AuthRequiredError('token could not be verified', 'InvalidToken')
     }
+  }
+
+  private remember(key: string, did: string, expMs: number): void {
+    if (this.verified.size >= VERIFIED_MAX) {
+      // Drop the oldest entry; Map iterates in insertion order.
+      this.verified.delete(this.verified.keys().next().value!)
+    }
+    this.verified.set(key, {
+      did,
+      until: Math.min(expMs, Date.now() + VERIFIED_TTL_MS),
+    })
   }
 
   private async signingKey(

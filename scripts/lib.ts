@@ -1,0 +1,171 @@
+/** Shared by the benchmark scripts: real holds as child processes, a local DID directory, load. */
+import { spawn, type ChildProcess } from 'node:child_process'
+import type { EventEmitter } from 'node:events'
+import { createHash } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import autocannon from 'autocannon'
+import { identity, serviceToken, testPlcUrl } from '../test/_identity.ts'
+
+export const ROOT = new URL('..', import.meta.url).pathname
+export const OWNER = 'did:plc:benchowner00000000000000'
+
+export type Hold = {
+  proc: ChildProcess
+  base: string
+  did: string
+  dir: string
+  keep: boolean
+}
+
+export const freePort = (): Promise<number> =>
+  new Promise((resolve) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number }
+      srv.close(() => resolve(port))
+    })
+  })
+
+/**
+ * Starts scripts/bench-server.ts (the real hold plus bench routes) and waits until it listens.
+ * The hold resolves DIDs through a directory in this process, so owner tokens are real.
+ */
+export const startHold = async (opts: {
+  counter?: 'ours' | 'seed'
+  env?: Record<string, string>
+  dataDir?: string
+}): Promise<Hold & { startMs: number }> => {
+  const port = await freePort()
+  const dir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'atcr-bench-')))
+  await identity(OWNER)
+  const started = performance.now()
+  const proc = spawn(process.execPath, ['scripts/bench-server.ts'], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH,
+      HOLD_HOST: '127.0.0.1',
+      HOLD_PORT: String(port),
+      HOLD_DATA_DIR: dir,
+      HOLD_OWNER_DID: OWNER,
+      HOLD_PLC_URL: await testPlcUrl(),
+      LOG_LEVEL: 'warn',
+      BENCH_COUNTER: opts.counter ?? 'ours',
+      ...opts.env,
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  await new Promise<void>((resolve, reject) => {
+    let out = ''
+    proc.stdout!.on('data', (d) => {
+      out += d
+      if (out.includes('READY')) resolve()
+    })
+    proc.once('exit', () => reject(new Error(`hold exited: ${out}`)))
+  })
+  const startMs = performance.now() - started
+  const base = `http://localhost:${port}`
+  const { did } = await getJson<{ did: string }>(
+    `${base}/xrpc/com.atproto.server.describeServer`,
+  )
+  return { proc, base, did, dir, keep: !!opts.dataDir, startMs }
+}
+
+export const stopHold = async (h: Hold): Promise<void> => {
+  const exited = new Promise((r) => h.proc.once('exit', r))
+  h.proc.kill('SIGTERM')
+  await exited
+  if (!h.keep) await rm(h.dir, { recursive: true, force: true })
+}
+
+export const getJson = async <T>(
+  url: string,
+  init?: RequestInit,
+): Promise<T> => {
+  const res = await fetch(url, init)
+  if (!res.ok) throw new Error(`${url}: ${res.status} ${await res.text()}`)
+  return (await res.json()) as T
+}
+
+/** A real service token from the bench owner to the hold. */
+export const ownerToken = async (holdDid: string, lxm: string) =>
+  serviceToken({ iss: OWNER, aud: holdDid, lxm })
+
+/** Uploads bytes as the owner: getBlob method=PUT with a token, then PUT to the signed URL. */
+export const pushBlob = async (h: Hold, bytes: Uint8Array): Promise<string> => {
+  const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`
+  const q = new URLSearchParams({ did: OWNER, cid: digest, method: 'PUT' })
+  const { url } = await getJson<{ url: string }>(
+    `${h.base}/xrpc/com.atproto.sync.getBlob?${q}`,
+    {
+      headers: {
+        authorization: `Bearer ${await ownerToken(h.did, 'com.atproto.sync.getBlob')}`,
+      },
+    },
+  )
+  const put = await fetch(url, { method: 'PUT', body: bytes })
+  if (put.status !== 201) throw new Error(`upload failed: ${put.status}`)
+  return digest
+}
+
+export type Run = {
+  rps: number
+  p50: number
+  p99: number
+  ok: number
+  errors: number
+}
+
+/**
+ * Drives base with autocannon: a fixed number of requests (every response accounted for), or a
+ * duration with an optional overall rate. Throughput is 2xx responses per second up to the last
+ * response (autocannon ends `amount` runs on its one-second tick).
+ */
+export const load = async (opts: {
+  base: string
+  paths: string[]
+  connections: number
+  amount?: number
+  duration?: number
+  rate?: number
+  headers?: Record<string, string>
+}): Promise<Run> => {
+  let i = 0
+  const started = performance.now()
+  let last = started
+  const instance = autocannon({
+    url: opts.base,
+    connections: opts.connections,
+    ...(opts.amount !== undefined ? { amount: opts.amount } : {}),
+    ...(opts.duration !== undefined ? { duration: opts.duration } : {}),
+    ...(opts.rate !== undefined ? { overallRate: opts.rate } : {}),
+    ...(opts.headers ? { headers: opts.headers } : {}),
+    requests: [
+      {
+        setupRequest: (req) => ({
+          ...req,
+          path: opts.paths[i++ % opts.paths.length],
+        }),
+      },
+    ],
+  })
+  // Without a callback autocannon returns its tracker, an EventEmitter that is also a promise.
+  ;(instance as unknown as EventEmitter).on('response', () => {
+    last = performance.now()
+  })
+  const result = await instance
+  return {
+    rps: result['2xx'] / ((last - started) / 1000),
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    ok: result['2xx'],
+    errors: result.non2xx + result.errors + result.timeouts,
+  }
+}
+
+export const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = Math.floor(s.length / 2)
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
