@@ -36,8 +36,9 @@ export const startHold = async (opts: {
   counter?: 'ours' | 'seed'
   env?: Record<string, string>
   dataDir?: string
+  port?: number
 }): Promise<Hold & { startMs: number }> => {
-  const port = await freePort()
+  const port = opts.port ?? (await freePort())
   const dir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'atcr-bench-')))
   await identity(OWNER)
   const started = performance.now()

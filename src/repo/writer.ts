@@ -13,6 +13,7 @@ import type { StatementSync } from 'node:sqlite'
 import type { Database } from '../db.ts'
 import type { Lexicons } from '../lexicons.ts'
 import type { Logger } from '../logger.ts'
+import { formatCommit } from './commit.ts'
 import type { SqlRepoStorage } from './storage.ts'
 
 /** Firehose limit: a commit may carry at most this many operations. */
@@ -216,7 +217,7 @@ export class RepoWriter {
       this.lexicons.assertValidRecord(op.collection, op.record)
       cids.push((await cidForLex(op.record)).toString())
     }
-    const commit = await this.repo.formatCommit(ops, this.keypair)
+    const { commit, next } = await formatCommit(this.repo, ops, this.keypair)
     const now = new Date().toISOString()
     this.database.transaction(() => {
       ops.forEach((op, i) => {
@@ -235,7 +236,7 @@ export class RepoWriter {
       this.storage.applyCommitSync(commit)
       inTxn?.()
     })
-    this.repo = await Repo.load(this.storage, commit.cid)
+    this.repo = next
     this.log.debug({ rev: commit.rev, ops: ops.length }, 'committed')
     for (const listener of this.listeners) {
       try {
