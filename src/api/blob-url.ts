@@ -48,6 +48,13 @@ export const register: Register = (app, ctx) => {
     if (grant.method !== 'PUT') {
       throw new ForbiddenError(`this URL was signed for ${grant.method}`)
     }
+    // The URL carries who it was issued to: a member removed from the crew since cannot use it.
+    const revoked = grant.caller
+      ? ctx.access.missing(grant.caller, 'blob:write')
+      : 'the URL names no caller'
+    if (revoked) {
+      throw new ForbiddenError(`access denied for blob:write: ${revoked}`)
+    }
     const declared = c.req.header('content-length')
     if (declared !== undefined && Number(declared) > ctx.cfg.maxBlobBytes) {
       throw new PayloadTooLargeError(

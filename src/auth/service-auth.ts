@@ -21,10 +21,15 @@ export const identityFetch =
       input instanceof Request ? input.url : (input as string | URL),
     )
     const plc = new URL(plcUrl)
+    // The resolver percent-decodes a did:web's host part, so %2F, %3F and %23 in an issuer DID
+    // would otherwise choose the path fetched: only the DID document itself may be asked for.
+    const didWebDoc =
+      url.pathname === '/.well-known/did.json' && url.search === ''
     const allowed =
       url.origin === plc.origin ||
-      url.protocol === 'https:' ||
-      (url.protocol === 'http:' && url.hostname === 'localhost')
+      (didWebDoc &&
+        (url.protocol === 'https:' ||
+          (url.protocol === 'http:' && url.hostname === 'localhost')))
     if (!allowed) {
       return Promise.reject(new Error(`refusing to fetch ${url.origin}`))
     }
@@ -64,7 +69,7 @@ export class ServiceAuth {
     nsid: string,
   ): Promise<string | undefined> {
     if (authorization === undefined || authorization === '') return undefined
-    const m = /^Bearer ([A-Za-z0-9_.=-]+)$/.exec(authorization)
+    const m = /^Bearer +([A-Za-z0-9_.=-]+)$/i.exec(authorization)
     if (!m) {
       throw new AuthRequiredError(
         'Authorization must be "Bearer <service JWT>"',

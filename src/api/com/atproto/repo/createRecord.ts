@@ -1,3 +1,4 @@
+import { cidForLex } from '@atproto/lex-cbor'
 import { ForbiddenError, InvalidRequestError } from '../../../../errors.ts'
 import { ids } from '../../../../lexicons.ts'
 import { crewRecordKey } from '../../../../repo/bootstrap.ts'
@@ -34,6 +35,9 @@ export const register: Register = (app, ctx) => {
     }
     try {
       ctx.lexicons.assertValidRecord(ids.HoldCrew, value)
+      // Valid JSON is not always AT data (floats, unsafe integers): refuse what cannot be
+      // encoded as a record here, not as a 500 from the writer.
+      await cidForLex(value as never)
     } catch (err) {
       throw new InvalidRequestError(
         `record is not a valid ${ids.HoldCrew}: ${(err as Error).message}`,

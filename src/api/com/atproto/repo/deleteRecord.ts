@@ -1,4 +1,4 @@
-import { InvalidRequestError } from '../../../../errors.ts'
+import { ForbiddenError, InvalidRequestError } from '../../../../errors.ts'
 import { ids } from '../../../../lexicons.ts'
 import { isValidRecordKey } from '@atproto/syntax'
 import { assertOwnRepo, readJsonBody, type Register } from '../../../util.ts'
@@ -19,6 +19,13 @@ export const register: Register = (app, ctx) => {
     assertCrewCollection(input.collection)
     if (typeof input.rkey !== 'string' || !isValidRecordKey(input.rkey)) {
       throw new InvalidRequestError('rkey must be a record key')
+    }
+    const owner = ctx.crew.captain.owner
+    const existing = ctx.reader.get(ids.HoldCrew, input.rkey)
+    if (existing?.value.member === owner && caller.did !== owner) {
+      throw new ForbiddenError(
+        "only the owner may change the owner's crew record",
+      )
     }
     await ctx.writer.deleteRecords([
       { collection: ids.HoldCrew, rkey: input.rkey },

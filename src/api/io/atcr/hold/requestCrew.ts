@@ -17,7 +17,12 @@ export const register: Register = (app, ctx) => {
     c.set('caller', caller)
     const did = caller.did
     if (!did) throw new AuthRequiredError('requestCrew needs a service token')
-    const hasBody = Number(c.req.header('content-length') ?? 0) > 0
+    const length = c.req.header('content-length')
+    // A chunked body has no content-length, and is still a body.
+    const hasBody =
+      length === undefined
+        ? c.req.header('transfer-encoding') !== undefined
+        : Number(length) > 0
     const input = hasBody ? await readJsonBody(c) : {}
     const role = input.role ?? 'member'
     if (typeof role !== 'string' || !ROLES.includes(role)) {
