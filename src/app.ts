@@ -1,6 +1,7 @@
 import { Hono } from 'hono'
 import { cors } from 'hono/cors'
 import { registerRoutes } from './api/index.ts'
+import { observe } from './api/observe.ts'
 import type { App, Ctx } from './api/util.ts'
 import { BLOB_URL_PATH } from './blobs/signed-url.ts'
 import type { AppContext } from './context.ts'
@@ -14,6 +15,7 @@ import {
 export const createApp = (ctx: AppContext): App => {
   const log = ctx.logger.child({ name: 'hold:http' })
   const app: App = new Hono()
+  app.use(observe(app, ctx))
   app.use(
     '/xrpc/*',
     cors({

@@ -16,6 +16,7 @@ import {
 } from './identity.ts'
 import { loadLexicons, type Lexicons } from './lexicons.ts'
 import { createRootLogger, type Logger } from './logger.ts'
+import { HoldMetrics } from './metrics.ts'
 import { RecordReader } from './repo/reader.ts'
 import { SqlRepoStorage } from './repo/storage.ts'
 import { RepoWriter } from './repo/writer.ts'
@@ -48,6 +49,7 @@ export type AppContextFields = {
   crew: CrewIndex
   serviceAuth: ServiceAuth
   access: AccessControl
+  metrics: HoldMetrics
 }
 
 /** Everything a handler needs, built once and passed explicitly. */
@@ -72,6 +74,8 @@ export class AppContext {
   readonly crew: CrewIndex
   readonly serviceAuth: ServiceAuth
   readonly access: AccessControl
+  /** Prometheus metrics of this hold (GET /metrics). */
+  readonly metrics: HoldMetrics
 
   private constructor(f: AppContextFields) {
     this.cfg = f.cfg
@@ -92,6 +96,7 @@ export class AppContext {
     this.crew = f.crew
     this.serviceAuth = f.serviceAuth
     this.access = f.access
+    this.metrics = f.metrics
   }
 
   static async fromConfig(
@@ -129,6 +134,7 @@ export class AppContext {
         ownDid: cfg.did,
         plcUrl: cfg.plcUrl,
       })
+      const limiter = new CountLimiter(cfg.statsMaxPerMinute)
       const fields = {
         cfg,
         secrets,
@@ -143,10 +149,11 @@ export class AppContext {
         blobs,
         urlSigner: new BlobUrlSigner(urlSecret, cfg.publicUrl),
         stats,
-        limiter: new CountLimiter(cfg.statsMaxPerMinute),
+        limiter,
         crew,
         serviceAuth,
         access: overrides.access ?? new HoldAccess(serviceAuth, crew),
+        metrics: new HoldMetrics({ cfg, stats, writer, reader, limiter }),
       }
       return new AppContext({
         ...fields,

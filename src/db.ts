@@ -87,6 +87,20 @@ const MIGRATIONS: string[] = [
   CREATE INDEX stats_counter_dirty_idx ON stats_counter (did, repository)
     WHERE version > record_version;
   `,
+  // Counts imported from elsewhere (the AppView's repository_stats), added to what the hold
+  // counts itself. Every baseline has a stats_counter row, so lists and flushes see it.
+  `
+  CREATE TABLE stats_baseline (
+    did TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    pull_count INTEGER NOT NULL,
+    push_count INTEGER NOT NULL,
+    last_pull TEXT,
+    last_push TEXT,
+    imported_at TEXT NOT NULL,
+    PRIMARY KEY (did, repository)
+  ) WITHOUT ROWID;
+  `,
 ]
 
 const migrate = (db: DatabaseSync): void => {

@@ -1,4 +1,5 @@
 import type { AppContext } from '../context.ts'
+import * as admin from './admin/index.ts'
 import * as blobUrl from './blob-url.ts'
 import * as health from './health.ts'
 import * as resolveHandle from './com/atproto/identity/resolveHandle.ts'
@@ -16,7 +17,9 @@ import * as getRepoStatus from './com/atproto/sync/getRepoStatus.ts'
 import * as listRepos from './com/atproto/sync/listRepos.ts'
 import * as getStats from './io/atcr/hold/getStats.ts'
 import * as listStats from './io/atcr/hold/listStats.ts'
+import * as metrics from './metrics.ts'
 import * as requestCrew from './io/atcr/hold/requestCrew.ts'
+import * as statusPage from './status-page.ts'
 import type { App } from './util.ts'
 import * as wellKnown from './well-known.ts'
 
@@ -40,4 +43,7 @@ export const registerRoutes = (app: App, ctx: AppContext): void => {
   listStats.register(app, ctx)
   requestCrew.register(app, ctx)
   blobUrl.register(app, ctx)
+  metrics.register(app, ctx)
+  statusPage.register(app, ctx)
+  admin.register(app, ctx)
 }

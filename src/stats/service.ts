@@ -3,6 +3,7 @@ import type { Database } from '../db.ts'
 import { ids } from '../lexicons.ts'
 import type { Logger } from '../logger.ts'
 import { MAX_OPS_PER_COMMIT, type RepoWriter } from '../repo/writer.ts'
+import type { Baseline } from './baseline.ts'
 import { statsRecordKey } from './rkey.ts'
 
 export type StatsView = {
@@ -34,7 +35,22 @@ type CounterRow = {
   created_at: string
   updated_at: string
   version: number
+  /** From stats_baseline (imported counts), null when the pair has none. */
+  base_pull: number | null
+  base_push: number | null
+  base_last_pull: string | null
+  base_last_push: string | null
 }
+
+type BaselineRow = {
+  pull_count: number
+  push_count: number
+  last_pull: string | null
+  last_push: string | null
+}
+
+export type ImportResult = { changed: number; unchanged: number }
+export type ResetResult = { pairs: number; records: number; commits: number }
 
 /**
  * What the request path calls to count; StatsService in production, which never returns a
@@ -49,6 +65,19 @@ export type FlushResult = { records: number; commits: number; ms: number }
 
 const keyOf = (did: string, repository: string) => `${did} ${repository}`
 const iso = (ms: number) => new Date(ms).toISOString()
+/** The later of ISO timestamps (all written with ms and Z, so they compare as strings). */
+const latest = (...values: (string | null | undefined)[]) =>
+  values.reduce<string | undefined>(
+    (a, b) => (b && (!a || b > a) ? b : a),
+    undefined,
+  )
+
+// A counter with its baseline: the hold's own counts plus what was imported.
+const COUNTER_SELECT = `
+  SELECT c.*, b.pull_count AS base_pull, b.push_count AS base_push,
+         b.last_pull AS base_last_pull, b.last_push AS base_last_push
+  FROM stats_counter c
+  LEFT JOIN stats_baseline b ON b.did = c.did AND b.repository = c.repository`
 
 /**
  * Pull and push counters. A count is a map update in memory (no I/O on the request path);
@@ -56,6 +85,10 @@ const iso = (ms: number) => new Date(ms).toISOString()
  * (the durability point); every `flushMs` changed counters become `io.atcr.hold.stats` records
  * through the repo's single writer, at most 200 per commit. Reads merge the table with what is
  * still pending, so a count is visible as soon as it is accepted.
+ *
+ * Imported counts (`stats_baseline`, one row per pair) are added to the hold's own in every
+ * read and record; lastPull/lastPush are the later of the two. Changing a baseline marks the
+ * pair's counter changed, creating it when the pair has none, so the next flush writes it.
  */
 export class StatsService implements Counter {
   private pending = new Map<string, Delta>()
@@ -69,7 +102,19 @@ export class StatsService implements Counter {
   private readonly dirtyStmt: StatementSync
   private readonly markStmt: StatementSync
   private readonly pendingCountStmt: StatementSync
+  private readonly topStmt: StatementSync
+  private readonly getBaselineStmt: StatementSync
+  private readonly putBaselineStmt: StatementSync
+  private readonly touchStmt: StatementSync
+  private readonly pairsStmt: StatementSync
+  private readonly deleteCountersStmt: StatementSync
+  private readonly deleteBaselinesStmt: StatementSync
+  private readonly rewriteStmt: StatementSync
+  private readonly summaryStmt: StatementSync
+  private readonly hasRecordStmt: StatementSync
   readonly totals = { pulls: 0, pushes: 0, commits: 0, flushedRecords: 0 }
+  private readonly flushListeners: ((result: FlushResult) => void)[] = []
+  private overallStmt: StatementSync | undefined
 
   private readonly database: Database
   private readonly writer: RepoWriter
@@ -101,20 +146,60 @@ export class StatsService implements Counter {
         updated_at = CASE WHEN excluded.updated_at > updated_at THEN excluded.updated_at ELSE updated_at END,
         version = version + 1`)
     this.getStmt = db.prepare(
-      'SELECT * FROM stats_counter WHERE did = ? AND repository = ?',
+      `${COUNTER_SELECT} WHERE c.did = ? AND c.repository = ?`,
     )
     this.listStmt = db.prepare(
-      'SELECT * FROM stats_counter WHERE did = ? AND repository > ? ORDER BY repository LIMIT ?',
+      `${COUNTER_SELECT} WHERE c.did = ? AND c.repository > ? ORDER BY c.repository LIMIT ?`,
     )
-    this.dirtyStmt = db.prepare(`
-      SELECT * FROM stats_counter
-      WHERE version > record_version AND (did, repository) > (?, ?)
-      ORDER BY did, repository LIMIT ?`)
+    this.dirtyStmt = db.prepare(`${COUNTER_SELECT}
+      WHERE c.version > c.record_version AND (c.did, c.repository) > (?, ?)
+      ORDER BY c.did, c.repository LIMIT ?`)
     this.markStmt = db.prepare(
       'UPDATE stats_counter SET record_version = ? WHERE did = ? AND repository = ?',
     )
     this.pendingCountStmt = db.prepare(
       'SELECT count(*) AS n FROM stats_counter WHERE version > record_version',
+    )
+    this.topStmt = db.prepare(`${COUNTER_SELECT}
+      ORDER BY c.pull_count + coalesce(b.pull_count, 0) DESC,
+               c.push_count + coalesce(b.push_count, 0) DESC, c.did, c.repository
+      LIMIT ?`)
+    this.getBaselineStmt = db.prepare(
+      'SELECT pull_count, push_count, last_pull, last_push FROM stats_baseline WHERE did = ? AND repository = ?',
+    )
+    this.putBaselineStmt = db.prepare(`
+      INSERT INTO stats_baseline
+        (did, repository, pull_count, push_count, last_pull, last_push, imported_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (did, repository) DO UPDATE SET
+        pull_count = excluded.pull_count, push_count = excluded.push_count,
+        last_pull = excluded.last_pull, last_push = excluded.last_push,
+        imported_at = excluded.imported_at`)
+    this.touchStmt = db.prepare(`
+      INSERT INTO stats_counter (did, repository, created_at, updated_at)
+      VALUES (?1, ?2, ?3, ?3)
+      ON CONFLICT (did, repository) DO UPDATE SET
+        updated_at = CASE WHEN excluded.updated_at > updated_at THEN excluded.updated_at ELSE updated_at END,
+        version = version + 1`)
+    this.pairsStmt = db.prepare(`
+      SELECT did, repository FROM stats_counter WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)
+      UNION
+      SELECT did, repository FROM stats_baseline WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)
+      ORDER BY repository`)
+    this.deleteCountersStmt = db.prepare(
+      'DELETE FROM stats_counter WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)',
+    )
+    this.deleteBaselinesStmt = db.prepare(
+      'DELETE FROM stats_baseline WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)',
+    )
+    this.rewriteStmt = db.prepare(
+      'UPDATE stats_counter SET record_version = 0 WHERE did = ? AND repository = ?',
+    )
+    this.summaryStmt = db.prepare(`
+      SELECT (SELECT count(*) FROM stats_counter) AS counters,
+             (SELECT count(*) FROM stats_baseline) AS baselines`)
+    this.hasRecordStmt = db.prepare(
+      'SELECT 1 FROM record WHERE collection = ? AND rkey = ?',
     )
   }
 
@@ -148,6 +233,27 @@ export class StatsService implements Counter {
       this.pending.set(key, d)
     }
     return d
+  }
+
+  /** Called after every flush that completes (metrics). */
+  onFlush(listener: (result: FlushResult) => void): void {
+    this.flushListeners.push(listener)
+  }
+
+  /** Pairs, pulls and pushes across the hold, own and imported counts added (status page). */
+  overall(): { pairs: number; pulls: number; pushes: number } {
+    this.persist()
+    this.overallStmt ??= this.database.db.prepare(`
+      SELECT count(*) AS pairs,
+             coalesce(sum(c.pull_count + coalesce(b.pull_count, 0)), 0) AS pulls,
+             coalesce(sum(c.push_count + coalesce(b.push_count, 0)), 0) AS pushes
+      FROM stats_counter c
+      LEFT JOIN stats_baseline b ON b.did = c.did AND b.repository = c.repository`)
+    return this.overallStmt.get() as {
+      pairs: number
+      pulls: number
+      pushes: number
+    }
   }
 
   /** Pairs counted in memory and not yet in the counter table. */
@@ -256,14 +362,140 @@ export class StatsService implements Counter {
     const view: StatsView = {
       did,
       repository,
-      pullCount: (row?.pull_count ?? 0) + (d?.pulls ?? 0),
-      pushCount: (row?.push_count ?? 0) + (d?.pushes ?? 0),
+      pullCount:
+        (row?.pull_count ?? 0) + (row?.base_pull ?? 0) + (d?.pulls ?? 0),
+      pushCount:
+        (row?.push_count ?? 0) + (row?.base_push ?? 0) + (d?.pushes ?? 0),
     }
-    const lastPull = d?.lastPull ? iso(d.lastPull) : row?.last_pull
-    const lastPush = d?.lastPush ? iso(d.lastPush) : row?.last_push
+    const lastPull = latest(
+      d?.lastPull ? iso(d.lastPull) : undefined,
+      row?.last_pull,
+      row?.base_last_pull,
+    )
+    const lastPush = latest(
+      d?.lastPush ? iso(d.lastPush) : undefined,
+      row?.last_push,
+      row?.base_last_push,
+    )
     if (lastPull) view.lastPull = lastPull
     if (lastPush) view.lastPush = lastPush
     return view
+  }
+
+  /** The pairs with the most pulls (then pushes) on this hold, own and imported counts added. */
+  top(limit: number): StatsView[] {
+    this.persist()
+    const rows = this.topStmt.all(limit) as CounterRow[]
+    return rows.map((row) =>
+      this.merge(row, undefined, row.did, row.repository),
+    )
+  }
+
+  /** Counter and baseline totals, and what is not yet in the table or the repo. */
+  summary(): {
+    counters: number
+    baselines: number
+    pendingPairs: number
+    dirtyCounters: number
+  } {
+    const { counters, baselines } = this.summaryStmt.get() as {
+      counters: number
+      baselines: number
+    }
+    return {
+      counters,
+      baselines,
+      pendingPairs: this.pendingPairs,
+      dirtyCounters: this.dirtyCounters(),
+    }
+  }
+
+  /**
+   * Sets the baselines of the pairs given (replacing what an earlier import set), in one
+   * transaction. A pair whose baseline changes is marked for the next flush; an identical one
+   * is left alone, so importing the same data twice writes nothing.
+   */
+  importBaselines(rows: Baseline[], now = Date.now()): ImportResult {
+    const at = iso(now)
+    let changed = 0
+    this.database.transaction(() => {
+      for (const b of rows) {
+        const cur = this.getBaselineStmt.get(b.did, b.repository) as
+          BaselineRow | undefined
+        if (
+          cur &&
+          cur.pull_count === b.pullCount &&
+          cur.push_count === b.pushCount &&
+          cur.last_pull === (b.lastPull ?? null) &&
+          cur.last_push === (b.lastPush ?? null)
+        ) {
+          continue
+        }
+        this.putBaselineStmt.run(
+          b.did,
+          b.repository,
+          b.pullCount,
+          b.pushCount,
+          b.lastPull ?? null,
+          b.lastPush ?? null,
+          at,
+        )
+        this.touchStmt.run(b.did, b.repository, at)
+        changed++
+      }
+    })
+    if (changed > 0) {
+      this.log.info({ changed, rows: rows.length }, 'imported stats baselines')
+    }
+    return { changed, unchanged: rows.length - changed }
+  }
+
+  /**
+   * Zeroes a DID's counters and baselines (all its repositories, or one) and deletes their
+   * records: spam clean-up, account deletion. Counts arriving afterwards start from zero.
+   */
+  async reset(did: string, repository?: string): Promise<ResetResult> {
+    const repo = repository ?? null
+    for (const [key, d] of this.pending) {
+      if (d.did === did && (repo === null || d.repository === repo)) {
+        this.pending.delete(key)
+      }
+    }
+    const pairs = this.database.transaction(() => {
+      const found = this.pairsStmt.all(did, repo) as {
+        did: string
+        repository: string
+      }[]
+      this.deleteCountersStmt.run(did, repo)
+      this.deleteBaselinesStmt.run(did, repo)
+      return found
+    })
+    // A flush reads the table inside the writer's turn, so none can write these records again
+    // once the rows are gone; a pair counted again before its delete commits is rewritten.
+    let records = 0
+    let commits = 0
+    for (let i = 0; i < pairs.length; i += MAX_OPS_PER_COMMIT) {
+      const chunk = pairs.slice(i, i + MAX_OPS_PER_COMMIT)
+      const paths = chunk.map((p) => ({
+        collection: ids.HoldStats,
+        rkey: statsRecordKey(p.did, p.repository),
+      }))
+      const existing = paths.filter((p) =>
+        this.hasRecordStmt.get(p.collection, p.rkey),
+      ).length
+      const commit = await this.writer.deleteRecords(paths, () => {
+        for (const p of chunk) this.rewriteStmt.run(p.did, p.repository)
+      })
+      if (commit) {
+        commits++
+        records += existing
+      }
+    }
+    this.log.info(
+      { did, repository, pairs: pairs.length, records },
+      'reset stats',
+    )
+    return { pairs: pairs.length, records, commits }
   }
 
   /**
@@ -287,26 +519,33 @@ export class StatsService implements Counter {
     let records = 0
     let commits = 0
     for (;;) {
-      const rows = this.dirtyStmt.all(
-        after[0],
-        after[1],
-        MAX_OPS_PER_COMMIT,
-      ) as CounterRow[]
-      if (rows.length === 0) break
-      const last = rows[rows.length - 1]
-      after = [last.did, last.repository]
-      const commit = await this.writer.putRecords(
-        rows.map((row) => ({
-          collection: ids.HoldStats,
-          rkey: statsRecordKey(row.did, row.repository),
-          record: toRecord(row),
-        })),
+      // Cheap look first, so an idle flush never queues behind other writes.
+      if (this.dirtyStmt.all(after[0], after[1], 1).length === 0) break
+      // The rows are read inside the writer's turn: a reset that deleted them before it
+      // cannot see them written back.
+      let rows: CounterRow[] = []
+      const commit = await this.writer.putRecordsFrom(
+        () => {
+          rows = this.dirtyStmt.all(
+            after[0],
+            after[1],
+            MAX_OPS_PER_COMMIT,
+          ) as CounterRow[]
+          return rows.map((row) => ({
+            collection: ids.HoldStats,
+            rkey: statsRecordKey(row.did, row.repository),
+            record: toRecord(row),
+          }))
+        },
         () => {
           for (const row of rows) {
             this.markStmt.run(row.version, row.did, row.repository)
           }
         },
       )
+      if (rows.length === 0) break
+      const last = rows[rows.length - 1]
+      after = [last.did, last.repository]
       records += rows.length
       if (commit) commits++
       if (rows.length < MAX_OPS_PER_COMMIT) break
@@ -316,6 +555,9 @@ export class StatsService implements Counter {
     this.totals.flushedRecords += records
     if (records > 0) {
       this.log.debug({ records, commits, ms }, 'flushed stats')
+    }
+    for (const listener of this.flushListeners) {
+      listener({ records, commits, ms })
     }
     return { records, commits, ms }
   }
@@ -358,12 +600,14 @@ const toRecord = (row: CounterRow) => {
     did: row.did,
     ownerDid: row.did,
     repository: row.repository,
-    pullCount: row.pull_count,
-    pushCount: row.push_count,
+    pullCount: row.pull_count + (row.base_pull ?? 0),
+    pushCount: row.push_count + (row.base_push ?? 0),
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   }
-  if (row.last_pull) record.lastPull = row.last_pull
-  if (row.last_push) record.lastPush = row.last_push
+  const lastPull = latest(row.last_pull, row.base_last_pull)
+  const lastPush = latest(row.last_push, row.base_last_push)
+  if (lastPull) record.lastPull = lastPull
+  if (lastPush) record.lastPush = lastPush
   return record
 }

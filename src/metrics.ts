@@ -1,0 +1,186 @@
+import {
+  collectDefaultMetrics,
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+} from 'prom-client'
+import type { ServerConfig } from './config.ts'
+import type { RecordReader } from './repo/reader.ts'
+import type { RepoWriter } from './repo/writer.ts'
+import type { CountLimiter } from './stats/limiter.ts'
+import type { StatsService } from './stats/service.ts'
+
+export type MetricsSources = {
+  cfg: ServerConfig
+  stats: StatsService
+  writer: RepoWriter
+  reader: RecordReader
+  limiter: CountLimiter
+}
+
+/**
+ * The hold's Prometheus metrics, in a registry of its own: several holds in one process (tests)
+ * must not share counters, so nothing goes into prom-client's global registry. Values that
+ * already live elsewhere (counted totals, pending deltas, records) are read at scrape time.
+ */
+export class HoldMetrics {
+  readonly registry = new Registry()
+  readonly requests: Counter<'route' | 'method' | 'status'>
+  readonly requestDuration: Histogram<'route'>
+  /** Requests received and not yet answered in full (a plain number: it changes twice a request). */
+  requestsInFlight = 0
+  /**
+   * Counts not taken because of a per-client limit. It follows `ctx.limiter.dropped` (the
+   * HOLD_STATS_MAX_PER_MINUTE limiter) by itself at every scrape; code that drops counts some
+   * other way calls `ctx.metrics.droppedCounts.inc()` once per count it does not take.
+   */
+  readonly droppedCounts: Counter
+
+  constructor(src: MetricsSources) {
+    const { cfg, stats, writer, reader, limiter } = src
+    const registers = [this.registry]
+
+    new Gauge({
+      name: 'hold_info',
+      help: 'Always 1; the labels name this hold',
+      labelNames: ['did', 'version'],
+      registers,
+    }).set({ did: cfg.did, version: cfg.version }, 1)
+
+    this.requests = new Counter({
+      name: 'hold_http_requests_total',
+      help: 'HTTP requests answered, by route (the NSID for XRPC), method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers,
+    })
+    this.requestDuration = new Histogram({
+      name: 'hold_http_request_duration_seconds',
+      help: 'Time to answer, to the last byte for blob and CAR downloads, by route',
+      labelNames: ['route'],
+      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+      registers,
+    })
+    const inFlight = () => this.requestsInFlight
+    new Gauge({
+      name: 'hold_http_requests_in_flight',
+      help: 'Requests received and not yet answered in full',
+      registers,
+      collect() {
+        this.set(inFlight())
+      },
+    })
+
+    // Monotonic in the process; read from StatsService at scrape time.
+    const seen = { pull: 0, push: 0 }
+    new Counter({
+      name: 'hold_stats_counted_total',
+      help: 'Pulls and pushes counted since the process started',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        for (const kind of ['pull', 'push'] as const) {
+          const now = kind === 'pull' ? stats.totals.pulls : stats.totals.pushes
+          this.inc({ kind }, now - seen[kind])
+          seen[kind] = now
+        }
+      },
+    })
+    let seenDropped = 0
+    this.droppedCounts = new Counter({
+      name: 'hold_stats_dropped_total',
+      help: 'Counts not taken because a client passed HOLD_STATS_MAX_PER_MINUTE',
+      registers,
+      collect() {
+        this.inc(limiter.dropped - seenDropped)
+        seenDropped = limiter.dropped
+      },
+    })
+    new Gauge({
+      name: 'hold_stats_pending_pairs',
+      help: '(DID, repository) pairs counted in memory and not yet in the counter table',
+      registers,
+      collect() {
+        this.set(stats.pendingPairs)
+      },
+    })
+    new Gauge({
+      name: 'hold_stats_dirty_counters',
+      help: 'Counters in the table whose io.atcr.hold.stats record is behind',
+      registers,
+      collect() {
+        this.set(stats.dirtyCounters())
+      },
+    })
+    const flushDuration = new Histogram({
+      name: 'hold_stats_flush_duration_seconds',
+      help: 'Duration of stats flushes that wrote at least one record',
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    })
+    const flushSize = new Histogram({
+      name: 'hold_stats_flush_records',
+      help: 'Records written by stats flushes that wrote at least one',
+      buckets: [1, 10, 50, 200, 1000, 5000, 20000],
+      registers,
+    })
+    stats.onFlush(({ records, ms }) => {
+      if (records === 0) return
+      flushDuration.observe(ms / 1000)
+      flushSize.observe(records)
+    })
+
+    const commits = new Counter({
+      name: 'hold_repo_commits_total',
+      help: 'Commits made to the hold repo since the process started',
+      registers,
+    })
+    const ops = new Counter({
+      name: 'hold_repo_ops_total',
+      help: 'Record operations committed, by collection and action',
+      labelNames: ['collection', 'action'],
+      registers,
+    })
+    writer.onCommit((evt) => {
+      commits.inc()
+      for (const op of evt.ops) {
+        ops.inc({ collection: op.collection, action: op.action })
+      }
+    })
+    new Gauge({
+      name: 'hold_repo_records',
+      help: 'Records in the hold repo, by collection',
+      labelNames: ['collection'],
+      registers,
+      collect() {
+        this.reset()
+        for (const [collection, n] of Object.entries(reader.counts())) {
+          this.set({ collection }, n)
+        }
+      },
+    })
+  }
+
+  get contentType(): string {
+    return this.registry.contentType
+  }
+
+  /** The hold's metrics and the process's, in Prometheus text format. */
+  async text(): Promise<string> {
+    return (await this.registry.metrics()) + (await processRegistry().metrics())
+  }
+}
+
+let processMetrics: Registry | undefined
+
+/**
+ * Process metrics (CPU, memory, event loop, GC) belong to the process, not to one hold, and
+ * collecting them starts monitors that are never stopped: one registry per process.
+ */
+const processRegistry = (): Registry => {
+  if (!processMetrics) {
+    processMetrics = new Registry()
+    collectDefaultMetrics({ register: processMetrics })
+  }
+  return processMetrics
+}
