@@ -160,7 +160,7 @@ export class AppContext {
         counter: overrides.counter?.(fields) ?? stats,
       })
     } catch (err) {
-      db.close()
+      await db.close()
       throw err
     }
   }

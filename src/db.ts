@@ -1,4 +1,5 @@
 import { DatabaseSync } from 'node:sqlite'
+import { Worker } from 'node:worker_threads'
 
 /**
  * The hold's SQLite database. One connection does every write; readers that need a consistent
@@ -8,6 +9,7 @@ export class Database {
   readonly path: string
   readonly db: DatabaseSync
   private depth = 0
+  private checkpointer: Worker | undefined
 
   constructor(path: string) {
     this.path = path
@@ -16,7 +18,38 @@ export class Database {
     this.db.exec('PRAGMA synchronous = NORMAL')
     this.db.exec('PRAGMA busy_timeout = 5000')
     this.db.exec('PRAGMA foreign_keys = ON')
+    // Repo blocks are read at random across a large table; 32 MiB of page cache instead of
+    // SQLite's 2 MiB halves the cost of writing a commit's blocks.
+    this.db.exec('PRAGMA cache_size = -32768')
     migrate(this.db)
+  }
+
+  /**
+   * Moves WAL checkpoints (which copy the WAL into the database and fsync it: ~300 ms after a
+   * large commit here) off the event loop, into a worker thread with its own connection.
+   * Without it SQLite checkpoints inside whichever COMMIT crosses 1000 pages, stalling every
+   * request for that long.
+   */
+  startCheckpointer(intervalMs = 1000, onError?: (err: Error) => void): void {
+    if (this.checkpointer) return
+    this.db.exec('PRAGMA wal_autocheckpoint = 0')
+    const worker = new Worker(CHECKPOINT_WORKER, {
+      eval: true,
+      workerData: { path: this.path, intervalMs },
+    })
+    worker.unref()
+    worker.on('error', (err: Error) => {
+      // Fall back to SQLite's own checkpoints rather than let the WAL grow.
+      this.checkpointer = undefined
+      if (this.db.isOpen) this.db.exec('PRAGMA wal_autocheckpoint = 1000')
+      onError?.(err)
+    })
+    this.checkpointer = worker
+  }
+
+  /** Checkpoints the whole WAL now (used at stop, so a stopped hold leaves one file). */
+  checkpoint(): void {
+    this.db.exec('PRAGMA wal_checkpoint(TRUNCATE)')
   }
 
   /** Runs fn in one IMMEDIATE transaction; nested calls join the outer one. */
@@ -42,10 +75,32 @@ export class Database {
     return reader
   }
 
-  close(): void {
-    if (this.db.isOpen) this.db.close()
+  async close(): Promise<void> {
+    const worker = this.checkpointer
+    this.checkpointer = undefined
+    if (worker) await worker.terminate()
+    if (this.db.isOpen) {
+      try {
+        this.checkpoint()
+      } catch {
+        // A reader still open elsewhere; SQLite checkpoints on the next open.
+      }
+      this.db.close()
+    }
   }
 }
+
+const CHECKPOINT_WORKER = `
+const { DatabaseSync } = require('node:sqlite')
+const { workerData } = require('node:worker_threads')
+const db = new DatabaseSync(workerData.path)
+db.exec('PRAGMA busy_timeout = 0')
+setInterval(() => {
+  try {
+    db.exec('PRAGMA wal_checkpoint(PASSIVE)')
+  } catch {}
+}, workerData.intervalMs)
+`
 
 const MIGRATIONS: string[] = [
   `

@@ -44,7 +44,7 @@ export class HoldServer {
         log: ctx.logger.child({ name: 'hold:repo' }),
       })
     } catch (err) {
-      ctx.db.close()
+      await ctx.db.close()
       throw err
     }
     return new HoldServer(ctx, createApp(ctx))
@@ -73,6 +73,12 @@ export class HoldServer {
         resolve()
       })
     })
+    this.ctx.db.startCheckpointer(1000, (err) =>
+      logger.error(
+        { err },
+        'WAL checkpoint worker failed; SQLite checkpoints inline',
+      ),
+    )
     stats.start()
     // Counters a crash left behind in the table reach the repo now, not at the first flush.
     stats
@@ -126,7 +132,7 @@ export class HoldServer {
     }
     const flushed = await stats.stop()
     await writer.drain()
-    db.close()
+    await db.close()
     logger.info(flushed, 'hold stopped')
   }
 

@@ -1,7 +1,7 @@
 import { TID } from '@atproto/common'
 import type { Keypair } from '@atproto/crypto'
 import { encode } from '@atproto/lex-cbor'
-import { cidForCbor } from '@atproto/lex-data'
+import { cidForCbor, type Cid } from '@atproto/lex-data'
 import {
   BlockMap,
   DataDiff,
@@ -9,8 +9,15 @@ import {
   signCommit,
   WriteOpAction,
   type CommitData,
-  type RecordWriteOp,
+  type RecordCreateOp,
+  type RecordDeleteOp,
+  type RecordUpdateOp,
 } from '@atproto/repo'
+
+/** A write whose record is already encoded (its CID and DAG-CBOR bytes). */
+export type PreparedWrite =
+  | ((RecordCreateOp | RecordUpdateOp) & { cid: Cid; bytes: Uint8Array })
+  | RecordDeleteOp
 
 /**
  * `Repo.formatCommit` without the per-write covering proofs. Those proofs (`relevantBlocks`)
@@ -21,20 +28,22 @@ import {
  */
 export const formatCommit = async (
   repo: Repo,
-  writes: RecordWriteOp[],
+  writes: PreparedWrite[],
   keypair: Keypair,
 ): Promise<{ commit: CommitData; next: Repo }> => {
   const leaves = new BlockMap()
   let data = repo.data
   for (const write of writes) {
     const key = `${write.collection}/${write.rkey}`
-    if (write.action === WriteOpAction.Create) {
-      data = await data.add(key, await leaves.add(write.record))
-    } else if (write.action === WriteOpAction.Update) {
-      data = await data.update(key, await leaves.add(write.record))
-    } else {
+    if (write.action === WriteOpAction.Delete) {
       data = await data.delete(key)
+      continue
     }
+    leaves.set(write.cid, write.bytes)
+    data =
+      write.action === WriteOpAction.Create
+        ? await data.add(key, write.cid)
+        : await data.update(key, write.cid)
   }
   const dataCid = await data.getPointer()
   const diff = await DataDiff.of(data, repo.data)

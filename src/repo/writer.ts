@@ -1,6 +1,7 @@
 import { TID } from '@atproto/common'
 import type { Keypair } from '@atproto/crypto'
-import { cidForLex } from '@atproto/lex-cbor'
+import { encode } from '@atproto/lex-cbor'
+import { cidForCbor } from '@atproto/lex-data'
 import type { LexMap } from '@atproto/lex-data'
 import {
   Repo,
@@ -13,7 +14,7 @@ import type { StatementSync } from 'node:sqlite'
 import type { Database } from '../db.ts'
 import type { Lexicons } from '../lexicons.ts'
 import type { Logger } from '../logger.ts'
-import { formatCommit } from './commit.ts'
+import { formatCommit, type PreparedWrite } from './commit.ts'
 import type { SqlRepoStorage } from './storage.ts'
 
 /** Firehose limit: a commit may carry at most this many operations. */
@@ -151,19 +152,23 @@ export class RepoWriter {
     inTxn?: () => void,
   ): Promise<CommitData | null> {
     return this.run(async () => {
-      const ops: RecordWriteOp[] = []
+      const ops: PreparedWrite[] = []
       for (const { collection, rkey, record } of build()) {
+        // Validated and encoded once: the same bytes name the record in the index and the MST.
+        this.lexicons.assertValidRecord(collection, record)
+        const bytes = encode(record)
+        const cid = await cidForCbor(bytes)
         const current = this.getRecordCidStmt.get(collection, rkey) as
           { cid: string } | undefined
-        if (current && current.cid === (await cidForLex(record)).toString()) {
-          continue
-        }
+        if (current && current.cid === cid.toString()) continue
         ops.push({
           action: current ? WriteOpAction.Update : WriteOpAction.Create,
           collection,
           rkey,
           record,
-        } as RecordWriteOp)
+          cid,
+          bytes,
+        } as PreparedWrite)
       }
       if (ops.length === 0) {
         if (inTxn) this.database.transaction(inTxn)
@@ -188,7 +193,7 @@ export class RepoWriter {
               action: WriteOpAction.Delete,
               collection,
               rkey,
-            }) as RecordWriteOp,
+            }) as PreparedWrite,
         )
       if (ops.length === 0) {
         if (inTxn) this.database.transaction(inTxn)
@@ -200,7 +205,7 @@ export class RepoWriter {
 
   /** Must run inside the queue. */
   private async commitNow(
-    ops: RecordWriteOp[],
+    ops: PreparedWrite[],
     inTxn?: () => void,
   ): Promise<CommitData> {
     if (ops.length > MAX_OPS_PER_COMMIT) {
@@ -208,26 +213,17 @@ export class RepoWriter {
         `a commit carries at most ${MAX_OPS_PER_COMMIT} operations, got ${ops.length}`,
       )
     }
-    const cids: string[] = []
-    for (const op of ops) {
-      if (op.action === WriteOpAction.Delete) {
-        cids.push('')
-        continue
-      }
-      this.lexicons.assertValidRecord(op.collection, op.record)
-      cids.push((await cidForLex(op.record)).toString())
-    }
     const { commit, next } = await formatCommit(this.repo, ops, this.keypair)
     const now = new Date().toISOString()
     this.database.transaction(() => {
-      ops.forEach((op, i) => {
+      ops.forEach((op) => {
         if (op.action === WriteOpAction.Delete) {
           this.deleteRecordStmt.run(op.collection, op.rkey)
         } else {
           this.upsertRecordStmt.run(
             op.collection,
             op.rkey,
-            cids[i],
+            op.cid.toString(),
             commit.rev,
             now,
           )
