@@ -136,6 +136,17 @@ const main = async () => {
       flushMs.push(result.ms)
     }
 
+    const mem = async (phase: string) => {
+      const m = await getJson<{
+        rssMb: number
+        heapMb: number
+        externalMb: number
+      }>(`${h.base}/_bench/info`)
+      console.error(
+        `${phase}: rss ${m.rssMb.toFixed(0)} MB, heap ${m.heapMb.toFixed(0)} MB, external ${m.externalMb.toFixed(0)} MB`,
+      )
+    }
+    await mem('after start and 5 flushes')
     const statsPaths = Array.from({ length: 500 }, (_, k) => {
       const q = new URLSearchParams({
         did: didOf((k * 97) % DIDS),
@@ -162,6 +173,7 @@ const main = async () => {
       rate: 1000,
     })
 
+    await mem('after getStats/listStats load')
     const exportStarted = performance.now()
     const car = new Uint8Array(
       await (
@@ -177,6 +189,7 @@ const main = async () => {
       const repo = await verifyRepoCar(car, h.did)
       verified = `, verifyRepoCar: ${repo.creates.length} records in ${((performance.now() - started) / 1000).toFixed(1)} s`
     }
+    await mem('after getRepo export')
     const rssEnd = (await getJson<{ rssMb: number }>(`${h.base}/_bench/info`))
       .rssMb
 

@@ -77,6 +77,8 @@ hold.app.get('/_bench/info', (c) =>
     ...commits,
     pendingPairs: hold.ctx.stats.pendingPairs,
     rssMb: process.memoryUsage().rss / 1024 / 1024,
+    heapMb: process.memoryUsage().heapUsed / 1024 / 1024,
+    externalMb: process.memoryUsage().external / 1024 / 1024,
   }),
 )
 // Times one flush of whatever changed (the scale benchmark changes 200 counters first).

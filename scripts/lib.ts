@@ -91,7 +91,13 @@ export const getJson = async <T>(
 
 /** A real service token from the bench owner to the hold. */
 export const ownerToken = async (holdDid: string, lxm: string) =>
-  serviceToken({ iss: OWNER, aud: holdDid, lxm })
+  serviceToken({
+    iss: OWNER,
+    aud: holdDid,
+    lxm,
+    // Valid for the whole run (the hold accepts at most an hour).
+    exp: Math.floor(Date.now() / 1000) + 3000,
+  })
 
 /** Uploads bytes as the owner: getBlob method=PUT with a token, then PUT to the signed URL. */
 export const pushBlob = async (h: Hold, bytes: Uint8Array): Promise<string> => {

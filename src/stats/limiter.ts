@@ -13,6 +13,10 @@ export class CountLimiter {
     this.max = max
   }
 
+  get enabled(): boolean {
+    return this.max > 0
+  }
+
   allow(client: string, now = Date.now()): boolean {
     if (this.max === 0) return true
     const window = Math.floor(now / 60_000)
