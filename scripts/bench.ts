@@ -12,7 +12,9 @@
  *   bytes       getBlob returning the bytes, no repo (not counted)
  *   bytes+repo  the same with repo (counted)
  *   auth        url+repo on a private hold with the owner's service token (verification cost)
- *   seed        url+repo on a hold that counts the seed's way: one signed commit per count
+ *   seed        url+repo on a hold that counts the seed's way: one signed commit per count,
+ *               made as a PDS makes it (the library's formatCommit, with covering proofs)
+ *   seed-lite   the same on the hold's lighter commit path (no covering proofs)
  * then getStats and listStats at 1,000 req/s while url+repo runs flat out, and checks that no
  * count was lost in any design and how many commits ours made.
  */
@@ -127,12 +129,14 @@ const main = async () => {
   const ours = await startHold({ env })
   const priv = await startHold({ env: { ...env, HOLD_PUBLIC: 'false' } })
   const seed = await startHold({ counter: 'seed', env })
-  const holds = [ours, priv, seed]
+  const seedLite = await startHold({ counter: 'seed-lite', env })
+  const holds = [ours, priv, seed, seedLite]
   try {
     const blob = randomBytes(1024)
     const digest = await pushBlob(ours, blob)
     await pushBlob(priv, blob)
     await pushBlob(seed, blob)
+    await pushBlob(seedLite, blob)
     const token = await ownerToken(priv.did, 'com.atproto.sync.getBlob')
     const url = (repo: boolean) => blobPaths(digest, { method: 'GET', repo })
     const all: Scenario[] = [
@@ -177,6 +181,13 @@ const main = async () => {
         paths: url(true),
         amount: REQUESTS,
         headers: { authorization: `Bearer ${token}` },
+        counted: true,
+      },
+      {
+        name: 'seed-lite',
+        hold: seedLite,
+        paths: url(true),
+        amount: SEED_REQUESTS,
         counted: true,
       },
       {
@@ -277,6 +288,7 @@ const main = async () => {
     ratio('url+repo', 'bare', '>= 0.4')
     ratio('auth', 'url+repo', '(cost of token verification)')
     ratio('url+repo', 'seed', '>= 20')
+    ratio('url+repo', 'seed-lite', '(seed design on our lighter commit path)')
 
     // Lost counts: every counted 2xx response must be in getStats and, after a flush, the records.
     await new Promise((r) => setTimeout(r, FLUSH_MS * 2 + 200))
@@ -297,8 +309,16 @@ const main = async () => {
           ) + (h === ours ? readsCounted : 0)
       const recorded = await recordPulls(h)
       // The seed design keeps its counts in the records only.
-      const counted = h === seed ? recorded : await totalPulls(h)
-      const name = h === ours ? 'ours' : h === priv ? 'ours (private)' : 'seed'
+      const counted =
+        h === seed || h === seedLite ? recorded : await totalPulls(h)
+      const name =
+        h === ours
+          ? 'ours'
+          : h === priv
+            ? 'ours (private)'
+            : h === seed
+              ? 'seed'
+              : 'seed-lite'
       // Duration-limited runs (the stats-read phase) may be cut with requests in flight, which
       // the hold counted but whose responses autocannon dropped: those can only add counts.
       const exact =

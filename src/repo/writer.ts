@@ -42,6 +42,11 @@ export class RepoWriter {
   private readonly keypair: Keypair
   private readonly lexicons: Lexicons
   private readonly log: Logger
+  /**
+   * 'library': `Repo.formatCommit` as a PDS with a firehose runs it, covering proofs included.
+   * The benchmark's model of the seed design commits this way; the hold itself does not.
+   */
+  commitFormat: 'fast' | 'library' = 'fast'
 
   private constructor(
     database: Database,
@@ -213,7 +218,10 @@ export class RepoWriter {
         `a commit carries at most ${MAX_OPS_PER_COMMIT} operations, got ${ops.length}`,
       )
     }
-    const { commit, next } = await formatCommit(this.repo, ops, this.keypair)
+    const { commit, next } =
+      this.commitFormat === 'fast'
+        ? await formatCommit(this.repo, ops, this.keypair)
+        : await this.libraryCommit(ops)
     const now = new Date().toISOString()
     this.database.transaction(() => {
       ops.forEach((op) => {
@@ -232,7 +240,7 @@ export class RepoWriter {
       this.storage.applyCommitSync(commit)
       inTxn?.()
     })
-    this.repo = next
+    this.repo = next ?? (await Repo.load(this.storage, commit.cid))
     this.log.debug({ rev: commit.rev, ops: ops.length }, 'committed')
     for (const listener of this.listeners) {
       try {
@@ -242,6 +250,15 @@ export class RepoWriter {
       }
     }
     return commit
+  }
+
+  private async libraryCommit(
+    ops: PreparedWrite[],
+  ): Promise<{ commit: CommitData; next: Repo | undefined }> {
+    return {
+      commit: await this.repo.formatCommit(ops, this.keypair),
+      next: undefined,
+    }
   }
 }
 
