@@ -20,18 +20,30 @@ export const clientKey = (
   return `ip:${c.env?.incoming?.socket?.remoteAddress ?? 'unknown'}`
 }
 
-export const countPull = (
+/**
+ * Counts a pull or a push for (did, repo), charged to the client for HOLD_STATS_MAX_PER_MINUTE.
+ * The client key is only worked out when a limit is set (the socket address is a syscall).
+ */
+const count = (
+  kind: 'countPull' | 'countPush',
   ctx: AppContext,
   c: Ctx,
   callerDid: string | undefined,
   did: string,
   repo: string,
 ): void | Promise<void> => {
-  // The client key is only worked out when a limit is set (the socket address is a syscall).
   if (!ctx.limiter.enabled || ctx.limiter.allow(clientKey(ctx, c, callerDid))) {
-    return ctx.counter.countPull(did, repo)
+    return ctx.counter[kind](did, repo)
   }
 }
+
+export const countPull = (
+  ctx: AppContext,
+  c: Ctx,
+  callerDid: string | undefined,
+  did: string,
+  repo: string,
+) => count('countPull', ctx, c, callerDid, did, repo)
 
 export const countPush = (
   ctx: AppContext,
@@ -39,8 +51,4 @@ export const countPush = (
   callerDid: string | undefined,
   did: string,
   repo: string,
-): void | Promise<void> => {
-  if (!ctx.limiter.enabled || ctx.limiter.allow(clientKey(ctx, c, callerDid))) {
-    return ctx.counter.countPush(did, repo)
-  }
-}
+) => count('countPush', ctx, c, callerDid, did, repo)

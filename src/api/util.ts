@@ -150,30 +150,20 @@ export const MAX_JSON_BODY_BYTES = 64 * 1024
 /** The JSON object body of a procedure call, bounded in size; 400/413 otherwise. */
 export const readJsonBody = async (
   c: Ctx,
+  maxBytes = MAX_JSON_BODY_BYTES,
 ): Promise<Record<string, unknown>> => {
-  const type = c.req.header('content-type') ?? ''
-  if (!/^application\/json\b/i.test(type)) {
+  if (!/^application\/json\b/i.test(c.req.header('content-type') ?? '')) {
     throw new InvalidRequestError('body must be application/json')
   }
-  const declared = Number(c.req.header('content-length') ?? 0)
-  if (declared > MAX_JSON_BODY_BYTES) {
-    throw new PayloadTooLargeError(
-      `body is larger than ${MAX_JSON_BODY_BYTES} bytes`,
-    )
-  }
+  const tooLarge = () =>
+    new PayloadTooLargeError(`body is larger than ${maxBytes} bytes`)
+  if (Number(c.req.header('content-length') ?? 0) > maxBytes) throw tooLarge()
   const chunks: Uint8Array[] = []
   let size = 0
-  const body = c.req.raw.body
-  if (body) {
-    for await (const chunk of body) {
-      size += chunk.byteLength
-      if (size > MAX_JSON_BODY_BYTES) {
-        throw new PayloadTooLargeError(
-          `body is larger than ${MAX_JSON_BODY_BYTES} bytes`,
-        )
-      }
-      chunks.push(chunk)
-    }
+  for await (const chunk of c.req.raw.body ?? []) {
+    size += chunk.byteLength
+    if (size > maxBytes) throw tooLarge()
+    chunks.push(chunk)
   }
   let value: unknown
   try {

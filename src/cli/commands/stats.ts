@@ -5,14 +5,7 @@ import { UsageError } from '../errors.ts'
 import { json, table } from '../format.ts'
 import { confirm } from '../prompt.ts'
 
-export type StatsView = {
-  did: string
-  repository: string
-  pullCount: number
-  pushCount: number
-  lastPull?: string
-  lastPush?: string
-}
+import type { StatsView } from '../../stats/service.ts'
 
 export const checkDid = (did: string): string => {
   if (!isValidDid(did)) throw new UsageError(`invalid DID "${did}"`)
