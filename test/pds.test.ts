@@ -14,6 +14,7 @@ import {
 } from '@atproto/repo'
 import { parseCid } from '@atproto/lex-data'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { DidDocument } from '../src/identity.ts'
 import {
   atprotoKeyFromDidDoc,
   getBytes,
@@ -26,18 +27,7 @@ const OWNER = 'did:plc:ewvi7nxzyoun6zhxrhs64oiz'
 const CAPTAIN = 'io.atcr.hold.captain'
 const CREW = 'io.atcr.hold.crew'
 
-type DidDoc = {
-  '@context': string[]
-  id: string
-  alsoKnownAs: string[]
-  verificationMethod: {
-    id: string
-    type: string
-    controller: string
-    publicKeyMultibase: string
-  }[]
-  service: { id: string; type: string; serviceEndpoint: string }[]
-}
+type DidDoc = DidDocument
 
 type RecordView = { uri: string; cid: string; value: Record<string, unknown> }
 type ListView = { records: RecordView[]; cursor?: string }

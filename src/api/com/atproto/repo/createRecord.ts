@@ -2,8 +2,8 @@ import { cidForLex } from '@atproto/lex-cbor'
 import { ForbiddenError, InvalidRequestError } from '../../../../errors.ts'
 import { ids } from '../../../../lexicons.ts'
 import { crewRecordKey } from '../../../../repo/bootstrap.ts'
-import { assertOwnRepo, readJsonBody, type Register } from '../../../util.ts'
-import { assertCrewCollection, commitView } from './util.ts'
+import type { Register } from '../../../util.ts'
+import { commitView, crewWriteRequest } from './util.ts'
 
 const NSID = 'com.atproto.repo.createRecord'
 
@@ -13,14 +13,7 @@ const NSID = 'com.atproto.repo.createRecord'
  */
 export const register: Register = (app, ctx) => {
   app.post(`/xrpc/${NSID}`, async (c) => {
-    const caller = await ctx.access.authorize(c.req.raw, 'crew:admin', NSID)
-    c.set('caller', caller)
-    const input = await readJsonBody(c)
-    if (typeof input.repo !== 'string') {
-      throw new InvalidRequestError('repo is required')
-    }
-    assertOwnRepo(ctx, input.repo, { allowHandle: true })
-    assertCrewCollection(input.collection)
+    const { caller, input } = await crewWriteRequest(ctx, c, NSID)
     const record = input.record
     if (
       typeof record !== 'object' ||

@@ -1,22 +1,15 @@
 import { ForbiddenError, InvalidRequestError } from '../../../../errors.ts'
 import { ids } from '../../../../lexicons.ts'
 import { isValidRecordKey } from '@atproto/syntax'
-import { assertOwnRepo, readJsonBody, type Register } from '../../../util.ts'
-import { assertCrewCollection, commitView } from './util.ts'
+import type { Register } from '../../../util.ts'
+import { commitView, crewWriteRequest } from './util.ts'
 
 const NSID = 'com.atproto.repo.deleteRecord'
 
 /** Removes a crew member: the owner or a crew:admin member only. Deleting nothing is not an error. */
 export const register: Register = (app, ctx) => {
   app.post(`/xrpc/${NSID}`, async (c) => {
-    const caller = await ctx.access.authorize(c.req.raw, 'crew:admin', NSID)
-    c.set('caller', caller)
-    const input = await readJsonBody(c)
-    if (typeof input.repo !== 'string') {
-      throw new InvalidRequestError('repo is required')
-    }
-    assertOwnRepo(ctx, input.repo, { allowHandle: true })
-    assertCrewCollection(input.collection)
+    const { caller, input } = await crewWriteRequest(ctx, c, NSID)
     if (typeof input.rkey !== 'string' || !isValidRecordKey(input.rkey)) {
       throw new InvalidRequestError('rkey must be a record key')
     }
