@@ -3,6 +3,7 @@ import type { RepoStorage } from '@atproto/repo'
 import { parseCid, type Cid } from '@atproto/lex-data'
 import type { StatementSync } from 'node:sqlite'
 import type { Database } from '../db.ts'
+import { fromLibraryCommit, type Commit } from './commit.ts'
 
 export type RepoRoot = { cid: Cid; rev: string }
 
@@ -55,7 +56,12 @@ export class SqlRepoStorage extends ReadableBlockstore implements RepoStorage {
   }
 
   getBytesSync(cid: Cid): Uint8Array | null {
-    const row = this.getBlockStmt.get(cid.toString()) as
+    return this.getBlockSync(cid.toString())
+  }
+
+  /** A block by its CID string. */
+  getBlockSync(cid: string): Uint8Array | null {
+    const row = this.getBlockStmt.get(cid) as
       { content: Uint8Array } | undefined
     return row ? row.content : null
   }
@@ -79,7 +85,7 @@ export class SqlRepoStorage extends ReadableBlockstore implements RepoStorage {
     return { blocks, missing }
   }
 
-  putBlockSync(cid: Cid, block: Uint8Array, rev: string): void {
+  putBlockSync(cid: Cid | string, block: Uint8Array, rev: string): void {
     this.putBlockStmt.run(cid.toString(), rev, block.byteLength, block)
   }
 
@@ -105,19 +111,19 @@ export class SqlRepoStorage extends ReadableBlockstore implements RepoStorage {
    * Writes a commit's blocks and root. Call after the record index reflects the commit, so a
    * removed block that an identical record still uses is kept.
    */
-  applyCommitSync(commit: CommitData): void {
-    commit.newBlocks.forEach((bytes, cid) =>
-      this.putBlockSync(cid, bytes, commit.rev),
-    )
-    for (const cid of commit.removedCids.toList()) {
-      if (!commit.newBlocks.has(cid)) {
-        this.deleteBlockIfUnusedStmt.run(cid.toString())
-      }
+  applyCommitSync(commit: Commit): void {
+    for (const [cid, bytes] of commit.newBlocks) {
+      this.putBlockSync(cid, bytes, commit.rev)
+    }
+    for (const cid of commit.removed) {
+      if (!commit.newBlocks.has(cid)) this.deleteBlockIfUnusedStmt.run(cid)
     }
     this.updateRootSync(commit.cid, commit.rev)
   }
 
   async applyCommit(commit: CommitData): Promise<void> {
-    this.database.transaction(() => this.applyCommitSync(commit))
+    this.database.transaction(() =>
+      this.applyCommitSync(fromLibraryCommit(commit)),
+    )
   }
 }

@@ -1,20 +1,26 @@
 import { TID } from '@atproto/common'
 import type { Keypair } from '@atproto/crypto'
-import { encode } from '@atproto/lex-cbor'
-import { cidForCbor } from '@atproto/lex-data'
+import { decode, encode } from '@atproto/lex-cbor'
+import { decodeCid, type Cid } from '@atproto/lex-data'
 import type { LexMap } from '@atproto/lex-data'
 import {
   Repo,
   verifyCommitSig,
   WriteOpAction,
-  type CommitData,
   type RecordWriteOp,
 } from '@atproto/repo'
 import type { StatementSync } from 'node:sqlite'
 import type { Database } from '../db.ts'
 import type { Lexicons } from '../lexicons.ts'
 import type { Logger } from '../logger.ts'
-import { formatCommit, type PreparedWrite } from './commit.ts'
+import { cborCidBytes, cidString } from './cid.ts'
+import {
+  formatCommit,
+  fromLibraryCommit,
+  type Commit,
+  type PreparedWrite,
+  type RepoHead,
+} from './commit.ts'
 import type { SqlRepoStorage } from './storage.ts'
 
 /** Firehose limit: a commit may carry at most this many operations. */
@@ -22,15 +28,17 @@ export const MAX_OPS_PER_COMMIT = 200
 
 export type RecordPut = { collection: string; rkey: string; record: LexMap }
 
-export type CommitEvent = { commit: CommitData; ops: RecordWriteOp[] }
+export type CommitEvent = { commit: Commit; ops: RecordWriteOp[] }
 
 /**
  * The one writer of the hold's repo. Two writers on one repo would fork its history, so every
- * write in the process goes through `run()`, a FIFO queue that commits in order, and the repo
- * object, the SQL storage and the record index move together inside one transaction.
+ * write in the process goes through `run()`, a FIFO queue that commits in order, and the head,
+ * the SQL storage and the record index move together inside one transaction. Between commits
+ * the writer keeps only the signed head; each commit reads the MST nodes it changes from
+ * storage (SQLite's page cache keeps the hot ones).
  */
 export class RepoWriter {
-  private repo: Repo
+  private head: RepoHead
   private tail: Promise<unknown> = Promise.resolve()
   private readonly listeners: ((evt: CommitEvent) => void)[] = []
   private readonly upsertRecordStmt: StatementSync
@@ -54,14 +62,14 @@ export class RepoWriter {
     keypair: Keypair,
     lexicons: Lexicons,
     log: Logger,
-    repo: Repo,
+    head: RepoHead,
   ) {
     this.database = database
     this.storage = storage
     this.keypair = keypair
     this.lexicons = lexicons
     this.log = log
-    this.repo = repo
+    this.head = head
     const { db } = database
     this.upsertRecordStmt = db.prepare(
       `INSERT INTO record (collection, rkey, cid, repo_rev, indexed_at) VALUES (?, ?, ?, ?, ?)
@@ -101,7 +109,9 @@ export class RepoWriter {
           TID.nextStr(repo.commit.rev),
           keypair,
         )
-        database.transaction(() => storage.applyCommitSync(commit))
+        database.transaction(() =>
+          storage.applyCommitSync(fromLibraryCommit(commit)),
+        )
         repo = await Repo.load(storage, commit.cid)
         log.info(
           { did, rev: commit.rev },
@@ -110,15 +120,23 @@ export class RepoWriter {
       }
     } else {
       const commit = await Repo.formatInitCommit(storage, did, keypair)
-      database.transaction(() => storage.applyCommitSync(commit))
+      database.transaction(() =>
+        storage.applyCommitSync(fromLibraryCommit(commit)),
+      )
       repo = await Repo.load(storage, commit.cid)
       log.info({ did, rev: commit.rev }, 'created repo')
     }
-    return new RepoWriter(database, storage, keypair, lexicons, log, repo)
+    const head: RepoHead = {
+      did: repo.did,
+      cid: repo.cid,
+      rev: repo.commit.rev,
+      data: repo.commit.data,
+    }
+    return new RepoWriter(database, storage, keypair, lexicons, log, head)
   }
 
   get did(): string {
-    return this.repo.did
+    return this.head.did
   }
 
   onCommit(listener: (evt: CommitEvent) => void): void {
@@ -141,10 +159,7 @@ export class RepoWriter {
    * Creates or updates records (unchanged ones are skipped) in one commit, and runs `inTxn` in
    * the same SQLite transaction as the commit. Returns null when there was nothing to commit.
    */
-  putRecords(
-    puts: RecordPut[],
-    inTxn?: () => void,
-  ): Promise<CommitData | null> {
+  putRecords(puts: RecordPut[], inTxn?: () => void): Promise<Commit | null> {
     return this.putRecordsFrom(() => puts, inTxn)
   }
 
@@ -155,23 +170,23 @@ export class RepoWriter {
   putRecordsFrom(
     build: () => RecordPut[],
     inTxn?: () => void,
-  ): Promise<CommitData | null> {
+  ): Promise<Commit | null> {
     return this.run(async () => {
       const ops: PreparedWrite[] = []
       for (const { collection, rkey, record } of build()) {
         // Validated and encoded once: the same bytes name the record in the index and the MST.
         this.lexicons.assertValidRecord(collection, record)
         const bytes = encode(record)
-        const cid = await cidForCbor(bytes)
+        const cidBytes = cborCidBytes(bytes)
         const current = this.getRecordCidStmt.get(collection, rkey) as
           { cid: string } | undefined
-        if (current && current.cid === cid.toString()) continue
+        if (current && current.cid === cidString(cidBytes)) continue
         ops.push({
           action: current ? WriteOpAction.Update : WriteOpAction.Create,
           collection,
           rkey,
           record,
-          cid,
+          cid: decodeCid(cidBytes),
           bytes,
         } as PreparedWrite)
       }
@@ -186,7 +201,7 @@ export class RepoWriter {
   deleteRecords(
     paths: { collection: string; rkey: string }[],
     inTxn?: () => void,
-  ): Promise<CommitData | null> {
+  ): Promise<Commit | null> {
     return this.run(async () => {
       const ops = paths
         .filter(({ collection, rkey }) =>
@@ -212,15 +227,15 @@ export class RepoWriter {
   private async commitNow(
     ops: PreparedWrite[],
     inTxn?: () => void,
-  ): Promise<CommitData> {
+  ): Promise<Commit> {
     if (ops.length > MAX_OPS_PER_COMMIT) {
       throw new Error(
         `a commit carries at most ${MAX_OPS_PER_COMMIT} operations, got ${ops.length}`,
       )
     }
-    const { commit, next } =
+    const { commit, head } =
       this.commitFormat === 'fast'
-        ? await formatCommit(this.repo, ops, this.keypair)
+        ? await formatCommit(this.storage, this.head, ops, this.keypair)
         : await this.libraryCommit(ops)
     const now = new Date().toISOString()
     this.database.transaction(() => {
@@ -231,7 +246,7 @@ export class RepoWriter {
           this.upsertRecordStmt.run(
             op.collection,
             op.rkey,
-            op.cid.toString(),
+            cidString(op.cid.bytes),
             commit.rev,
             now,
           )
@@ -240,7 +255,7 @@ export class RepoWriter {
       this.storage.applyCommitSync(commit)
       inTxn?.()
     })
-    this.repo = next ?? (await Repo.load(this.storage, commit.cid))
+    this.head = head
     this.log.debug({ rev: commit.rev, ops: ops.length }, 'committed')
     for (const listener of this.listeners) {
       try {
@@ -252,12 +267,21 @@ export class RepoWriter {
     return commit
   }
 
+  /** The library's own commit, from a repo loaded at the head (as a PDS loads it per write). */
   private async libraryCommit(
     ops: PreparedWrite[],
-  ): Promise<{ commit: CommitData; next: Repo | undefined }> {
+  ): Promise<{ commit: Commit; head: RepoHead }> {
+    const repo = await Repo.load(this.storage, this.head.cid)
+    const commit = await repo.formatCommit(ops, this.keypair)
+    const signed = decode(commit.newBlocks.get(commit.cid)!) as { data: Cid }
     return {
-      commit: await this.repo.formatCommit(ops, this.keypair),
-      next: undefined,
+      commit: fromLibraryCommit(commit),
+      head: {
+        ...this.head,
+        cid: commit.cid,
+        rev: commit.rev,
+        data: signed.data,
+      },
     }
   }
 }

@@ -1,0 +1,45 @@
+import { createHash } from 'node:crypto'
+import { decodeCid } from '@atproto/lex-data'
+
+/**
+ * CIDs as bytes and strings, for the commit path. A commit touches a thousand or so blocks;
+ * making a `multiformats` CID object for each (varint parsing, base32 through a generic codec)
+ * cost more than the MST work itself, so the writer handles CIDs as their bytes and their
+ * canonical string (the key of `repo_block`), and makes objects only at the edges.
+ */
+
+const DAG_CBOR = 0x71
+const SHA2_256 = 0x12
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567'
+
+/** Multibase base32 (lowercase, no padding, "b" prefix), as CIDv1 strings are written. */
+const base32 = (bytes: Uint8Array): string => {
+  let out = 'b'
+  let bits = 0
+  let value = 0
+  for (let i = 0; i < bytes.length; i++) {
+    value = ((value << 8) | bytes[i]) & 0xffff
+    bits += 8
+    while (bits >= 5) {
+      bits -= 5
+      out += ALPHABET[(value >>> bits) & 31]
+    }
+  }
+  if (bits > 0) out += ALPHABET[(value << (5 - bits)) & 31]
+  return out
+}
+
+/** The string form of a CID given as bytes (CIDv1 in base32; anything else by the library). */
+export const cidString = (bytes: Uint8Array): string =>
+  bytes[0] === 1 ? base32(bytes) : decodeCid(bytes).toString()
+
+/** The CIDv1 (dag-cbor, sha2-256) bytes of a DAG-CBOR block. */
+export const cborCidBytes = (block: Uint8Array): Uint8Array => {
+  const out = new Uint8Array(36)
+  out[0] = 1
+  out[1] = DAG_CBOR
+  out[2] = SHA2_256
+  out[3] = 32
+  out.set(createHash('sha256').update(block).digest(), 4)
+  return out
+}

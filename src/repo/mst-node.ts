@@ -1,0 +1,232 @@
+import { decode } from '@atproto/lex-cbor'
+import type { Cid } from '@atproto/lex-data'
+
+/**
+ * DAG-CBOR of MST nodes, written by hand for their one shape:
+ *
+ *   { e: [{ k: bytes, p: uint, t: CID | null, v: CID }, ...], l: CID | null }
+ *
+ * with the map keys in DAG-CBOR's canonical order ("e" < "l"; "k" < "p" < "t" < "v") and the
+ * shortest integer heads, so the bytes are the ones any DAG-CBOR encoder writes for the same
+ * node (the MST tests compare them with the library's). The generic encoder spends most of a
+ * flush's MST time sorting map keys and building tokens; this writes the bytes directly.
+ * A block that does not have this exact layout is read with the generic decoder instead.
+ * Links are CIDs as bytes (see cid.ts).
+ */
+
+export type Link = Uint8Array
+export type NodeEntry = { p: number; k: Uint8Array; v: Link; t: Link | null }
+export type NodeData = { l: Link | null; e: NodeEntry[] }
+
+const CID_TAG = [0xd8, 0x2a] // tag(42)
+
+class Writer {
+  buf = new Uint8Array(512)
+  len = 0
+
+  private room(n: number): void {
+    if (this.len + n <= this.buf.length) return
+    let size = this.buf.length * 2
+    while (size < this.len + n) size *= 2
+    const next = new Uint8Array(size)
+    next.set(this.buf.subarray(0, this.len))
+    this.buf = next
+  }
+
+  byte(b: number): void {
+    this.room(1)
+    this.buf[this.len++] = b
+  }
+
+  /** A CBOR head: major type and argument, shortest form. */
+  head(major: number, n: number): void {
+    const m = major << 5
+    this.room(9)
+    const b = this.buf
+    if (n < 24) {
+      b[this.len++] = m | n
+    } else if (n < 0x100) {
+      b[this.len++] = m | 24
+      b[this.len++] = n
+    } else if (n < 0x10000) {
+      b[this.len++] = m | 25
+      b[this.len++] = n >>> 8
+      b[this.len++] = n & 0xff
+    } else if (n < 0x100000000) {
+      b[this.len++] = m | 26
+      b[this.len++] = n >>> 24
+      b[this.len++] = (n >>> 16) & 0xff
+      b[this.len++] = (n >>> 8) & 0xff
+      b[this.len++] = n & 0xff
+    } else {
+      throw new Error('MST node: length out of range')
+    }
+  }
+
+  bytes(data: Uint8Array): void {
+    this.head(2, data.length)
+    this.room(data.length)
+    this.buf.set(data, this.len)
+    this.len += data.length
+  }
+
+  /** A one-letter text key. */
+  key(letter: number): void {
+    this.room(2)
+    this.buf[this.len++] = 0x61
+    this.buf[this.len++] = letter
+  }
+
+  linkOrNull(bytes: Link | null): void {
+    if (bytes === null) {
+      this.byte(0xf6)
+      return
+    }
+    this.room(2)
+    this.buf[this.len++] = CID_TAG[0]
+    this.buf[this.len++] = CID_TAG[1]
+    // A CID in DAG-CBOR is a byte string of 0x00 (the identity multibase) and the CID.
+    this.head(2, bytes.length + 1)
+    this.room(bytes.length + 1)
+    this.buf[this.len++] = 0
+    this.buf.set(bytes, this.len)
+    this.len += bytes.length
+  }
+}
+
+const E = 0x65
+const K = 0x6b
+const L = 0x6c
+const P = 0x70
+const T = 0x74
+const V = 0x76
+
+export const encodeNode = (node: NodeData): Uint8Array => {
+  const w = new Writer()
+  w.byte(0xa2) // map(2)
+  w.key(E)
+  w.head(4, node.e.length)
+  for (const entry of node.e) {
+    w.byte(0xa4) // map(4)
+    w.key(K)
+    w.bytes(entry.k)
+    w.key(P)
+    w.head(0, entry.p)
+    w.key(T)
+    w.linkOrNull(entry.t)
+    w.key(V)
+    w.linkOrNull(entry.v)
+  }
+  w.key(L)
+  w.linkOrNull(node.l)
+  return w.buf.slice(0, w.len)
+}
+
+class Malformed extends Error {}
+
+class Reader {
+  readonly buf: Uint8Array
+  pos = 0
+
+  constructor(buf: Uint8Array) {
+    this.buf = buf
+  }
+
+  private next(): number {
+    if (this.pos >= this.buf.length) throw new Malformed()
+    return this.buf[this.pos++]
+  }
+
+  /** A head of the given major type, shortest form only (as DAG-CBOR requires). */
+  head(major: number): number {
+    const first = this.next()
+    if (first >> 5 !== major) throw new Malformed()
+    const info = first & 0x1f
+    if (info < 24) return info
+    if (info === 24) {
+      const n = this.next()
+      if (n < 24) throw new Malformed()
+      return n
+    }
+    if (info === 25) {
+      const n = (this.next() << 8) | this.next()
+      if (n < 0x100) throw new Malformed()
+      return n
+    }
+    if (info === 26) {
+      const n =
+        this.next() * 0x1000000 +
+        ((this.next() << 16) | (this.next() << 8) | this.next())
+      if (n < 0x10000) throw new Malformed()
+      return n
+    }
+    throw new Malformed()
+  }
+
+  expect(...bytes: number[]): void {
+    for (const b of bytes) if (this.next() !== b) throw new Malformed()
+  }
+
+  bytes(): Uint8Array {
+    const n = this.head(2)
+    if (this.pos + n > this.buf.length) throw new Malformed()
+    const out = this.buf.subarray(this.pos, this.pos + n)
+    this.pos += n
+    return out
+  }
+
+  linkOrNull(): Link | null {
+    if (this.buf[this.pos] === 0xf6) {
+      this.pos++
+      return null
+    }
+    this.expect(CID_TAG[0], CID_TAG[1])
+    const bytes = this.bytes()
+    if (bytes.length < 2 || bytes[0] !== 0) throw new Malformed()
+    return bytes.subarray(1)
+  }
+}
+
+export const decodeNode = (bytes: Uint8Array): NodeData => {
+  try {
+    const r = new Reader(bytes)
+    r.expect(0xa2, 0x61, E)
+    const count = r.head(4)
+    const e: NodeEntry[] = []
+    for (let i = 0; i < count; i++) {
+      r.expect(0xa4, 0x61, K)
+      const k = r.bytes()
+      r.expect(0x61, P)
+      const p = r.head(0)
+      r.expect(0x61, T)
+      const t = r.linkOrNull()
+      r.expect(0x61, V)
+      const v = r.linkOrNull()
+      if (v === null) throw new Malformed()
+      e.push({ p, k, v, t })
+    }
+    r.expect(0x61, L)
+    const l = r.linkOrNull()
+    if (r.pos !== bytes.length) throw new Malformed()
+    return { l, e }
+  } catch (err) {
+    if (!(err instanceof Malformed)) throw err
+  }
+  type Generic = {
+    l: Cid | null
+    e: { p: number; k: Uint8Array; v: Cid; t: Cid | null }[]
+  }
+  const data = decode(bytes) as unknown as Generic
+  if (!data || typeof data !== 'object' || !Array.isArray(data.e)) {
+    throw new Error('not an MST node')
+  }
+  return {
+    l: data.l?.bytes ?? null,
+    e: data.e.map(({ p, k, v, t }) => ({
+      p,
+      k,
+      v: v.bytes,
+      t: t?.bytes ?? null,
+    })),
+  }
+}

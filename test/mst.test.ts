@@ -1,0 +1,282 @@
+import { createHash } from 'node:crypto'
+import { cidForCbor, createCid, parseCid, type Cid } from '@atproto/lex-data'
+import { DataDiff, MemoryBlockstore, MST, mstUtil } from '@atproto/repo'
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { cborCidBytes, cidString } from '../src/repo/cid.ts'
+import {
+  applyMstOps,
+  layerOfKey,
+  MstOpError,
+  type MstOp,
+} from '../src/repo/mst.ts'
+
+// Our batched MST against @atproto/repo's, key by key: the same root CID, the same new node
+// blocks (byte for byte) and the same removed CIDs as the library's DataDiff, for random trees
+// and random batches, and for the shapes that move the root.
+
+const valueCid = (seed: string): Cid =>
+  createCid(0x71, 0x12, createHash('sha256').update(seed).digest())
+
+const keyOf = (n: number, collection = 'io.atcr.hold.stats') =>
+  `${collection}/${createHash('sha256').update(String(n)).digest('base64url').slice(0, 20)}`
+
+/** Keys whose layer is exactly `layer`, from a deterministic search. */
+const keysAtLayer = (layer: number, count: number, from = 0): string[] => {
+  const out: string[] = []
+  for (let n = from; out.length < count; n++) {
+    const key = keyOf(n, 'io.atcr.hold.layer')
+    if (layerOfKey(key) === layer) out.push(key)
+  }
+  return out
+}
+
+/** A tree built by the library, with its blocks in a memory store. */
+class LibraryTree {
+  readonly store = new MemoryBlockstore()
+  mst!: MST
+  readonly values = new Map<string, Cid>()
+
+  static async of(keys: string[], tag = 'init'): Promise<LibraryTree> {
+    const tree = new LibraryTree()
+    tree.mst = await MST.create(tree.store, [])
+    for (const key of keys) {
+      const cid = valueCid(`${tag}:${key}`)
+      tree.mst = await tree.mst.add(key, cid)
+      tree.values.set(key, cid)
+    }
+    await tree.persist()
+    return tree
+  }
+
+  async persist(): Promise<Cid> {
+    const { root, blocks } = await this.mst.getUnstoredBlocks()
+    await this.store.putMany(blocks)
+    return root
+  }
+
+  /**
+   * Applies ops the library's way; returns the root and the diff against the old tree. Deletes
+   * go last: the library applies keys in the order given, and a delete that empties the root
+   * followed by a create below its layer leaves a pointer-only root (not the canonical tree,
+   * which any order of the same batch must give).
+   */
+  async apply(ops: MstOp[]): Promise<{ root: Cid; diff: DataDiff }> {
+    const prev = this.mst
+    let mst = prev
+    const ordered = [
+      ...ops.filter((op) => op.action !== 'delete'),
+      ...ops.filter((op) => op.action === 'delete'),
+    ]
+    for (const op of ordered) {
+      if (op.action === 'create') mst = await mst.add(op.key, op.cid)
+      else if (op.action === 'update') mst = await mst.update(op.key, op.cid)
+      else mst = await mst.delete(op.key)
+    }
+    const diff = await DataDiff.of(mst, prev)
+    this.mst = mst
+    const root = await this.persist()
+    // From storage, as a repo loads its tree after a commit (an emptied root kept in memory
+    // remembers its old layer, which the next batch would build on).
+    this.mst = MST.load(this.store, root)
+    for (const op of ops) {
+      if (op.action === 'delete') this.values.delete(op.key)
+      else this.values.set(op.key, op.cid)
+    }
+    return { root, diff }
+  }
+
+  source() {
+    return {
+      getBlockSync: (cid: string) =>
+        this.store.blocks.get(parseCid(cid)) ?? null,
+    }
+  }
+}
+
+const sorted = (cids: Cid[]) => cids.map((c) => c.toString()).sort()
+
+/** Applies ops both ways and checks that everything the commit needs is the same. */
+const checkBatch = async (tree: LibraryTree, ops: MstOp[]) => {
+  const before = await tree.mst.getPointer()
+  const ours = applyMstOps(tree.source(), before, ops)
+  const lib = await tree.apply(ops)
+  expect(ours.root.cid).toBe(lib.root.toString())
+  expect([...ours.newBlocks.keys()].sort()).toEqual(
+    sorted(lib.diff.newMstBlocks.cids()),
+  )
+  for (const [cid, bytes] of ours.newBlocks) {
+    const theirs = tree.store.blocks.get(parseCid(cid))
+    expect(theirs && Buffer.from(bytes).equals(Buffer.from(theirs))).toBe(true)
+  }
+  expect([...ours.removed].sort()).toEqual(
+    sorted(lib.diff.removedCids.toList()),
+  )
+}
+
+/** A random batch over the tree's keys: updates, deletes and creates of new keys. */
+const randomBatch = (
+  tree: LibraryTree,
+  rand: () => number,
+  size: number,
+  round: number,
+): MstOp[] => {
+  const existing = [...tree.values.keys()]
+  const ops = new Map<string, MstOp>()
+  for (let i = 0; i < size; i++) {
+    const r = rand()
+    if (existing.length > 0 && r < 0.35) {
+      const key = existing[Math.floor(rand() * existing.length)]
+      ops.set(key, {
+        action: 'update',
+        key,
+        cid: valueCid(`r${round}:${i}:${key}`),
+      })
+    } else if (existing.length > 0 && r < 0.6) {
+      const key = existing[Math.floor(rand() * existing.length)]
+      ops.set(key, { action: 'delete', key })
+    } else {
+      const key = keyOf(1_000_000 + round * 10_000 + i)
+      if (!tree.values.has(key)) {
+        ops.set(key, {
+          action: 'create',
+          key,
+          cid: valueCid(`c${round}:${key}`),
+        })
+      }
+    }
+  }
+  return [...ops.values()]
+}
+
+/** A small deterministic generator, so a failing seed can be replayed. */
+const prng = (seed: number) => {
+  let s = seed >>> 0 || 1
+  return () => {
+    s ^= s << 13
+    s ^= s >>> 17
+    s ^= s << 5
+    return (s >>> 0) / 2 ** 32
+  }
+}
+
+describe('CIDs as bytes and strings', () => {
+  it('match the library for dag-cbor, raw and random CIDs', async () => {
+    for (let n = 0; n < 200; n++) {
+      const block = createHash('sha256').update(`block ${n}`).digest()
+      const ours = cborCidBytes(block)
+      const theirs = await cidForCbor(block)
+      expect(Buffer.from(ours).equals(Buffer.from(theirs.bytes))).toBe(true)
+      expect(cidString(ours)).toBe(theirs.toString())
+      const raw = createCid(0x55, 0x12, block)
+      expect(cidString(raw.bytes)).toBe(raw.toString())
+    }
+  })
+})
+
+describe('batched MST', () => {
+  it('computes the same key layer as the library', async () => {
+    for (let n = 0; n < 3000; n++) {
+      const key = keyOf(n)
+      expect(layerOfKey(key)).toBe(await mstUtil.leadingZerosOnHash(key))
+    }
+  })
+
+  it('matches the library on random trees and batches', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+        fc.integer({ min: 0, max: 600 }),
+        fc.integer({ min: 1, max: 120 }),
+        async (seed, size, batch) => {
+          const rand = prng(seed)
+          const keys = Array.from({ length: size }, (_, i) => keyOf(i))
+          const tree = await LibraryTree.of(keys)
+          for (let round = 0; round < 4; round++) {
+            const ops = randomBatch(tree, rand, batch, round)
+            if (ops.length > 0) await checkBatch(tree, ops)
+          }
+        },
+      ),
+      { numRuns: 25 },
+    )
+  })
+
+  it('grows the root by several layers for a high key, and trims it back when it goes', async () => {
+    const low = keysAtLayer(0, 40)
+    const tree = await LibraryTree.of(low)
+    const [high] = keysAtLayer(3, 1)
+    await checkBatch(tree, [
+      { action: 'create', key: high, cid: valueCid('high') },
+    ])
+    expect(layerOfKey(high)).toBe(3)
+    await checkBatch(tree, [{ action: 'delete', key: high }])
+    expect((await tree.mst.getLayer()) as number).toBe(0)
+  })
+
+  it('splits and merges subtrees across layers', async () => {
+    const mid = keysAtLayer(1, 12)
+    const top = keysAtLayer(2, 4)
+    const low = keysAtLayer(0, 60)
+    const tree = await LibraryTree.of([...low, ...mid])
+    // New top keys split the layer-1 and layer-0 nodes under them...
+    await checkBatch(
+      tree,
+      top.map(
+        (key) => ({ action: 'create', key, cid: valueCid(key) }) as MstOp,
+      ),
+    )
+    // ...deleting layer-1 keys merges their neighbours, alongside updates below...
+    await checkBatch(tree, [
+      ...mid.slice(0, 6).map((key) => ({ action: 'delete', key }) as MstOp),
+      ...low
+        .slice(0, 10)
+        .map(
+          (key) =>
+            ({ action: 'update', key, cid: valueCid(`u:${key}`) }) as MstOp,
+        ),
+    ])
+    // ...and removing the top again leaves pointer-only nodes to trim.
+    await checkBatch(
+      tree,
+      top.map((key) => ({ action: 'delete', key }) as MstOp),
+    )
+  })
+
+  it('empties a tree and fills an empty one', async () => {
+    const keys = Array.from({ length: 50 }, (_, i) => keyOf(i))
+    const tree = await LibraryTree.of(keys)
+    await checkBatch(
+      tree,
+      keys.map((key) => ({ action: 'delete', key }) as MstOp),
+    )
+    const empty = await (await MST.create(new MemoryBlockstore())).getPointer()
+    expect((await tree.mst.getPointer()).toString()).toBe(empty.toString())
+    await checkBatch(
+      tree,
+      keys.map(
+        (key) => ({ action: 'create', key, cid: valueCid(key) }) as MstOp,
+      ),
+    )
+  })
+
+  it('refuses a create of a present key, a change to a missing one, and a key twice', async () => {
+    const keys = Array.from({ length: 30 }, (_, i) => keyOf(i))
+    const tree = await LibraryTree.of(keys)
+    const root = await tree.mst.getPointer()
+    const source = tree.source()
+    const missing = keyOf(999)
+    const cases: MstOp[][] = [
+      [{ action: 'create', key: keys[3], cid: valueCid('x') }],
+      [{ action: 'update', key: missing, cid: valueCid('x') }],
+      [{ action: 'delete', key: missing }],
+      [
+        { action: 'update', key: keys[1], cid: valueCid('x') },
+        { action: 'delete', key: keys[1] },
+      ],
+    ]
+    for (const ops of cases) {
+      expect(() => applyMstOps(source, root, ops)).toThrow(MstOpError)
+    }
+  })
+})
