@@ -15,6 +15,7 @@ export type ServerEnvironment = {
   maxBlobBytes?: string
   statsFlushMs?: string
   statsMaxPerMinute?: string
+  repoCacheMb?: string
   trustedProxyHeader?: string
   adminPassword?: string
   logLevel?: string
@@ -36,6 +37,7 @@ export const readEnv = (
   maxBlobBytes: env.HOLD_MAX_BLOB_BYTES,
   statsFlushMs: env.HOLD_STATS_FLUSH_MS,
   statsMaxPerMinute: env.HOLD_STATS_MAX_PER_MINUTE,
+  repoCacheMb: env.HOLD_REPO_CACHE_MB,
   trustedProxyHeader: env.HOLD_TRUSTED_PROXY_HEADER,
   adminPassword: env.HOLD_ADMIN_PASSWORD,
   logLevel: env.LOG_LEVEL,
@@ -61,6 +63,8 @@ export type ServerConfig = {
   statsFlushMs: number
   statsPersistMs: number
   statsMaxPerMinute: number
+  /** MiB of MST nodes kept in memory; 0: none */
+  repoCacheMb: number
   trustedProxyHeader: string | undefined
   logLevel: string
   version: string
@@ -155,6 +159,13 @@ export const envToCfg = (
       0,
       0,
       Number.MAX_SAFE_INTEGER,
+    ),
+    repoCacheMb: parseIntVar(
+      'HOLD_REPO_CACHE_MB',
+      env.repoCacheMb,
+      32,
+      0,
+      65536,
     ),
     trustedProxyHeader: nonEmpty(env.trustedProxyHeader)?.toLowerCase(),
     logLevel,

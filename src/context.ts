@@ -119,6 +119,7 @@ export class AppContext {
         keypair,
         lexicons,
         log: logger.child({ name: 'hold:repo' }),
+        nodeCacheBytes: cfg.repoCacheMb * 1024 * 1024,
       })
       const blobs = new DiskBlobStore(cfg.dataDir)
       await blobs.init()

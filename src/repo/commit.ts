@@ -56,7 +56,12 @@ export const formatCommit = async (
   head: RepoHead,
   writes: PreparedWrite[],
   keypair: Keypair,
-): Promise<{ commit: Commit; head: RepoHead }> => {
+): Promise<{
+  commit: Commit
+  head: RepoHead
+  /** The MST nodes the commit adds (also in `commit.newBlocks`). */
+  nodes: Map<string, Uint8Array>
+}> => {
   const leaves = new Map<string, Uint8Array>()
   const ops: MstOp[] = writes.map((write) => {
     const key = `${write.collection}/${write.rkey}`
@@ -77,7 +82,7 @@ export const formatCommit = async (
   )
   const commitBytes = encode(signed)
   const commitCid = decodeCid(cborCidBytes(commitBytes))
-  const newBlocks = mst.newBlocks
+  const newBlocks = new Map(mst.newBlocks)
   for (const [cid, bytes] of leaves) newBlocks.set(cid, bytes)
   newBlocks.set(commitCid.toString(), commitBytes)
   const removed = mst.removed
@@ -94,5 +99,6 @@ export const formatCommit = async (
       removed,
     },
     head: { did: head.did, cid: commitCid, rev, data },
+    nodes: mst.newBlocks,
   }
 }

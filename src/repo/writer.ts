@@ -14,6 +14,9 @@ import type { Database } from '../db.ts'
 import type { Lexicons } from '../lexicons.ts'
 import type { Logger } from '../logger.ts'
 import { cborCidBytes, cidString } from './cid.ts'
+import type { BlockSource } from './mst.ts'
+import { decodeNode } from './mst-node.ts'
+import { NodeCache } from './node-cache.ts'
 import {
   formatCommit,
   fromLibraryCommit,
@@ -22,6 +25,9 @@ import {
   type RepoHead,
 } from './commit.ts'
 import type { SqlRepoStorage } from './storage.ts'
+
+/** MST nodes kept in memory by default: the whole tree of a repo of ~250k records. */
+export const DEFAULT_NODE_CACHE_BYTES = 32 * 1024 * 1024
 
 /** Firehose limit: a commit may carry at most this many operations. */
 export const MAX_OPS_PER_COMMIT = 200
@@ -34,8 +40,8 @@ export type CommitEvent = { commit: Commit; ops: RecordWriteOp[] }
  * The one writer of the hold's repo. Two writers on one repo would fork its history, so every
  * write in the process goes through `run()`, a FIFO queue that commits in order, and the head,
  * the SQL storage and the record index move together inside one transaction. Between commits
- * the writer keeps only the signed head; each commit reads the MST nodes it changes from
- * storage (SQLite's page cache keeps the hot ones).
+ * the writer keeps the signed head and the MST nodes as bytes (NodeCache, bounded); a commit
+ * reads the nodes it changes from there, else from storage.
  */
 export class RepoWriter {
   private head: RepoHead
@@ -55,6 +61,9 @@ export class RepoWriter {
    * The benchmark's model of the seed design commits this way; the hold itself does not.
    */
   commitFormat: 'fast' | 'library' = 'fast'
+  readonly nodes: NodeCache
+  private readonly nodeSource: BlockSource
+  private warming = false
 
   private constructor(
     database: Database,
@@ -63,7 +72,18 @@ export class RepoWriter {
     lexicons: Lexicons,
     log: Logger,
     head: RepoHead,
+    nodeCacheBytes: number,
   ) {
+    this.nodes = new NodeCache(nodeCacheBytes)
+    this.nodeSource = {
+      getBlockSync: (cid) => {
+        const cached = this.nodes.get(cid)
+        if (cached) return cached
+        const block = storage.getBlockSync(cid)
+        if (block) this.nodes.set(cid, block)
+        return block
+      },
+    }
     this.database = database
     this.storage = storage
     this.keypair = keypair
@@ -91,6 +111,8 @@ export class RepoWriter {
     keypair: Keypair
     lexicons: Lexicons
     log: Logger
+    /** Bytes of MST nodes kept in memory (default 32 MiB; 0 turns the cache off). */
+    nodeCacheBytes?: number
   }): Promise<RepoWriter> {
     const { database, storage, did, keypair, lexicons, log } = opts
     const root = storage.getRootSync()
@@ -132,7 +154,15 @@ export class RepoWriter {
       rev: repo.commit.rev,
       data: repo.commit.data,
     }
-    return new RepoWriter(database, storage, keypair, lexicons, log, head)
+    return new RepoWriter(
+      database,
+      storage,
+      keypair,
+      lexicons,
+      log,
+      head,
+      opts.nodeCacheBytes ?? DEFAULT_NODE_CACHE_BYTES,
+    )
   }
 
   get did(): string {
@@ -223,6 +253,41 @@ export class RepoWriter {
     })
   }
 
+  /**
+   * Reads the current tree's nodes into the node cache, a slice at a time between other work,
+   * until the tree is read or the cache is full; so the first flushes after a start do not
+   * read their paths from SQLite one block at a time. Resolves with the nodes read.
+   */
+  async warm(
+    opts: { sliceNodes?: number; stopped?: () => boolean } = {},
+  ): Promise<number> {
+    if (this.warming || this.nodes.maxBytes <= 0) return 0
+    this.warming = true
+    const slice = opts.sliceNodes ?? 250
+    let read = 0
+    try {
+      const queue: Uint8Array[] = [this.head.data.bytes]
+      while (queue.length > 0) {
+        if (opts.stopped?.()) break
+        for (let i = 0; i < slice && queue.length > 0; i++) {
+          const block = this.nodeSource.getBlockSync(cidString(queue.pop()!))
+          // A node a commit has replaced since the walk began is gone; its subtree is not
+          // the current tree's anyway.
+          if (!block) continue
+          read++
+          const node = decodeNode(block)
+          if (node.l) queue.push(node.l)
+          for (const entry of node.e) if (entry.t) queue.push(entry.t)
+        }
+        if (this.nodes.usedBytes >= this.nodes.maxBytes) break
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+    } finally {
+      this.warming = false
+    }
+    return read
+  }
+
   /** Must run inside the queue. */
   private async commitNow(
     ops: PreparedWrite[],
@@ -233,9 +298,9 @@ export class RepoWriter {
         `a commit carries at most ${MAX_OPS_PER_COMMIT} operations, got ${ops.length}`,
       )
     }
-    const { commit, head } =
+    const { commit, head, nodes } =
       this.commitFormat === 'fast'
-        ? await formatCommit(this.storage, this.head, ops, this.keypair)
+        ? await formatCommit(this.nodeSource, this.head, ops, this.keypair)
         : await this.libraryCommit(ops)
     const now = new Date().toISOString()
     this.database.transaction(() => {
@@ -256,6 +321,8 @@ export class RepoWriter {
       inTxn?.()
     })
     this.head = head
+    for (const cid of commit.removed) this.nodes.delete(cid)
+    for (const [cid, block] of nodes) this.nodes.set(cid, block)
     this.log.debug({ rev: commit.rev, ops: ops.length }, 'committed')
     for (const listener of this.listeners) {
       try {
@@ -268,9 +335,11 @@ export class RepoWriter {
   }
 
   /** The library's own commit, from a repo loaded at the head (as a PDS loads it per write). */
-  private async libraryCommit(
-    ops: PreparedWrite[],
-  ): Promise<{ commit: Commit; head: RepoHead }> {
+  private async libraryCommit(ops: PreparedWrite[]): Promise<{
+    commit: Commit
+    head: RepoHead
+    nodes: Map<string, Uint8Array>
+  }> {
     const repo = await Repo.load(this.storage, this.head.cid)
     const commit = await repo.formatCommit(ops, this.keypair)
     const signed = decode(commit.newBlocks.get(commit.cid)!) as { data: Cid }
@@ -282,6 +351,7 @@ export class RepoWriter {
         rev: commit.rev,
         data: signed.data,
       },
+      nodes: new Map(),
     }
   }
 }
