@@ -37,4 +37,4 @@ EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.HOLD_PORT || 8080) + '/xrpc/_health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # Exec form, no shell or npm in between: SIGTERM reaches Node, which drains and exits 0.
-CMD ["node", "dist/bin.js"]
+CMD ["node", "--max-semi-space-size=4", "dist/bin.js"]

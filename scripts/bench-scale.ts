@@ -105,6 +105,23 @@ const main = async () => {
     const rssStart = (await getJson<{ rssMb: number }>(`${h.base}/_bench/info`))
       .rssMb
 
+    const mem = async (phase: string) => {
+      const m = await getJson<{
+        rssMb: number
+        heapMb: number
+        externalMb: number
+        nodeCacheMb: number
+        status: Record<string, string>
+      }>(`${h.base}/_bench/info`)
+      console.error(
+        `${phase}: rss ${m.rssMb.toFixed(0)} MB, heap ${m.heapMb.toFixed(0)} MB, external ${m.externalMb.toFixed(0)} MB, node cache ${m.nodeCacheMb.toFixed(1)} MB, ${Object.entries(
+          m.status,
+        )
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ')}`,
+      )
+    }
+    await mem('after start')
     // A 200-record flush: 200 counted pulls over 200 different pairs spread over the repo.
     const blob = randomBytes(512)
     const digest = await pushBlob(h, blob)
@@ -136,16 +153,6 @@ const main = async () => {
       flushMs.push(result.ms)
     }
 
-    const mem = async (phase: string) => {
-      const m = await getJson<{
-        rssMb: number
-        heapMb: number
-        externalMb: number
-      }>(`${h.base}/_bench/info`)
-      console.error(
-        `${phase}: rss ${m.rssMb.toFixed(0)} MB, heap ${m.heapMb.toFixed(0)} MB, external ${m.externalMb.toFixed(0)} MB`,
-      )
-    }
     await mem('after start and 5 flushes')
     const statsPaths = Array.from({ length: 500 }, (_, k) => {
       const q = new URLSearchParams({

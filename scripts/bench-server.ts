@@ -3,6 +3,7 @@
  * the ceiling of this stack, and commit counters), and with BENCH_COUNTER=seed the seed
  * document's counting design in place of ours. Prints `READY <port>` when it listens.
  */
+import { readFileSync } from 'node:fs'
 import type { LexMap } from '@atproto/lex-data'
 import { envToCfg, envToSecrets, readEnv } from '../src/config.ts'
 import type { AppContextFields } from '../src/context.ts'
@@ -76,6 +77,19 @@ hold.ctx.writer.onCommit(({ ops }) => {
   commits.maxOps = Math.max(commits.maxOps, ops.length)
 })
 hold.app.get('/_bench/bare', (c) => c.json({ ok: true, hold: 'bench' }))
+const procStatus = (): Record<string, string> => {
+  try {
+    const text = readFileSync('/proc/self/status', 'utf8')
+    return Object.fromEntries(
+      text
+        .split('\n')
+        .filter((line) => /^(VmRSS|RssAnon|RssFile|RssShmem|VmHWM):/.test(line))
+        .map((line) => line.split(/:\s+/) as [string, string]),
+    )
+  } catch {
+    return {}
+  }
+}
 hold.app.get('/_bench/info', (c) =>
   c.json({
     ...commits,
@@ -83,6 +97,9 @@ hold.app.get('/_bench/info', (c) =>
     rssMb: process.memoryUsage().rss / 1024 / 1024,
     heapMb: process.memoryUsage().heapUsed / 1024 / 1024,
     externalMb: process.memoryUsage().external / 1024 / 1024,
+    // Where the resident memory is: anonymous (heaps, SQLite caches), file-backed, shared.
+    status: procStatus(),
+    nodeCacheMb: hold.ctx.writer.nodes.usedBytes / 1024 / 1024,
   }),
 )
 // Times one flush of whatever changed (the scale benchmark changes 200 counters first).

@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import type { EventEmitter } from 'node:events'
 import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -10,6 +11,18 @@ import autocannon from 'autocannon'
 import { identity, serviceToken, testPlcUrl } from '../test/_identity.ts'
 
 export const ROOT = new URL('..', import.meta.url).pathname
+
+/**
+ * The Node flags the hold runs with (`npm start`, and the image's CMD, which a test keeps in
+ * step), so the benchmarks measure the memory and speed operators get.
+ */
+export const NODE_FLAGS: string[] = (
+  JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+    scripts: { start: string }
+  }
+).scripts.start
+  .split(/\s+/)
+  .filter((arg) => arg.startsWith('--'))
 export const OWNER = 'did:plc:benchowner00000000000000'
 
 export type Hold = {
@@ -42,21 +55,25 @@ export const startHold = async (opts: {
   const dir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'atcr-bench-')))
   await identity(OWNER)
   const started = performance.now()
-  const proc = spawn(process.execPath, ['scripts/bench-server.ts'], {
-    cwd: ROOT,
-    env: {
-      PATH: process.env.PATH,
-      HOLD_HOST: '127.0.0.1',
-      HOLD_PORT: String(port),
-      HOLD_DATA_DIR: dir,
-      HOLD_OWNER_DID: OWNER,
-      HOLD_PLC_URL: await testPlcUrl(),
-      LOG_LEVEL: 'warn',
-      BENCH_COUNTER: opts.counter ?? 'ours',
-      ...opts.env,
+  const proc = spawn(
+    process.execPath,
+    [...NODE_FLAGS, 'scripts/bench-server.ts'],
+    {
+      cwd: ROOT,
+      env: {
+        PATH: process.env.PATH,
+        HOLD_HOST: '127.0.0.1',
+        HOLD_PORT: String(port),
+        HOLD_DATA_DIR: dir,
+        HOLD_OWNER_DID: OWNER,
+        HOLD_PLC_URL: await testPlcUrl(),
+        LOG_LEVEL: 'warn',
+        BENCH_COUNTER: opts.counter ?? 'ours',
+        ...opts.env,
+      },
+      stdio: ['ignore', 'pipe', 'inherit'],
     },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
+  )
   await new Promise<void>((resolve, reject) => {
     let out = ''
     proc.stdout!.on('data', (d) => {

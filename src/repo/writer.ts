@@ -63,7 +63,7 @@ export class RepoWriter {
   commitFormat: 'fast' | 'library' = 'fast'
   readonly nodes: NodeCache
   private readonly nodeSource: BlockSource
-  private warming = false
+  private warming: Promise<number> | undefined
 
   private constructor(
     database: Database,
@@ -258,32 +258,38 @@ export class RepoWriter {
    * until the tree is read or the cache is full; so the first flushes after a start do not
    * read their paths from SQLite one block at a time. Resolves with the nodes read.
    */
-  async warm(
+  warm(
     opts: { sliceNodes?: number; stopped?: () => boolean } = {},
   ): Promise<number> {
-    if (this.warming || this.nodes.maxBytes <= 0) return 0
-    this.warming = true
+    if (this.nodes.maxBytes <= 0) return Promise.resolve(0)
+    // One walk at a time; a second caller waits for the one under way.
+    this.warming ??= this.walkTree(opts).finally(() => {
+      this.warming = undefined
+    })
+    return this.warming
+  }
+
+  private async walkTree(opts: {
+    sliceNodes?: number
+    stopped?: () => boolean
+  }): Promise<number> {
     const slice = opts.sliceNodes ?? 250
     let read = 0
-    try {
-      const queue: Uint8Array[] = [this.head.data.bytes]
-      while (queue.length > 0) {
-        if (opts.stopped?.()) break
-        for (let i = 0; i < slice && queue.length > 0; i++) {
-          const block = this.nodeSource.getBlockSync(cidString(queue.pop()!))
-          // A node a commit has replaced since the walk began is gone; its subtree is not
-          // the current tree's anyway.
-          if (!block) continue
-          read++
-          const node = decodeNode(block)
-          if (node.l) queue.push(node.l)
-          for (const entry of node.e) if (entry.t) queue.push(entry.t)
-        }
-        if (this.nodes.usedBytes >= this.nodes.maxBytes) break
-        await new Promise((resolve) => setImmediate(resolve))
+    const queue: Uint8Array[] = [this.head.data.bytes]
+    while (queue.length > 0) {
+      if (opts.stopped?.()) break
+      for (let i = 0; i < slice && queue.length > 0; i++) {
+        const block = this.nodeSource.getBlockSync(cidString(queue.pop()!))
+        // A node a commit has replaced since the walk began is gone; its subtree is not the
+        // current tree's anyway.
+        if (!block) continue
+        read++
+        const node = decodeNode(block)
+        if (node.l) queue.push(node.l)
+        for (const entry of node.e) if (entry.t) queue.push(entry.t)
       }
-    } finally {
-      this.warming = false
+      if (this.nodes.usedBytes >= this.nodes.maxBytes) break
+      await new Promise((resolve) => setImmediate(resolve))
     }
     return read
   }

@@ -51,11 +51,15 @@ const carSnapshot = (
     const root = db.prepare('SELECT cid FROM repo_root WHERE id = 1').get() as
       { cid: string } | undefined
     if (!root) throw new Error('repo has no root')
-    const stmt = db.prepare(
-      'SELECT cid, content FROM repo_block WHERE repo_rev > ? ORDER BY repo_rev, cid',
-    )
+    // In primary-key order (a CAR's blocks may come in any order): a sequential read.
+    const rows =
+      since === undefined
+        ? db.prepare('SELECT cid, content FROM repo_block').iterate()
+        : db
+            .prepare('SELECT cid, content FROM repo_block WHERE repo_rev > ?')
+            .iterate(since)
     const blocks = function* (): Generator<CarBlock> {
-      for (const row of stmt.iterate(since ?? '')) {
+      for (const row of rows) {
         const { cid, content } = row as { cid: string; content: Uint8Array }
         yield { cid: parseCid(cid), bytes: content }
       }
