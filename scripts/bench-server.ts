@@ -4,6 +4,7 @@
  * document's counting design in place of ours. Prints `READY <port>` when it listens.
  */
 import { readFileSync } from 'node:fs'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import type { LexMap } from '@atproto/lex-data'
 import { envToCfg, envToSecrets, readEnv } from '../src/config.ts'
 import type { AppContextFields } from '../src/context.ts'
@@ -90,6 +91,20 @@ const procStatus = (): Record<string, string> => {
     return {}
   }
 }
+// The hold's event-loop delay, for telling its own stalls from the machine's.
+const loopDelay = monitorEventLoopDelay({ resolution: 1 })
+loopDelay.enable()
+hold.app.post('/_bench/loop-delay', (c) => {
+  const ms = (ns: number) => +(ns / 1e6).toFixed(2)
+  const out = {
+    p50: ms(loopDelay.percentile(50)),
+    p99: ms(loopDelay.percentile(99)),
+    p999: ms(loopDelay.percentile(99.9)),
+    max: ms(loopDelay.max),
+  }
+  loopDelay.reset()
+  return c.json(out)
+})
 hold.app.get('/_bench/info', (c) =>
   c.json({
     ...commits,

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
+import { Worker } from 'node:worker_threads'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
 import { identity, serviceToken, testPlcUrl } from '../test/_identity.ts'
@@ -132,6 +133,106 @@ export const pushBlob = async (h: Hold, bytes: Uint8Array): Promise<string> => {
   if (put.status !== 201) throw new Error(`upload failed: ${put.status}`)
   return digest
 }
+
+export type OpenRun = {
+  rps: number
+  p50: number
+  p99: number
+  p999: number
+  max: number
+  ok: number
+  errors: number
+}
+
+/**
+ * An open-loop load: requests sent at a fixed rate (one every 1/rate s, whether or not earlier
+ * ones have answered), each timed from the moment it was due to be sent to the end of its
+ * response, so a stall in the server shows in every request it delays. Runs in a worker
+ * thread of its own, so a load the bench drives at the same time cannot delay its timers.
+ *
+ * (autocannon's rate option is not this: each connection sends back to back until it has used
+ * its quota for the second, then waits for the next second, and its latency histogram then
+ * adds synthetic samples for a 1 ms send interval, so its p99 at 1,000 req/s describes short
+ * bursts at full speed with a correction that assumes sends that never happened.)
+ */
+export const openLoad = (opts: {
+  base: string
+  paths: string[]
+  rate: number
+  duration: number
+  connections?: number
+}): Promise<OpenRun> =>
+  new Promise((resolve, reject) => {
+    const worker = new Worker(OPEN_LOAD_WORKER, {
+      eval: true,
+      workerData: { connections: 8, ...opts },
+    })
+    worker.once('message', (run: OpenRun) => {
+      resolve(run)
+      void worker.terminate()
+    })
+    worker.once('error', reject)
+  })
+
+const OPEN_LOAD_WORKER = `
+const { workerData, parentPort } = require('node:worker_threads')
+const http = require('node:http')
+const { base, paths, rate, duration, connections } = workerData
+const url = new URL(base)
+const host = url.hostname === 'localhost' ? '127.0.0.1' : url.hostname
+const agent = new http.Agent({ keepAlive: true, maxSockets: connections })
+const total = Math.round(rate * duration)
+const interval = 1000 / rate
+const latency = new Float64Array(total)
+let sent = 0
+let done = 0
+let ok = 0
+let errors = 0
+const t0 = performance.now() + 20
+const finish = () => {
+  if (++done < total) return
+  const elapsed = performance.now() - t0
+  const sorted = Array.from(latency).sort((a, b) => a - b)
+  const at = (q) => +sorted[Math.min(total - 1, Math.floor(q * total))].toFixed(1)
+  agent.destroy()
+  parentPort.postMessage({
+    rps: ok / (elapsed / 1000),
+    p50: at(0.5),
+    p99: at(0.99),
+    p999: at(0.999),
+    max: +sorted[total - 1].toFixed(1),
+    ok,
+    errors,
+  })
+}
+const send = (i) => {
+  const due = t0 + i * interval
+  const req = http.request(
+    { host, port: url.port, path: paths[i % paths.length], agent },
+    (res) => {
+      res.resume()
+      res.on('end', () => {
+        latency[i] = performance.now() - due
+        if (res.statusCode >= 200 && res.statusCode < 300) ok++
+        else errors++
+        finish()
+      })
+    },
+  )
+  req.on('error', () => {
+    latency[i] = performance.now() - due
+    errors++
+    finish()
+  })
+  req.end()
+}
+const tick = () => {
+  const now = performance.now()
+  while (sent < total && t0 + sent * interval <= now) send(sent++)
+  if (sent < total) setTimeout(tick, Math.max(0, t0 + sent * interval - performance.now()))
+}
+setTimeout(tick, 20)
+`
 
 export type Run = {
   rps: number
