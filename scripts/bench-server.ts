@@ -70,7 +70,9 @@ const hold = await HoldServer.create(
 )
 // The seed's design is one commit per count as a PDS makes it, covering proofs included (the
 // firehose event carries them); BENCH_COUNTER=seed-lite keeps the hold's lighter commit path.
-if (seed) hold.ctx.writer.commitFormat = 'library'
+if (seed || process.env.BENCH_COMMIT === 'library') {
+  hold.ctx.writer.commitFormat = 'library'
+}
 const commits = { count: 0, ops: 0, maxOps: 0 }
 hold.ctx.writer.onCommit(({ ops }) => {
   commits.count++

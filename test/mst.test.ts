@@ -4,6 +4,8 @@ import { DataDiff, MemoryBlockstore, MST, mstUtil } from '@atproto/repo'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { cborCidBytes, cidString } from '../src/repo/cid.ts'
+import { decodeFlat, decodeNode, encodeFlat } from '../src/repo/mst-node.ts'
+import { encode } from '@atproto/lex-cbor'
 import {
   applyMstOps,
   layerOfKey,
@@ -171,6 +173,41 @@ describe('CIDs as bytes and strings', () => {
       const raw = createCid(0x55, 0x12, block)
       expect(cidString(raw.bytes)).toBe(raw.toString())
     }
+  })
+})
+
+describe('MST node codec', () => {
+  it('reads the library’s nodes, writes them back byte for byte, and refuses other bytes', async () => {
+    const keys = Array.from({ length: 300 }, (_, i) => keyOf(i))
+    const tree = await LibraryTree.of(keys)
+    let nodes = 0
+    for await (const entry of tree.mst.walk()) {
+      if (!entry.isTree()) continue
+      const cid = await entry.getPointer()
+      const bytes = tree.store.blocks.get(cid)!
+      const flat = decodeFlat(bytes)
+      expect(Buffer.from(encodeFlat(flat)).equals(Buffer.from(bytes))).toBe(
+        true,
+      )
+      nodes++
+      // Every truncation, and a non-shortest head for the entry count, is refused.
+      for (let cut = 0; cut < bytes.length; cut += 17) {
+        expect(() => decodeNode(bytes.subarray(0, cut))).toThrow(
+          /not an MST node/,
+        )
+      }
+      const count = bytes[3] & 0x1f
+      const longHead = Buffer.concat([
+        bytes.subarray(0, 3),
+        Buffer.from([0x98, count]),
+        bytes.subarray(4),
+      ])
+      expect(() => decodeNode(longHead)).toThrow(/not an MST node/)
+    }
+    expect(nodes).toBeGreaterThan(50)
+    expect(() => decodeNode(encode({ hello: 'world' }))).toThrow(
+      /not an MST node/,
+    )
   })
 })
 

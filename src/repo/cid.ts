@@ -12,9 +12,13 @@ const DAG_CBOR = 0x71
 const SHA2_256 = 0x12
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567'
 
+const CHARS = Buffer.from(ALPHABET, 'latin1')
+
 /** Multibase base32 (lowercase, no padding, "b" prefix), as CIDv1 strings are written. */
 const base32 = (bytes: Uint8Array): string => {
-  let out = 'b'
+  const out = Buffer.allocUnsafe(1 + Math.ceil((bytes.length * 8) / 5))
+  out[0] = 0x62 // 'b'
+  let n = 1
   let bits = 0
   let value = 0
   for (let i = 0; i < bytes.length; i++) {
@@ -22,11 +26,11 @@ const base32 = (bytes: Uint8Array): string => {
     bits += 8
     while (bits >= 5) {
       bits -= 5
-      out += ALPHABET[(value >>> bits) & 31]
+      out[n++] = CHARS[(value >>> bits) & 31]
     }
   }
-  if (bits > 0) out += ALPHABET[(value << (5 - bits)) & 31]
-  return out
+  if (bits > 0) out[n++] = CHARS[(value << (5 - bits)) & 31]
+  return out.toString('latin1', 0, n)
 }
 
 /** The string form of a CID given as bytes (CIDv1 in base32; anything else by the library). */
@@ -35,7 +39,8 @@ export const cidString = (bytes: Uint8Array): string =>
 
 /** The CIDv1 (dag-cbor, sha2-256) bytes of a DAG-CBOR block. */
 export const cborCidBytes = (block: Uint8Array): Uint8Array => {
-  const out = new Uint8Array(36)
+  // Pooled memory (a commit makes ~1,000 of these), not an ArrayBuffer each.
+  const out = Buffer.allocUnsafe(36)
   out[0] = 1
   out[1] = DAG_CBOR
   out[2] = SHA2_256

@@ -1,6 +1,3 @@
-import { decode } from '@atproto/lex-cbor'
-import type { Cid } from '@atproto/lex-data'
-
 /**
  * DAG-CBOR of MST nodes, written by hand for their one shape:
  *
@@ -10,8 +7,8 @@ import type { Cid } from '@atproto/lex-data'
  * shortest integer heads, so the bytes are the ones any DAG-CBOR encoder writes for the same
  * node (the MST tests compare them with the library's). The generic encoder spends most of a
  * flush's MST time sorting map keys and building tokens; this writes the bytes directly.
- * A block that does not have this exact layout is read with the generic decoder instead.
- * Links are CIDs as bytes (see cid.ts).
+ * Canonical DAG-CBOR has one encoding per value, so a block without this exact layout is not
+ * a valid MST node, and reading one throws. Links are CIDs as bytes (see cid.ts).
  */
 
 export type Link = Uint8Array
@@ -20,8 +17,15 @@ export type NodeData = { l: Link | null; e: NodeEntry[] }
 
 const CID_TAG = [0xd8, 0x2a] // tag(42)
 
+let scratch = new Uint8Array(4096)
+
+/**
+ * Encodes into one scratch buffer reused across nodes, and copies each result into Node's
+ * pooled Buffer memory: a commit writes ~800 nodes, and a separate ArrayBuffer for each (two,
+ * with a growing buffer) costs more in the garbage collector than the encoding itself.
+ */
 class Writer {
-  buf = new Uint8Array(512)
+  buf: Uint8Array = scratch
   len = 0
 
   private room(n: number): void {
@@ -31,6 +35,7 @@ class Writer {
     const next = new Uint8Array(size)
     next.set(this.buf.subarray(0, this.len))
     this.buf = next
+    scratch = next
   }
 
   byte(b: number): void {
@@ -70,6 +75,16 @@ class Writer {
     this.len += data.length
   }
 
+  /** A byte string of the ASCII characters of `text` from `from` on. */
+  asciiBytes(text: string, from: number): void {
+    const n = text.length - from
+    this.head(2, n)
+    this.room(n)
+    for (let i = from; i < text.length; i++) {
+      this.buf[this.len++] = text.charCodeAt(i)
+    }
+  }
+
   /** A one-letter text key. */
   key(letter: number): void {
     this.room(2)
@@ -101,6 +116,70 @@ const P = 0x70
 const T = 0x74
 const V = 0x76
 
+/**
+ * A node in the form the MST code works with: the full keys in order, their values, and the
+ * subtrees (`trees[0]` left of the first key, `trees[i + 1]` right of `keys[i]`).
+ */
+export type FlatNode = {
+  keys: string[]
+  values: Link[]
+  trees: (Link | null)[]
+}
+
+const sharedPrefix = (a: string, b: string): number => {
+  const n = Math.min(a.length, b.length)
+  let i = 0
+  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++
+  return i
+}
+
+/** The node's DAG-CBOR, key prefixes compressed as the spec has them. */
+export const encodeFlat = (node: FlatNode): Uint8Array => {
+  const w = new Writer()
+  w.byte(0xa2) // map(2)
+  w.key(E)
+  w.head(4, node.keys.length)
+  let last = ''
+  for (let i = 0; i < node.keys.length; i++) {
+    const key = node.keys[i]
+    const p = sharedPrefix(last, key)
+    w.byte(0xa4) // map(4)
+    w.key(K)
+    w.asciiBytes(key, p)
+    w.key(P)
+    w.head(0, p)
+    w.key(T)
+    w.linkOrNull(node.trees[i + 1])
+    w.key(V)
+    w.linkOrNull(node.values[i])
+    last = key
+  }
+  w.key(L)
+  w.linkOrNull(node.trees[0])
+  return Buffer.from(w.buf.subarray(0, w.len))
+}
+
+const asciiOf = (bytes: Uint8Array): string =>
+  String.fromCharCode.apply(null, bytes as unknown as number[])
+
+/** A node read into the flat form (full keys rebuilt from their prefixes). */
+export const decodeFlat = (bytes: Uint8Array): FlatNode => {
+  const node = decodeNode(bytes)
+  const keys: string[] = []
+  const values: Link[] = []
+  const trees: (Link | null)[] = [node.l]
+  let last = ''
+  for (const entry of node.e) {
+    if (entry.p > last.length) throw new Error('MST node: bad key prefix')
+    const key = last.slice(0, entry.p) + asciiOf(entry.k)
+    keys.push(key)
+    values.push(entry.v)
+    trees.push(entry.t)
+    last = key
+  }
+  return { keys, values, trees }
+}
+
 export const encodeNode = (node: NodeData): Uint8Array => {
   const w = new Writer()
   w.byte(0xa2) // map(2)
@@ -119,7 +198,7 @@ export const encodeNode = (node: NodeData): Uint8Array => {
   }
   w.key(L)
   w.linkOrNull(node.l)
-  return w.buf.slice(0, w.len)
+  return Buffer.from(w.buf.subarray(0, w.len))
 }
 
 class Malformed extends Error {}
@@ -210,23 +289,9 @@ export const decodeNode = (bytes: Uint8Array): NodeData => {
     if (r.pos !== bytes.length) throw new Malformed()
     return { l, e }
   } catch (err) {
-    if (!(err instanceof Malformed)) throw err
-  }
-  type Generic = {
-    l: Cid | null
-    e: { p: number; k: Uint8Array; v: Cid; t: Cid | null }[]
-  }
-  const data = decode(bytes) as unknown as Generic
-  if (!data || typeof data !== 'object' || !Array.isArray(data.e)) {
-    throw new Error('not an MST node')
-  }
-  return {
-    l: data.l?.bytes ?? null,
-    e: data.e.map(({ p, k, v, t }) => ({
-      p,
-      k,
-      v: v.bytes,
-      t: t?.bytes ?? null,
-    })),
+    if (err instanceof Malformed) {
+      throw new Error('not an MST node in canonical DAG-CBOR', { cause: err })
+    }
+    throw err
   }
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import type { Cid } from '@atproto/lex-data'
 import { cborCidBytes, cidString } from './cid.ts'
-import { decodeNode, encodeNode, type Link, type NodeData } from './mst-node.ts'
+import { decodeFlat, encodeFlat, type FlatNode, type Link } from './mst-node.ts'
 
 /**
  * Batched changes to an atproto Merkle Search Tree.
@@ -90,19 +90,6 @@ const isEmpty = (d: Draft): boolean =>
 
 const emptyToNull = (d: Draft): Draft | null => (isEmpty(d) ? null : d)
 
-const ascii = (bytes: Uint8Array): string => {
-  let out = ''
-  for (let i = 0; i < bytes.length; i++) out += String.fromCharCode(bytes[i])
-  return out
-}
-
-const sharedPrefix = (a: string, b: string): number => {
-  const n = Math.min(a.length, b.length)
-  let i = 0
-  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++
-  return i
-}
-
 /**
  * Applies `ops` to the tree rooted at `root` (a stored node; an empty repo's root is a node with
  * no entries) and returns the new root with the blocks added and removed. Reads nothing it does
@@ -118,6 +105,7 @@ class MstBatch {
   private readonly source: BlockSource
   private readonly removed = new Set<string>()
   private readonly added = new Map<string, Uint8Array>()
+  private readonly layers = new Map<string, number>()
 
   constructor(source: BlockSource) {
     this.source = source
@@ -138,7 +126,7 @@ class MstBatch {
     // applying the key there splits them around it.
     let top = layer
     for (const op of ops) {
-      if (op.action === 'create') top = Math.max(top, layerOfKey(op.key))
+      if (op.action === 'create') top = Math.max(top, this.keyLayer(op.key))
     }
     while (layer < top) {
       layer++
@@ -163,7 +151,9 @@ class MstBatch {
       newRoot = node.children[0]
       layer--
     }
-    const rootOut = this.serialize(newRoot) ?? this.write({ l: null, e: [] })
+    const rootOut =
+      this.serialize(newRoot) ??
+      this.write({ keys: [], values: [], trees: [null] })
     // A node rewritten to its old content is neither new nor removed.
     for (const cid of this.removed) {
       if (this.added.delete(cid)) this.removed.delete(cid)
@@ -178,7 +168,7 @@ class MstBatch {
   private applyTo(d: Draft, ops: MstOp[]): void {
     const below: MstOp[] = []
     for (const op of ops) {
-      const opLayer = layerOfKey(op.key)
+      const opLayer = this.keyLayer(op.key)
       if (opLayer < d.layer) {
         below.push(op)
         continue
@@ -266,6 +256,16 @@ class MstBatch {
     }
   }
 
+  /** A changed key's layer, hashed once per batch (the walk asks at every level). */
+  private keyLayer(key: string): number {
+    let layer = this.layers.get(key)
+    if (layer === undefined) {
+      layer = layerOfKey(key)
+      this.layers.set(key, layer)
+    }
+    return layer
+  }
+
   /** A node to change: a stored one is read, and its block leaves the tree. */
   private take(ref: Link | Draft, layer: number): Draft {
     if (isDraft(ref)) return ref
@@ -276,26 +276,15 @@ class MstBatch {
 
   /** A stored node, read without changing it. */
   private peek(cid: string, layer: number): Draft {
-    const data = this.read(cid)
-    const keys: string[] = []
-    const values: Link[] = []
-    const children: Ref[] = [data.l]
-    let last = ''
-    for (const entry of data.e) {
-      const key = last.slice(0, entry.p) + ascii(entry.k)
-      keys.push(key)
-      values.push(entry.v)
-      children.push(entry.t)
-      last = key
-    }
-    return { layer, keys, values, children }
+    const { keys, values, trees } = this.read(cid)
+    return { layer, keys, values, children: trees }
   }
 
-  private read(cid: string): NodeData {
+  private read(cid: string): FlatNode {
     const bytes = this.source.getBlockSync(cid)
     if (!bytes) throw new MissingMstBlockError(`MST node ${cid} is missing`)
     try {
-      return decodeNode(bytes)
+      return decodeFlat(bytes)
     } catch (err) {
       throw new Error(`block ${cid} is not an MST node`, { cause: err })
     }
@@ -303,33 +292,21 @@ class MstBatch {
 
   /** The layer of a stored node: of its first key, else one above its child's, else 0. */
   private layerOf(cid: Link): number {
-    const data = this.read(cidString(cid))
-    if (data.e.length > 0) {
-      const first = ascii(data.e[0].k)
-      return layerOfKey(first)
-    }
-    return data.l === null ? 0 : this.layerOf(data.l) + 1
+    const node = this.read(cidString(cid))
+    if (node.keys.length > 0) return layerOfKey(node.keys[0])
+    return node.trees[0] === null ? 0 : this.layerOf(node.trees[0]) + 1
   }
 
   /** Writes a changed subtree bottom-up; null for a subtree with no keys left. */
   private serialize(ref: Ref): Link | null {
     if (!isDraft(ref)) return ref
-    const children = ref.children.map((child) => this.serialize(child))
-    if (ref.keys.length === 0 && children[0] === null) return null
-    const node: NodeData = { l: children[0], e: [] }
-    let last = ''
-    ref.keys.forEach((key, i) => {
-      const p = sharedPrefix(last, key)
-      const k = new Uint8Array(key.length - p)
-      for (let j = p; j < key.length; j++) k[j - p] = key.charCodeAt(j)
-      node.e.push({ p, k, v: ref.values[i], t: children[i + 1] })
-      last = key
-    })
-    return this.write(node)
+    const trees = ref.children.map((child) => this.serialize(child))
+    if (ref.keys.length === 0 && trees[0] === null) return null
+    return this.write({ keys: ref.keys, values: ref.values, trees })
   }
 
-  private write(node: NodeData): Link {
-    const bytes = encodeNode(node)
+  private write(node: FlatNode): Link {
+    const bytes = encodeFlat(node)
     const cid = cborCidBytes(bytes)
     this.added.set(cidString(cid), bytes)
     return cid

@@ -52,7 +52,12 @@ export class NodeCache {
       this.map.delete(cid)
       this.bytes -= old.byteLength + NodeCache.OVERHEAD
     }
-    this.map.set(cid, block)
+    // A copy in Node's pooled Buffer memory: tens of thousands of blocks each with an
+    // ArrayBuffer of its own (as SQLite hands them out) make every garbage collection slower.
+    this.map.set(
+      cid,
+      block.buffer.byteLength > 4096 ? block : Buffer.from(block),
+    )
     this.bytes += block.byteLength + NodeCache.OVERHEAD
     while (this.bytes > this.maxBytes) {
       const oldest = this.map.keys().next()
