@@ -9,6 +9,7 @@
  * With --data-dir an already seeded directory is reused (seeding takes ~40 s). With
  * --commit library the hold commits through @atproto/repo's Repo.formatCommit, for comparison.
  */
+import { execFileSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
@@ -41,6 +42,7 @@ const { values: args } = parseArgs({
     // 'library': commits made by @atproto/repo's Repo.formatCommit instead of the hold's own
     // batched MST walk, for comparison (the flushes then also change the data dir's repo).
     commit: { type: 'string', default: 'hold' },
+    pin: { type: 'boolean', default: false },
   },
 })
 const DIDS = Number(args.dids)
@@ -180,6 +182,12 @@ const main = async () => {
     // route at the same rate as the floor this machine and stack set for any route.
     const at1000 = (paths: string[], duration = 10) =>
       openLoad({ base: h.base, paths, rate: 1000, duration })
+    // --pin: the hold on CPU 0, this process (the load generator) on CPU 1, to see how much of
+    // the latency tail is the two sharing both cores.
+    if (args.pin) {
+      execFileSync('taskset', ['-a', '-cp', '0', String(h.proc.pid)])
+      execFileSync('taskset', ['-a', '-cp', '1', String(process.pid)])
+    }
     // Unmeasured: the routes compiled and the connections open before the clock starts.
     await at1000(['/_bench/bare', ...statsPaths, ...listPaths], 2)
     type Delay = { p50: number; p99: number; p999: number; max: number }
