@@ -1,13 +1,16 @@
 /**
  * Scale benchmark (not part of `npm test`):
- *   npm run bench:scale [-- --dids 10000 --repos 10 --data-dir /tmp/atcr-scale --commit library]
+ *   npm run bench:scale [-- --dids 10000 --repos 10 --data-dir /tmp/atcr-scale --pin
+ *                          --commit library]
  *
  * Seeds a hold with dids x repos io.atcr.hold.stats records (100,000 by default) through the
  * real counting path (counter table, then flushes of 200 records per commit), then starts it as a
  * child process and measures: start-up time, RSS, the time to flush 200 changed records,
- * getStats and listStats latency at 1,000 req/s, and the time to export the repo with getRepo.
- * With --data-dir an already seeded directory is reused (seeding takes ~40 s). With
- * --commit library the hold commits through @atproto/repo's Repo.formatCommit, for comparison.
+ * getStats and listStats latency at 1,000 req/s (open loop, with a bare route as the floor and
+ * the hold's event-loop delay), and the time to export the repo with getRepo. With --data-dir
+ * an already seeded directory is reused (seeding takes ~25 s). --pin puts the hold and this
+ * process on separate cores (taskset). With --commit library the hold commits through
+ * @atproto/repo's Repo.formatCommit, for comparison.
  */
 import { execFileSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
