@@ -18,7 +18,8 @@ describe('NodeCache', () => {
 
   it('evicts the least recently used blocks past its byte bound', () => {
     // 3 entries of 100 bytes fit (each also costs a fixed overhead), a 4th does not.
-    const cache = new NodeCache(3 * (100 + 160))
+    const entry = 100 + NodeCache.OVERHEAD
+    const cache = new NodeCache(3 * entry)
     cache.set('a', block(100))
     cache.set('b', block(100))
     cache.set('c', block(100))
@@ -26,10 +27,10 @@ describe('NodeCache', () => {
     cache.set('d', block(100))
     expect(cache.has('b')).toBe(false)
     expect(['a', 'c', 'd'].every((k) => cache.has(k))).toBe(true)
-    expect(cache.usedBytes).toBe(3 * 260)
+    expect(cache.usedBytes).toBe(3 * entry)
     cache.delete('a')
     expect(cache.size).toBe(2)
-    expect(cache.usedBytes).toBe(2 * 260)
+    expect(cache.usedBytes).toBe(2 * entry)
     expect(cache.hits).toBe(1)
     expect(cache.get('zz')).toBeUndefined()
     expect(cache.misses).toBe(1)

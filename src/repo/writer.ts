@@ -26,7 +26,7 @@ import {
 } from './commit.ts'
 import type { SqlRepoStorage } from './storage.ts'
 
-/** MST nodes kept in memory by default: the whole tree of a repo of ~250k records. */
+/** MST nodes kept in memory by default: the whole tree of a repo of ~220k records. */
 export const DEFAULT_NODE_CACHE_BYTES = 32 * 1024 * 1024
 
 /** Firehose limit: a commit may carry at most this many operations. */
