@@ -77,7 +77,8 @@ export const register: Register = (app, ctx) => {
       throw err
     }
     if (grant.repo) {
-      await countPush(ctx, c, grant.caller, grant.did, grant.repo)
+      const counted = countPush(ctx, c, grant.caller, grant.did, grant.repo)
+      if (counted) await counted
     }
     return c.json({ digest: `sha256:${hex}`, size }, 201)
   })
