@@ -303,7 +303,11 @@ describe('batched MST', () => {
     const root = await tree.mst.getPointer()
     const source = tree.source()
     const missing = keyOf(999)
+    // A missing key above the root's layer, too.
+    const [high] = keysAtLayer(4, 1)
     const cases: MstOp[][] = [
+      [{ action: 'update', key: high, cid: valueCid('x') }],
+      [{ action: 'delete', key: high }],
       [{ action: 'create', key: keys[3], cid: valueCid('x') }],
       [{ action: 'update', key: missing, cid: valueCid('x') }],
       [{ action: 'delete', key: missing }],

@@ -174,6 +174,11 @@ class MstBatch {
         continue
       }
       if (opLayer > d.layer) {
+        // Only the root can be below a key's layer, and it grew for every create: an update
+        // or delete of a key above the whole tree names a key the tree cannot hold.
+        if (op.action !== 'create') {
+          throw new MstOpError(`key not found: ${op.key}`)
+        }
         throw new Error(`MST: key ${op.key} is above its node's layer`)
       }
       const i = lowerBound(d.keys, op.key)
