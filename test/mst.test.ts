@@ -297,7 +297,7 @@ describe('batched MST', () => {
     )
   })
 
-  it('refuses a create of a present key, a change to a missing one, and a key twice', async () => {
+  it('refuses an invalid key, a create of a present key, a change to a missing one, and a key twice', async () => {
     const keys = Array.from({ length: 30 }, (_, i) => keyOf(i))
     const tree = await LibraryTree.of(keys)
     const root = await tree.mst.getPointer()
@@ -306,6 +306,15 @@ describe('batched MST', () => {
     // A missing key above the root's layer, too.
     const [high] = keysAtLayer(4, 1)
     const cases: MstOp[][] = [
+      [
+        {
+          action: 'create',
+          key: 'io.atcr.hold.stats/caf\u00e9',
+          cid: valueCid('x'),
+        },
+      ],
+      [{ action: 'create', key: 'no-slash', cid: valueCid('x') }],
+      [{ action: 'create', key: 'a/b/c', cid: valueCid('x') }],
       [{ action: 'update', key: high, cid: valueCid('x') }],
       [{ action: 'delete', key: high }],
       [{ action: 'create', key: keys[3], cid: valueCid('x') }],

@@ -36,10 +36,34 @@ describe('NodeCache', () => {
     expect(cache.misses).toBe(1)
   })
 
-  it('holds nothing with a zero bound', () => {
-    const cache = new NodeCache(0)
-    cache.set('a', block(10))
-    expect(cache.size).toBe(0)
+  it('holds nothing with a zero bound, and never a block larger than its bound', () => {
+    expect(
+      (() => {
+        const cache = new NodeCache(0)
+        cache.set('a', block(10))
+        return cache.size
+      })(),
+    ).toBe(0)
+    const cache = new NodeCache(2 * (100 + NodeCache.OVERHEAD))
+    cache.set('a', block(100))
+    cache.set('huge', block(1000))
+    expect(cache.has('huge')).toBe(false)
+    expect(cache.has('a')).toBe(true)
+    expect(cache.evictions).toBe(0)
+    cache.set('b', block(100))
+    cache.set('c', block(100))
+    expect(cache.evictions).toBe(1)
+  })
+
+  it('keeps its own copy of a block that is a view into a larger buffer', () => {
+    const big = new Uint8Array(1 << 20)
+    big[5000] = 7
+    const cache = new NodeCache(1 << 20)
+    cache.set('v', big.subarray(5000, 5250))
+    const kept = cache.get('v')!
+    expect(kept[0]).toBe(7)
+    expect(kept.buffer).not.toBe(big.buffer)
+    expect(kept.buffer.byteLength).toBeLessThan(big.byteLength)
   })
 })
 
@@ -103,6 +127,49 @@ describe('the writer with its node cache', () => {
       const after = await treeNodes(await exportRepo(h))
       expect(writer.nodes.size).toBe(after.size)
       for (const cid of after) expect(writer.nodes.has(cid)).toBe(true)
+    } finally {
+      await h.stop()
+    }
+  })
+
+  it('walks again from the new head when a commit replaced nodes it had not reached', async () => {
+    const h = await startHold({ env: { HOLD_OWNER_DID: OWNER } })
+    try {
+      const { writer } = h.hold.ctx
+      for (let i = 0; i < 6; i++) {
+        await writer.putRecords(statsPuts(i * 150, 150, 1))
+      }
+      await writer.warm()
+      writer.nodes.clear()
+      // One node a slice: the commit lands while the walk is under way.
+      const walk = writer.warm({ sliceNodes: 1 })
+      await writer.putRecords(statsPuts(0, 200, 5))
+      await walk
+      const nodes = await treeNodes(await exportRepo(h))
+      for (const cid of nodes) expect(writer.nodes.has(cid)).toBe(true)
+    } finally {
+      await h.stop()
+    }
+  })
+
+  it('stops reading the tree when the cache is full', async () => {
+    const h = await startHold({
+      env: { HOLD_OWNER_DID: OWNER, HOLD_REPO_CACHE_MB: '1' },
+    })
+    try {
+      const { writer } = h.hold.ctx
+      for (let i = 0; i < 40; i++) {
+        await writer.putRecords(statsPuts(i * 200, 200, 1))
+      }
+      await writer.warm()
+      writer.nodes.clear()
+      const evictions = writer.nodes.evictions
+      const read = await writer.warm()
+      const nodes = await treeNodes(await exportRepo(h))
+      expect(read).toBeLessThan(nodes.size)
+      expect(writer.nodes.evictions - evictions).toBeLessThanOrEqual(1)
+      expect(writer.nodes.usedBytes).toBeGreaterThan(0.9 * 2 ** 20)
+      expect(writer.nodes.usedBytes).toBeLessThanOrEqual(2 ** 20)
     } finally {
       await h.stop()
     }

@@ -73,6 +73,12 @@ export const layerOfKey = (key: string): number => {
   return zeros
 }
 
+/** `collection/rkey`, in the characters the repository spec allows (ASCII only). */
+const MST_KEY = /^[a-zA-Z0-9_~\-:.]+\/[a-zA-Z0-9_~\-:.]+$/
+
+const isValidMstKey = (key: string): boolean =>
+  key.length <= 1024 && MST_KEY.test(key)
+
 /** Index of the first key >= key. */
 const lowerBound = (keys: string[], key: string): number => {
   let lo = 0
@@ -112,6 +118,11 @@ class MstBatch {
   }
 
   apply(rootCid: Link, unsorted: MstOp[]): MstResult {
+    for (const op of unsorted) {
+      if (!isValidMstKey(op.key)) {
+        throw new MstOpError(`not a valid MST key: ${JSON.stringify(op.key)}`)
+      }
+    }
     const ops = [...unsorted].sort((a, b) =>
       a.key < b.key ? -1 : a.key > b.key ? 1 : 0,
     )

@@ -19,6 +19,7 @@ export class NodeCache {
   readonly maxBytes: number
   hits = 0
   misses = 0
+  evictions = 0
 
   constructor(maxBytes: number) {
     this.maxBytes = maxBytes
@@ -50,23 +51,25 @@ export class NodeCache {
   }
 
   set(cid: string, block: Uint8Array): void {
-    if (this.maxBytes <= 0) return
+    // A block that could never fit would only empty the cache.
+    if (block.byteLength + NodeCache.OVERHEAD > this.maxBytes) return
     const old = this.map.get(cid)
     if (old !== undefined) {
       this.map.delete(cid)
       this.bytes -= old.byteLength + NodeCache.OVERHEAD
     }
-    // A copy in Node's pooled Buffer memory: tens of thousands of blocks each with an
-    // ArrayBuffer of its own (as SQLite hands them out) make every garbage collection slower.
-    this.map.set(
-      cid,
-      block.buffer.byteLength > 4096 ? block : Buffer.from(block),
-    )
+    // Kept in Node's pooled Buffer memory (a slice of it is kept as it is): tens of thousands
+    // of blocks each with an ArrayBuffer of its own, as SQLite hands them out, make every
+    // garbage collection slower; and a copy never pins a larger buffer the block is a view of.
+    const pooled =
+      Buffer.isBuffer(block) && block.buffer.byteLength === Buffer.poolSize
+    this.map.set(cid, pooled ? block : Buffer.from(block))
     this.bytes += block.byteLength + NodeCache.OVERHEAD
     while (this.bytes > this.maxBytes) {
       const oldest = this.map.keys().next()
       if (oldest.done) break
       this.delete(oldest.value)
+      this.evictions++
     }
   }
 

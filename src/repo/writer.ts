@@ -256,13 +256,13 @@ export class RepoWriter {
   /**
    * Reads the current tree's nodes into the node cache, a slice at a time between other work,
    * until the tree is read or the cache is full; so the first flushes after a start do not
-   * read their paths from SQLite one block at a time. Resolves with the nodes read.
+   * read their paths from SQLite one block at a time. Resolves with the nodes of the last pass.
+   * A call while a walk is under way waits for that walk (and its options).
    */
   warm(
     opts: { sliceNodes?: number; stopped?: () => boolean } = {},
   ): Promise<number> {
     if (this.nodes.maxBytes <= 0) return Promise.resolve(0)
-    // One walk at a time; a second caller waits for the one under way.
     this.warming ??= this.walkTree(opts).finally(() => {
       this.warming = undefined
     })
@@ -274,24 +274,35 @@ export class RepoWriter {
     stopped?: () => boolean
   }): Promise<number> {
     const slice = opts.sliceNodes ?? 250
-    let read = 0
-    const queue: Uint8Array[] = [this.head.data.bytes]
-    while (queue.length > 0) {
-      if (opts.stopped?.()) break
-      for (let i = 0; i < slice && queue.length > 0; i++) {
-        const block = this.nodeSource.getBlockSync(cidString(queue.pop()!))
-        // A node a commit has replaced since the walk began is gone; its subtree is not the
-        // current tree's anyway.
-        if (!block) continue
-        read++
-        const node = decodeNode(block)
-        if (node.l) queue.push(node.l)
-        for (const entry of node.e) if (entry.t) queue.push(entry.t)
+    const evictionsBefore = this.nodes.evictions
+    let visited = 0
+    // A commit during a pass can replace a node the pass has not reached; its unchanged
+    // subtrees are still the tree's, reached only through the new node. So a pass that met a
+    // replaced node is followed by another from the new head (cached nodes cost a decode).
+    for (let pass = 0; pass < 3; pass++) {
+      let replaced = false
+      visited = 0
+      const queue: Uint8Array[] = [this.head.data.bytes]
+      while (queue.length > 0) {
+        if (opts.stopped?.()) return visited
+        for (let i = 0; i < slice && queue.length > 0; i++) {
+          const block = this.nodeSource.getBlockSync(cidString(queue.pop()!))
+          if (!block) {
+            replaced = true
+            continue
+          }
+          // Full: reading on would only push out what was read first.
+          if (this.nodes.evictions !== evictionsBefore) return visited
+          visited++
+          const node = decodeNode(block)
+          if (node.l) queue.push(node.l)
+          for (const entry of node.e) if (entry.t) queue.push(entry.t)
+        }
+        await new Promise((resolve) => setImmediate(resolve))
       }
-      if (this.nodes.usedBytes >= this.nodes.maxBytes) break
-      await new Promise((resolve) => setImmediate(resolve))
+      if (!replaced) break
     }
-    return read
+    return visited
   }
 
   /** Must run inside the queue. */
