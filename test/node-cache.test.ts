@@ -95,6 +95,19 @@ const statsPuts = (from: number, count: number, pulls: number) =>
     },
   }))
 
+/** A hold of OWNER's with extra env, stopped after fn whatever happens. */
+const withHold = async (
+  env: Record<string, string>,
+  fn: (h: TestHold) => Promise<void>,
+) => {
+  const h = await startHold({ env: { HOLD_OWNER_DID: OWNER, ...env } })
+  try {
+    await fn(h)
+  } finally {
+    await h.stop()
+  }
+}
+
 describe('the writer with its node cache', () => {
   const exportRepo = async (h: TestHold) => {
     const car = await getBytes(h.url, 'com.atproto.sync.getRepo', {
@@ -104,9 +117,8 @@ describe('the writer with its node cache', () => {
     return car.bytes
   }
 
-  it('after a walk holds exactly the nodes of the current tree, and commits keep it so', async () => {
-    const h = await startHold({ env: { HOLD_OWNER_DID: OWNER } })
-    try {
+  it('after a walk holds exactly the nodes of the current tree, and commits keep it so', () =>
+    withHold({}, async (h) => {
       const { writer } = h.hold.ctx
       for (let i = 0; i < 5; i++)
         await writer.putRecords(statsPuts(i * 150, 150, 1))
@@ -127,14 +139,10 @@ describe('the writer with its node cache', () => {
       const after = await treeNodes(await exportRepo(h))
       expect(writer.nodes.size).toBe(after.size)
       for (const cid of after) expect(writer.nodes.has(cid)).toBe(true)
-    } finally {
-      await h.stop()
-    }
-  })
+    }))
 
-  it('walks again from the new head when a commit replaced nodes it had not reached', async () => {
-    const h = await startHold({ env: { HOLD_OWNER_DID: OWNER } })
-    try {
+  it('walks again from the new head when a commit replaced nodes it had not reached', () =>
+    withHold({}, async (h) => {
       const { writer } = h.hold.ctx
       for (let i = 0; i < 6; i++) {
         await writer.putRecords(statsPuts(i * 150, 150, 1))
@@ -147,16 +155,10 @@ describe('the writer with its node cache', () => {
       await walk
       const nodes = await treeNodes(await exportRepo(h))
       for (const cid of nodes) expect(writer.nodes.has(cid)).toBe(true)
-    } finally {
-      await h.stop()
-    }
-  })
+    }))
 
-  it('stops reading the tree when the cache is full', async () => {
-    const h = await startHold({
-      env: { HOLD_OWNER_DID: OWNER, HOLD_REPO_CACHE_MB: '1' },
-    })
-    try {
+  it('stops reading the tree when the cache is full', () =>
+    withHold({ HOLD_REPO_CACHE_MB: '1' }, async (h) => {
       const { writer } = h.hold.ctx
       for (let i = 0; i < 40; i++) {
         await writer.putRecords(statsPuts(i * 200, 200, 1))
@@ -170,16 +172,10 @@ describe('the writer with its node cache', () => {
       expect(writer.nodes.evictions - evictions).toBeLessThanOrEqual(1)
       expect(writer.nodes.usedBytes).toBeGreaterThan(0.9 * 2 ** 20)
       expect(writer.nodes.usedBytes).toBeLessThanOrEqual(2 ** 20)
-    } finally {
-      await h.stop()
-    }
-  })
+    }))
 
-  it('commits the same repo with the cache off (HOLD_REPO_CACHE_MB=0)', async () => {
-    const h = await startHold({
-      env: { HOLD_OWNER_DID: OWNER, HOLD_REPO_CACHE_MB: '0' },
-    })
-    try {
+  it('commits the same repo with the cache off (HOLD_REPO_CACHE_MB=0)', () =>
+    withHold({ HOLD_REPO_CACHE_MB: '0' }, async (h) => {
       const { writer } = h.hold.ctx
       await writer.putRecords(statsPuts(0, 200, 1))
       await writer.putRecords(statsPuts(100, 200, 3))
@@ -194,8 +190,5 @@ describe('the writer with its node cache', () => {
       expect(repo.creates.filter((c) => c.collection === STATS).length).toBe(
         300,
       )
-    } finally {
-      await h.stop()
-    }
-  })
+    }))
 })
