@@ -68,13 +68,6 @@ class Writer {
     }
   }
 
-  bytes(data: Uint8Array): void {
-    this.head(2, data.length)
-    this.room(data.length)
-    this.buf.set(data, this.len)
-    this.len += data.length
-  }
-
   /** A byte string of the ASCII characters of `text` from `from` on. */
   asciiBytes(text: string, from: number): void {
     const n = text.length - from
@@ -178,27 +171,6 @@ export const decodeFlat = (bytes: Uint8Array): FlatNode => {
     last = key
   }
   return { keys, values, trees }
-}
-
-export const encodeNode = (node: NodeData): Uint8Array => {
-  const w = new Writer()
-  w.byte(0xa2) // map(2)
-  w.key(E)
-  w.head(4, node.e.length)
-  for (const entry of node.e) {
-    w.byte(0xa4) // map(4)
-    w.key(K)
-    w.bytes(entry.k)
-    w.key(P)
-    w.head(0, entry.p)
-    w.key(T)
-    w.linkOrNull(entry.t)
-    w.key(V)
-    w.linkOrNull(entry.v)
-  }
-  w.key(L)
-  w.linkOrNull(node.l)
-  return Buffer.from(w.buf.subarray(0, w.len))
 }
 
 class Malformed extends Error {}
