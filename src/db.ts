@@ -10,6 +10,7 @@ export class Database {
   readonly db: DatabaseSync
   private depth = 0
   private checkpointer: Worker | undefined
+  private readonly idleReaders: DatabaseSync[] = []
 
   constructor(path: string) {
     this.path = path
@@ -76,7 +77,27 @@ export class Database {
     return reader
   }
 
+  /**
+   * Runs fn in a read transaction on a reader connection (kept for reuse): everything fn reads,
+   * across its awaits, comes from one snapshot, and nothing waits for the writer or its queue.
+   */
+  async readSnapshot<T>(fn: (reader: DatabaseSync) => Promise<T>): Promise<T> {
+    const reader = this.idleReaders.pop() ?? this.openReader()
+    reader.exec('BEGIN')
+    try {
+      return await fn(reader)
+    } finally {
+      reader.exec('ROLLBACK')
+      if (this.db.isOpen && this.idleReaders.length < MAX_IDLE_READERS) {
+        this.idleReaders.push(reader)
+      } else {
+        reader.close()
+      }
+    }
+  }
+
   async close(): Promise<void> {
+    for (const reader of this.idleReaders.splice(0)) reader.close()
     const worker = this.checkpointer
     this.checkpointer = undefined
     if (worker) await worker.terminate()
@@ -90,6 +111,9 @@ export class Database {
     }
   }
 }
+
+/** Reader connections kept open between snapshot reads; more are opened while busy. */
+const MAX_IDLE_READERS = 2
 
 const CHECKPOINT_WORKER = `
 const { DatabaseSync } = require('node:sqlite')
