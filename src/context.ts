@@ -99,6 +99,11 @@ export class AppContext {
     this.metrics = f.metrics
   }
 
+  /** Closes the database (no flush: HoldServer.destroy drains first). */
+  async close(): Promise<void> {
+    await this.db.close()
+  }
+
   static async fromConfig(
     cfg: ServerConfig,
     secrets: ServerSecrets,

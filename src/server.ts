@@ -44,7 +44,7 @@ export class HoldServer {
         log: ctx.logger.child({ name: 'hold:repo' }),
       })
     } catch (err) {
-      await ctx.db.close()
+      await ctx.close()
       throw err
     }
     return new HoldServer(ctx, createApp(ctx))
@@ -120,7 +120,7 @@ export class HoldServer {
   }
 
   private async destroyNow(): Promise<void> {
-    const { stats, writer, db } = this.ctx
+    const { stats, writer } = this.ctx
     const logger = this.ctx.logger.child({ name: 'hold:server' })
     const server = this.server
     if (server) {
@@ -147,7 +147,7 @@ export class HoldServer {
     }
     const flushed = await stats.stop()
     await writer.drain()
-    await db.close()
+    await this.ctx.close()
     logger.info(flushed, 'hold stopped')
   }
 

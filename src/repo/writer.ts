@@ -173,9 +173,13 @@ export class RepoWriter {
     this.listeners.push(listener)
   }
 
-  /** Runs fn after every write queued before it, and before any queued after it. */
+  /**
+   * Runs fn after every write queued before it, and before any queued after it. Each write
+   * starts on a turn of the event loop of its own, so a run of commits (a large flush) lets
+   * requests in between them: none waits longer than one commit.
+   */
   run<T>(fn: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(fn)
+    const result = this.tail.then(nextTurn).then(fn)
     this.tail = result.catch(() => undefined)
     return result
   }
@@ -374,3 +378,5 @@ export class RepoWriter {
 }
 
 export class RepoIdentityError extends Error {}
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
