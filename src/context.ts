@@ -17,6 +17,7 @@ import {
 import { loadLexicons, type Lexicons } from './lexicons.ts'
 import { createRootLogger, type Logger } from './logger.ts'
 import { HoldMetrics } from './metrics.ts'
+import { DEFAULT_EXPORT_LIMITS, type ExportLimits } from './repo/car-export.ts'
 import { RecordReader } from './repo/reader.ts'
 import { SqlRepoStorage } from './repo/storage.ts'
 import { RepoWriter } from './repo/writer.ts'
@@ -28,6 +29,8 @@ export type AppContextOverrides = Partial<{
   access: AccessControl
   /** Replaces what getBlob and uploads count with (benchmarks compare designs through it). */
   counter: (fields: Omit<AppContextFields, 'counter'>) => Counter
+  /** Limits of getRepo exports (tests shorten them). */
+  exportLimits: Partial<ExportLimits>
 }>
 
 export type AppContextFields = {
@@ -50,6 +53,7 @@ export type AppContextFields = {
   serviceAuth: ServiceAuth
   access: AccessControl
   metrics: HoldMetrics
+  exportLimits: ExportLimits
 }
 
 /** Everything a handler needs, built once and passed explicitly. */
@@ -76,6 +80,7 @@ export class AppContext {
   readonly access: AccessControl
   /** Prometheus metrics of this hold (GET /metrics). */
   readonly metrics: HoldMetrics
+  readonly exportLimits: ExportLimits
 
   private constructor(f: AppContextFields) {
     this.cfg = f.cfg
@@ -97,6 +102,7 @@ export class AppContext {
     this.serviceAuth = f.serviceAuth
     this.access = f.access
     this.metrics = f.metrics
+    this.exportLimits = f.exportLimits
   }
 
   /** Closes the database (no flush: HoldServer.destroy drains first). */
@@ -160,6 +166,7 @@ export class AppContext {
         serviceAuth,
         access: overrides.access ?? new HoldAccess(serviceAuth, crew),
         metrics: new HoldMetrics({ cfg, stats, writer, reader, limiter }),
+        exportLimits: { ...DEFAULT_EXPORT_LIMITS, ...overrides.exportLimits },
       }
       return new AppContext({
         ...fields,
