@@ -19,6 +19,8 @@ export class Database {
     this.db.exec('PRAGMA synchronous = NORMAL')
     this.db.exec('PRAGMA busy_timeout = 5000')
     this.db.exec('PRAGMA foreign_keys = ON')
+    // When the WAL starts over, a file grown past this by a burst is cut back to it.
+    this.db.exec(`PRAGMA journal_size_limit = ${WAL_TRUNCATE_BYTES}`)
     // Repo blocks are written and removed at random across a large table: 16 MiB of page cache
     // instead of SQLite's 2 MiB keeps the B-tree's inner pages and recent leaves in memory.
     // The MST's nodes are read from the writer's own cache (NodeCache), not through this one.
@@ -31,13 +33,26 @@ export class Database {
    * large commit here) off the event loop, into a worker thread with its own connection.
    * Without it SQLite checkpoints inside whichever COMMIT crosses 1000 pages, stalling every
    * request for that long.
+   *
+   * A passive checkpoint never waits, but under steady writes it never catches up either, and
+   * the WAL only starts over once one has: so when the WAL passes `WAL_TRUNCATE_BYTES` after a
+   * passive pass, the worker truncates it, which holds writes back for the last few frames'
+   * copy (and at most `TRUNCATE_WAIT_MS` for readers still on an older snapshot).
    */
-  startCheckpointer(intervalMs = 1000, onError?: (err: Error) => void): void {
+  startCheckpointer(
+    onError?: (err: Error) => void,
+    intervalMs = CHECKPOINT_INTERVAL_MS,
+  ): void {
     if (this.checkpointer) return
     this.db.exec('PRAGMA wal_autocheckpoint = 0')
     const worker = new Worker(CHECKPOINT_WORKER, {
       eval: true,
-      workerData: { path: this.path, intervalMs },
+      workerData: {
+        path: this.path,
+        intervalMs,
+        truncateBytes: WAL_TRUNCATE_BYTES,
+        truncateWaitMs: TRUNCATE_WAIT_MS,
+      },
     })
     worker.unref()
     worker.on('error', (err: Error) => {
@@ -115,14 +130,31 @@ export class Database {
 /** Reader connections kept open between snapshot reads; more are opened while busy. */
 const MAX_IDLE_READERS = 2
 
+/** How often the checkpoint worker runs. */
+const CHECKPOINT_INTERVAL_MS = 250
+/** A WAL larger than this after a passive checkpoint is truncated. */
+export const WAL_TRUNCATE_BYTES = 16 * 1024 * 1024
+/** How long a truncating checkpoint waits for readers (writes wait meanwhile). */
+const TRUNCATE_WAIT_MS = 100
+
 const CHECKPOINT_WORKER = `
 const { DatabaseSync } = require('node:sqlite')
 const { workerData } = require('node:worker_threads')
 const db = new DatabaseSync(workerData.path)
 db.exec('PRAGMA busy_timeout = 0')
+const passive = db.prepare('PRAGMA wal_checkpoint(PASSIVE)')
+const truncate = db.prepare('PRAGMA wal_checkpoint(TRUNCATE)')
+const frameBytes = db.prepare('PRAGMA page_size').get().page_size + 24
 setInterval(() => {
   try {
-    db.exec('PRAGMA wal_checkpoint(PASSIVE)')
+    const { log } = passive.get()
+    if (log * frameBytes <= workerData.truncateBytes) return
+    db.exec('PRAGMA busy_timeout = ' + workerData.truncateWaitMs)
+    try {
+      truncate.get()
+    } finally {
+      db.exec('PRAGMA busy_timeout = 0')
+    }
   } catch {}
 }, workerData.intervalMs)
 `

@@ -73,7 +73,7 @@ export class HoldServer {
         resolve()
       })
     })
-    this.ctx.db.startCheckpointer(1000, (err) =>
+    this.ctx.db.startCheckpointer((err) =>
       logger.error(
         { err },
         'WAL checkpoint worker failed; SQLite checkpoints inline',
