@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { ConfigError, envToCfg, envToSecrets, readEnv } from './config.ts'
+import { DataDirError } from './data-dir.ts'
 import { RepoIdentityError } from './repo/writer.ts'
 import { HoldServer, packageVersion } from './server.ts'
 
@@ -12,7 +13,11 @@ const main = async (): Promise<void> => {
       envToSecrets(env),
     )
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof RepoIdentityError) {
+    if (
+      err instanceof ConfigError ||
+      err instanceof RepoIdentityError ||
+      err instanceof DataDirError
+    ) {
       console.error(`atcr-hold: ${err.message}`)
       process.exitCode = 1
       return

@@ -7,6 +7,7 @@ import { ServiceAuth } from './auth/service-auth.ts'
 import { DiskBlobStore } from './blobs/disk-store.ts'
 import { BlobUrlSigner } from './blobs/signed-url.ts'
 import type { ServerConfig, ServerSecrets } from './config.ts'
+import { asDataDirError, DataDirLock } from './data-dir.ts'
 import { Database } from './db.ts'
 import {
   didDocument,
@@ -105,18 +106,50 @@ export class AppContext {
     this.exportLimits = f.exportLimits
   }
 
-  /** Closes the database (no flush: HoldServer.destroy drains first). */
+  private lock: DataDirLock | undefined
+
+  /** Closes the database and gives up the data dir (no flush: HoldServer.destroy drains first). */
   async close(): Promise<void> {
-    await this.db.close()
+    try {
+      await this.db.close()
+    } finally {
+      this.lock?.release()
+      this.lock = undefined
+    }
   }
 
+  /**
+   * Takes the data dir (one process at a time), then opens everything in it. A disk or
+   * permission failure on the way is a DataDirError with one line for the operator.
+   */
   static async fromConfig(
     cfg: ServerConfig,
     secrets: ServerSecrets,
     overrides: AppContextOverrides = {},
   ): Promise<AppContext> {
     const logger = overrides.logger ?? createRootLogger(cfg.logLevel)
-    await mkdir(cfg.dataDir, { recursive: true })
+    const lock = await asDataDirError(cfg.dataDir, async () => {
+      await mkdir(cfg.dataDir, { recursive: true })
+      return DataDirLock.acquire(cfg.dataDir)
+    })
+    try {
+      const ctx = await asDataDirError(cfg.dataDir, () =>
+        AppContext.open(cfg, secrets, overrides, logger),
+      )
+      ctx.lock = lock
+      return ctx
+    } catch (err) {
+      lock.release()
+      throw err
+    }
+  }
+
+  private static async open(
+    cfg: ServerConfig,
+    secrets: ServerSecrets,
+    overrides: AppContextOverrides,
+    logger: Logger,
+  ): Promise<AppContext> {
     const keypair = await loadSigningKey(cfg.dataDir, secrets.signingKeyHex)
     const urlSecret = await loadUrlSecret(cfg.dataDir)
     const db = new Database(join(cfg.dataDir, 'hold.sqlite'))

@@ -6,6 +6,7 @@ import { createApp } from './app.ts'
 import type { App } from './api/util.ts'
 import type { ServerConfig, ServerSecrets } from './config.ts'
 import { AppContext, type AppContextOverrides } from './context.ts'
+import { asDataDirError } from './data-dir.ts'
 import { bootstrapRecords } from './repo/bootstrap.ts'
 
 export const packageVersion = (): string =>
@@ -37,12 +38,14 @@ export class HoldServer {
   ): Promise<HoldServer> {
     const ctx = await AppContext.fromConfig(cfg, secrets, overrides)
     try {
-      await bootstrapRecords({
-        cfg,
-        reader: ctx.reader,
-        writer: ctx.writer,
-        log: ctx.logger.child({ name: 'hold:repo' }),
-      })
+      await asDataDirError(cfg.dataDir, () =>
+        bootstrapRecords({
+          cfg,
+          reader: ctx.reader,
+          writer: ctx.writer,
+          log: ctx.logger.child({ name: 'hold:repo' }),
+        }),
+      )
     } catch (err) {
       await ctx.close()
       throw err
