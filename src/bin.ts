@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { ConfigError, envToCfg, envToSecrets, readEnv } from './config.ts'
 import { DataDirError } from './data-dir.ts'
-import { RepoIdentityError } from './repo/writer.ts'
+import { RepoDamagedError, RepoIdentityError } from './repo/writer.ts'
 import { HoldServer, packageVersion } from './server.ts'
 
 const main = async (): Promise<void> => {
@@ -16,6 +16,7 @@ const main = async (): Promise<void> => {
     if (
       err instanceof ConfigError ||
       err instanceof RepoIdentityError ||
+      err instanceof RepoDamagedError ||
       err instanceof DataDirError
     ) {
       console.error(`atcr-hold: ${err.message}`)

@@ -18,6 +18,7 @@ export type ServerEnvironment = {
   repoCacheMb?: string
   trustedProxyHeader?: string
   adminPassword?: string
+  repair?: string
   logLevel?: string
 }
 
@@ -40,6 +41,7 @@ export const readEnv = (
   repoCacheMb: env.HOLD_REPO_CACHE_MB,
   trustedProxyHeader: env.HOLD_TRUSTED_PROXY_HEADER,
   adminPassword: env.HOLD_ADMIN_PASSWORD,
+  repair: env.HOLD_REPAIR,
   logLevel: env.LOG_LEVEL,
 })
 
@@ -66,6 +68,8 @@ export type ServerConfig = {
   /** MiB of MST nodes kept in memory; 0: none */
   repoCacheMb: number
   trustedProxyHeader: string | undefined
+  /** HOLD_REPAIR: rebuild a damaged repo tree at start instead of refusing it */
+  repair: 'rebuild-tree' | undefined
   logLevel: string
   version: string
 }
@@ -120,6 +124,12 @@ export const envToCfg = (
       `HOLD_PLC_URL must be an http(s) URL, got "${plcUrl}"`,
     )
   }
+  const repair = nonEmpty(env.repair)
+  if (repair !== undefined && repair !== 'rebuild-tree') {
+    throw new ConfigError(
+      `HOLD_REPAIR must be "rebuild-tree" (or unset), got "${repair}"`,
+    )
+  }
   const logLevel = nonEmpty(env.logLevel) ?? 'info'
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError(
@@ -168,6 +178,7 @@ export const envToCfg = (
       65536,
     ),
     trustedProxyHeader: nonEmpty(env.trustedProxyHeader)?.toLowerCase(),
+    repair,
     logLevel,
     version,
   }

@@ -15,7 +15,7 @@ import {
   loadUrlSecret,
   type DidDocument,
 } from './identity.ts'
-import { loadLexicons, type Lexicons } from './lexicons.ts'
+import { ids, loadLexicons, type Lexicons } from './lexicons.ts'
 import { createRootLogger, type Logger } from './logger.ts'
 import { HoldMetrics } from './metrics.ts'
 import { DEFAULT_EXPORT_LIMITS, type ExportLimits } from './repo/car-export.ts'
@@ -164,6 +164,7 @@ export class AppContext {
         lexicons,
         log: logger.child({ name: 'hold:repo' }),
         nodeCacheBytes: cfg.repoCacheMb * 1024 * 1024,
+        repair: cfg.repair === 'rebuild-tree',
       })
       const blobs = new DiskBlobStore(cfg.dataDir)
       await blobs.init()
@@ -173,6 +174,20 @@ export class AppContext {
         logger.child({ name: 'hold:stats' }),
         { persistMs: cfg.statsPersistMs, flushMs: cfg.statsFlushMs },
       )
+      if (writer.repaired) {
+        // Every stats record is derived again from the counter table at the next flush (only
+        // those that differ are committed); other lost records are named for the operator.
+        stats.rewriteAllRecords()
+        const lost = writer.repaired.lost.filter(
+          (r) => r.collection !== ids.HoldStats,
+        )
+        if (lost.length > 0) {
+          logger.warn(
+            { lost: lost.map((r) => `${r.collection}/${r.rkey}`) },
+            'records lost in the repair (the captain is written again at start; re-add crew members)',
+          )
+        }
+      }
       const reader = new RecordReader(db, storage)
       const crew = new CrewIndex(reader, writer)
       const serviceAuth = new ServiceAuth({

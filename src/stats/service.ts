@@ -235,6 +235,14 @@ export class StatsService implements Counter {
     return d
   }
 
+  /**
+   * Marks every counter's record as behind, so the next flushes derive each record again from
+   * the table (after the repo was rebuilt); a record that comes out the same is not committed.
+   */
+  rewriteAllRecords(): void {
+    this.database.db.exec('UPDATE stats_counter SET record_version = 0')
+  }
+
   /** Called after every flush that completes (metrics). */
   onFlush(listener: (result: FlushResult) => void): void {
     this.flushListeners.push(listener)

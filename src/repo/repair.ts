@@ -1,0 +1,207 @@
+import { TID } from '@atproto/common'
+import type { Keypair } from '@atproto/crypto'
+import { encode } from '@atproto/lex-cbor'
+import { decodeCid, parseCid } from '@atproto/lex-data'
+import { signCommit } from '@atproto/repo'
+import type { DatabaseSync, StatementSync } from 'node:sqlite'
+import type { Database } from '../db.ts'
+import { cborCidBytes, cidString } from './cid.ts'
+import type { RepoHead } from './commit.ts'
+import { applyMstOps, type BlockSource, type MstOp } from './mst.ts'
+import { decodeNode, encodeFlat } from './mst-node.ts'
+import type { NodeCache } from './node-cache.ts'
+import type { SqlRepoStorage } from './storage.ts'
+
+/** Blocks a repo's head reaches that storage does not have. */
+export type TreeCheck = {
+  nodes: number
+  records: number
+  /** How many blocks are missing, and the first few of them. */
+  missingCount: number
+  missing: string[]
+}
+
+const MISSING_NAMED = 3
+/** Nodes read per query in the level-by-level walk. */
+const NODES_PER_QUERY = 1000
+const VALUES_PER_QUERY = 20_000
+
+/**
+ * Walks the whole tree under `root` (the commit's `data`), a level at a time: every MST node
+ * must exist (read in batches, and kept in `cache` when given, so the writer starts with the
+ * tree in memory) and so must every record block. Synchronous: it runs at start, before the
+ * hold listens.
+ */
+export const checkTree = (
+  db: DatabaseSync,
+  root: Uint8Array,
+  cache?: NodeCache,
+): TreeCheck => {
+  const check: TreeCheck = {
+    nodes: 0,
+    records: 0,
+    missingCount: 0,
+    missing: [],
+  }
+  const miss = (what: string, cid: string) => {
+    check.missingCount++
+    if (check.missing.length < MISSING_NAMED) {
+      check.missing.push(`${what} ${cid}`)
+    }
+  }
+  const readNodes = db.prepare(
+    'SELECT cid, content FROM repo_block WHERE cid IN (SELECT value FROM json_each(?))',
+  )
+  // Record blocks are checked after the walk, in CID order (the table's): lookups of nearby
+  // keys share pages, a few times cheaper than in tree order. A batch with any missing is
+  // asked again for which.
+  const countMissing = db.prepare(
+    'SELECT count(*) AS n FROM json_each(?) j WHERE NOT EXISTS (SELECT 1 FROM repo_block b WHERE b.cid = j.value)',
+  )
+  const listMissing = db.prepare(
+    'SELECT j.value AS cid FROM json_each(?) j WHERE NOT EXISTS (SELECT 1 FROM repo_block b WHERE b.cid = j.value)',
+  )
+  const values: string[] = []
+  const visit = (block: Uint8Array, next: string[]) => {
+    check.nodes++
+    const node = decodeNode(block)
+    if (node.l) next.push(cidString(node.l))
+    for (const entry of node.e) {
+      if (entry.t) next.push(cidString(entry.t))
+      values.push(cidString(entry.v))
+    }
+  }
+  let level = [cidString(root)]
+  while (level.length > 0) {
+    const next: string[] = []
+    const unread: string[] = []
+    for (const cid of level) {
+      const cached = cache?.get(cid)
+      if (cached) visit(cached, next)
+      else unread.push(cid)
+    }
+    for (let i = 0; i < unread.length; i += NODES_PER_QUERY) {
+      const wanted = unread.slice(i, i + NODES_PER_QUERY)
+      const found = new Set<string>()
+      for (const row of readNodes.iterate(JSON.stringify(wanted))) {
+        const { cid, content } = row as { cid: string; content: Uint8Array }
+        found.add(cid)
+        cache?.set(cid, content)
+        visit(content, next)
+      }
+      for (const cid of wanted) if (!found.has(cid)) miss('MST node', cid)
+    }
+    level = next
+  }
+  check.records = values.length
+  values.sort()
+  for (let i = 0; i < values.length; i += VALUES_PER_QUERY) {
+    const batch = JSON.stringify(values.slice(i, i + VALUES_PER_QUERY))
+    if ((countMissing.get(batch) as { n: number }).n === 0) continue
+    for (const row of listMissing.all(batch)) {
+      miss('record', (row as { cid: string }).cid)
+    }
+  }
+  return check
+}
+
+export type RebuildResult = {
+  head: RepoHead
+  /** Records kept (their blocks were there). */
+  kept: number
+  /** Records of the index whose blocks were gone: dropped from the repo. */
+  lost: { collection: string; rkey: string }[]
+  /** Blocks no longer reachable, deleted. */
+  removedBlocks: number
+}
+
+const EMPTY_NODE = encodeFlat({ keys: [], values: [], trees: [null] })
+const EMPTY_CID = cborCidBytes(EMPTY_NODE)
+
+/**
+ * A new tree made of the records in the record index whose blocks still exist, committed on
+ * top of `rev` and signed with `keypair`; blocks the new head does not reach are deleted and
+ * records whose blocks are gone leave the index, all in one transaction. For a repo whose tree
+ * lost blocks (two processes once wrote one data dir): what the index still has is kept, and
+ * the caller rewrites what it can re-create (stats records from the counter table).
+ */
+export const rebuildTree = async (opts: {
+  database: Database
+  storage: SqlRepoStorage
+  did: string
+  rev: string
+  keypair: Keypair
+}): Promise<RebuildResult> => {
+  const { database, storage, did, keypair } = opts
+  const { db } = database
+  const hasBlockStmt: StatementSync = db.prepare(
+    'SELECT 1 FROM repo_block WHERE cid = ?',
+  )
+  const records = db
+    .prepare('SELECT collection, rkey, cid FROM record')
+    .all() as { collection: string; rkey: string; cid: string }[]
+  const ops: MstOp[] = []
+  const lost: { collection: string; rkey: string }[] = []
+  const keep = new Set<string>()
+  for (const r of records) {
+    if (hasBlockStmt.get(r.cid)) {
+      ops.push({
+        action: 'create',
+        key: `${r.collection}/${r.rkey}`,
+        cid: parseCid(r.cid),
+      })
+      keep.add(r.cid)
+    } else {
+      lost.push({ collection: r.collection, rkey: r.rkey })
+    }
+  }
+  const empty: BlockSource = {
+    getBlockSync: (cid) => (cid === cidString(EMPTY_CID) ? EMPTY_NODE : null),
+  }
+  const mst = applyMstOps(empty, decodeCid(EMPTY_CID), ops)
+  const data = decodeCid(mst.root.bytes)
+  const rev = TID.nextStr(opts.rev)
+  const signed = await signCommit(
+    { did, version: 3, rev, prev: null, data },
+    keypair,
+  )
+  const commitBytes = encode(signed)
+  const commitCid = cborCidBytes(commitBytes)
+  const nodes = new Map(mst.newBlocks)
+  // With no records at all the root is the empty node, which the walk does not count as new.
+  if (mst.root.cid === cidString(EMPTY_CID)) nodes.set(mst.root.cid, EMPTY_NODE)
+  let removedBlocks = 0
+  database.transaction(() => {
+    const dropRecord = db.prepare(
+      'DELETE FROM record WHERE collection = ? AND rkey = ?',
+    )
+    for (const r of lost) dropRecord.run(r.collection, r.rkey)
+    for (const [cid, bytes] of nodes) storage.putBlockSync(cid, bytes, rev)
+    storage.putBlockSync(cidString(commitCid), commitBytes, rev)
+    storage.updateRootSync(decodeCid(commitCid), rev)
+    db.exec(
+      'CREATE TEMP TABLE IF NOT EXISTS repair_keep (cid TEXT PRIMARY KEY)',
+    )
+    db.exec('DELETE FROM repair_keep')
+    const keepStmt = db.prepare(
+      'INSERT OR IGNORE INTO repair_keep (cid) VALUES (?)',
+    )
+    for (const cid of keep) keepStmt.run(cid)
+    for (const cid of nodes.keys()) keepStmt.run(cid)
+    keepStmt.run(cidString(commitCid))
+    removedBlocks = Number(
+      db
+        .prepare(
+          'DELETE FROM repo_block WHERE cid NOT IN (SELECT cid FROM repair_keep)',
+        )
+        .run().changes,
+    )
+    db.exec('DROP TABLE repair_keep')
+  })
+  return {
+    head: { did, cid: decodeCid(commitCid), rev, data },
+    kept: ops.length,
+    lost,
+    removedBlocks,
+  }
+}
