@@ -1,4 +1,6 @@
+import { statSync } from 'node:fs'
 import { DatabaseSync } from 'node:sqlite'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { Worker } from 'node:worker_threads'
 
 /**
@@ -37,7 +39,9 @@ export class Database {
    * A passive checkpoint never waits, but under steady writes it never catches up either, and
    * the WAL only starts over once one has: so when the WAL passes `WAL_TRUNCATE_BYTES` after a
    * passive pass, the worker truncates it, which holds writes back for the last few frames'
-   * copy (and at most `TRUNCATE_WAIT_MS` for readers still on an older snapshot).
+   * copy (and at most `TRUNCATE_WAIT_MS` for readers). A reader on an older snapshot (an export
+   * being written) keeps the WAL from starting over at all while it reads: bulk writers wait
+   * for room with `walRoom()`.
    */
   startCheckpointer(
     onError?: (err: Error) => void,
@@ -62,6 +66,28 @@ export class Database {
       onError?.(err)
     })
     this.checkpointer = worker
+  }
+
+  /** Bytes in the WAL file now. */
+  walBytes(): number {
+    try {
+      return statSync(`${this.path}-wal`).size
+    } catch {
+      return 0
+    }
+  }
+
+  /**
+   * Resolves once the WAL is below `WAL_PAUSE_BYTES`, or after `maxWaitMs` at most: a bulk
+   * writer (a stats flush) waits here between commits while a reader keeps the WAL from being
+   * checkpointed, so the WAL stays bounded by about one commit past that size.
+   */
+  async walRoom(maxWaitMs = WAL_MAX_WAIT_MS): Promise<void> {
+    if (!this.checkpointer) return
+    const until = performance.now() + maxWaitMs
+    while (this.walBytes() > WAL_PAUSE_BYTES && performance.now() < until) {
+      await sleep(50)
+    }
   }
 
   /** Checkpoints the whole WAL now (used at stop, so a stopped hold leaves one file). */
@@ -135,7 +161,11 @@ const CHECKPOINT_INTERVAL_MS = 250
 /** A WAL larger than this after a passive checkpoint is truncated. */
 export const WAL_TRUNCATE_BYTES = 16 * 1024 * 1024
 /** How long a truncating checkpoint waits for readers (writes wait meanwhile). */
-const TRUNCATE_WAIT_MS = 100
+const TRUNCATE_WAIT_MS = 20
+/** A WAL larger than this makes bulk writers wait (`walRoom`). */
+export const WAL_PAUSE_BYTES = 32 * 1024 * 1024
+/** The longest a bulk writer waits for room, so a reader outside the hold cannot stop it. */
+const WAL_MAX_WAIT_MS = 15_000
 
 const CHECKPOINT_WORKER = `
 const { DatabaseSync } = require('node:sqlite')

@@ -1,5 +1,6 @@
 import { statSync } from 'node:fs'
 import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { WAL_TRUNCATE_BYTES } from '../src/db.ts'
 import { startHold, waitFor, type TestHold } from './_util.ts'
@@ -49,5 +50,49 @@ describe('the write-ahead log', () => {
       5000,
     ).catch(() => false)
     expect(shrunk, `WAL now ${(walBytes() / MiB).toFixed(1)} MiB`).toBe(true)
+  })
+
+  it('makes flushes wait, rather than grow, while a reader holds an old snapshot', async () => {
+    const { stats, writer } = h.hold.ctx
+    let commits = 0
+    writer.onCommit(() => commits++)
+    // A reader outside the hold, in the middle of a long read: no checkpoint can pass it.
+    const reader = new DatabaseSync(join(h.dataDir, 'hold.sqlite'), {
+      readOnly: true,
+    })
+    reader.exec('BEGIN')
+    reader.prepare('SELECT count(*) FROM repo_block').get()
+    const work = (async () => {
+      for (let batch = 0; batch < 30; batch++) {
+        for (let i = 0; i < 400; i++) {
+          stats.countPull(`did:plc:pinned${batch}x${i}`, 'app')
+        }
+        await stats.flush()
+      }
+    })()
+    let peak = 0
+    let seen = 0
+    let quietSince = performance.now()
+    try {
+      // Until the WAL is past the bound, or the flush has stopped committing for 2 s.
+      await waitFor(() => {
+        peak = Math.max(peak, walBytes())
+        if (commits !== seen) {
+          seen = commits
+          quietSince = performance.now()
+        }
+        return peak > 64 * MiB || performance.now() - quietSince > 2000
+      }, 60_000)
+    } finally {
+      reader.exec('ROLLBACK')
+      reader.close()
+    }
+    const pinnedCommits = commits
+    await work
+    expect(peak, `peak WAL ${(peak / MiB).toFixed(1)} MiB`).toBeLessThan(
+      64 * MiB,
+    )
+    expect(pinnedCommits).toBeLessThan(60)
+    expect(commits).toBe(60)
   })
 })

@@ -529,6 +529,7 @@ export class StatsService implements Counter {
     for (;;) {
       // Cheap look first, so an idle flush never queues behind other writes.
       if (this.dirtyStmt.all(after[0], after[1], 1).length === 0) break
+      await this.database.walRoom()
       // The rows are read inside the writer's turn: a reset that deleted them before it
       // cannot see them written back.
       let rows: CounterRow[] = []
