@@ -152,7 +152,10 @@ export class AppContext {
   ): Promise<AppContext> {
     const keypair = await loadSigningKey(cfg.dataDir, secrets.signingKeyHex)
     const urlSecret = await loadUrlSecret(cfg.dataDir)
-    const db = new Database(join(cfg.dataDir, 'hold.sqlite'))
+    const db = new Database(
+      join(cfg.dataDir, 'hold.sqlite'),
+      logger.child({ name: 'hold:db' }),
+    )
     try {
       const lexicons = loadLexicons()
       const storage = new SqlRepoStorage(db)

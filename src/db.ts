@@ -1,7 +1,13 @@
 import { statSync } from 'node:fs'
+import { dirname } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Worker } from 'node:worker_threads'
+import { describeStorageError } from './data-dir.ts'
+import type { Logger } from './logger.ts'
+
+/** Writes to the data dir failing (a full disk, a read-only volume): since when and why. */
+export type WriteFailure = { reason: string; since: number; failures: number }
 
 /**
  * The hold's SQLite database. One connection does every write; readers that need a consistent
@@ -13,9 +19,18 @@ export class Database {
   private depth = 0
   private checkpointer: Worker | undefined
   private readonly idleReaders: DatabaseSync[] = []
+  /**
+   * Set while writes fail for a reason of the disk's (full, not writable), with one line for
+   * the operator; cleared by the next write that works. `_health` answers 503 meanwhile.
+   */
+  writeFailure: WriteFailure | undefined
+  private readonly log: Logger | undefined
+  private failureLoggedAt = 0
+  private probe: NodeJS.Timeout | undefined
 
-  constructor(path: string) {
+  constructor(path: string, log?: Logger) {
     this.path = path
+    this.log = log
     this.db = new DatabaseSync(path)
     this.db.exec('PRAGMA journal_mode = WAL')
     this.db.exec('PRAGMA synchronous = NORMAL')
@@ -95,20 +110,89 @@ export class Database {
     this.db.exec('PRAGMA wal_checkpoint(TRUNCATE)')
   }
 
-  /** Runs fn in one IMMEDIATE transaction; nested calls join the outer one. */
+  /**
+   * Runs fn in one IMMEDIATE transaction; nested calls join the outer one. Every write of the
+   * hold's goes through here, so this is where failing writes are noticed (`writeFailure`).
+   */
   transaction<T>(fn: () => T): T {
     if (this.depth > 0) return fn()
-    this.db.exec('BEGIN IMMEDIATE')
+    try {
+      this.db.exec('BEGIN IMMEDIATE')
+    } catch (err) {
+      this.noteFailure(err)
+      throw err
+    }
     this.depth++
     try {
       const result = fn()
       this.db.exec('COMMIT')
+      this.noteSuccess()
       return result
     } catch (err) {
-      this.db.exec('ROLLBACK')
+      // A COMMIT that fails for a full disk has already rolled the transaction back.
+      if (this.db.isTransaction) this.db.exec('ROLLBACK')
+      this.noteFailure(err)
       throw err
     } finally {
       this.depth--
+    }
+  }
+
+  /**
+   * A failure for a reason of the disk's is logged at once, then at most once a minute while
+   * writes keep failing (each caller retries on its own schedule); meanwhile a small write is
+   * tried every few seconds, so recovery shows even when nothing else writes.
+   */
+  private noteFailure(err: unknown): void {
+    const reason = describeStorageError(err, dirname(this.path))
+    if (reason === undefined) return
+    const now = Date.now()
+    const failure = this.writeFailure
+    if (!failure) {
+      this.writeFailure = { reason, since: now, failures: 1 }
+      this.failureLoggedAt = now
+      this.log?.error({ err }, reason)
+      this.probe = setInterval(() => this.probeWrite(), WRITE_PROBE_MS)
+      this.probe.unref()
+      return
+    }
+    failure.failures++
+    failure.reason = reason
+    if (now - this.failureLoggedAt >= FAILURE_LOG_MS) {
+      this.failureLoggedAt = now
+      this.log?.error(
+        {
+          failures: failure.failures,
+          seconds: Math.round((now - failure.since) / 1000),
+        },
+        `${reason} (writes still failing)`,
+      )
+    }
+  }
+
+  private noteSuccess(): void {
+    const failure = this.writeFailure
+    if (!failure) return
+    this.writeFailure = undefined
+    clearInterval(this.probe)
+    this.log?.info(
+      {
+        failures: failure.failures,
+        seconds: Math.round((Date.now() - failure.since) / 1000),
+      },
+      'writes to the data dir work again',
+    )
+  }
+
+  private probeWrite(): void {
+    if (!this.db.isOpen || this.depth > 0) return
+    try {
+      // Rewrites the schema version it holds: a real write of one page.
+      this.transaction(() =>
+        this.db.exec(`PRAGMA user_version = ${MIGRATIONS.length}`),
+      )
+    } catch {
+      // Still failing: noted (and logged, at most once a minute) by transaction().
     }
   }
 
@@ -138,6 +222,7 @@ export class Database {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.probe)
     for (const reader of this.idleReaders.splice(0)) reader.close()
     const worker = this.checkpointer
     this.checkpointer = undefined
@@ -155,6 +240,10 @@ export class Database {
 
 /** Reader connections kept open between snapshot reads; more are opened while busy. */
 const MAX_IDLE_READERS = 2
+
+/** While writes fail: how often a small write is tried, and how often the failure is logged. */
+const WRITE_PROBE_MS = 5_000
+const FAILURE_LOG_MS = 60_000
 
 /** How often the checkpoint worker runs. */
 const CHECKPOINT_INTERVAL_MS = 250
@@ -263,7 +352,7 @@ const migrate = (db: DatabaseSync): void => {
       db.exec(`PRAGMA user_version = ${v + 1}`)
       db.exec('COMMIT')
     } catch (err) {
-      db.exec('ROLLBACK')
+      if (db.isTransaction) db.exec('ROLLBACK')
       throw err
     }
   }

@@ -148,9 +148,13 @@ export class HoldServer {
       clearInterval(sweep)
       clearTimeout(deadline)
     }
-    const flushed = await stats.stop()
-    await writer.drain()
-    await this.ctx.close()
+    let flushed
+    try {
+      flushed = await stats.stop()
+      await writer.drain()
+    } finally {
+      await this.ctx.close()
+    }
     logger.info(flushed, 'hold stopped')
   }
 

@@ -63,6 +63,14 @@ export interface Counter {
 
 export type FlushResult = { records: number; commits: number; ms: number }
 
+/**
+ * Pairs kept in memory while the counter table cannot be written (a full disk): counts for
+ * these go on adding up; a count for any other pair is dropped (`unrecorded`).
+ */
+export const MAX_PENDING_PAIRS = 100_000
+/** While writes fail, how often pending counts are tried again (instead of every persist). */
+const FAILING_RETRY_MS = 1000
+
 const keyOf = (did: string, repository: string) => `${did} ${repository}`
 const iso = (ms: number) => new Date(ms).toISOString()
 /** The later of ISO timestamps (all written with ms and Z, so they compare as strings). */
@@ -113,6 +121,9 @@ export class StatsService implements Counter {
   private readonly summaryStmt: StatementSync
   private readonly hasRecordStmt: StatementSync
   readonly totals = { pulls: 0, pushes: 0, commits: 0, flushedRecords: 0 }
+  /** Counts dropped because MAX_PENDING_PAIRS pairs were waiting for the table already. */
+  unrecorded = 0
+  private lastPersistTry = 0
   private readonly flushListeners: ((result: FlushResult) => void)[] = []
   private overallStmt: StatementSync | undefined
 
@@ -205,6 +216,7 @@ export class StatsService implements Counter {
 
   countPull(did: string, repository: string, now = Date.now()): void {
     const d = this.delta(did, repository, now)
+    if (!d) return
     d.pulls++
     d.lastPull = now
     this.totals.pulls++
@@ -212,15 +224,24 @@ export class StatsService implements Counter {
 
   countPush(did: string, repository: string, now = Date.now()): void {
     const d = this.delta(did, repository, now)
+    if (!d) return
     d.pushes++
     d.lastPush = now
     this.totals.pushes++
   }
 
-  private delta(did: string, repository: string, now: number): Delta {
+  private delta(
+    did: string,
+    repository: string,
+    now: number,
+  ): Delta | undefined {
     const key = keyOf(did, repository)
     let d = this.pending.get(key)
     if (!d) {
+      if (this.pending.size >= MAX_PENDING_PAIRS) {
+        this.unrecorded++
+        return undefined
+      }
       d = {
         did,
         repository,
@@ -250,7 +271,7 @@ export class StatsService implements Counter {
 
   /** Pairs, pulls and pushes across the hold, own and imported counts added (status page). */
   overall(): { pairs: number; pulls: number; pushes: number } {
-    this.persist()
+    this.persistIfWritable()
     this.overallStmt ??= this.database.db.prepare(`
       SELECT count(*) AS pairs,
              coalesce(sum(c.pull_count + coalesce(b.pull_count, 0)), 0) AS pulls,
@@ -310,6 +331,15 @@ export class StatsService implements Counter {
       throw err
     }
     return batch.size
+  }
+
+  /** persist(), for a read that can do without: a disk failure leaves the counts pending. */
+  private persistIfWritable(): void {
+    try {
+      this.persist()
+    } catch (err) {
+      if (!this.database.writeFailure) throw err
+    }
   }
 
   get(did: string, repository: string): StatsView {
@@ -392,7 +422,7 @@ export class StatsService implements Counter {
 
   /** The pairs with the most pulls (then pushes) on this hold, own and imported counts added. */
   top(limit: number): StatsView[] {
-    this.persist()
+    this.persistIfWritable()
     const rows = this.topStmt.all(limit) as CounterRow[]
     return rows.map((row) =>
       this.merge(row, undefined, row.did, row.repository),
@@ -573,22 +603,34 @@ export class StatsService implements Counter {
 
   start(): void {
     this.persistTimer = setInterval(() => {
+      // While the disk refuses writes, a retry every persist would only burn CPU.
+      const now = Date.now()
+      if (
+        this.database.writeFailure &&
+        now - this.lastPersistTry < FAILING_RETRY_MS
+      ) {
+        return
+      }
+      this.lastPersistTry = now
       try {
         this.persist()
       } catch (err) {
-        this.log.error({ err }, 'persisting stats failed; will retry')
+        this.logFailure(err, 'persisting stats failed; will retry')
       }
     }, this.opts.persistMs)
     this.scheduleFlush()
+  }
+
+  /** A disk failure is logged by the database (at most once a minute); anything else here. */
+  private logFailure(err: unknown, msg: string): void {
+    if (!this.database.writeFailure) this.log.error({ err }, msg)
   }
 
   private scheduleFlush(): void {
     if (this.stopped) return
     this.flushTimer = setTimeout(() => {
       this.flush()
-        .catch((err) =>
-          this.log.error({ err }, 'stats flush failed; will retry'),
-        )
+        .catch((err) => this.logFailure(err, 'stats flush failed; will retry'))
         .finally(() => this.scheduleFlush())
     }, this.opts.flushMs)
   }
