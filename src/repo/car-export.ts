@@ -3,9 +3,10 @@ import { open, unlink, type FileHandle } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { StatementSync } from 'node:sqlite'
+import { encode } from '@atproto/lex-cbor'
 import { parseCid } from '@atproto/lex-data'
-import { writeCarStream, type CarBlock } from '@atproto/repo'
 import type { Database } from '../db.ts'
+import { cidBytes } from './cid.ts'
 
 /** Limits of getRepo exports (the spooled CAR below is what they send). */
 export type ExportLimits = {
@@ -61,41 +62,71 @@ export const spoolRepoCar = async (
               'SELECT cid, content FROM repo_block WHERE repo_rev > ?',
             )
       const rows = since === undefined ? stmt.iterate() : stmt.iterate(since)
-      const blocks = async function* (): AsyncGenerator<CarBlock> {
+      const out = new CarWriter(handle, signal)
+      try {
+        out.add(carHeader(root.cid))
         for (const row of rows) {
           const { cid, content } = row as { cid: string; content: Uint8Array }
-          yield { cid: parseCid(cid), bytes: content }
+          const bytes = cidBytes(cid)
+          out.add(varint(bytes.byteLength + content.byteLength))
+          out.add(bytes)
+          out.add(content)
+          if (out.pendingBytes >= WRITE_BYTES) await out.write()
         }
-      }
-      let written = 0
-      let pending: Uint8Array[] = []
-      let pendingBytes = 0
-      const write = async () => {
-        const buf = Buffer.concat(pending, pendingBytes)
-        pending = []
-        pendingBytes = 0
-        await handle.write(buf, 0, buf.byteLength, written)
-        written += buf.byteLength
-        signal?.throwIfAborted()
-      }
-      try {
-        for await (const chunk of writeCarStream(
-          parseCid(root.cid),
-          blocks(),
-        )) {
-          pending.push(chunk)
-          pendingBytes += chunk.byteLength
-          if (pendingBytes >= WRITE_BYTES) await write()
-        }
-        await write()
+        await out.write()
       } finally {
         rows.return?.()
       }
-      return written
+      return out.written
     })
     return { size, handle }
   } catch (err) {
     await handle.close()
     throw err
   }
+}
+
+/** Chunks gathered in memory and appended to the spool file a batch at a time. */
+class CarWriter {
+  private chunks: Uint8Array[] = []
+  pendingBytes = 0
+  written = 0
+  private readonly handle: FileHandle
+  private readonly signal: AbortSignal | undefined
+
+  constructor(handle: FileHandle, signal: AbortSignal | undefined) {
+    this.handle = handle
+    this.signal = signal
+  }
+
+  add(chunk: Uint8Array): void {
+    this.chunks.push(chunk)
+    this.pendingBytes += chunk.byteLength
+  }
+
+  async write(): Promise<void> {
+    const buf = Buffer.concat(this.chunks, this.pendingBytes)
+    this.chunks = []
+    this.pendingBytes = 0
+    await this.handle.write(buf, 0, buf.byteLength, this.written)
+    this.written += buf.byteLength
+    this.signal?.throwIfAborted()
+  }
+}
+
+/** A CARv1 header naming one root, with its length in front. */
+const carHeader = (root: string): Uint8Array => {
+  const header = encode({ version: 1, roots: [parseCid(root)] })
+  return Buffer.concat([varint(header.byteLength), header])
+}
+
+/** An unsigned LEB128 varint, as CAR lengths are written. */
+const varint = (n: number): Uint8Array => {
+  const out: number[] = []
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80)
+    n = Math.floor(n / 128)
+  }
+  out.push(n)
+  return Uint8Array.from(out)
 }
