@@ -8,7 +8,7 @@ import type { Database } from '../db.ts'
 import { cborCidBytes, cidString } from './cid.ts'
 import type { RepoHead } from './commit.ts'
 import { applyMstOps, type BlockSource, type MstOp } from './mst.ts'
-import { decodeNode, encodeFlat } from './mst-node.ts'
+import { decodeNode, encodeFlat, type NodeData } from './mst-node.ts'
 import type { NodeCache } from './node-cache.ts'
 import type { SqlRepoStorage } from './storage.ts'
 
@@ -62,9 +62,15 @@ export const checkTree = (
     'SELECT j.value AS cid FROM json_each(?) j WHERE NOT EXISTS (SELECT 1 FROM repo_block b WHERE b.cid = j.value)',
   )
   const values: string[] = []
-  const visit = (block: Uint8Array, next: string[]) => {
+  const visit = (cid: string, block: Uint8Array, next: string[]) => {
+    let node: NodeData
+    try {
+      node = decodeNode(block)
+    } catch {
+      miss('unreadable MST node', cid)
+      return
+    }
     check.nodes++
-    const node = decodeNode(block)
     if (node.l) next.push(cidString(node.l))
     for (const entry of node.e) {
       if (entry.t) next.push(cidString(entry.t))
@@ -77,7 +83,7 @@ export const checkTree = (
     const unread: string[] = []
     for (const cid of level) {
       const cached = cache?.get(cid)
-      if (cached) visit(cached, next)
+      if (cached) visit(cid, cached, next)
       else unread.push(cid)
     }
     for (let i = 0; i < unread.length; i += NODES_PER_QUERY) {
@@ -87,7 +93,7 @@ export const checkTree = (
         const { cid, content } = row as { cid: string; content: Uint8Array }
         found.add(cid)
         cache?.set(cid, content)
-        visit(content, next)
+        visit(cid, content, next)
       }
       for (const cid of wanted) if (!found.has(cid)) miss('MST node', cid)
     }
