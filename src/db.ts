@@ -52,11 +52,13 @@ export class Database {
    * request for that long.
    *
    * A passive checkpoint never waits, but under steady writes it never catches up either, and
-   * the WAL only starts over once one has: so when the WAL passes `WAL_TRUNCATE_BYTES` after a
-   * passive pass, the worker truncates it, which holds writes back for the last few frames'
-   * copy (and at most `TRUNCATE_WAIT_MS` for readers). A reader on an older snapshot (an export
-   * being written) keeps the WAL from starting over at all while it reads: bulk writers wait
-   * for room with `walRoom()`.
+   * the WAL only starts over once one has. So a bulk writer (a stats flush) waits between its
+   * commits while the WAL is past `WAL_PAUSE_BYTES` (`walRoom()`), which lets a passive pass
+   * copy every frame; the worker then truncates a WAL past `WAL_TRUNCATE_BYTES` (waiting at
+   * most `TRUNCATE_WAIT_MS` for readers). Past `WAL_FORCE_TRUNCATE_BYTES` it truncates even
+   * when frames are left to copy, which holds writes back for that copy. A reader on an older
+   * snapshot (an export being written) keeps the WAL from starting over while it reads; the
+   * bulk writer's wait is bounded, so one outside the hold cannot stop it.
    */
   startCheckpointer(
     onError?: (err: Error) => void,
@@ -70,6 +72,7 @@ export class Database {
         path: this.path,
         intervalMs,
         truncateBytes: WAL_TRUNCATE_BYTES,
+        forceBytes: WAL_FORCE_TRUNCATE_BYTES,
         truncateWaitMs: TRUNCATE_WAIT_MS,
       },
     })
@@ -98,10 +101,13 @@ export class Database {
    * checkpointed, so the WAL stays bounded by about one commit past that size.
    */
   async walRoom(maxWaitMs = WAL_MAX_WAIT_MS): Promise<void> {
-    if (!this.checkpointer) return
+    if (!this.checkpointer || this.walBytes() <= WAL_PAUSE_BYTES) return
     const until = performance.now() + maxWaitMs
-    while (this.walBytes() > WAL_PAUSE_BYTES && performance.now() < until) {
-      await sleep(50)
+    while (this.checkpointer && performance.now() < until) {
+      // A checkpoint now, not at the next tick: with this writer paused it can finish.
+      this.checkpointer.postMessage('checkpoint')
+      await sleep(20)
+      if (this.walBytes() <= WAL_PAUSE_BYTES) return
     }
   }
 
@@ -247,8 +253,10 @@ const FAILURE_LOG_MS = 60_000
 
 /** How often the checkpoint worker runs. */
 const CHECKPOINT_INTERVAL_MS = 250
-/** A WAL larger than this after a passive checkpoint is truncated. */
+/** A WAL larger than this, fully copied by a passive checkpoint, is truncated. */
 export const WAL_TRUNCATE_BYTES = 16 * 1024 * 1024
+/** A WAL larger than this is truncated even when writers must wait for the copy. */
+const WAL_FORCE_TRUNCATE_BYTES = 48 * 1024 * 1024
 /** How long a truncating checkpoint waits for readers (writes wait meanwhile). */
 const TRUNCATE_WAIT_MS = 20
 /** A WAL larger than this makes bulk writers wait (`walRoom`). */
@@ -258,16 +266,20 @@ const WAL_MAX_WAIT_MS = 15_000
 
 const CHECKPOINT_WORKER = `
 const { DatabaseSync } = require('node:sqlite')
-const { workerData } = require('node:worker_threads')
+const { parentPort, workerData } = require('node:worker_threads')
 const db = new DatabaseSync(workerData.path)
 db.exec('PRAGMA busy_timeout = 0')
 const passive = db.prepare('PRAGMA wal_checkpoint(PASSIVE)')
 const truncate = db.prepare('PRAGMA wal_checkpoint(TRUNCATE)')
 const frameBytes = db.prepare('PRAGMA page_size').get().page_size + 24
-setInterval(() => {
+const round = () => {
   try {
-    const { log } = passive.get()
-    if (log * frameBytes <= workerData.truncateBytes) return
+    const { log, checkpointed } = passive.get()
+    const bytes = log * frameBytes
+    if (bytes <= workerData.truncateBytes) return
+    // Every frame copied: truncating only waits for readers. Otherwise writers wait for the
+    // copy too, so that is done only past the hard bound.
+    if (checkpointed < log && bytes <= workerData.forceBytes) return
     db.exec('PRAGMA busy_timeout = ' + workerData.truncateWaitMs)
     try {
       truncate.get()
@@ -275,7 +287,9 @@ setInterval(() => {
       db.exec('PRAGMA busy_timeout = 0')
     }
   } catch {}
-}, workerData.intervalMs)
+}
+setInterval(round, workerData.intervalMs)
+parentPort.on('message', round)
 `
 
 const MIGRATIONS: string[] = [
