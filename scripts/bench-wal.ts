@@ -7,8 +7,9 @@
  * its maximum for `minutes`: counted getBlob calls from `connections` clients each sending its
  * next request when the last is answered (so the rate is what the hold sustains), each for a
  * different (DID, repository) pair, so flushes run back to back with as many changed records
- * as the hold can count. Meanwhile, every 30 s, a getRepo export read at
- * 1 MB/s and one that is never read, and a sync.getRecord call every 100 ms. The WAL file's
+ * as the hold can count. Meanwhile, every 30 s, a getRepo export read at 1 MiB/s (from this
+ * process, which the load keeps busy, so slower) and one that is never read (the hold cuts it
+ * after 30 s), and a sync.getRecord call every 100 ms. The WAL file's
  * size is sampled every 100 ms; the report gives its largest size and percentiles, the flush
  * work done, and the load's latency.
  */
@@ -80,22 +81,28 @@ const seed = async (h: Hold) => {
   )
 }
 
-/** A getRepo export read at `bytesPerSecond` (0: never read), closed after `ms`. */
+/**
+ * A getRepo export read at `bytesPerSecond` (0: never read), given up after `ms`: its status,
+ * and whether the whole CAR came.
+ */
 const slowExport = async (h: Hold, bytesPerSecond: number, ms: number) => {
   const controller = new AbortController()
   const timer = setTimeout(() => controller.abort(), ms)
-  let received = 0
+  let status = 0
   try {
     const res = await fetch(
       `${h.base}/xrpc/com.atproto.sync.getRepo?did=${encodeURIComponent(h.did)}`,
       { signal: controller.signal },
     )
-    if (bytesPerSecond === 0) {
+    status = res.status
+    const size = Number(res.headers.get('content-length'))
+    if (bytesPerSecond === 0 || status !== 200) {
       await new Promise((r) => controller.signal.addEventListener('abort', r))
-      return { status: res.status, received }
+      return { status, complete: false }
     }
     const reader = res.body!.getReader()
     const started = performance.now()
+    let received = 0
     for (;;) {
       const { done, value } = await reader.read()
       if (done) break
@@ -104,9 +111,9 @@ const slowExport = async (h: Hold, bytesPerSecond: number, ms: number) => {
       const wait = due - performance.now()
       if (wait > 0) await new Promise((r) => setTimeout(r, wait))
     }
-    return { status: res.status, received }
+    return { status, complete: received === size }
   } catch {
-    return { status: 0, received }
+    return { status, complete: false }
   } finally {
     clearTimeout(timer)
   }
@@ -146,9 +153,9 @@ const main = async () => {
     const samples: number[] = []
     const sampler = setInterval(() => samples.push(walBytes()), 100)
     const metricsBefore = await (await fetch(`${h.base}/metrics`)).text()
-    const exports: Promise<{ status: number; received: number }>[] = []
+    const exports: Promise<{ status: number; complete: boolean }>[] = []
     const exporter = setInterval(() => {
-      exports.push(slowExport(h, MiB, 60_000), slowExport(h, 0, 45_000))
+      exports.push(slowExport(h, MiB, 120_000), slowExport(h, 0, 45_000))
     }, 30_000)
     let proofs = 0
     let proofErrors = 0
@@ -196,7 +203,7 @@ const main = async () => {
         `${MINUTES} min of counted getBlob calls over new pairs from ${CONNECTIONS} connections (repo of ${RECORDS}+ records)`,
         `load: ${run.rps.toFixed(0)} counted req/s, p50 ${run.p50} ms, p99 ${run.p99} ms, ${run.errors} errors`,
         `flushes: ${delta('hold_stats_flush_duration_seconds_count')} wrote ${delta('hold_stats_flush_records_sum')} records in ${delta('hold_repo_commits_total')} commits, ${delta('hold_stats_flush_duration_seconds_sum').toFixed(0)} s of flushing; ${stats.dirtyCounters} counters still behind at the end`,
-        `exports: ${exported.length} (half never read): ${exported.filter((e) => e.status === 200).length} answered 200, ${exported.filter((e) => e.status === 429).length} 429 (2 per client); getRecord: ${proofs} calls, ${proofErrors} not 200`,
+        `exports: ${exported.length} (half never read): ${exported.filter((e) => e.status === 200).length} answered 200 (${exported.filter((e) => e.complete).length} read to the end), ${exported.filter((e) => e.status === 429).length} 429 (2 per client); getRecord: ${proofs} calls, ${proofErrors} not 200`,
         `WAL size (every 100 ms): p50 ${at(0.5)} MiB, p99 ${at(0.99)} MiB, largest ${(sorted[sorted.length - 1] / MiB).toFixed(1)} MiB`,
       ].join('\n'),
     )
