@@ -3,7 +3,8 @@ import type { Keypair } from '@atproto/crypto'
 import { encode } from '@atproto/lex-cbor'
 import { decodeCid, parseCid } from '@atproto/lex-data'
 import { signCommit } from '@atproto/repo'
-import type { DatabaseSync, StatementSync } from 'node:sqlite'
+import type { StatementSync } from 'node:sqlite'
+import { Worker } from 'node:worker_threads'
 import type { Database } from '../db.ts'
 import { cborCidBytes, cidString } from './cid.ts'
 import type { RepoHead } from './commit.ts'
@@ -24,19 +25,21 @@ export type TreeCheck = {
 const MISSING_NAMED = 3
 /** Nodes read per query in the level-by-level walk. */
 const NODES_PER_QUERY = 1000
-const VALUES_PER_QUERY = 20_000
+/** Record CIDs handed to the checking thread at a time. */
+const VALUES_PER_BATCH = 10_000
 
 /**
  * Walks the whole tree under `root` (the commit's `data`), a level at a time: every MST node
  * must exist (read in batches, and kept in `cache` when given, so the writer starts with the
- * tree in memory) and so must every record block. Synchronous: it runs at start, before the
- * hold listens.
+ * tree in memory) and so must every record block, which a worker thread with its own
+ * connection checks meanwhile, a batch of CIDs at a time. It runs at start, before the hold
+ * listens or writes.
  */
-export const checkTree = (
-  db: DatabaseSync,
+export const checkTree = async (
+  database: Database,
   root: Uint8Array,
   cache?: NodeCache,
-): TreeCheck => {
+): Promise<TreeCheck> => {
   const check: TreeCheck = {
     nodes: 0,
     records: 0,
@@ -49,19 +52,18 @@ export const checkTree = (
       check.missing.push(`${what} ${cid}`)
     }
   }
-  const readNodes = db.prepare(
+  const records = new Worker(RECORD_CHECK_WORKER, {
+    eval: true,
+    workerData: { path: database.path },
+  })
+  const missingRecords = new Promise<string[]>((resolve, reject) => {
+    records.once('message', resolve)
+    records.once('error', reject)
+  })
+  const readNodes = database.db.prepare(
     'SELECT cid, content FROM repo_block WHERE cid IN (SELECT value FROM json_each(?))',
   )
-  // Record blocks are checked after the walk, in CID order (the table's): lookups of nearby
-  // keys share pages, a few times cheaper than in tree order. A batch with any missing is
-  // asked again for which.
-  const countMissing = db.prepare(
-    'SELECT count(*) AS n FROM json_each(?) j WHERE NOT EXISTS (SELECT 1 FROM repo_block b WHERE b.cid = j.value)',
-  )
-  const listMissing = db.prepare(
-    'SELECT j.value AS cid FROM json_each(?) j WHERE NOT EXISTS (SELECT 1 FROM repo_block b WHERE b.cid = j.value)',
-  )
-  const values: string[] = []
+  let values: string[] = []
   const visit = (cid: string, block: Uint8Array, next: string[]) => {
     let node: NodeData
     try {
@@ -76,40 +78,68 @@ export const checkTree = (
       if (entry.t) next.push(cidString(entry.t))
       values.push(cidString(entry.v))
     }
-  }
-  let level = [cidString(root)]
-  while (level.length > 0) {
-    const next: string[] = []
-    const unread: string[] = []
-    for (const cid of level) {
-      const cached = cache?.get(cid)
-      if (cached) visit(cid, cached, next)
-      else unread.push(cid)
+    if (values.length >= VALUES_PER_BATCH) {
+      check.records += values.length
+      records.postMessage(values)
+      values = []
     }
-    for (let i = 0; i < unread.length; i += NODES_PER_QUERY) {
-      const wanted = unread.slice(i, i + NODES_PER_QUERY)
-      const found = new Set<string>()
-      for (const row of readNodes.iterate(JSON.stringify(wanted))) {
-        const { cid, content } = row as { cid: string; content: Uint8Array }
-        found.add(cid)
-        cache?.set(cid, content)
-        visit(cid, content, next)
+  }
+  try {
+    let level = [cidString(root)]
+    while (level.length > 0) {
+      const next: string[] = []
+      const unread: string[] = []
+      for (const cid of level) {
+        const cached = cache?.get(cid)
+        if (cached) visit(cid, cached, next)
+        else unread.push(cid)
       }
-      for (const cid of wanted) if (!found.has(cid)) miss('MST node', cid)
+      for (let i = 0; i < unread.length; i += NODES_PER_QUERY) {
+        const wanted = unread.slice(i, i + NODES_PER_QUERY)
+        const found = new Set<string>()
+        for (const row of readNodes.iterate(JSON.stringify(wanted))) {
+          const { cid, content } = row as { cid: string; content: Uint8Array }
+          found.add(cid)
+          cache?.set(cid, content)
+          visit(cid, content, next)
+        }
+        for (const cid of wanted) if (!found.has(cid)) miss('MST node', cid)
+      }
+      level = next
     }
-    level = next
+    check.records += values.length
+    records.postMessage(values)
+    records.postMessage(null)
+    for (const cid of await missingRecords) miss('record', cid)
+    return check
+  } finally {
+    await records.terminate()
   }
-  check.records = values.length
-  values.sort()
-  for (let i = 0; i < values.length; i += VALUES_PER_QUERY) {
-    const batch = JSON.stringify(values.slice(i, i + VALUES_PER_QUERY))
-    if ((countMissing.get(batch) as { n: number }).n === 0) continue
-    for (const row of listMissing.all(batch)) {
-      miss('record', (row as { cid: string }).cid)
-    }
-  }
-  return check
 }
+
+/**
+ * Checks that record blocks exist, a batch at a time as they come (null: done, answer with the
+ * missing ones). A batch is looked up in CID order, the table's, so nearby keys share pages.
+ */
+const RECORD_CHECK_WORKER = `
+const { DatabaseSync } = require('node:sqlite')
+const { parentPort, workerData } = require('node:worker_threads')
+const db = new DatabaseSync(workerData.path, { readOnly: true })
+const where = 'FROM json_each(?) j WHERE NOT EXISTS (SELECT 1 FROM repo_block b WHERE b.cid = j.value)'
+const count = db.prepare('SELECT count(*) AS n ' + where)
+const list = db.prepare('SELECT j.value AS cid ' + where)
+const missing = []
+parentPort.on('message', (batch) => {
+  if (batch === null) {
+    db.close()
+    parentPort.postMessage(missing)
+    return
+  }
+  const json = JSON.stringify(batch.sort())
+  if (count.get(json).n === 0) return
+  for (const row of list.all(json)) missing.push(row.cid)
+})
+`
 
 export type RebuildResult = {
   head: RepoHead

@@ -167,8 +167,8 @@ export class RepoWriter {
       )
     }
     const writer = make(headOf(repo))
-    const check = checkTree(
-      database.db,
+    const check = await checkTree(
+      database,
       repo.commit.data.bytes,
       writer.nodes.maxBytes > 0 ? writer.nodes : undefined,
     )
