@@ -19,6 +19,10 @@ export type ServerEnvironment = {
   trustedProxyHeader?: string
   adminPassword?: string
   logLevel?: string
+  rebindFrom?: string
+  /** Set by Fly.io on every machine: the app's name. */
+  flyAppName?: string
+  nodeEnv?: string
 }
 
 export const readEnv = (
@@ -41,6 +45,9 @@ export const readEnv = (
   trustedProxyHeader: env.HOLD_TRUSTED_PROXY_HEADER,
   adminPassword: env.HOLD_ADMIN_PASSWORD,
   logLevel: env.LOG_LEVEL,
+  rebindFrom: env.HOLD_REBIND_FROM,
+  flyAppName: env.FLY_APP_NAME,
+  nodeEnv: env.NODE_ENV,
 })
 
 export type ServerConfig = {
@@ -68,6 +75,12 @@ export type ServerConfig = {
   trustedProxyHeader: string | undefined
   logLevel: string
   version: string
+  /** Where publicUrl came from: HOLD_PUBLIC_URL, the Fly default, or undefined (the localhost default). */
+  publicUrlFrom: 'HOLD_PUBLIC_URL' | 'FLY_APP_NAME' | undefined
+  /** What says the hold runs deployed (FLY_APP_NAME, NODE_ENV=production); undefined on a laptop. */
+  deployedBy: 'FLY_APP_NAME' | 'NODE_ENV=production' | undefined
+  /** HOLD_REBIND_FROM: the DID whose repo in the data dir is rebuilt under `did`. */
+  rebindFrom: string | undefined
 }
 
 export type ServerSecrets = {
@@ -94,8 +107,26 @@ export const envToCfg = (
   version = '0.0.0',
 ): ServerConfig => {
   const port = parseIntVar('HOLD_PORT', env.port, 8080, 0, 65535)
+  const flyApp = nonEmpty(env.flyAppName)?.toLowerCase()
+  if (
+    flyApp !== undefined &&
+    !/^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/.test(flyApp)
+  ) {
+    throw new ConfigError(
+      `FLY_APP_NAME must be a Fly app name (letters, digits and dashes), got "${flyApp}"; or set HOLD_PUBLIC_URL`,
+    )
+  }
+  const publicUrlFrom = nonEmpty(env.publicUrl)
+    ? 'HOLD_PUBLIC_URL'
+    : flyApp
+      ? 'FLY_APP_NAME'
+      : undefined
+  // On Fly the app's own hostname is the URL clients reach unless the operator says otherwise.
   const publicUrl = parsePublicUrl(
-    nonEmpty(env.publicUrl) ?? `http://localhost:${port || 8080}`,
+    nonEmpty(env.publicUrl) ??
+      (flyApp
+        ? `https://${flyApp}.fly.dev`
+        : `http://localhost:${port || 8080}`),
   )
   const url = new URL(publicUrl)
   const did = `did:web:${url.hostname}${url.port ? `%3A${url.port}` : ''}`
@@ -118,6 +149,12 @@ export const envToCfg = (
   if (!URL.canParse(plcUrl) || !/^https?:$/.test(new URL(plcUrl).protocol)) {
     throw new ConfigError(
       `HOLD_PLC_URL must be an http(s) URL, got "${plcUrl}"`,
+    )
+  }
+  const rebindFrom = nonEmpty(env.rebindFrom)
+  if (rebindFrom !== undefined && !isValidDid(rebindFrom)) {
+    throw new ConfigError(
+      `HOLD_REBIND_FROM must be the DID the data dir's repo belongs to (e.g. did:web:localhost%3A8080), got "${rebindFrom}"`,
     )
   }
   const logLevel = nonEmpty(env.logLevel) ?? 'info'
@@ -170,6 +207,13 @@ export const envToCfg = (
     trustedProxyHeader: nonEmpty(env.trustedProxyHeader)?.toLowerCase(),
     logLevel,
     version,
+    publicUrlFrom,
+    deployedBy: flyApp
+      ? 'FLY_APP_NAME'
+      : nonEmpty(env.nodeEnv) === 'production'
+        ? 'NODE_ENV=production'
+        : undefined,
+    rebindFrom,
   }
 }
 

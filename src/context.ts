@@ -9,19 +9,20 @@ import { BlobUrlSigner } from './blobs/signed-url.ts'
 import type { ServerConfig, ServerSecrets } from './config.ts'
 import { Database } from './db.ts'
 import {
+  checkIdentity,
   didDocument,
   loadSigningKey,
   loadUrlSecret,
   type DidDocument,
 } from './identity.ts'
-import { loadLexicons, type Lexicons } from './lexicons.ts'
+import { ids, loadLexicons, type Lexicons } from './lexicons.ts'
 import { createRootLogger, type Logger } from './logger.ts'
 import { HoldMetrics } from './metrics.ts'
 import { RecordReader } from './repo/reader.ts'
 import { SqlRepoStorage } from './repo/storage.ts'
 import { RepoWriter } from './repo/writer.ts'
 import { CountLimiter } from './stats/limiter.ts'
-import { StatsService, type Counter } from './stats/service.ts'
+import { rewriteAllStats, StatsService, type Counter } from './stats/service.ts'
 
 export type AppContextOverrides = Partial<{
   logger: Logger
@@ -112,6 +113,10 @@ export class AppContext {
     try {
       const lexicons = loadLexicons()
       const storage = new SqlRepoStorage(db)
+      checkIdentity(cfg, {
+        hasRepo: storage.getRootSync() !== null,
+        log: logger.child({ name: 'hold:identity' }),
+      })
       const writer = await RepoWriter.open({
         database: db,
         storage,
@@ -120,6 +125,13 @@ export class AppContext {
         lexicons,
         log: logger.child({ name: 'hold:repo' }),
         nodeCacheBytes: cfg.repoCacheMb * 1024 * 1024,
+        rebind: cfg.rebindFrom
+          ? {
+              from: cfg.rebindFrom,
+              skip: [ids.HoldStats],
+              inTxn: () => rewriteAllStats(db),
+            }
+          : undefined,
       })
       const blobs = new DiskBlobStore(cfg.dataDir)
       await blobs.init()

@@ -1,18 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
-import { envToCfg, envToSecrets, readEnv } from '../src/config.ts'
-import { HoldServer } from '../src/server.ts'
-import { identity, testPlcUrl } from './_identity.ts'
-import { freePort, ownerAuth, removeDir, tempDir, xrpc } from './_util.ts'
+import type { HoldServer } from '../src/server.ts'
+import { identity } from './_identity.ts'
+import { startLogged } from './_logged.ts'
+import { ownerAuth, removeDir, tempDir, xrpc } from './_util.ts'
 
 const OWNER = 'did:plc:ownerkept000000000000000'
 const PUBLIC_URL = 'https://hold.owner-kept.test'
 const DID = 'did:web:hold.owner-kept.test'
 const CAPTAIN = 'io.atcr.hold.captain'
 const CREW = 'io.atcr.hold.crew'
-
-type LogLine = { msg: string; level: number; [k: string]: unknown }
 
 const running: HoldServer[] = []
 const dirs: string[] = []
@@ -22,42 +19,18 @@ afterEach(async () => {
   await Promise.all(dirs.splice(0).map(removeDir))
 })
 
-/** The real hold in this process, with the given HOLD_OWNER_DID ('' = unset). */
+/** The real hold with the given HOLD_OWNER_DID ('' = unset) and a fixed DID. */
 const start = async (dataDir: string, ownerDid: string) => {
   await identity(OWNER)
-  const port = await freePort()
-  const raw = readEnv({
-    HOLD_HOST: '127.0.0.1',
-    HOLD_PORT: String(port),
-    HOLD_PUBLIC_URL: PUBLIC_URL,
-    HOLD_DATA_DIR: dataDir,
-    HOLD_PLC_URL: await testPlcUrl(),
-    HOLD_OWNER_DID: ownerDid,
-  })
-  const logs: LogLine[] = []
-  const logger = pino(
-    { level: 'debug' },
-    { write: (line: string) => void logs.push(JSON.parse(line)) },
+  const h = await startLogged(
+    dataDir,
+    { HOLD_PUBLIC_URL: PUBLIC_URL, HOLD_OWNER_DID: ownerDid },
+    { running },
   )
-  const hold = await HoldServer.create(
-    envToCfg(raw, 'test'),
-    envToSecrets(raw),
-    { logger },
-  )
-  running.push(hold)
-  await hold.start()
-  const url = `http://127.0.0.1:${port}`
   return {
-    hold,
-    url,
-    logs,
-    commits: () => logs.filter((l) => l.msg === 'committed'),
+    ...h,
     warnedSelfOwned: () =>
-      logs.some((l) => l.msg.includes('names the hold itself as owner')),
-    stop: async () => {
-      await hold.destroy()
-      running.splice(running.indexOf(hold), 1)
-    },
+      h.warnings().some((m) => m.includes('names the hold itself as owner')),
   }
 }
 

@@ -594,6 +594,16 @@ export class StatsService implements Counter {
   }
 }
 
+/**
+ * Marks every counter's record as missing, so the next flush writes them all: after the repo was
+ * rebuilt without its stats records (a new DID). Returns how many.
+ */
+export const rewriteAllStats = (database: Database): number =>
+  Number(
+    database.db.prepare('UPDATE stats_counter SET record_version = 0').run()
+      .changes,
+  )
+
 const toRecord = (row: CounterRow) => {
   const record: Record<string, string | number> = {
     $type: ids.HoldStats,
