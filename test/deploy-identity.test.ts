@@ -229,3 +229,18 @@ describe('a plain-http public URL', () => {
   })
 })
 
+describe('the README’s Fly steps', () => {
+  it('set HOLD_ADMIN_PASSWORD, generated at random, with the first secrets, before the first deploy', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+    const steps = readme.slice(readme.indexOf('## Deploy to Fly.io'))
+    const secrets = steps.indexOf('fly secrets set HOLD_PUBLIC_URL=')
+    const deploy = steps.indexOf('fly deploy')
+    expect(secrets).toBeGreaterThan(0)
+    expect(secrets).toBeLessThan(deploy)
+    const line = steps.slice(secrets, steps.indexOf('\n', secrets))
+    expect(line).toContain('HOLD_ADMIN_PASSWORD=')
+    expect(steps.slice(0, secrets)).toContain(
+      'HOLD_ADMIN_PASSWORD=$(openssl rand -base64 32)',
+    )
+  })
+})
