@@ -275,20 +275,33 @@ describe('HOLD_REBIND_FROM: moving a hold to a new DID', () => {
     expect(await headOf(back)).toEqual(head)
   })
 
-  it('hands a captain that named the old DID as owner to the new DID', async () => {
+  it('moves a self-owned hold of a first Fly deploy (localhost) to did:web:<app>.fly.dev, owner included', async () => {
     const dataDir = await newDataDir()
     const old = await start(dataDir, { HOLD_OWNER_DID: '' })
     expect((await captainOf(old)).owner).toBe(old.did)
     const oldDid = old.did
     await old.stop()
 
+    // On Fly the public URL now defaults from FLY_APP_NAME; the secret names the old DID.
     const moved = await start(dataDir, {
       HOLD_OWNER_DID: '',
-      HOLD_PUBLIC_URL: NEW_URL,
+      FLY_APP_NAME: 'rebind-app',
       HOLD_REBIND_FROM: oldDid,
     })
-    expect((await captainOf(moved)).owner).toBe(NEW_DID)
+    expect(moved.did).toBe('did:web:rebind-app.fly.dev')
+    expect((await captainOf(moved)).owner).toBe(moved.did)
     const repo = await verified(moved)
     expect(repo.creates.map((c) => c.collection)).toEqual([CAPTAIN])
+  })
+
+  it('only warns when HOLD_REBIND_FROM is set on a data dir with no repo yet', async () => {
+    const h = await start(await newDataDir(), {
+      HOLD_REBIND_FROM: 'did:web:localhost%3A8080',
+    })
+    expect(h.warnings()).toEqual([
+      'HOLD_REBIND_FROM is set, but the data dir holds no repo yet: nothing to rebuild; unset HOLD_REBIND_FROM',
+    ])
+    expect(h.logs.some((l) => l.msg === 'created repo')).toBe(true)
+    await verified(h)
   })
 })
