@@ -18,6 +18,7 @@ export type ServerEnvironment = {
   repoCacheMb?: string
   trustedProxyHeader?: string
   adminPassword?: string
+  devAllowLocalDids?: string
   logLevel?: string
   rebindFrom?: string
   /** Set by Fly.io on every machine: the app's name. */
@@ -44,6 +45,7 @@ export const readEnv = (
   repoCacheMb: env.HOLD_REPO_CACHE_MB,
   trustedProxyHeader: env.HOLD_TRUSTED_PROXY_HEADER,
   adminPassword: env.HOLD_ADMIN_PASSWORD,
+  devAllowLocalDids: env.HOLD_DEV_ALLOW_LOCAL_DIDS,
   logLevel: env.LOG_LEVEL,
   rebindFrom: env.HOLD_REBIND_FROM,
   flyAppName: env.FLY_APP_NAME,
@@ -73,6 +75,8 @@ export type ServerConfig = {
   /** MiB of MST nodes kept in memory; 0: none */
   repoCacheMb: number
   trustedProxyHeader: string | undefined
+  /** did:web issuers may be on private addresses and on http://localhost (development, tests) */
+  devAllowLocalDids: boolean
   logLevel: string
   version: string
   /** Where publicUrl came from: HOLD_PUBLIC_URL, the Fly default, or undefined (the localhost default). */
@@ -205,6 +209,8 @@ export const envToCfg = (
       65536,
     ),
     trustedProxyHeader: nonEmpty(env.trustedProxyHeader)?.toLowerCase(),
+    devAllowLocalDids:
+      parseBoolVar('HOLD_DEV_ALLOW_LOCAL_DIDS', env.devAllowLocalDids) ?? false,
     logLevel,
     version,
     publicUrlFrom,

@@ -146,6 +146,7 @@ export class AppContext {
       const serviceAuth = new ServiceAuth({
         ownDid: cfg.did,
         plcUrl: cfg.plcUrl,
+        allowLocalDids: cfg.devAllowLocalDids,
       })
       const limiter = new CountLimiter(cfg.statsMaxPerMinute)
       const fields = {

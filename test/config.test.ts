@@ -41,6 +41,7 @@ describe('readEnv', () => {
         HOLD_REPO_CACHE_MB: '8',
         HOLD_TRUSTED_PROXY_HEADER: 'Fly-Client-IP',
         HOLD_ADMIN_PASSWORD: 'hunter2',
+        HOLD_DEV_ALLOW_LOCAL_DIDS: 'true',
         LOG_LEVEL: 'debug',
         PORT: '1234',
         HOME: '/root',
@@ -62,6 +63,7 @@ describe('readEnv', () => {
       repoCacheMb: '8',
       trustedProxyHeader: 'Fly-Client-IP',
       adminPassword: 'hunter2',
+      devAllowLocalDids: 'true',
       logLevel: 'debug',
     })
   })
@@ -88,6 +90,7 @@ describe('envToCfg and envToSecrets', () => {
       statsMaxPerMinute: 0,
       repoCacheMb: 32,
       trustedProxyHeader: undefined,
+      devAllowLocalDids: false,
       logLevel: 'info',
       version: '0.0.0',
     })
@@ -184,9 +187,11 @@ describe('envToCfg and envToSecrets', () => {
     const { cfg } = configFrom({
       HOLD_PUBLIC: value,
       HOLD_ALLOW_ALL_CREW: value,
+      HOLD_DEV_ALLOW_LOCAL_DIDS: value,
     })
     expect(cfg.public).toBe(expected)
     expect(cfg.allowAllCrew).toBe(expected)
+    expect(cfg.devAllowLocalDids).toBe(expected)
   })
 
   it('accept well-formed values and trim surrounding blanks', () => {
@@ -229,6 +234,7 @@ describe('envToCfg and envToSecrets', () => {
     ['HOLD_SIGNING_KEY', 'zz'.repeat(32)],
     ['HOLD_PUBLIC', 'maybe'],
     ['HOLD_ALLOW_ALL_CREW', '2'],
+    ['HOLD_DEV_ALLOW_LOCAL_DIDS', 'sure'],
     ['HOLD_STATS_FLUSH_MS', '-1'],
     ['HOLD_STATS_FLUSH_MS', '5'],
     ['HOLD_STATS_MAX_PER_MINUTE', '1.5'],

@@ -2,6 +2,7 @@ import { DidResolver, MemoryCache } from '@atproto/identity'
 import { verifyJwt, XRPCError as LibXRPCError } from '@atproto/xrpc-server'
 import { isValidDid } from '@atproto/syntax'
 import { AuthRequiredError } from '../errors.ts'
+import { identityFetch } from './identity-fetch.ts'
 
 /** Longest a service token may still be valid for. */
 export const MAX_TOKEN_LIFETIME_S = 3600
@@ -9,32 +10,6 @@ const MAX_TOKEN_LENGTH = 8192
 const ALGS = new Set(['ES256K', 'ES256'])
 const VERIFIED_TTL_MS = 5 * 60 * 1000
 const VERIFIED_MAX = 10_000
-
-/**
- * Fetch for identity resolution: the configured PLC directory as given (http allowed, for
- * mirrors and tests), did:web over https, and http only for `localhost`. No redirects.
- */
-export const identityFetch =
-  (plcUrl: string): typeof fetch =>
-  (input, init) => {
-    const url = new URL(
-      input instanceof Request ? input.url : (input as string | URL),
-    )
-    const plc = new URL(plcUrl)
-    // The resolver percent-decodes a did:web's host part, so %2F, %3F and %23 in an issuer DID
-    // would otherwise choose the path fetched: only the DID document itself may be asked for.
-    const didWebDoc =
-      url.pathname === '/.well-known/did.json' && url.search === ''
-    const allowed =
-      url.origin === plc.origin ||
-      (didWebDoc &&
-        (url.protocol === 'https:' ||
-          (url.protocol === 'http:' && url.hostname === 'localhost')))
-    if (!allowed) {
-      return Promise.reject(new Error(`refusing to fetch ${url.origin}`))
-    }
-    return fetch(input, { ...init, redirect: 'error' })
-  }
 
 /**
  * Verifies `Authorization: Bearer <service JWT>` the way atproto services do, with the checks a
@@ -53,13 +28,24 @@ export class ServiceAuth {
    */
   private readonly verified = new Map<string, { did: string; until: number }>()
 
-  constructor(opts: { ownDid: string; plcUrl: string; timeoutMs?: number }) {
+  constructor(opts: {
+    ownDid: string
+    plcUrl: string
+    /** HOLD_DEV_ALLOW_LOCAL_DIDS */
+    allowLocalDids?: boolean
+    timeoutMs?: number
+  }) {
     this.ownDid = opts.ownDid
+    const timeout = opts.timeoutMs ?? 3000
     this.resolver = new DidResolver({
       plcUrl: opts.plcUrl,
-      timeout: opts.timeoutMs ?? 3000,
+      timeout,
       didCache: new MemoryCache(10 * 60 * 1000, 24 * 60 * 60 * 1000),
-      fetch: identityFetch(opts.plcUrl),
+      fetch: identityFetch({
+        plcUrl: opts.plcUrl,
+        allowLocal: opts.allowLocalDids ?? false,
+        timeoutMs: timeout,
+      }),
     })
   }
 
