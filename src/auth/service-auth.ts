@@ -8,18 +8,22 @@ import { identityFetch } from './identity-fetch.ts'
 export const MAX_TOKEN_LIFETIME_S = 3600
 const MAX_TOKEN_LENGTH = 8192
 const ALGS = new Set(['ES256K', 'ES256'])
+/** The service id an AppView may name in `aud` after the hold's DID (`did#atcr_hold`). */
+export const SERVICE_ID = 'atcr_hold'
 const VERIFIED_TTL_MS = 5 * 60 * 1000
 const VERIFIED_MAX = 10_000
 
 /**
  * Verifies `Authorization: Bearer <service JWT>` the way atproto services do, with the checks a
- * hold adds: `exp` at most an hour away, `lxm` (when present) the called method, the issuer's
- * key resolved through a cache and refreshed once when a signature fails (a rotated key works
- * at once). Every failure is a 401 with a name saying what failed, never a 500.
+ * hold adds: `aud` the hold's DID or `did#atcr_hold`, `exp` at most an hour away, `lxm` (when
+ * present) the called method, a did:plc or did:web issuer, whose key is resolved through a
+ * cache and refreshed once when a signature fails (a rotated key works at once). Every failure
+ * is a 401 with a name saying what failed, never a 500.
  */
 export class ServiceAuth {
   private readonly resolver: DidResolver
   private readonly ownDid: string
+  private readonly audiences: Set<string>
   /**
    * Tokens already verified, keyed by method and token: a secp256k1 verification costs about
    * 2 ms, and a client reuses its token for a burst of blob requests. An entry lives until the
@@ -36,6 +40,7 @@ export class ServiceAuth {
     timeoutMs?: number
   }) {
     this.ownDid = opts.ownDid
+    this.audiences = new Set([opts.ownDid, `${opts.ownDid}#${SERVICE_ID}`])
     const timeout = opts.timeoutMs ?? 3000
     this.resolver = new DidResolver({
       plcUrl: opts.plcUrl,
@@ -91,8 +96,15 @@ export class ServiceAuth {
         'BadJwtLexiconMethod',
       )
     }
+    checkIssuer(payload.iss)
+    // verifyJwt compares `aud` with one value: give it the one this token names when that is
+    // one of the hold's, else the DID, so it refuses with its own BadJwtAudience.
+    const aud =
+      typeof payload.aud === 'string' && this.audiences.has(payload.aud)
+        ? payload.aud
+        : this.ownDid
     try {
-      const verified = await verifyJwt(token, this.ownDid, null, (iss, fresh) =>
+      const verified = await verifyJwt(token, aud, null, (iss, fresh) =>
         this.signingKey(iss, fresh),
       )
       const did = stripFragment(verified.iss)
@@ -131,6 +143,22 @@ export class ServiceAuth {
         'BadJwtIssuer',
       )
     }
+  }
+}
+
+/**
+ * did:key issuers are refused: anyone can make any number of them offline, so each could pass
+ * for a new client; service tokens come from atproto accounts. A malformed iss is left to
+ * verifyJwt, which names it BadJwtIss.
+ */
+const checkIssuer = (iss: unknown): void => {
+  const method = typeof iss === 'string' ? /^did:([a-z]+):/.exec(iss)?.[1] : ''
+  if (method === undefined || method === '') return
+  if (method !== 'plc' && method !== 'web') {
+    throw new AuthRequiredError(
+      `jwt issuer must be a did:plc or did:web account, got a did:${method}: service tokens come from atproto accounts`,
+      'BadJwtIssuer',
+    )
   }
 }
 
