@@ -36,6 +36,10 @@ export class HoldMetrics {
    * other way calls `ctx.metrics.droppedCounts.inc()` once per count it does not take.
    */
   readonly droppedCounts: Counter
+  /** Admin requests with a wrong user or password. */
+  readonly adminAuthFailures: Counter
+  /** Admin requests refused unchecked because their client is locked out. */
+  readonly adminLocked: Counter
 
   constructor(src: MetricsSources) {
     const { cfg, stats, writer, reader, limiter } = src
@@ -128,6 +132,17 @@ export class HoldMetrics {
       if (records === 0) return
       flushDuration.observe(ms / 1000)
       flushSize.observe(records)
+    })
+
+    this.adminAuthFailures = new Counter({
+      name: 'hold_admin_auth_failures_total',
+      help: 'Admin API requests with a wrong user or password',
+      registers,
+    })
+    this.adminLocked = new Counter({
+      name: 'hold_admin_locked_total',
+      help: 'Admin API requests refused because their client is locked out after wrong passwords',
+      registers,
     })
 
     const commits = new Counter({
