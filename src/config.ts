@@ -17,6 +17,7 @@ export type ServerEnvironment = {
   statsMaxPerMinute?: string
   repoCacheMb?: string
   trustedProxyHeader?: string
+  trustedProxyHops?: string
   adminPassword?: string
   devAllowLocalDids?: string
   logLevel?: string
@@ -44,6 +45,7 @@ export const readEnv = (
   statsMaxPerMinute: env.HOLD_STATS_MAX_PER_MINUTE,
   repoCacheMb: env.HOLD_REPO_CACHE_MB,
   trustedProxyHeader: env.HOLD_TRUSTED_PROXY_HEADER,
+  trustedProxyHops: env.HOLD_TRUSTED_PROXY_HOPS,
   adminPassword: env.HOLD_ADMIN_PASSWORD,
   devAllowLocalDids: env.HOLD_DEV_ALLOW_LOCAL_DIDS,
   logLevel: env.LOG_LEVEL,
@@ -77,6 +79,11 @@ export type ServerConfig = {
   trustedProxyHeader: string | undefined
   /** did:web issuers may be on private addresses and on http://localhost (development, tests) */
   devAllowLocalDids: boolean
+  /**
+   * Which address of trustedProxyHeader is the client's, counted from the right: 1 is the one
+   * the nearest proxy added (a single-valued header such as Fly-Client-IP has only that one).
+   */
+  trustedProxyHops: number
   logLevel: string
   version: string
   /** Where publicUrl came from: HOLD_PUBLIC_URL, the Fly default, or undefined (the localhost default). */
@@ -211,6 +218,13 @@ export const envToCfg = (
     trustedProxyHeader: nonEmpty(env.trustedProxyHeader)?.toLowerCase(),
     devAllowLocalDids:
       parseBoolVar('HOLD_DEV_ALLOW_LOCAL_DIDS', env.devAllowLocalDids) ?? false,
+    trustedProxyHops: parseIntVar(
+      'HOLD_TRUSTED_PROXY_HOPS',
+      env.trustedProxyHops,
+      1,
+      1,
+      16,
+    ),
     logLevel,
     version,
     publicUrlFrom,

@@ -1,24 +1,17 @@
 import type { AppContext } from '../context.ts'
+import { clientAddress } from './client-address.ts'
 import type { Ctx } from './util.ts'
 
 /**
- * The client a count is charged to for HOLD_STATS_MAX_PER_MINUTE: the caller's DID when
- * authenticated, else the client address (from HOLD_TRUSTED_PROXY_HEADER when configured,
- * since behind a proxy every socket is the proxy's).
+ * The client a per-client limit charges: the caller's DID when authenticated, else the client
+ * address (from HOLD_TRUSTED_PROXY_HEADER when configured, since behind a proxy every socket is
+ * the proxy's).
  */
 export const clientKey = (
   ctx: AppContext,
   c: Ctx,
   callerDid: string | undefined,
-): string => {
-  if (callerDid) return callerDid
-  const header = ctx.cfg.trustedProxyHeader
-  if (header) {
-    const value = c.req.header(header)?.split(',')[0].trim()
-    if (value) return `ip:${value}`
-  }
-  return `ip:${c.env?.incoming?.socket?.remoteAddress ?? 'unknown'}`
-}
+): string => callerDid || clientAddress(ctx, c)
 
 /**
  * Counts a pull or a push for (did, repo), charged to the client for HOLD_STATS_MAX_PER_MINUTE.
