@@ -15,6 +15,7 @@ export type ServerEnvironment = {
   maxBlobBytes?: string
   statsFlushMs?: string
   statsMaxPerMinute?: string
+  statsNewPairsPerHour?: string
   repoCacheMb?: string
   trustedProxyHeader?: string
   trustedProxyHops?: string
@@ -43,6 +44,7 @@ export const readEnv = (
   maxBlobBytes: env.HOLD_MAX_BLOB_BYTES,
   statsFlushMs: env.HOLD_STATS_FLUSH_MS,
   statsMaxPerMinute: env.HOLD_STATS_MAX_PER_MINUTE,
+  statsNewPairsPerHour: env.HOLD_STATS_NEW_PAIRS_PER_HOUR,
   repoCacheMb: env.HOLD_REPO_CACHE_MB,
   trustedProxyHeader: env.HOLD_TRUSTED_PROXY_HEADER,
   trustedProxyHops: env.HOLD_TRUSTED_PROXY_HOPS,
@@ -74,6 +76,8 @@ export type ServerConfig = {
   statsFlushMs: number
   statsPersistMs: number
   statsMaxPerMinute: number
+  /** (DID, repository) pairs an unrelated client may start counting per hour; 0: no limit */
+  statsNewPairsPerHour: number
   /** MiB of MST nodes kept in memory; 0: none */
   repoCacheMb: number
   trustedProxyHeader: string | undefined
@@ -205,6 +209,13 @@ export const envToCfg = (
       'HOLD_STATS_MAX_PER_MINUTE',
       env.statsMaxPerMinute,
       0,
+      0,
+      Number.MAX_SAFE_INTEGER,
+    ),
+    statsNewPairsPerHour: parseIntVar(
+      'HOLD_STATS_NEW_PAIRS_PER_HOUR',
+      env.statsNewPairsPerHour,
+      100,
       0,
       Number.MAX_SAFE_INTEGER,
     ),

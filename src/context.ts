@@ -21,7 +21,7 @@ import { HoldMetrics } from './metrics.ts'
 import { RecordReader } from './repo/reader.ts'
 import { SqlRepoStorage } from './repo/storage.ts'
 import { RepoWriter } from './repo/writer.ts'
-import { CountLimiter } from './stats/limiter.ts'
+import { CountLimiter, TokenBuckets } from './stats/limiter.ts'
 import { rewriteAllStats, StatsService, type Counter } from './stats/service.ts'
 
 export type AppContextOverrides = Partial<{
@@ -47,6 +47,7 @@ export type AppContextFields = {
   stats: StatsService
   counter: Counter
   limiter: CountLimiter
+  newPairs: TokenBuckets
   crew: CrewIndex
   serviceAuth: ServiceAuth
   access: AccessControl
@@ -72,6 +73,8 @@ export class AppContext {
   readonly counter: Counter
   /** HOLD_STATS_MAX_PER_MINUTE, applied before `counter`. */
   readonly limiter: CountLimiter
+  /** HOLD_STATS_NEW_PAIRS_PER_HOUR: first counts of pairs from unrelated clients. */
+  readonly newPairs: TokenBuckets
   readonly crew: CrewIndex
   readonly serviceAuth: ServiceAuth
   readonly access: AccessControl
@@ -94,6 +97,7 @@ export class AppContext {
     this.stats = f.stats
     this.counter = f.counter
     this.limiter = f.limiter
+    this.newPairs = f.newPairs
     this.crew = f.crew
     this.serviceAuth = f.serviceAuth
     this.access = f.access
@@ -149,6 +153,7 @@ export class AppContext {
         allowLocalDids: cfg.devAllowLocalDids,
       })
       const limiter = new CountLimiter(cfg.statsMaxPerMinute)
+      const newPairs = new TokenBuckets(cfg.statsNewPairsPerHour)
       const fields = {
         cfg,
         secrets,
@@ -164,10 +169,18 @@ export class AppContext {
         urlSigner: new BlobUrlSigner(urlSecret, cfg.publicUrl),
         stats,
         limiter,
+        newPairs,
         crew,
         serviceAuth,
         access: overrides.access ?? new HoldAccess(serviceAuth, crew),
-        metrics: new HoldMetrics({ cfg, stats, writer, reader, limiter }),
+        metrics: new HoldMetrics({
+          cfg,
+          stats,
+          writer,
+          reader,
+          limiter,
+          newPairs,
+        }),
       }
       return new AppContext({
         ...fields,

@@ -8,7 +8,7 @@ import {
 import type { ServerConfig } from './config.ts'
 import type { RecordReader } from './repo/reader.ts'
 import type { RepoWriter } from './repo/writer.ts'
-import type { CountLimiter } from './stats/limiter.ts'
+import type { CountLimiter, TokenBuckets } from './stats/limiter.ts'
 import type { StatsService } from './stats/service.ts'
 
 export type MetricsSources = {
@@ -17,6 +17,7 @@ export type MetricsSources = {
   writer: RepoWriter
   reader: RecordReader
   limiter: CountLimiter
+  newPairs: TokenBuckets
 }
 
 /**
@@ -32,8 +33,9 @@ export class HoldMetrics {
   requestsInFlight = 0
   /**
    * Counts not taken because of a per-client limit. It follows `ctx.limiter.dropped` (the
-   * HOLD_STATS_MAX_PER_MINUTE limiter) by itself at every scrape; code that drops counts some
-   * other way calls `ctx.metrics.droppedCounts.inc()` once per count it does not take.
+   * HOLD_STATS_MAX_PER_MINUTE limiter) and `ctx.newPairs.refused` (HOLD_STATS_NEW_PAIRS_PER_HOUR)
+   * by itself at every scrape; code that drops counts some other way calls
+   * `ctx.metrics.droppedCounts.inc()` once per count it does not take.
    */
   readonly droppedCounts: Counter
   /** Admin requests with a wrong user or password. */
@@ -42,7 +44,7 @@ export class HoldMetrics {
   readonly adminLocked: Counter
 
   constructor(src: MetricsSources) {
-    const { cfg, stats, writer, reader, limiter } = src
+    const { cfg, stats, writer, reader, limiter, newPairs } = src
     const registers = [this.registry]
 
     new Gauge({
@@ -93,11 +95,22 @@ export class HoldMetrics {
     let seenDropped = 0
     this.droppedCounts = new Counter({
       name: 'hold_stats_dropped_total',
-      help: 'Counts not taken because a client passed HOLD_STATS_MAX_PER_MINUTE',
+      help: 'Counts not taken because a client passed a per-client limit (HOLD_STATS_MAX_PER_MINUTE, HOLD_STATS_NEW_PAIRS_PER_HOUR)',
       registers,
       collect() {
-        this.inc(limiter.dropped - seenDropped)
-        seenDropped = limiter.dropped
+        const now = limiter.dropped + newPairs.refused
+        this.inc(now - seenDropped)
+        seenDropped = now
+      },
+    })
+    let seenNewPairs = 0
+    new Counter({
+      name: 'hold_stats_new_pairs_dropped_total',
+      help: 'First counts of new (DID, repository) pairs not taken because a client passed HOLD_STATS_NEW_PAIRS_PER_HOUR',
+      registers,
+      collect() {
+        this.inc(newPairs.refused - seenNewPairs)
+        seenNewPairs = newPairs.refused
       },
     })
     new Gauge({

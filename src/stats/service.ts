@@ -64,6 +64,8 @@ export interface Counter {
 export type FlushResult = { records: number; commits: number; ms: number }
 
 const keyOf = (did: string, repository: string) => `${did} ${repository}`
+/** Pairs remembered as having a counter row, so most checks for a new pair never reach SQLite. */
+const KNOWN_PAIRS = 50_000
 const iso = (ms: number) => new Date(ms).toISOString()
 /** The later of ISO timestamps (all written with ms and Z, so they compare as strings). */
 const latest = (...values: (string | null | undefined)[]) =>
@@ -112,6 +114,8 @@ export class StatsService implements Counter {
   private readonly rewriteStmt: StatementSync
   private readonly summaryStmt: StatementSync
   private readonly hasRecordStmt: StatementSync
+  private readonly hasCounterStmt: StatementSync
+  private readonly known = new Set<string>()
   readonly totals = { pulls: 0, pushes: 0, commits: 0, flushedRecords: 0 }
   private readonly flushListeners: ((result: FlushResult) => void)[] = []
   private overallStmt: StatementSync | undefined
@@ -201,6 +205,9 @@ export class StatsService implements Counter {
     this.hasRecordStmt = db.prepare(
       'SELECT 1 FROM record WHERE collection = ? AND rkey = ?',
     )
+    this.hasCounterStmt = db.prepare(
+      'SELECT 1 FROM stats_counter WHERE did = ? AND repository = ?',
+    )
   }
 
   countPull(did: string, repository: string, now = Date.now()): void {
@@ -233,6 +240,22 @@ export class StatsService implements Counter {
       this.pending.set(key, d)
     }
     return d
+  }
+
+  /**
+   * Whether (did, repository) has been counted before (or has imported counts): pending in
+   * memory, remembered, or in the counter table. Only a miss in memory asks SQLite.
+   */
+  has(did: string, repository: string): boolean {
+    const key = keyOf(did, repository)
+    if (this.pending.has(key) || this.known.has(key)) return true
+    if (!this.hasCounterStmt.get(did, repository)) return false
+    if (this.known.size >= KNOWN_PAIRS) {
+      // The oldest entry first: Sets iterate in insertion order.
+      this.known.delete(this.known.values().next().value!)
+    }
+    this.known.add(key)
+    return true
   }
 
   /** Called after every flush that completes (metrics). */
@@ -456,6 +479,8 @@ export class StatsService implements Counter {
    */
   async reset(did: string, repository?: string): Promise<ResetResult> {
     const repo = repository ?? null
+    // A reset pair is new again.
+    this.known.clear()
     for (const [key, d] of this.pending) {
       if (d.did === did && (repo === null || d.repository === repo)) {
         this.pending.delete(key)
