@@ -6,6 +6,7 @@ import {
   InvalidRequestError,
   NotFoundError,
   PayloadTooLargeError,
+  XRPCError,
 } from '../errors.ts'
 import { blobResponse, parseRange } from './blob-response.ts'
 import { countPush } from './count.ts'
@@ -72,6 +73,15 @@ export const register: Register = (app, ctx) => {
       if (err instanceof BlobTooLargeError) {
         throw new PayloadTooLargeError(
           `blob is larger than HOLD_MAX_BLOB_BYTES (${ctx.cfg.maxBlobBytes} bytes)`,
+        )
+      }
+      // The client went away (or stalled until the connection timed out) before the body
+      // ended: its doing, not the hold's, and nobody is left to read the answer.
+      if (c.env?.incoming && !c.env.incoming.complete) {
+        throw new XRPCError(
+          499,
+          'UploadAborted',
+          'the upload ended before its body did; nothing was stored',
         )
       }
       throw err
