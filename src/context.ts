@@ -6,6 +6,7 @@ import { CrewIndex } from './auth/crew.ts'
 import { ServiceAuth } from './auth/service-auth.ts'
 import { DiskBlobStore } from './blobs/disk-store.ts'
 import { BlobUrlSigner } from './blobs/signed-url.ts'
+import { UploadGrants } from './blobs/upload-grants.ts'
 import type { ServerConfig, ServerSecrets } from './config.ts'
 import { Database } from './db.ts'
 import {
@@ -44,6 +45,7 @@ export type AppContextFields = {
   writer: RepoWriter
   blobs: DiskBlobStore
   urlSigner: BlobUrlSigner
+  uploadGrants: UploadGrants
   stats: StatsService
   counter: Counter
   limiter: CountLimiter
@@ -68,6 +70,8 @@ export class AppContext {
   readonly writer: RepoWriter
   readonly blobs: DiskBlobStore
   readonly urlSigner: BlobUrlSigner
+  /** Which upload URLs have been used (each stores and counts once). */
+  readonly uploadGrants: UploadGrants
   readonly stats: StatsService
   /** Where the request path counts: `stats` unless overridden. */
   readonly counter: Counter
@@ -94,6 +98,7 @@ export class AppContext {
     this.writer = f.writer
     this.blobs = f.blobs
     this.urlSigner = f.urlSigner
+    this.uploadGrants = f.uploadGrants
     this.stats = f.stats
     this.counter = f.counter
     this.limiter = f.limiter
@@ -167,6 +172,7 @@ export class AppContext {
         writer,
         blobs,
         urlSigner: new BlobUrlSigner(urlSecret, cfg.publicUrl),
+        uploadGrants: new UploadGrants(db),
         stats,
         limiter,
         newPairs,

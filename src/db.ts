@@ -164,6 +164,15 @@ const MIGRATIONS: string[] = [
   `
   DROP INDEX IF EXISTS repo_block_rev_idx;
   `,
+  // Upload URLs that stored their blob, so each stores and counts once, restarts included.
+  // A row is pruned once its URL has expired.
+  `
+  CREATE TABLE upload_url_used (
+    sig TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX upload_url_used_expires_idx ON upload_url_used (expires_at);
+  `,
 ]
 
 const migrate = (db: DatabaseSync): void => {

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream'
 import { BlobTooLargeError, DigestMismatchError } from '../blobs/disk-store.ts'
 import { BLOB_URL_PATH } from '../blobs/signed-url.ts'
+import { UploadUrlUsedError } from '../blobs/upload-grants.ts'
 import {
   ForbiddenError,
   InvalidRequestError,
@@ -62,11 +63,22 @@ export const register: Register = (app, ctx) => {
         `blob is larger than HOLD_MAX_BLOB_BYTES (${ctx.cfg.maxBlobBytes} bytes)`,
       )
     }
+    try {
+      ctx.uploadGrants.claim(grant.sig)
+    } catch (err) {
+      if (err instanceof UploadUrlUsedError) {
+        throw new XRPCError(409, 'UrlAlreadyUsed', err.message)
+      }
+      throw err
+    }
     const body = c.env?.incoming ?? bodyStream(c.req.raw)
     let size: number
     try {
       size = await ctx.blobs.put(hex, body, ctx.cfg.maxBlobBytes)
+      ctx.uploadGrants.use(grant.sig, grant.exp)
     } catch (err) {
+      // A failed upload leaves the URL unused: the client may retry with it.
+      ctx.uploadGrants.release(grant.sig)
       if (err instanceof DigestMismatchError) {
         throw new InvalidRequestError(err.message, 'DigestMismatch')
       }
