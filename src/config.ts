@@ -9,6 +9,7 @@ export type ServerEnvironment = {
   ownerDid?: string
   public?: string
   allowAllCrew?: string
+  crewJoinsPerHour?: string
   plcUrl?: string
   signingKey?: string
   storage?: string
@@ -38,6 +39,7 @@ export const readEnv = (
   ownerDid: env.HOLD_OWNER_DID,
   public: env.HOLD_PUBLIC,
   allowAllCrew: env.HOLD_ALLOW_ALL_CREW,
+  crewJoinsPerHour: env.HOLD_CREW_JOINS_PER_HOUR,
   plcUrl: env.HOLD_PLC_URL,
   signingKey: env.HOLD_SIGNING_KEY,
   storage: env.HOLD_STORAGE,
@@ -70,6 +72,8 @@ export type ServerConfig = {
   public: boolean | undefined
   /** undefined: keep what the captain record has (first start: false) */
   allowAllCrew: boolean | undefined
+  /** requestCrew joins per caller DID and per client address per hour; 0: no limit */
+  crewJoinsPerHour: number
   plcUrl: string
   storage: 'disk'
   maxBlobBytes: number
@@ -188,6 +192,13 @@ export const envToCfg = (
     ownerDid,
     public: parseBoolVar('HOLD_PUBLIC', env.public),
     allowAllCrew: parseBoolVar('HOLD_ALLOW_ALL_CREW', env.allowAllCrew),
+    crewJoinsPerHour: parseIntVar(
+      'HOLD_CREW_JOINS_PER_HOUR',
+      env.crewJoinsPerHour,
+      30,
+      0,
+      Number.MAX_SAFE_INTEGER,
+    ),
     plcUrl,
     storage,
     maxBlobBytes: parseIntVar(

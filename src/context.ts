@@ -50,6 +50,7 @@ export type AppContextFields = {
   counter: Counter
   limiter: CountLimiter
   newPairs: TokenBuckets
+  crewJoins: TokenBuckets
   crew: CrewIndex
   serviceAuth: ServiceAuth
   access: AccessControl
@@ -79,6 +80,8 @@ export class AppContext {
   readonly limiter: CountLimiter
   /** HOLD_STATS_NEW_PAIRS_PER_HOUR: first counts of pairs from unrelated clients. */
   readonly newPairs: TokenBuckets
+  /** HOLD_CREW_JOINS_PER_HOUR: requestCrew joins per caller and per client address. */
+  readonly crewJoins: TokenBuckets
   readonly crew: CrewIndex
   readonly serviceAuth: ServiceAuth
   readonly access: AccessControl
@@ -103,6 +106,7 @@ export class AppContext {
     this.counter = f.counter
     this.limiter = f.limiter
     this.newPairs = f.newPairs
+    this.crewJoins = f.crewJoins
     this.crew = f.crew
     this.serviceAuth = f.serviceAuth
     this.access = f.access
@@ -159,6 +163,7 @@ export class AppContext {
       })
       const limiter = new CountLimiter(cfg.statsMaxPerMinute)
       const newPairs = new TokenBuckets(cfg.statsNewPairsPerHour)
+      const crewJoins = new TokenBuckets(cfg.crewJoinsPerHour)
       const fields = {
         cfg,
         secrets,
@@ -176,6 +181,7 @@ export class AppContext {
         stats,
         limiter,
         newPairs,
+        crewJoins,
         crew,
         serviceAuth,
         access: overrides.access ?? new HoldAccess(serviceAuth, crew),
@@ -186,6 +192,7 @@ export class AppContext {
           reader,
           limiter,
           newPairs,
+          crewJoins,
         }),
       }
       return new AppContext({

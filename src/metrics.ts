@@ -18,6 +18,7 @@ export type MetricsSources = {
   reader: RecordReader
   limiter: CountLimiter
   newPairs: TokenBuckets
+  crewJoins: TokenBuckets
 }
 
 /**
@@ -44,7 +45,7 @@ export class HoldMetrics {
   readonly adminLocked: Counter
 
   constructor(src: MetricsSources) {
-    const { cfg, stats, writer, reader, limiter, newPairs } = src
+    const { cfg, stats, writer, reader, limiter, newPairs, crewJoins } = src
     const registers = [this.registry]
 
     new Gauge({
@@ -111,6 +112,16 @@ export class HoldMetrics {
       collect() {
         this.inc(newPairs.refused - seenNewPairs)
         seenNewPairs = newPairs.refused
+      },
+    })
+    let seenJoins = 0
+    new Counter({
+      name: 'hold_crew_joins_refused_total',
+      help: 'requestCrew joins refused because a caller or client address passed HOLD_CREW_JOINS_PER_HOUR',
+      registers,
+      collect() {
+        this.inc(crewJoins.refused - seenJoins)
+        seenJoins = crewJoins.refused
       },
     })
     new Gauge({

@@ -84,6 +84,21 @@ export class TokenBuckets {
     return allowed
   }
 
+  /**
+   * Takes one token from the bucket of each key, or none when any of them is empty. Returns 0
+   * when taken, else the milliseconds until every key has a token again.
+   */
+  takeAll(keys: string[], now = Date.now()): number {
+    if (this.capacity === 0) return 0
+    const wait = Math.max(0, ...keys.map((key) => this.waitMs(key, now)))
+    if (wait > 0) {
+      this.refused++
+      return wait
+    }
+    for (const key of keys) this.take(key, now)
+    return 0
+  }
+
   /** Milliseconds until key has a token again (0 when it has one now). */
   waitMs(key: string, now = Date.now()): number {
     const bucket = this.buckets.get(key)
