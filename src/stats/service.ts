@@ -81,6 +81,19 @@ const COUNTER_SELECT = `
   FROM stats_counter c
   LEFT JOIN stats_baseline b ON b.did = c.did AND b.repository = c.repository`
 
+/** The hold's totals, kept by triggers (the status page reads them at every refresh). */
+export const TOTALS_SQL =
+  'SELECT pairs, pulls, pushes FROM stats_total WHERE id = 1'
+
+/**
+ * The most pulled pairs, own and imported counts added, read in the order of
+ * stats_counter_top_idx: the first rows of an index, not a sort of the table.
+ */
+export const TOP_SQL = `${COUNTER_SELECT}
+  ORDER BY c.pull_count + c.baseline_pull DESC, c.push_count + c.baseline_push DESC,
+           c.did, c.repository
+  LIMIT ?`
+
 /**
  * Pull and push counters. A count is a map update in memory (no I/O on the request path);
  * every `persistMs` the pending deltas go into the `stats_counter` table in one transaction
@@ -118,7 +131,7 @@ export class StatsService implements Counter {
   private readonly known = new Set<string>()
   readonly totals = { pulls: 0, pushes: 0, commits: 0, flushedRecords: 0 }
   private readonly flushListeners: ((result: FlushResult) => void)[] = []
-  private overallStmt: StatementSync | undefined
+  private readonly totalsStmt: StatementSync
 
   private readonly database: Database
   private readonly writer: RepoWriter
@@ -164,10 +177,8 @@ export class StatsService implements Counter {
     this.pendingCountStmt = db.prepare(
       'SELECT count(*) AS n FROM stats_counter WHERE version > record_version',
     )
-    this.topStmt = db.prepare(`${COUNTER_SELECT}
-      ORDER BY c.pull_count + coalesce(b.pull_count, 0) DESC,
-               c.push_count + coalesce(b.push_count, 0) DESC, c.did, c.repository
-      LIMIT ?`)
+    this.topStmt = db.prepare(TOP_SQL)
+    this.totalsStmt = db.prepare(TOTALS_SQL)
     this.getBaselineStmt = db.prepare(
       'SELECT pull_count, push_count, last_pull, last_push FROM stats_baseline WHERE did = ? AND repository = ?',
     )
@@ -266,13 +277,7 @@ export class StatsService implements Counter {
   /** Pairs, pulls and pushes across the hold, own and imported counts added (status page). */
   overall(): { pairs: number; pulls: number; pushes: number } {
     this.persist()
-    this.overallStmt ??= this.database.db.prepare(`
-      SELECT count(*) AS pairs,
-             coalesce(sum(c.pull_count + coalesce(b.pull_count, 0)), 0) AS pulls,
-             coalesce(sum(c.push_count + coalesce(b.push_count, 0)), 0) AS pushes
-      FROM stats_counter c
-      LEFT JOIN stats_baseline b ON b.did = c.did AND b.repository = c.repository`)
-    return this.overallStmt.get() as {
+    return this.totalsStmt.get() as {
       pairs: number
       pulls: number
       pushes: number
