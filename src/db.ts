@@ -173,9 +173,9 @@ export const MIGRATIONS: string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX upload_url_used_expires_idx ON upload_url_used (expires_at);
   `,
-  // What the status page shows without reading the whole counter table: totals kept by
-  // triggers, and the most pulled pairs from an index. The index needs each pair's imported
-  // counts in its own row, so stats_counter mirrors its baseline (kept equal by triggers).
+  // The hold's totals, kept by triggers so the status page need not sum the counter table; and
+  // each counter row mirrors its baseline (triggers again), so a row's own plus imported counts
+  // come out of the row itself when a persist writes it.
   `
   ALTER TABLE stats_counter ADD COLUMN baseline_pull INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE stats_counter ADD COLUMN baseline_push INTEGER NOT NULL DEFAULT 0;
@@ -230,9 +230,6 @@ export const MIGRATIONS: string[] = [
       pulls = pulls - old.pull_count - old.baseline_pull,
       pushes = pushes - old.push_count - old.baseline_push;
   END;
-
-  CREATE INDEX stats_counter_top_idx ON stats_counter
-    (pull_count + baseline_pull DESC, push_count + baseline_push DESC);
   `,
 ]
 

@@ -109,8 +109,11 @@ describe('the crew index follows commits', () => {
     const rkeys = [...members.map(crewRecordKey), 'extra-a', 'extra-b']
     let seed = 7
     const random = (n: number) => {
-      seed = (seed * 1103515245 + 12345) % 2 ** 31
-      return seed % n
+      // xorshift32: a fixed sequence, spread over every residue
+      seed ^= seed << 13
+      seed ^= seed >>> 17
+      seed ^= seed << 5
+      return (seed >>> 0) % n
     }
     const permissions = [
       ['blob:read'],

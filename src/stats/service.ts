@@ -85,14 +85,41 @@ const COUNTER_SELECT = `
 export const TOTALS_SQL =
   'SELECT pairs, pulls, pushes FROM stats_total WHERE id = 1'
 
-/**
- * The most pulled pairs, own and imported counts added, read in the order of
- * stats_counter_top_idx: the first rows of an index, not a sort of the table.
- */
-export const TOP_SQL = `${COUNTER_SELECT}
+/** The most pulled pairs, own and imported counts added: a sort of the whole table. */
+const TOP_SQL = `${COUNTER_SELECT}
   ORDER BY c.pull_count + c.baseline_pull DESC, c.push_count + c.baseline_push DESC,
            c.did, c.repository
   LIMIT ?`
+
+/** How many of the most pulled pairs are kept in memory (top() up to this many is free). */
+export const TOP_KEPT = 100
+
+/** A pair's place among the most pulled: own and imported counts added. */
+type Ranked = {
+  key: string
+  did: string
+  repository: string
+  pulls: number
+  pushes: number
+}
+
+/** Negative when a ranks before b: more pulls, then more pushes, then by DID and repository. */
+const rank = (a: Ranked, b: Ranked): number =>
+  b.pulls - a.pulls ||
+  b.pushes - a.pushes ||
+  (a.did < b.did ? -1 : a.did > b.did ? 1 : 0) ||
+  (a.repository < b.repository ? -1 : a.repository > b.repository ? 1 : 0)
+
+/**
+ * The TOP_KEPT most pulled pairs, read once with TOP_SQL and then kept by persist(): counts
+ * only grow there, so a pair outside the set can only enter it by passing the set's last,
+ * which persist sees as it writes the pair. Imports and resets can lower counts: they drop it.
+ */
+type TopSet = {
+  byKey: Map<string, Ranked>
+  /** The set's last pair, or undefined when it must be looked for again. */
+  last: Ranked | undefined
+}
 
 /**
  * Pull and push counters. A count is a map update in memory (no I/O on the request path);
@@ -112,6 +139,11 @@ export class StatsService implements Counter {
   private flushing: Promise<FlushResult> | undefined
   private stopped = false
   private readonly upsertStmt: StatementSync
+  /** The upsert, answering the pair's counts: used while the most pulled pairs are kept. */
+  private readonly upsertRankedStmt: StatementSync
+  private topSet: TopSet | undefined
+  /** How many times the most pulled pairs were read from the whole table (tests). */
+  topReads = 0
   private readonly getStmt: StatementSync
   private readonly listStmt: StatementSync
   private readonly dirtyStmt: StatementSync
@@ -162,6 +194,8 @@ export class StatsService implements Counter {
                     THEN excluded.last_push ELSE last_push END,
         updated_at = CASE WHEN excluded.updated_at > updated_at THEN excluded.updated_at ELSE updated_at END,
         version = version + 1`)
+    this.upsertRankedStmt = db.prepare(`${this.upsertStmt.sourceSQL}
+      RETURNING pull_count + baseline_pull AS pulls, push_count + baseline_push AS pushes`)
     this.getStmt = db.prepare(
       `${COUNTER_SELECT} WHERE c.did = ? AND c.repository = ?`,
     )
@@ -299,11 +333,12 @@ export class StatsService implements Counter {
     if (this.pending.size === 0) return 0
     const batch = this.pending
     this.pending = new Map()
+    const top = this.topSet
     try {
       this.database.transaction(() => {
-        for (const d of batch.values()) {
+        for (const [key, d] of batch) {
           const last = Math.max(d.lastPull, d.lastPush, d.first)
-          this.upsertStmt.run(
+          const args = [
             d.did,
             d.repository,
             d.pulls,
@@ -311,10 +346,21 @@ export class StatsService implements Counter {
             d.lastPull ? iso(d.lastPull) : null,
             d.lastPush ? iso(d.lastPush) : null,
             iso(last),
-          )
+          ] as const
+          if (!top) {
+            this.upsertStmt.run(...args)
+            continue
+          }
+          const counts = this.upsertRankedStmt.get(...args) as {
+            pulls: number
+            pushes: number
+          }
+          this.rankPersisted(top, key, d, counts)
         }
       })
     } catch (err) {
+      // The kept most pulled pairs may hold counts the rollback took back.
+      this.topSet = undefined
       // Put the deltas back so nothing is lost; the next persist retries them.
       for (const [key, d] of batch) {
         const cur = this.pending.get(key)
@@ -410,13 +456,81 @@ export class StatsService implements Counter {
     return view
   }
 
-  /** The pairs with the most pulls (then pushes) on this hold, own and imported counts added. */
+  /**
+   * The pairs with the most pulls (then pushes) on this hold, own and imported counts added.
+   * Up to TOP_KEPT of them come from memory (one read of the whole table first, and again after
+   * an import or a reset); more are a sort of the table.
+   */
   top(limit: number): StatsView[] {
     this.persist()
-    const rows = this.topStmt.all(limit) as CounterRow[]
-    return rows.map((row) =>
-      this.merge(row, undefined, row.did, row.repository),
+    if (limit > TOP_KEPT) {
+      const rows = this.topStmt.all(limit) as CounterRow[]
+      return rows.map((row) =>
+        this.merge(row, undefined, row.did, row.repository),
+      )
+    }
+    this.topSet ??= this.readTop()
+    return [...this.topSet.byKey.values()]
+      .sort(rank)
+      .slice(0, limit)
+      .map((p) => {
+        const row = this.getStmt.get(p.did, p.repository) as CounterRow
+        return this.merge(row, undefined, p.did, p.repository)
+      })
+  }
+
+  private readTop(): TopSet {
+    this.topReads++
+    const byKey = new Map<string, Ranked>()
+    for (const row of this.topStmt.all(TOP_KEPT) as (CounterRow & {
+      baseline_pull: number
+      baseline_push: number
+    })[]) {
+      const key = keyOf(row.did, row.repository)
+      byKey.set(key, {
+        key,
+        did: row.did,
+        repository: row.repository,
+        pulls: row.pull_count + row.baseline_pull,
+        pushes: row.push_count + row.baseline_push,
+      })
+    }
+    return { byKey, last: undefined }
+  }
+
+  /** A pair's counts as persist() wrote them, for the kept most pulled pairs. */
+  private rankPersisted(
+    top: TopSet,
+    key: string,
+    d: Delta,
+    counts: { pulls: number; pushes: number },
+  ): void {
+    const kept = top.byKey.get(key)
+    if (kept) {
+      kept.pulls = counts.pulls
+      kept.pushes = counts.pushes
+      // Counts only grow here: the last pair may have moved up, nobody else down.
+      if (kept === top.last) top.last = undefined
+      return
+    }
+    const pair: Ranked = {
+      key,
+      did: d.did,
+      repository: d.repository,
+      ...counts,
+    }
+    if (top.byKey.size < TOP_KEPT) {
+      // A set not yet full holds every pair there is (and has not looked for its last).
+      top.byKey.set(key, pair)
+      return
+    }
+    top.last ??= [...top.byKey.values()].reduce((a, b) =>
+      rank(a, b) > 0 ? a : b,
     )
+    if (rank(pair, top.last) >= 0) return
+    top.byKey.delete(top.last.key)
+    top.byKey.set(key, pair)
+    top.last = undefined
   }
 
   /** Counter and baseline totals, and what is not yet in the table or the repo. */
@@ -473,6 +587,8 @@ export class StatsService implements Counter {
       }
     })
     if (changed > 0) {
+      // A baseline may have gone down: the kept most pulled pairs are read again.
+      this.topSet = undefined
       this.log.info({ changed, rows: rows.length }, 'imported stats baselines')
     }
     return { changed, unchanged: rows.length - changed }
@@ -484,8 +600,9 @@ export class StatsService implements Counter {
    */
   async reset(did: string, repository?: string): Promise<ResetResult> {
     const repo = repository ?? null
-    // A reset pair is new again.
+    // A reset pair is new again, and may have been among the most pulled.
     this.known.clear()
+    this.topSet = undefined
     for (const [key, d] of this.pending) {
       if (d.did === did && (repo === null || d.repository === repo)) {
         this.pending.delete(key)
