@@ -16,7 +16,7 @@ export type ServerEnvironment = {
   maxBlobBytes?: string
   statsFlushMs?: string
   statsMaxPerMinute?: string
-  statsNewPairsPerHour?: string
+  newPairsPerHour?: string
   repoCacheMb?: string
   trustedProxyHeader?: string
   trustedProxyHops?: string
@@ -46,7 +46,7 @@ export const readEnv = (
   maxBlobBytes: env.HOLD_MAX_BLOB_BYTES,
   statsFlushMs: env.HOLD_STATS_FLUSH_MS,
   statsMaxPerMinute: env.HOLD_STATS_MAX_PER_MINUTE,
-  statsNewPairsPerHour: env.HOLD_STATS_NEW_PAIRS_PER_HOUR,
+  newPairsPerHour: env.HOLD_NEW_PAIRS_PER_HOUR,
   repoCacheMb: env.HOLD_REPO_CACHE_MB,
   trustedProxyHeader: env.HOLD_TRUSTED_PROXY_HEADER,
   trustedProxyHops: env.HOLD_TRUSTED_PROXY_HOPS,
@@ -81,7 +81,7 @@ export type ServerConfig = {
   statsPersistMs: number
   statsMaxPerMinute: number
   /** (DID, repository) pairs an unrelated client may start counting per hour; 0: no limit */
-  statsNewPairsPerHour: number
+  newPairsPerHour: number
   /** MiB of MST nodes kept in memory; 0: none */
   repoCacheMb: number
   trustedProxyHeader: string | undefined
@@ -223,9 +223,9 @@ export const envToCfg = (
       0,
       Number.MAX_SAFE_INTEGER,
     ),
-    statsNewPairsPerHour: parseIntVar(
-      'HOLD_STATS_NEW_PAIRS_PER_HOUR',
-      env.statsNewPairsPerHour,
+    newPairsPerHour: parseIntVar(
+      'HOLD_NEW_PAIRS_PER_HOUR',
+      env.newPairsPerHour,
       100,
       0,
       Number.MAX_SAFE_INTEGER,

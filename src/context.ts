@@ -78,7 +78,7 @@ export class AppContext {
   readonly counter: Counter
   /** HOLD_STATS_MAX_PER_MINUTE, applied before `counter`. */
   readonly limiter: CountLimiter
-  /** HOLD_STATS_NEW_PAIRS_PER_HOUR: first counts of pairs from unrelated clients. */
+  /** HOLD_NEW_PAIRS_PER_HOUR: first counts of pairs from unrelated clients. */
   readonly newPairs: TokenBuckets
   /** HOLD_CREW_JOINS_PER_HOUR: requestCrew joins per caller and per client address. */
   readonly crewJoins: TokenBuckets
@@ -162,7 +162,7 @@ export class AppContext {
         allowLocalDids: cfg.devAllowLocalDids,
       })
       const limiter = new CountLimiter(cfg.statsMaxPerMinute)
-      const newPairs = new TokenBuckets(cfg.statsNewPairsPerHour)
+      const newPairs = new TokenBuckets(cfg.newPairsPerHour)
       const crewJoins = new TokenBuckets(cfg.crewJoinsPerHour)
       const fields = {
         cfg,

@@ -34,7 +34,7 @@ export class HoldMetrics {
   requestsInFlight = 0
   /**
    * Counts not taken because of a per-client limit. It follows `ctx.limiter.dropped` (the
-   * HOLD_STATS_MAX_PER_MINUTE limiter) and `ctx.newPairs.refused` (HOLD_STATS_NEW_PAIRS_PER_HOUR)
+   * HOLD_STATS_MAX_PER_MINUTE limiter) and `ctx.newPairs.refused` (HOLD_NEW_PAIRS_PER_HOUR)
    * by itself at every scrape; code that drops counts some other way calls
    * `ctx.metrics.droppedCounts.inc()` once per count it does not take.
    */
@@ -96,7 +96,7 @@ export class HoldMetrics {
     let seenDropped = 0
     this.droppedCounts = new Counter({
       name: 'hold_stats_dropped_total',
-      help: 'Counts not taken because a client passed a per-client limit (HOLD_STATS_MAX_PER_MINUTE, HOLD_STATS_NEW_PAIRS_PER_HOUR)',
+      help: 'Counts not taken because a client passed a per-client limit (HOLD_STATS_MAX_PER_MINUTE, HOLD_NEW_PAIRS_PER_HOUR)',
       registers,
       collect() {
         const now = limiter.dropped + newPairs.refused
@@ -107,7 +107,7 @@ export class HoldMetrics {
     let seenNewPairs = 0
     new Counter({
       name: 'hold_stats_new_pairs_dropped_total',
-      help: 'First counts of new (DID, repository) pairs not taken because a client passed HOLD_STATS_NEW_PAIRS_PER_HOUR',
+      help: 'First counts of new (DID, repository) pairs not taken because a client passed HOLD_NEW_PAIRS_PER_HOUR',
       registers,
       collect() {
         this.inc(newPairs.refused - seenNewPairs)

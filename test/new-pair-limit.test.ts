@@ -95,7 +95,7 @@ describe('new (DID, repository) pairs from unrelated clients', () => {
   it('are limited by default: an anonymous client starts 100 pairs, the 101st is served but not counted', async () => {
     const h = await start()
     await stored(h)
-    expect(h.hold.ctx.cfg.statsNewPairsPerHour).toBe(100)
+    expect(h.hold.ctx.cfg.newPairsPerHour).toBe(100)
     for (let i = 0; i < 101; i++) {
       const did = `did:plc:spray${String(i).padStart(19, '0')}`
       expect((await pull(h, did, 'r')).status).toBe(200)
@@ -113,7 +113,7 @@ describe('new (DID, repository) pairs from unrelated clients', () => {
   })
 
   it('a spray of random pairs makes only the budget’s records; pairs that exist keep counting', async () => {
-    const h = await start({ HOLD_STATS_NEW_PAIRS_PER_HOUR: '5' })
+    const h = await start({ HOLD_NEW_PAIRS_PER_HOUR: '5' })
     await stored(h)
     for (let i = 0; i < 40; i++) {
       expect(
@@ -139,7 +139,7 @@ describe('new (DID, repository) pairs from unrelated clients', () => {
   })
 
   it('the pair’s own DID, the hold owner and crew start pairs without using the budget', async () => {
-    const h = await start({ HOLD_STATS_NEW_PAIRS_PER_HOUR: '1' })
+    const h = await start({ HOLD_NEW_PAIRS_PER_HOUR: '1' })
     await stored(h)
     await identity(ALICE)
     expect(
@@ -182,7 +182,7 @@ describe('new (DID, repository) pairs from unrelated clients', () => {
   })
 
   it('an unrelated DID has a budget of its own, apart from anonymous callers', async () => {
-    const h = await start({ HOLD_STATS_NEW_PAIRS_PER_HOUR: '2' })
+    const h = await start({ HOLD_NEW_PAIRS_PER_HOUR: '2' })
     await stored(h)
     const auth = await tokenFor(h, STRANGER, GET_BLOB)
     for (let i = 0; i < 3; i++) {
@@ -202,7 +202,7 @@ describe('new (DID, repository) pairs from unrelated clients', () => {
 
   it('each client address has its own budget behind a trusted proxy', async () => {
     const h = await start({
-      HOLD_STATS_NEW_PAIRS_PER_HOUR: '1',
+      HOLD_NEW_PAIRS_PER_HOUR: '1',
       HOLD_TRUSTED_PROXY_HEADER: 'X-Forwarded-For',
     })
     await stored(h)
@@ -221,12 +221,12 @@ describe('new (DID, repository) pairs from unrelated clients', () => {
   })
 
   it('a pair counted before a restart is known from the table after it', async () => {
-    const first = await start({ HOLD_STATS_NEW_PAIRS_PER_HOUR: '1' })
+    const first = await start({ HOLD_NEW_PAIRS_PER_HOUR: '1' })
     await stored(first)
     expect((await pull(first, ALICE, 'before')).status).toBe(200)
     await first.stop()
     holds.splice(holds.indexOf(first), 1)
-    const h = await start({ HOLD_STATS_NEW_PAIRS_PER_HOUR: '1' }, first)
+    const h = await start({ HOLD_NEW_PAIRS_PER_HOUR: '1' }, first)
     expect((await pull(h, ALICE, 'after')).status).toBe(200)
     for (let i = 0; i < 5; i++) {
       expect((await pull(h, ALICE, 'before')).status).toBe(200)
@@ -237,8 +237,8 @@ describe('new (DID, repository) pairs from unrelated clients', () => {
     expect((await getStats(h, ALICE, 'refused')).pullCount).toBe(0)
   })
 
-  it('HOLD_STATS_NEW_PAIRS_PER_HOUR=0 turns the limit off', async () => {
-    const h = await start({ HOLD_STATS_NEW_PAIRS_PER_HOUR: '0' })
+  it('HOLD_NEW_PAIRS_PER_HOUR=0 turns the limit off', async () => {
+    const h = await start({ HOLD_NEW_PAIRS_PER_HOUR: '0' })
     await stored(h)
     for (let i = 0; i < 150; i++) {
       expect((await pull(h, ALICE, `off/${i}`)).status).toBe(200)

@@ -199,7 +199,7 @@ describe('stats: counting, records, getStats and listStats', () => {
     h = await startHold({
       env: {
         HOLD_STATS_FLUSH_MS: '3600000',
-        HOLD_STATS_NEW_PAIRS_PER_HOUR: '0',
+        HOLD_NEW_PAIRS_PER_HOUR: '0',
       },
     })
     h.hold.ctx.writer.onCommit((evt) => commits.push(evt))

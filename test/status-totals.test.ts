@@ -132,7 +132,7 @@ describe('the status page’s totals and top pairs', () => {
   it('agree with a full recount through counts, pushes, imports, resets and a restart', async () => {
     const env = {
       HOLD_STATS_FLUSH_MS: '3600000',
-      HOLD_STATS_NEW_PAIRS_PER_HOUR: '0',
+      HOLD_NEW_PAIRS_PER_HOUR: '0',
     }
     let h: TestHold = await startHold({ env })
     dirs.push(h.dataDir)

@@ -30,7 +30,7 @@ const related = (
 /**
  * Counts a pull or a push for (did, repo), charged to the client for HOLD_STATS_MAX_PER_MINUTE,
  * and, when the pair has never been counted and the caller is not related to it, for
- * HOLD_STATS_NEW_PAIRS_PER_HOUR. A count over either limit is not taken; the call is served.
+ * HOLD_NEW_PAIRS_PER_HOUR. A count over either limit is not taken; the call is served.
  * The client key is only worked out when a limit needs it (the socket address is a syscall);
  * whether the pair is new is answered from memory unless the pair was never seen.
  */
