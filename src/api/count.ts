@@ -49,7 +49,7 @@ const count = (
   }
   if (
     ctx.newPairs.enabled &&
-    !ctx.stats.has(did, repo) &&
+    !ctx.counter.has(did, repo) &&
     !related(ctx, callerDid, did) &&
     !ctx.newPairs.take(client ?? clientKey(ctx, c, callerDid))
   ) {

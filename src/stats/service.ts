@@ -59,6 +59,8 @@ export type ResetResult = { pairs: number; records: number; commits: number }
 export interface Counter {
   countPull(did: string, repository: string): void | Promise<void>
   countPush(did: string, repository: string): void | Promise<void>
+  /** Whether the pair was counted before: only a new pair meets HOLD_NEW_PAIRS_PER_HOUR. */
+  has(did: string, repository: string): boolean
 }
 
 export type FlushResult = { records: number; commits: number; ms: number }
