@@ -29,6 +29,11 @@ class SeedDesignCounter implements Counter {
   countPush(did: string, repository: string) {
     return this.bump(did, repository, 'push')
   }
+  has(did: string, repository: string) {
+    return (
+      this.f.reader.get(ids.HoldStats, statsRecordKey(did, repository)) !== null
+    )
+  }
   private async bump(did: string, repository: string, kind: 'pull' | 'push') {
     const rkey = statsRecordKey(did, repository)
     await this.f.writer.putRecordsFrom(() => {

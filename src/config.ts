@@ -9,17 +9,25 @@ export type ServerEnvironment = {
   ownerDid?: string
   public?: string
   allowAllCrew?: string
+  crewJoinsPerHour?: string
   plcUrl?: string
   signingKey?: string
   storage?: string
   maxBlobBytes?: string
   statsFlushMs?: string
   statsMaxPerMinute?: string
+  newPairsPerHour?: string
   repoCacheMb?: string
   trustedProxyHeader?: string
+  trustedProxyHops?: string
   adminPassword?: string
   repair?: string
+  devAllowLocalDids?: string
   logLevel?: string
+  rebindFrom?: string
+  /** Set by Fly.io on every machine: the app's name. */
+  flyAppName?: string
+  nodeEnv?: string
 }
 
 export const readEnv = (
@@ -32,17 +40,24 @@ export const readEnv = (
   ownerDid: env.HOLD_OWNER_DID,
   public: env.HOLD_PUBLIC,
   allowAllCrew: env.HOLD_ALLOW_ALL_CREW,
+  crewJoinsPerHour: env.HOLD_CREW_JOINS_PER_HOUR,
   plcUrl: env.HOLD_PLC_URL,
   signingKey: env.HOLD_SIGNING_KEY,
   storage: env.HOLD_STORAGE,
   maxBlobBytes: env.HOLD_MAX_BLOB_BYTES,
   statsFlushMs: env.HOLD_STATS_FLUSH_MS,
   statsMaxPerMinute: env.HOLD_STATS_MAX_PER_MINUTE,
+  newPairsPerHour: env.HOLD_NEW_PAIRS_PER_HOUR,
   repoCacheMb: env.HOLD_REPO_CACHE_MB,
   trustedProxyHeader: env.HOLD_TRUSTED_PROXY_HEADER,
+  trustedProxyHops: env.HOLD_TRUSTED_PROXY_HOPS,
   adminPassword: env.HOLD_ADMIN_PASSWORD,
   repair: env.HOLD_REPAIR,
+  devAllowLocalDids: env.HOLD_DEV_ALLOW_LOCAL_DIDS,
   logLevel: env.LOG_LEVEL,
+  rebindFrom: env.HOLD_REBIND_FROM,
+  flyAppName: env.FLY_APP_NAME,
+  nodeEnv: env.NODE_ENV,
 })
 
 export type ServerConfig = {
@@ -59,19 +74,36 @@ export type ServerConfig = {
   public: boolean | undefined
   /** undefined: keep what the captain record has (first start: false) */
   allowAllCrew: boolean | undefined
+  /** requestCrew joins per caller DID and per client address per hour; 0: no limit */
+  crewJoinsPerHour: number
   plcUrl: string
   storage: 'disk'
   maxBlobBytes: number
   statsFlushMs: number
   statsPersistMs: number
   statsMaxPerMinute: number
+  /** (DID, repository) pairs an unrelated client may start counting per hour; 0: no limit */
+  newPairsPerHour: number
   /** MiB of MST nodes kept in memory; 0: none */
   repoCacheMb: number
   trustedProxyHeader: string | undefined
   /** HOLD_REPAIR: rebuild a damaged repo tree at start instead of refusing it */
   repair: 'rebuild-tree' | undefined
+  /** did:web issuers may be on private addresses and on http://localhost (development, tests) */
+  devAllowLocalDids: boolean
+  /**
+   * Which address of trustedProxyHeader is the client's, counted from the right: 1 is the one
+   * the nearest proxy added (a single-valued header such as Fly-Client-IP has only that one).
+   */
+  trustedProxyHops: number
   logLevel: string
   version: string
+  /** Where publicUrl came from: HOLD_PUBLIC_URL, the Fly default, or undefined (the localhost default). */
+  publicUrlFrom: 'HOLD_PUBLIC_URL' | 'FLY_APP_NAME' | undefined
+  /** What says the hold runs deployed (FLY_APP_NAME, NODE_ENV=production); undefined on a laptop. */
+  deployedBy: 'FLY_APP_NAME' | 'NODE_ENV=production' | undefined
+  /** HOLD_REBIND_FROM: the DID whose repo in the data dir is rebuilt under `did`. */
+  rebindFrom: string | undefined
 }
 
 export type ServerSecrets = {
@@ -98,8 +130,26 @@ export const envToCfg = (
   version = '0.0.0',
 ): ServerConfig => {
   const port = parseIntVar('HOLD_PORT', env.port, 8080, 0, 65535)
+  const flyApp = nonEmpty(env.flyAppName)?.toLowerCase()
+  if (
+    flyApp !== undefined &&
+    !/^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/.test(flyApp)
+  ) {
+    throw new ConfigError(
+      `FLY_APP_NAME must be a Fly app name (letters, digits and dashes), got "${flyApp}"; or set HOLD_PUBLIC_URL`,
+    )
+  }
+  const publicUrlFrom = nonEmpty(env.publicUrl)
+    ? 'HOLD_PUBLIC_URL'
+    : flyApp
+      ? 'FLY_APP_NAME'
+      : undefined
+  // On Fly the app's own hostname is the URL clients reach unless the operator says otherwise.
   const publicUrl = parsePublicUrl(
-    nonEmpty(env.publicUrl) ?? `http://localhost:${port || 8080}`,
+    nonEmpty(env.publicUrl) ??
+      (flyApp
+        ? `https://${flyApp}.fly.dev`
+        : `http://localhost:${port || 8080}`),
   )
   const url = new URL(publicUrl)
   const did = `did:web:${url.hostname}${url.port ? `%3A${url.port}` : ''}`
@@ -130,6 +180,12 @@ export const envToCfg = (
       `HOLD_REPAIR must be "rebuild-tree" (or unset), got "${repair}"`,
     )
   }
+  const rebindFrom = nonEmpty(env.rebindFrom)
+  if (rebindFrom !== undefined && !isValidDid(rebindFrom)) {
+    throw new ConfigError(
+      `HOLD_REBIND_FROM must be the DID the data dir's repo belongs to (e.g. did:web:localhost%3A8080), got "${rebindFrom}"`,
+    )
+  }
   const logLevel = nonEmpty(env.logLevel) ?? 'info'
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError(
@@ -146,6 +202,13 @@ export const envToCfg = (
     ownerDid,
     public: parseBoolVar('HOLD_PUBLIC', env.public),
     allowAllCrew: parseBoolVar('HOLD_ALLOW_ALL_CREW', env.allowAllCrew),
+    crewJoinsPerHour: parseIntVar(
+      'HOLD_CREW_JOINS_PER_HOUR',
+      env.crewJoinsPerHour,
+      30,
+      0,
+      Number.MAX_SAFE_INTEGER,
+    ),
     plcUrl,
     storage,
     maxBlobBytes: parseIntVar(
@@ -170,6 +233,13 @@ export const envToCfg = (
       0,
       Number.MAX_SAFE_INTEGER,
     ),
+    newPairsPerHour: parseIntVar(
+      'HOLD_NEW_PAIRS_PER_HOUR',
+      env.newPairsPerHour,
+      100,
+      0,
+      Number.MAX_SAFE_INTEGER,
+    ),
     repoCacheMb: parseIntVar(
       'HOLD_REPO_CACHE_MB',
       env.repoCacheMb,
@@ -179,8 +249,24 @@ export const envToCfg = (
     ),
     trustedProxyHeader: nonEmpty(env.trustedProxyHeader)?.toLowerCase(),
     repair,
+    devAllowLocalDids:
+      parseBoolVar('HOLD_DEV_ALLOW_LOCAL_DIDS', env.devAllowLocalDids) ?? false,
+    trustedProxyHops: parseIntVar(
+      'HOLD_TRUSTED_PROXY_HOPS',
+      env.trustedProxyHops,
+      1,
+      1,
+      16,
+    ),
     logLevel,
     version,
+    publicUrlFrom,
+    deployedBy: flyApp
+      ? 'FLY_APP_NAME'
+      : nonEmpty(env.nodeEnv) === 'production'
+        ? 'NODE_ENV=production'
+        : undefined,
+    rebindFrom,
   }
 }
 

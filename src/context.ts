@@ -6,10 +6,12 @@ import { CrewIndex } from './auth/crew.ts'
 import { ServiceAuth } from './auth/service-auth.ts'
 import { DiskBlobStore } from './blobs/disk-store.ts'
 import { BlobUrlSigner } from './blobs/signed-url.ts'
+import { UploadGrants } from './blobs/upload-grants.ts'
 import type { ServerConfig, ServerSecrets } from './config.ts'
 import { asDataDirError, DataDirLock } from './data-dir.ts'
 import { Database } from './db.ts'
 import {
+  checkIdentity,
   didDocument,
   loadSigningKey,
   loadUrlSecret,
@@ -22,8 +24,8 @@ import { DEFAULT_EXPORT_LIMITS, type ExportLimits } from './repo/car-export.ts'
 import { RecordReader } from './repo/reader.ts'
 import { SqlRepoStorage } from './repo/storage.ts'
 import { RepoWriter } from './repo/writer.ts'
-import { CountLimiter } from './stats/limiter.ts'
-import { StatsService, type Counter } from './stats/service.ts'
+import { CountLimiter, TokenBuckets } from './stats/limiter.ts'
+import { rewriteAllStats, StatsService, type Counter } from './stats/service.ts'
 
 export type AppContextOverrides = Partial<{
   logger: Logger
@@ -47,9 +49,12 @@ export type AppContextFields = {
   writer: RepoWriter
   blobs: DiskBlobStore
   urlSigner: BlobUrlSigner
+  uploadGrants: UploadGrants
   stats: StatsService
   counter: Counter
   limiter: CountLimiter
+  newPairs: TokenBuckets
+  crewJoins: TokenBuckets
   crew: CrewIndex
   serviceAuth: ServiceAuth
   access: AccessControl
@@ -71,11 +76,17 @@ export class AppContext {
   readonly writer: RepoWriter
   readonly blobs: DiskBlobStore
   readonly urlSigner: BlobUrlSigner
+  /** Which upload URLs have been used (each stores and counts once). */
+  readonly uploadGrants: UploadGrants
   readonly stats: StatsService
   /** Where the request path counts: `stats` unless overridden. */
   readonly counter: Counter
   /** HOLD_STATS_MAX_PER_MINUTE, applied before `counter`. */
   readonly limiter: CountLimiter
+  /** HOLD_NEW_PAIRS_PER_HOUR: first counts of pairs from unrelated clients. */
+  readonly newPairs: TokenBuckets
+  /** HOLD_CREW_JOINS_PER_HOUR: requestCrew joins per caller and per client address. */
+  readonly crewJoins: TokenBuckets
   readonly crew: CrewIndex
   readonly serviceAuth: ServiceAuth
   readonly access: AccessControl
@@ -96,9 +107,12 @@ export class AppContext {
     this.writer = f.writer
     this.blobs = f.blobs
     this.urlSigner = f.urlSigner
+    this.uploadGrants = f.uploadGrants
     this.stats = f.stats
     this.counter = f.counter
     this.limiter = f.limiter
+    this.newPairs = f.newPairs
+    this.crewJoins = f.crewJoins
     this.crew = f.crew
     this.serviceAuth = f.serviceAuth
     this.access = f.access
@@ -159,6 +173,10 @@ export class AppContext {
     try {
       const lexicons = loadLexicons()
       const storage = new SqlRepoStorage(db)
+      checkIdentity(cfg, {
+        hasRepo: storage.getRootSync() !== null,
+        log: logger.child({ name: 'hold:identity' }),
+      })
       const writer = await RepoWriter.open({
         database: db,
         storage,
@@ -168,6 +186,13 @@ export class AppContext {
         log: logger.child({ name: 'hold:repo' }),
         nodeCacheBytes: cfg.repoCacheMb * 1024 * 1024,
         repair: cfg.repair === 'rebuild-tree',
+        rebind: cfg.rebindFrom
+          ? {
+              from: cfg.rebindFrom,
+              skip: [ids.HoldStats],
+              inTxn: () => rewriteAllStats(db),
+            }
+          : undefined,
       })
       const blobs = new DiskBlobStore(cfg.dataDir)
       await blobs.init()
@@ -180,7 +205,7 @@ export class AppContext {
       if (writer.repaired) {
         // Every stats record is derived again from the counter table at the next flush (only
         // those that differ are committed); other lost records are named for the operator.
-        stats.rewriteAllRecords()
+        rewriteAllStats(db)
         const lost = writer.repaired.lost.filter(
           (r) => r.collection !== ids.HoldStats,
         )
@@ -196,8 +221,11 @@ export class AppContext {
       const serviceAuth = new ServiceAuth({
         ownDid: cfg.did,
         plcUrl: cfg.plcUrl,
+        allowLocalDids: cfg.devAllowLocalDids,
       })
       const limiter = new CountLimiter(cfg.statsMaxPerMinute)
+      const newPairs = new TokenBuckets(cfg.newPairsPerHour)
+      const crewJoins = new TokenBuckets(cfg.crewJoinsPerHour)
       const fields = {
         cfg,
         secrets,
@@ -211,12 +239,23 @@ export class AppContext {
         writer,
         blobs,
         urlSigner: new BlobUrlSigner(urlSecret, cfg.publicUrl),
+        uploadGrants: new UploadGrants(db),
         stats,
         limiter,
+        newPairs,
+        crewJoins,
         crew,
         serviceAuth,
         access: overrides.access ?? new HoldAccess(serviceAuth, crew),
-        metrics: new HoldMetrics({ cfg, stats, writer, reader, limiter }),
+        metrics: new HoldMetrics({
+          cfg,
+          stats,
+          writer,
+          reader,
+          limiter,
+          newPairs,
+          crewJoins,
+        }),
         exportLimits: { ...DEFAULT_EXPORT_LIMITS, ...overrides.exportLimits },
       }
       return new AppContext({

@@ -292,7 +292,7 @@ setInterval(round, workerData.intervalMs)
 parentPort.on('message', round)
 `
 
-const MIGRATIONS: string[] = [
+export const MIGRATIONS: string[] = [
   `
   CREATE TABLE repo_root (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -352,6 +352,73 @@ const MIGRATIONS: string[] = [
   // records, a fraction of a full export).
   `
   DROP INDEX IF EXISTS repo_block_rev_idx;
+  `,
+  // Upload URLs that stored their blob, so each stores and counts once, restarts included.
+  // A row is pruned once its URL has expired.
+  `
+  CREATE TABLE upload_url_used (
+    sig TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX upload_url_used_expires_idx ON upload_url_used (expires_at);
+  `,
+  // The hold's totals, kept by triggers so the status page need not sum the counter table; and
+  // each counter row mirrors its baseline (triggers again), so a row's own plus imported counts
+  // come out of the row itself when a persist writes it.
+  `
+  ALTER TABLE stats_counter ADD COLUMN baseline_pull INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE stats_counter ADD COLUMN baseline_push INTEGER NOT NULL DEFAULT 0;
+  UPDATE stats_counter SET baseline_pull = b.pull_count, baseline_push = b.push_count
+    FROM stats_baseline b
+    WHERE b.did = stats_counter.did AND b.repository = stats_counter.repository;
+  CREATE TRIGGER stats_baseline_mirror_insert AFTER INSERT ON stats_baseline BEGIN
+    UPDATE stats_counter SET baseline_pull = new.pull_count, baseline_push = new.push_count
+      WHERE did = new.did AND repository = new.repository;
+  END;
+  CREATE TRIGGER stats_baseline_mirror_update AFTER UPDATE OF pull_count, push_count
+    ON stats_baseline BEGIN
+    UPDATE stats_counter SET baseline_pull = new.pull_count, baseline_push = new.push_count
+      WHERE did = new.did AND repository = new.repository;
+  END;
+  CREATE TRIGGER stats_baseline_mirror_delete AFTER DELETE ON stats_baseline BEGIN
+    UPDATE stats_counter SET baseline_pull = 0, baseline_push = 0
+      WHERE did = old.did AND repository = old.repository;
+  END;
+  CREATE TRIGGER stats_counter_mirror_baseline AFTER INSERT ON stats_counter
+    WHEN EXISTS (SELECT 1 FROM stats_baseline WHERE did = new.did AND repository = new.repository)
+  BEGIN
+    UPDATE stats_counter SET (baseline_pull, baseline_push) = (
+      SELECT pull_count, push_count FROM stats_baseline
+      WHERE did = new.did AND repository = new.repository)
+    WHERE did = new.did AND repository = new.repository;
+  END;
+
+  CREATE TABLE stats_total (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    pairs INTEGER NOT NULL,
+    pulls INTEGER NOT NULL,
+    pushes INTEGER NOT NULL
+  );
+  INSERT INTO stats_total (id, pairs, pulls, pushes)
+    SELECT 1, count(*), coalesce(sum(pull_count + baseline_pull), 0),
+           coalesce(sum(push_count + baseline_push), 0)
+    FROM stats_counter;
+  CREATE TRIGGER stats_counter_total_insert AFTER INSERT ON stats_counter BEGIN
+    UPDATE stats_total SET pairs = pairs + 1,
+      pulls = pulls + new.pull_count + new.baseline_pull,
+      pushes = pushes + new.push_count + new.baseline_push;
+  END;
+  CREATE TRIGGER stats_counter_total_update
+    AFTER UPDATE OF pull_count, push_count, baseline_pull, baseline_push ON stats_counter BEGIN
+    UPDATE stats_total SET
+      pulls = pulls + new.pull_count + new.baseline_pull - old.pull_count - old.baseline_pull,
+      pushes = pushes + new.push_count + new.baseline_push - old.push_count - old.baseline_push;
+  END;
+  CREATE TRIGGER stats_counter_total_delete AFTER DELETE ON stats_counter BEGIN
+    UPDATE stats_total SET pairs = pairs - 1,
+      pulls = pulls - old.pull_count - old.baseline_pull,
+      pushes = pushes - old.push_count - old.baseline_push;
+  END;
   `,
 ]
 

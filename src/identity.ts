@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto'
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Secp256k1Keypair } from '@atproto/crypto'
-import type { ServerConfig } from './config.ts'
+import { ConfigError, type ServerConfig } from './config.ts'
+import type { Logger } from './logger.ts'
 
 const KEY_FILE = 'signing-key.hex'
 const URL_SECRET_FILE = 'blob-url-secret.hex'
@@ -100,3 +101,39 @@ export const didDocument = (
     },
   ],
 })
+
+/** Hosts only this machine reaches: a did:web on one names nothing anyone else can resolve. */
+export const isLoopbackHost = (hostname: string): boolean =>
+  hostname === 'localhost' ||
+  hostname.endsWith('.localhost') ||
+  /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname)
+
+/**
+ * Checks the hold's public identity before the repo is opened. A deployed hold (Fly, or
+ * NODE_ENV=production) without HOLD_PUBLIC_URL would bind a new repo to did:web:localhost for
+ * good, so that first start is refused; a data dir already bound to it starts with a warning,
+ * as does a plain-http URL for a host others reach (did:web resolves those over https only).
+ */
+export const checkIdentity = (
+  cfg: ServerConfig,
+  opts: { hasRepo: boolean; log: Logger },
+): void => {
+  const local = isLoopbackHost(cfg.handle)
+  if (local && cfg.deployedBy && cfg.publicUrlFrom === undefined) {
+    if (!opts.hasRepo) {
+      throw new ConfigError(
+        `HOLD_PUBLIC_URL is not set, so this hold would be ${cfg.did} for good, but it runs deployed (${cfg.deployedBy}); set HOLD_PUBLIC_URL to the https URL clients reach it at, e.g. https://hold.example.com`,
+      )
+    }
+    opts.log.warn(
+      { did: cfg.did, deployedBy: cfg.deployedBy },
+      `this hold runs deployed (${cfg.deployedBy}) as ${cfg.did}, which no one else can resolve; set HOLD_PUBLIC_URL, with HOLD_REBIND_FROM=${cfg.did} to move its data to the new DID`,
+    )
+  }
+  if (!local && cfg.publicUrl.startsWith('http:')) {
+    opts.log.warn(
+      { url: cfg.publicUrl },
+      `HOLD_PUBLIC_URL is plain http for ${cfg.handle}: did:web resolves it over https only, and tokens and signed URLs would cross the network unencrypted; use https://${cfg.handle}`,
+    )
+  }
+}

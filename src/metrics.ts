@@ -8,7 +8,7 @@ import {
 import type { ServerConfig } from './config.ts'
 import type { RecordReader } from './repo/reader.ts'
 import type { RepoWriter } from './repo/writer.ts'
-import type { CountLimiter } from './stats/limiter.ts'
+import type { CountLimiter, TokenBuckets } from './stats/limiter.ts'
 import type { StatsService } from './stats/service.ts'
 
 export type MetricsSources = {
@@ -17,6 +17,8 @@ export type MetricsSources = {
   writer: RepoWriter
   reader: RecordReader
   limiter: CountLimiter
+  newPairs: TokenBuckets
+  crewJoins: TokenBuckets
 }
 
 /**
@@ -32,13 +34,18 @@ export class HoldMetrics {
   requestsInFlight = 0
   /**
    * Counts not taken because of a per-client limit. It follows `ctx.limiter.dropped` (the
-   * HOLD_STATS_MAX_PER_MINUTE limiter) by itself at every scrape; code that drops counts some
-   * other way calls `ctx.metrics.droppedCounts.inc()` once per count it does not take.
+   * HOLD_STATS_MAX_PER_MINUTE limiter) and `ctx.newPairs.refused` (HOLD_NEW_PAIRS_PER_HOUR)
+   * by itself at every scrape; code that drops counts some other way calls
+   * `ctx.metrics.droppedCounts.inc()` once per count it does not take.
    */
   readonly droppedCounts: Counter
+  /** Admin requests with a wrong user or password. */
+  readonly adminAuthFailures: Counter
+  /** Admin requests refused unchecked because their client is locked out. */
+  readonly adminLocked: Counter
 
   constructor(src: MetricsSources) {
-    const { cfg, stats, writer, reader, limiter } = src
+    const { cfg, stats, writer, reader, limiter, newPairs, crewJoins } = src
     const registers = [this.registry]
 
     new Gauge({
@@ -89,11 +96,32 @@ export class HoldMetrics {
     let seenDropped = 0
     this.droppedCounts = new Counter({
       name: 'hold_stats_dropped_total',
-      help: 'Counts not taken because a client passed HOLD_STATS_MAX_PER_MINUTE',
+      help: 'Counts not taken because a client passed a per-client limit (HOLD_STATS_MAX_PER_MINUTE, HOLD_NEW_PAIRS_PER_HOUR)',
       registers,
       collect() {
-        this.inc(limiter.dropped - seenDropped)
-        seenDropped = limiter.dropped
+        const now = limiter.dropped + newPairs.refused
+        this.inc(now - seenDropped)
+        seenDropped = now
+      },
+    })
+    let seenNewPairs = 0
+    new Counter({
+      name: 'hold_stats_new_pairs_dropped_total',
+      help: 'First counts of new (DID, repository) pairs not taken because a client passed HOLD_NEW_PAIRS_PER_HOUR',
+      registers,
+      collect() {
+        this.inc(newPairs.refused - seenNewPairs)
+        seenNewPairs = newPairs.refused
+      },
+    })
+    let seenJoins = 0
+    new Counter({
+      name: 'hold_crew_joins_refused_total',
+      help: 'requestCrew joins refused because a caller or client address passed HOLD_CREW_JOINS_PER_HOUR',
+      registers,
+      collect() {
+        this.inc(crewJoins.refused - seenJoins)
+        seenJoins = crewJoins.refused
       },
     })
     let seenUnrecorded = 0
@@ -138,6 +166,17 @@ export class HoldMetrics {
       if (records === 0) return
       flushDuration.observe(ms / 1000)
       flushSize.observe(records)
+    })
+
+    this.adminAuthFailures = new Counter({
+      name: 'hold_admin_auth_failures_total',
+      help: 'Admin API requests with a wrong user or password',
+      registers,
+    })
+    this.adminLocked = new Counter({
+      name: 'hold_admin_locked_total',
+      help: 'Admin API requests refused because their client is locked out after wrong passwords',
+      registers,
     })
 
     const commits = new Counter({

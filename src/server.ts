@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import type { Server } from 'node:http'
 import { createAdaptorServer } from '@hono/node-server'
 import { createApp } from './app.ts'
@@ -19,6 +19,8 @@ export const packageVersion = (): string =>
 /** The hold: create (open data, bootstrap records), start (listen), destroy (drain, close). */
 export class HoldServer {
   private server: Server | undefined
+  /** Open connections, so a stop can close the ones that never sent a byte. */
+  private readonly sockets = new Set<Socket>()
   /** How long in-flight requests may run after a stop begins. */
   drainGraceMs = 20_000
   private destroying: Promise<void> | undefined
@@ -68,6 +70,10 @@ export class HoldServer {
     server.requestTimeout = 0
     server.timeout = 120_000
     server.keepAliveTimeout = 65_000
+    server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket)
+      socket.once('close', () => this.sockets.delete(socket))
+    })
     this.server = server
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -130,10 +136,20 @@ export class HoldServer {
       const closed = new Promise<void>((resolve) =>
         server.close(() => resolve()),
       )
-      server.closeIdleConnections()
+      // Node's closeIdleConnections() leaves a connection that has not sent a request yet (a
+      // proxy's or browser's pre-opened one) as if it were busy, which held every stop for the
+      // whole grace period: those are closed here. One that has sent part of a request is not
+      // idle, and gets the grace period.
+      const closeIdle = () => {
+        server.closeIdleConnections()
+        for (const socket of this.sockets) {
+          if (socket.bytesRead === 0) socket.destroy()
+        }
+      }
+      closeIdle()
       // A keep-alive connection busy at close() becomes idle when its response ends; close it
       // then, not after keepAliveTimeout (65 s), or a stop with requests in flight hangs.
-      const sweep = setInterval(() => server.closeIdleConnections(), 50)
+      const sweep = setInterval(closeIdle, 50)
       // A client that never finishes (a stalled download or upload) must not hold the stop
       // past the platform's kill timeout: after the grace period its connection is cut, and an
       // unfinished upload stores nothing.

@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { removeDir, startHold, xrpc, type TestHold } from './_util.ts'
 
 const PASSWORD = 'correct horse battery staple'
+/** Stands for the client address, so many wrong passwords do not lock this process out. */
+const CLIENT_HEADER = 'x-test-client'
 const basic = (user: string, password: string) =>
   `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`
 
@@ -15,10 +17,11 @@ const call = async (
   h: TestHold,
   method: 'GET' | 'POST',
   path: string,
-  opts: { auth?: string; body?: unknown; raw?: string } = {},
+  opts: { auth?: string; body?: unknown; raw?: string; client?: string } = {},
 ): Promise<Answer> => {
   const headers: Record<string, string> = {}
   if (opts.auth !== undefined) headers.authorization = opts.auth
+  if (opts.client !== undefined) headers[CLIENT_HEADER] = opts.client
   if (opts.body !== undefined || opts.raw !== undefined) {
     headers['content-type'] = 'application/json'
   }
@@ -53,7 +56,11 @@ describe('admin API', () => {
 
   beforeAll(async () => {
     h = await startHold({
-      env: { HOLD_ADMIN_PASSWORD: PASSWORD, HOLD_STATS_FLUSH_MS: '3600000' },
+      env: {
+        HOLD_ADMIN_PASSWORD: PASSWORD,
+        HOLD_STATS_FLUSH_MS: '3600000',
+        HOLD_TRUSTED_PROXY_HEADER: CLIENT_HEADER,
+      },
     })
     off = await startHold()
   })
@@ -93,10 +100,11 @@ describe('admin API', () => {
       basic('root', PASSWORD),
       `Basic ${Buffer.from(PASSWORD).toString('base64')}`,
     ]
-    for (const auth of bad) {
+    for (const [i, auth] of bad.entries()) {
       for (const [method, path] of ROUTES) {
         const res = await call(h, method, path, {
           auth,
+          client: `192.0.2.${i}`,
           body:
             method === 'POST' ? { did: 'did:plc:x', public: false } : undefined,
         })

@@ -364,7 +364,12 @@ describe('service auth: tokens that are accepted', () => {
   beforeAll(async () => {
     ;[h, other] = await Promise.all([
       startHold({
-        env: { HOLD_PUBLIC: 'false', HOLD_STATS_FLUSH_MS: '3600000' },
+        env: {
+          HOLD_PUBLIC: 'false',
+          HOLD_STATS_FLUSH_MS: '3600000',
+          // Lets it resolve the other hold's did:web:localhost%3A<port>.
+          HOLD_DEV_ALLOW_LOCAL_DIDS: 'true',
+        },
       }),
       startHold({ env: { HOLD_STATS_FLUSH_MS: '3600000' } }),
     ])
@@ -423,7 +428,7 @@ describe('service auth: tokens that are accepted', () => {
     )
   })
 
-  it('resolves a did:web issuer on localhost over http: another hold as a crew member of this one', async () => {
+  it('resolves a did:web issuer on localhost over http with HOLD_DEV_ALLOW_LOCAL_DIDS: another hold as a crew member of this one', async () => {
     const token = () =>
       createServiceJwt({
         iss: other.did,
@@ -458,7 +463,8 @@ describe('service auth: tokens that are accepted', () => {
 
   it('does not resolve a did:web over http when its host is not localhost', async () => {
     // A hold whose public URL is http://127.0.0.1:<port> serves a valid DID document for
-    // did:web:127.0.0.1%3A<port>, but only over http, which is allowed for localhost alone.
+    // did:web:127.0.0.1%3A<port>, but only over http, which even HOLD_DEV_ALLOW_LOCAL_DIDS
+    // allows for localhost alone.
     const port = await freePort()
     const ipHold = await startHold({
       port,
@@ -517,7 +523,12 @@ describe('service auth: resolving an issuer fetches nothing but its DID document
   const seen: string[] = []
 
   beforeAll(async () => {
-    h = await startHold({ env: { HOLD_STATS_FLUSH_MS: '3600000' } })
+    h = await startHold({
+      env: {
+        HOLD_STATS_FLUSH_MS: '3600000',
+        HOLD_DEV_ALLOW_LOCAL_DIDS: 'true',
+      },
+    })
     // A local service that records every request it gets and has no DID document.
     recorder = createServer((req, res) => {
       seen.push(req.url ?? '')

@@ -219,9 +219,9 @@ describe('import sources', () => {
     await writeFile(
       jsonl,
       [
-        '{"did":"did:plc:a","repository":"x","pull_count":3,"lastPull":"2025-01-01T00:00:00Z"}',
+        '{"did":"did:plc:a","repository":"x","pull_count":3,"push_count":0,"lastPull":"2025-01-01T00:00:00Z"}',
         '',
-        '{"did":"did:plc:b","repo":"y","pullCount":"4","extra":true}',
+        '{"did":"did:plc:b","repo":"y","pullCount":"4","PushCount":null}',
         'not json',
         '[1,2]',
       ].join('\r\n'),
@@ -234,7 +234,7 @@ describe('import sources', () => {
           did: 'did:plc:a',
           repository: 'x',
           pullCount: 3,
-          pushCount: undefined,
+          pushCount: 0,
           lastPull: '2025-01-01T00:00:00Z',
           lastPush: undefined,
         },
@@ -245,7 +245,7 @@ describe('import sources', () => {
           did: 'did:plc:b',
           repository: 'y',
           pullCount: '4',
-          pushCount: undefined,
+          pushCount: null,
           lastPull: undefined,
           lastPush: undefined,
         },
@@ -257,8 +257,8 @@ describe('import sources', () => {
     const csv = join(dir, 'rows.csv')
     await writeFile(
       csv,
-      'Repository,DID,Pull Count,push_count,last_pull,last_push,note\n' +
-        'x,did:plc:a,3,1,,,"a, note"\n' +
+      'Repository,DID,Pull Count,push_count,last_pull,last_push\n' +
+        'x,did:plc:a,3,1,,\n' +
         'y,did:plc:b,4\n',
     )
     const read = await collect(csv)
@@ -274,10 +274,12 @@ describe('import sources', () => {
           lastPush: '',
         },
       },
-      { where: 'line 3', error: 'has 3 fields, the header has 7' },
+      { where: 'line 3', error: 'has 3 fields, the header has 6' },
     ])
     await writeFile(csv, 'name,count\nx,1\n')
-    await expect(collect(csv)).rejects.toThrow(/header .* has no did column/)
+    await expect(collect(csv)).rejects.toThrow(
+      /the CSV header \(line 1\) does not have the expected columns: unknown name, count; missing did, repository, pull_count, push_count/,
+    )
   })
 })
 

@@ -16,6 +16,17 @@ import {
 // A CAR of ~7 MB: more than the kernel's socket buffers take from a client that reads nothing.
 const RECORDS = 20_000
 const CLIENT_HEADER = 'x-test-client'
+/** Client addresses, as the trusted proxy header gives them. */
+const CLIENT = {
+  reader: '192.0.2.1',
+  greedy: '192.0.2.2',
+  other: '192.0.2.3',
+  a: '192.0.2.4',
+  b: '192.0.2.5',
+  c: '192.0.2.6',
+  sleeper: '192.0.2.7',
+  trickle: '192.0.2.8',
+}
 // Every hold here serves a copy of one seeded data dir, so they share its identity.
 const PUBLIC_URL = 'http://exports.test'
 
@@ -106,7 +117,7 @@ describe('getRepo exports', () => {
 
   it('do not keep a snapshot open for a client that stops reading', async () => {
     const h = await hold()
-    const stalled = await stalledExport(h, 'reader-1')
+    const stalled = await stalledExport(h, CLIENT.reader)
     expect(stalled.status).toBe(200)
     // A commit after the export began: the WAL can be emptied only once no reader is on an
     // older snapshot.
@@ -130,21 +141,21 @@ describe('getRepo exports', () => {
 
   it('allow two at a time per client, refuse a third with 429 and give the slot back when a client leaves', async () => {
     const h = await hold()
-    const first = await stalledExport(h, 'greedy')
-    const second = await stalledExport(h, 'greedy')
+    const first = await stalledExport(h, CLIENT.greedy)
+    const second = await stalledExport(h, CLIENT.greedy)
     expect([first.status, second.status]).toEqual([200, 200])
-    const third = await xrpcAs(h, 'greedy')
+    const third = await xrpcAs(h, CLIENT.greedy)
     expect(third.status).toBe(429)
     expect(third.body).toMatchObject({ error: 'RateLimitExceeded' })
     expect((third.body as { message: string }).message).toMatch(
       /2 getRepo exports/,
     )
-    const other = await xrpcAs(h, 'someone-else')
+    const other = await xrpcAs(h, CLIENT.other)
     expect(other.status).toBe(200)
     first.socket.destroy()
     await first.closed
     const again = await waitFor(
-      async () => (await xrpcAs(h, 'greedy')).status === 200,
+      async () => (await xrpcAs(h, CLIENT.greedy)).status === 200,
     )
     expect(again).toBe(true)
     second.socket.destroy()
@@ -152,27 +163,27 @@ describe('getRepo exports', () => {
 
   it('refuse exports over the total with 503 NotEnoughResources', async () => {
     const h = await hold({ total: 2 })
-    const a = await stalledExport(h, 'a')
-    const b = await stalledExport(h, 'b')
-    const c = await xrpcAs(h, 'c')
+    const a = await stalledExport(h, CLIENT.a)
+    const b = await stalledExport(h, CLIENT.b)
+    const c = await xrpcAs(h, CLIENT.c)
     expect(c.status).toBe(503)
     expect(c.body).toMatchObject({ error: 'NotEnoughResources' })
     a.socket.destroy()
     b.socket.destroy()
     await Promise.all([a.closed, b.closed])
     const served = await waitFor(
-      async () => (await xrpcAs(h, 'c')).status === 200,
+      async () => (await xrpcAs(h, CLIENT.c)).status === 200,
     )
     expect(served).toBe(true)
   })
 
   it('cut an export whose client reads nothing for stallSeconds, and free its slot', async () => {
     const h = await hold({ perClient: 1, stallSeconds: 1 })
-    const stalled = await stalledExport(h, 'sleeper')
+    const stalled = await stalledExport(h, CLIENT.sleeper)
     expect(stalled.status).toBe(200)
-    expect((await xrpcAs(h, 'sleeper')).status).toBe(429)
+    expect((await xrpcAs(h, CLIENT.sleeper)).status).toBe(429)
     const freed = await waitFor(async () => {
-      const res = await xrpcAs(h, 'sleeper')
+      const res = await xrpcAs(h, CLIENT.sleeper)
       return res.status === 200
     })
     expect(freed).toBe(true)
@@ -181,14 +192,14 @@ describe('getRepo exports', () => {
 
   it('cut an export still unfinished after maxSeconds, and free its slot', async () => {
     const h = await hold({ perClient: 1, maxSeconds: 1, stallSeconds: 60 })
-    const slow = await stalledExport(h, 'trickle')
+    const slow = await stalledExport(h, CLIENT.trickle)
     expect(slow.status).toBe(200)
     // Reads a little now and then: never stalled, never done.
     const trickle = setInterval(() => slow.socket.read(16 * 1024), 100)
     try {
-      expect((await xrpcAs(h, 'trickle')).status).toBe(429)
+      expect((await xrpcAs(h, CLIENT.trickle)).status).toBe(429)
       const freed = await waitFor(async () => {
-        const res = await xrpcAs(h, 'trickle')
+        const res = await xrpcAs(h, CLIENT.trickle)
         return res.status === 200
       })
       expect(freed).toBe(true)

@@ -208,7 +208,7 @@ describe('import-stats: the AppView’s counts as baselines', () => {
 
   it('imports 3000 rows from the AppView’s SQLite file, reports the invalid ones by row, and shows the counts in getStats, listStats and, after a flush, the records', async () => {
     const r = await cli(['import-stats', appviewDb])
-    expect(r.code).toBe(0)
+    expect(r.code).toBe(1)
     const n = DIDS * REPOS
     expect(lines(r.stdout)).toEqual([
       `read ${n + 5} rows from ${appviewDb} (SQLite, table repository_stats)`,
@@ -227,6 +227,7 @@ describe('import-stats: the AppView’s counts as baselines', () => {
       `skipped row ${n + 3} (${d0} negative): pull_count is negative: -5`,
       `skipped row ${n + 4} (${d0} fraction): pull_count is not a whole number: 1.5`,
       `skipped row ${n + 5} (${d0} badtime): last_pull is not an RFC 3339 or SQLite timestamp: "last tuesday" (expected e.g. 2025-01-15T10:00:00Z or 2025-01-15 10:00:00.123+00:00)`,
+      `atcr-hold: 5 of ${n + 5} rows were skipped, so the import is incomplete (the ${n} valid rows are in); fix them and import again, or pass --allow-skips to accept`,
     ])
     // Nothing of a skipped row got in.
     expect(await getStats(d0, 'negative')).toMatchObject({
@@ -271,7 +272,7 @@ describe('import-stats: the AppView’s counts as baselines', () => {
   it('importing the same file again changes nothing: the same getStats, and the next flush makes no commit', async () => {
     const headBefore = await rev()
     const commitsBefore = commits.length
-    const r = await cli(['import-stats', appviewDb])
+    const r = await cli(['import-stats', appviewDb, '--allow-skips'])
     expect(r.code).toBe(0)
     expect(lines(r.stdout)[1]).toBe(
       `imported ${DIDS * REPOS} rows into ${h.url}: 0 pairs changed, ${DIDS * REPOS} unchanged`,
@@ -333,7 +334,7 @@ describe('import-stats: the AppView’s counts as baselines', () => {
       }
     }
     const before = commits.length
-    const r = await cli(['import-stats', appviewDb, '--json'])
+    const r = await cli(['import-stats', appviewDb, '--json', '--allow-skips'])
     expect(r.code).toBe(0)
     expect(JSON.parse(r.stdout)).toMatchObject({
       format: 'sqlite',
@@ -398,20 +399,32 @@ describe('import-stats: the AppView’s counts as baselines', () => {
           did: a,
           repository: 'two',
           pullCount: '12',
+          pushCount: '0',
           lastPush: '2025-02-03T04:05:06Z',
         }),
         '',
         '{"did": "did:plc:broken", ',
-        JSON.stringify({ did: a, repository: 'three', pull_count: 1.25 }),
-        JSON.stringify({ did: a, repository: 'one', pull_count: 99 }),
+        JSON.stringify({
+          did: a,
+          repository: 'three',
+          pull_count: 1.25,
+          push_count: 0,
+        }),
+        JSON.stringify({
+          did: a,
+          repository: 'one',
+          pull_count: 99,
+          push_count: 0,
+        }),
       ].join('\n') + '\n',
     )
     const j = await cli(['import-stats', jsonl])
-    expect(j.code).toBe(0)
+    expect(j.code).toBe(1)
     expect(lines(j.stderr)).toEqual([
       'skipped line 4: is not valid JSON',
       'skipped line 5: pull_count is not a whole number: 1.25',
       'skipped line 6: names the same did and repository as line 1',
+      'atcr-hold: 3 of 5 rows were skipped, so the import is incomplete (the 2 valid rows are in); fix them and import again, or pass --allow-skips to accept',
     ])
     expect(lines(j.stdout).slice(0, 2)).toEqual([
       `read 5 rows from ${jsonl} (JSON lines)`,
@@ -443,7 +456,7 @@ describe('import-stats: the AppView’s counts as baselines', () => {
         `${b},short,1\r\n` +
         `${b},"unclosed,1,1,,\r\n`,
     )
-    const c = await cli(['import-stats', csv, '--json'])
+    const c = await cli(['import-stats', csv, '--json', '--allow-skips'])
     expect(c.code).toBe(0)
     expect(lines(c.stderr)).toEqual([
       'skipped line 4: repository is not an OCI repository name (lowercase letters and digits, separated by . _ - and /): "a,b"',
@@ -489,12 +502,15 @@ describe('import-stats: the AppView’s counts as baselines', () => {
     const dry = await runCli(['import-stats', appviewDb, '--dry-run'], {
       HOLD_URL: `http://127.0.0.1:${port}`,
     })
-    expect(dry.code).toBe(0)
+    expect(dry.code).toBe(1)
     expect(lines(dry.stdout).slice(0, 2)).toEqual([
       `read ${DIDS * REPOS + 5} rows from ${appviewDb} (SQLite, table repository_stats)`,
       `${DIDS * REPOS} rows are valid (dry run: nothing was sent)`,
     ])
-    expect(lines(dry.stderr)).toHaveLength(5)
+    expect(lines(dry.stderr)).toHaveLength(6)
+    expect(lines(dry.stderr)[5]).toBe(
+      `atcr-hold: 5 of ${DIDS * REPOS + 5} rows would be skipped; fix them, or pass --allow-skips to import without them`,
+    )
 
     const missing = await cli(['import-stats', join(dir, 'nope.db')])
     expect(missing.code).toBe(1)

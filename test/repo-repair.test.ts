@@ -17,7 +17,8 @@ import {
 import { testPlcUrl } from './_identity.ts'
 
 const PAIRS = 600
-const PUBLIC_URL = 'http://repair.test'
+// Fixed (the DID names it) and on localhost, which a start takes without a warning.
+const PUBLIC_URL = 'http://localhost:1'
 const CREW = 'io.atcr.hold.crew'
 const STATS = 'io.atcr.hold.stats'
 const didOf = (i: number) => `did:plc:repair${String(i).padStart(6, '0')}`

@@ -1,11 +1,13 @@
 import { Readable } from 'node:stream'
 import { BlobTooLargeError, DigestMismatchError } from '../blobs/disk-store.ts'
 import { BLOB_URL_PATH } from '../blobs/signed-url.ts'
+import { UploadUrlUsedError } from '../blobs/upload-grants.ts'
 import {
   ForbiddenError,
   InvalidRequestError,
   NotFoundError,
   PayloadTooLargeError,
+  XRPCError,
 } from '../errors.ts'
 import { blobResponse, parseRange } from './blob-response.ts'
 import { countPush } from './count.ts'
@@ -61,17 +63,37 @@ export const register: Register = (app, ctx) => {
         `blob is larger than HOLD_MAX_BLOB_BYTES (${ctx.cfg.maxBlobBytes} bytes)`,
       )
     }
+    try {
+      ctx.uploadGrants.claim(grant.sig)
+    } catch (err) {
+      if (err instanceof UploadUrlUsedError) {
+        throw new XRPCError(409, 'UrlAlreadyUsed', err.message)
+      }
+      throw err
+    }
     const body = c.env?.incoming ?? bodyStream(c.req.raw)
     let size: number
     try {
       size = await ctx.blobs.put(hex, body, ctx.cfg.maxBlobBytes)
+      ctx.uploadGrants.use(grant.sig, grant.exp)
     } catch (err) {
+      // A failed upload leaves the URL unused: the client may retry with it.
+      ctx.uploadGrants.release(grant.sig)
       if (err instanceof DigestMismatchError) {
         throw new InvalidRequestError(err.message, 'DigestMismatch')
       }
       if (err instanceof BlobTooLargeError) {
         throw new PayloadTooLargeError(
           `blob is larger than HOLD_MAX_BLOB_BYTES (${ctx.cfg.maxBlobBytes} bytes)`,
+        )
+      }
+      // The client went away (or stalled until the connection timed out) before the body
+      // ended: its doing, not the hold's, and nobody is left to read the answer.
+      if (c.env?.incoming && !c.env.incoming.complete) {
+        throw new XRPCError(
+          499,
+          'UploadAborted',
+          'the upload ended before its body did; nothing was stored',
         )
       }
       throw err

@@ -112,6 +112,12 @@ export const observe = (app: App, ctx: AppContext): MiddlewareHandler<Env> => {
       record(c, route, started, false)
       return
     }
+    // A client that left while the handler ran (an upload cut off) has closed the response
+    // already, and 'close' will not come again.
+    if (outgoing.closed || outgoing.destroyed) {
+      record(c, route, started, true)
+      return
+    }
     // 'close' follows 'finish' for a complete response and comes alone when the client left.
     outgoing.once('close', () =>
       record(c, route, started, !outgoing.writableFinished),

@@ -1,3 +1,4 @@
+import { WriteOpAction, type RecordWriteOp } from '@atproto/repo'
 import { ids } from '../lexicons.ts'
 import type { RecordReader } from '../repo/reader.ts'
 import type { RepoWriter } from '../repo/writer.ts'
@@ -11,13 +12,21 @@ export type CrewMember = {
   permissions: Set<string>
 }
 
+type Crew = {
+  byMember: Map<string, CrewMember>
+  byRkey: Map<string, CrewMember>
+  /** How many records name each member (more than one only in a repo written by hand). */
+  records: Map<string, number>
+}
+
 /**
- * Captain and crew, answered from memory: read from the record index on first use and again
- * after a commit that touches them, so an access check never walks the repo.
+ * Captain and crew, answered from memory: read from the record index on first use, and kept
+ * up to date from each commit's operations after that, so an access check never walks the repo
+ * and a join does not read the whole crew again.
  */
 export class CrewIndex {
   private captainValue: Captain | undefined
-  private byMember: Map<string, CrewMember> | undefined
+  private crew: Crew | undefined
   private readonly reader: RecordReader
 
   constructor(reader: RecordReader, writer: RepoWriter) {
@@ -26,8 +35,8 @@ export class CrewIndex {
       if (ops.some((op) => op.collection === ids.HoldCaptain)) {
         this.captainValue = undefined
       }
-      if (ops.some((op) => op.collection === ids.HoldCrew)) {
-        this.byMember = undefined
+      for (const op of ops) {
+        if (op.collection === ids.HoldCrew) this.apply(op)
       }
     })
   }
@@ -38,13 +47,50 @@ export class CrewIndex {
   }
 
   member(did: string): CrewMember | undefined {
-    this.byMember ??= this.loadCrew()
-    return this.byMember.get(did)
+    this.crew ??= this.loadCrew()
+    return this.crew.byMember.get(did)
   }
 
   members(): CrewMember[] {
-    this.byMember ??= this.loadCrew()
-    return [...this.byMember.values()]
+    this.crew ??= this.loadCrew()
+    return [...this.crew.byMember.values()]
+  }
+
+  private apply(op: RecordWriteOp): void {
+    const crew = this.crew
+    // Not read yet: the first access reads the crew as it is then.
+    if (!crew) return
+    try {
+      const prev = crew.byRkey.get(op.rkey)
+      const next =
+        op.action === WriteOpAction.Delete
+          ? undefined
+          : toMember(op.rkey, op.record as Record<string, unknown>)
+      if (prev) {
+        crew.byRkey.delete(op.rkey)
+        crew.records.set(prev.member, (crew.records.get(prev.member) ?? 1) - 1)
+      }
+      if (next) {
+        crew.byRkey.set(op.rkey, next)
+        crew.records.set(next.member, (crew.records.get(next.member) ?? 0) + 1)
+      }
+      const count = (member: string) => crew.records.get(member) ?? 0
+      // Two records naming one member: which one counts is the full read's rule, so read again.
+      if (
+        (next && count(next.member) > 1) ||
+        (prev && prev.member !== next?.member && count(prev.member) > 0)
+      ) {
+        this.crew = undefined
+        return
+      }
+      if (prev && count(prev.member) === 0) {
+        crew.byMember.delete(prev.member)
+        crew.records.delete(prev.member)
+      }
+      if (next) crew.byMember.set(next.member, next)
+    } catch {
+      this.crew = undefined
+    }
   }
 
   private loadCaptain(): Captain {
@@ -57,8 +103,12 @@ export class CrewIndex {
     }
   }
 
-  private loadCrew(): Map<string, CrewMember> {
-    const next = new Map<string, CrewMember>()
+  private loadCrew(): Crew {
+    const crew: Crew = {
+      byMember: new Map(),
+      byRkey: new Map(),
+      records: new Map(),
+    }
     let cursor: string | undefined
     for (;;) {
       const page = this.reader.list(ids.HoldCrew, {
@@ -67,17 +117,25 @@ export class CrewIndex {
         reverse: true,
       })
       for (const { rkey, value } of page) {
-        const member = value.member as string
-        next.set(member, {
-          rkey,
-          member,
-          role: value.role as string,
-          permissions: new Set(value.permissions as string[]),
-        })
+        const m = toMember(rkey, value)
+        // Keys ascend, so of two records naming one member the later key counts.
+        crew.byMember.set(m.member, m)
+        crew.byRkey.set(rkey, m)
+        crew.records.set(m.member, (crew.records.get(m.member) ?? 0) + 1)
       }
       if (page.length < 500) break
       cursor = page[page.length - 1].rkey
     }
-    return next
+    return crew
   }
 }
+
+const toMember = (
+  rkey: string,
+  value: Record<string, unknown>,
+): CrewMember => ({
+  rkey,
+  member: value.member as string,
+  role: value.role as string,
+  permissions: new Set(value.permissions as string[]),
+})

@@ -1,65 +1,115 @@
-import { DidResolver, MemoryCache } from '@atproto/identity'
+import { DidResolver } from '@atproto/identity'
 import { verifyJwt, XRPCError as LibXRPCError } from '@atproto/xrpc-server'
 import { isValidDid } from '@atproto/syntax'
 import { AuthRequiredError } from '../errors.ts'
+import { Lru } from '../lru.ts'
+import { BoundedDidCache } from './did-cache.ts'
+import { identityFetch } from './identity-fetch.ts'
 
 /** Longest a service token may still be valid for. */
 export const MAX_TOKEN_LIFETIME_S = 3600
 const MAX_TOKEN_LENGTH = 8192
 const ALGS = new Set(['ES256K', 'ES256'])
-const VERIFIED_TTL_MS = 5 * 60 * 1000
-const VERIFIED_MAX = 10_000
+/** The service id an AppView may name in `aud` after the hold's DID (`did#atcr_hold`). */
+export const SERVICE_ID = 'atcr_hold'
 
-/**
- * Fetch for identity resolution: the configured PLC directory as given (http allowed, for
- * mirrors and tests), did:web over https, and http only for `localhost`. No redirects.
- */
-export const identityFetch =
-  (plcUrl: string): typeof fetch =>
-  (input, init) => {
-    const url = new URL(
-      input instanceof Request ? input.url : (input as string | URL),
-    )
-    const plc = new URL(plcUrl)
-    // The resolver percent-decodes a did:web's host part, so %2F, %3F and %23 in an issuer DID
-    // would otherwise choose the path fetched: only the DID document itself may be asked for.
-    const didWebDoc =
-      url.pathname === '/.well-known/did.json' && url.search === ''
-    const allowed =
-      url.origin === plc.origin ||
-      (didWebDoc &&
-        (url.protocol === 'https:' ||
-          (url.protocol === 'http:' && url.hostname === 'localhost')))
-    if (!allowed) {
-      return Promise.reject(new Error(`refusing to fetch ${url.origin}`))
-    }
-    return fetch(input, { ...init, redirect: 'error' })
-  }
+export type ServiceAuthLimits = {
+  /** Longest a verified token is taken without verifying it again. */
+  verifiedTtlMs: number
+  /** Longest a token that failed verification is refused without verifying it again. */
+  failedTtlMs: number
+  /** Total length of the tokens kept, for each of the two caches above. */
+  tokenCacheChars: number
+  /** JSON of the DID documents kept. */
+  didCacheBytes: number
+  /** Least time between two forced refreshes of one DID's document. */
+  refreshIntervalMs: number
+  /** DIDs whose last forced refresh is remembered. */
+  refreshedMax: number
+}
+
+export const DEFAULT_LIMITS: ServiceAuthLimits = {
+  verifiedTtlMs: 5 * 60 * 1000,
+  failedTtlMs: 30 * 1000,
+  tokenCacheChars: 8 * 1024 * 1024,
+  didCacheBytes: 8 * 1024 * 1024,
+  refreshIntervalMs: 60 * 1000,
+  refreshedMax: 10_000,
+}
+
+type Failure = { error: string; message: string; until: number }
 
 /**
  * Verifies `Authorization: Bearer <service JWT>` the way atproto services do, with the checks a
- * hold adds: `exp` at most an hour away, `lxm` (when present) the called method, the issuer's
- * key resolved through a cache and refreshed once when a signature fails (a rotated key works
- * at once). Every failure is a 401 with a name saying what failed, never a 500.
+ * hold adds: `aud` the hold's DID or `did#atcr_hold`, `exp` at most an hour away, `lxm` (when
+ * present) the called method, a did:plc or did:web issuer, whose key is resolved through a
+ * bounded cache and refreshed when a signature fails (a rotated key works at once), at most
+ * once a minute per DID. Every failure is a 401 with a name saying what failed, never a 500.
  */
 export class ServiceAuth {
   private readonly resolver: DidResolver
   private readonly ownDid: string
+  private readonly audiences: Set<string>
+  private readonly limits: ServiceAuthLimits
   /**
    * Tokens already verified, keyed by method and token: a secp256k1 verification costs about
    * 2 ms, and a client reuses its token for a burst of blob requests. An entry lives until the
-   * token expires or for VERIFIED_TTL_MS, whichever is first, so a token signed with a key the
+   * token expires or for `verifiedTtlMs`, whichever is first, so a token signed with a key the
    * issuer has since rotated away stays usable for at most that long after its first use.
    */
-  private readonly verified = new Map<string, { did: string; until: number }>()
+  private readonly verified: Lru<string, { did: string; until: number }>
+  /**
+   * Tokens that failed past the cheap checks (signature, issuer), refused again for a short
+   * while: a replayed bad token would otherwise cost a verification, and maybe a fetch, each time.
+   */
+  private readonly failed: Lru<string, Failure>
+  /** When each DID's document was last fetched because a signature failed against it. */
+  private readonly refreshed: Lru<string, number>
+  private readonly now: () => number
+  readonly didCache: BoundedDidCache
 
-  constructor(opts: { ownDid: string; plcUrl: string; timeoutMs?: number }) {
+  constructor(opts: {
+    ownDid: string
+    plcUrl: string
+    /** HOLD_DEV_ALLOW_LOCAL_DIDS */
+    allowLocalDids?: boolean
+    timeoutMs?: number
+    limits?: Partial<ServiceAuthLimits>
+    /** The clock of the caches (tests move it); token expiry is checked on the real one. */
+    now?: () => number
+  }) {
     this.ownDid = opts.ownDid
+    this.now = opts.now ?? Date.now
+    this.audiences = new Set([opts.ownDid, `${opts.ownDid}#${SERVICE_ID}`])
+    const limits = { ...DEFAULT_LIMITS, ...opts.limits }
+    this.limits = limits
+    const byLength = (key: string) => key.length
+    this.verified = new Lru({
+      maxEntries: Infinity,
+      maxWeight: limits.tokenCacheChars,
+      weigh: byLength,
+    })
+    this.failed = new Lru({
+      maxEntries: Infinity,
+      maxWeight: limits.tokenCacheChars,
+      weigh: byLength,
+    })
+    this.refreshed = new Lru({ maxEntries: limits.refreshedMax })
+    this.didCache = new BoundedDidCache({
+      staleTtlMs: 10 * 60 * 1000,
+      maxTtlMs: 24 * 60 * 60 * 1000,
+      maxBytes: limits.didCacheBytes,
+    })
+    const timeout = opts.timeoutMs ?? 3000
     this.resolver = new DidResolver({
       plcUrl: opts.plcUrl,
-      timeout: opts.timeoutMs ?? 3000,
-      didCache: new MemoryCache(10 * 60 * 1000, 24 * 60 * 60 * 1000),
-      fetch: identityFetch(opts.plcUrl),
+      timeout,
+      didCache: this.didCache,
+      fetch: identityFetch({
+        plcUrl: opts.plcUrl,
+        allowLocal: opts.allowLocalDids ?? false,
+        timeoutMs: timeout,
+      }),
     })
   }
 
@@ -82,7 +132,11 @@ export class ServiceAuth {
     }
     const cacheKey = `${nsid} ${token}`
     const hit = this.verified.get(cacheKey)
-    if (hit && hit.until > Date.now()) return hit.did
+    if (hit && hit.until > this.now()) return hit.did
+    const failure = this.failed.get(cacheKey)
+    if (failure && failure.until > this.now()) {
+      throw new AuthRequiredError(failure.message, failure.error)
+    }
     const { header, payload } = decode(token)
     if (!ALGS.has(header.alg as string)) {
       throw new AuthRequiredError(
@@ -90,10 +144,11 @@ export class ServiceAuth {
         'BadJwtAlgorithm',
       )
     }
-    if (typeof payload.exp !== 'number') {
+    const exp = payload.exp
+    if (typeof exp !== 'number') {
       throw new AuthRequiredError('jwt has no exp', 'BadJwt')
     }
-    if (payload.exp > Date.now() / 1000 + MAX_TOKEN_LIFETIME_S) {
+    if (exp > Date.now() / 1000 + MAX_TOKEN_LIFETIME_S) {
       throw new AuthRequiredError(
         `jwt exp is more than ${MAX_TOKEN_LIFETIME_S} s away`,
         'BadJwtExpiry',
@@ -105,31 +160,46 @@ export class ServiceAuth {
         'BadJwtLexiconMethod',
       )
     }
+    checkIssuer(payload.iss)
+    // verifyJwt compares `aud` with one value: give it the one this token names when that is
+    // one of the hold's, else the DID, so it refuses with its own BadJwtAudience.
+    const aud =
+      typeof payload.aud === 'string' && this.audiences.has(payload.aud)
+        ? payload.aud
+        : this.ownDid
     try {
-      const verified = await verifyJwt(token, this.ownDid, null, (iss, fresh) =>
+      const verified = await verifyJwt(token, aud, null, (iss, fresh) =>
         this.signingKey(iss, fresh),
       )
       const did = stripFragment(verified.iss)
-      this.remember(cacheKey, did, verified.exp * 1000)
+      this.verified.set(cacheKey, {
+        did,
+        until: Math.min(
+          verified.exp * 1000,
+          this.now() + this.limits.verifiedTtlMs,
+        ),
+      })
       return did
     } catch (err) {
-      if (err instanceof AuthRequiredError) throw err
-      if (err instanceof LibXRPCError) {
-        throw new AuthRequiredError(err.errorMessage ?? 'bad token', err.error)
+      const refusal =
+        err instanceof AuthRequiredError
+          ? err
+          : err instanceof LibXRPCError
+            ? new AuthRequiredError(err.errorMessage ?? 'bad token', err.error)
+            : new AuthRequiredError(
+                'token could not be verified',
+                'InvalidToken',
+              )
+      const until = Math.min(exp * 1000, this.now() + this.limits.failedTtlMs)
+      if (until > this.now()) {
+        this.failed.set(cacheKey, {
+          error: refusal.error,
+          message: refusal.message,
+          until,
+        })
       }
-      throw new AuthRequiredError('token could not be verified', 'InvalidToken')
+      throw refusal
     }
-  }
-
-  private remember(key: string, did: string, expMs: number): void {
-    if (this.verified.size >= VERIFIED_MAX) {
-      // Drop the oldest entry; Map iterates in insertion order.
-      this.verified.delete(this.verified.keys().next().value!)
-    }
-    this.verified.set(key, {
-      did,
-      until: Math.min(expMs, Date.now() + VERIFIED_TTL_MS),
-    })
   }
 
   private async signingKey(
@@ -137,14 +207,41 @@ export class ServiceAuth {
     forceRefresh: boolean,
   ): Promise<string> {
     const did = stripFragment(iss)
+    let refresh = false
+    if (forceRefresh) {
+      // Anyone can send a token that names a real DID and fails its signature: refetching
+      // the document for each would let them drive the hold's requests to the directory.
+      const now = this.now()
+      const last = this.refreshed.get(did)
+      if (last === undefined || now - last >= this.limits.refreshIntervalMs) {
+        this.refreshed.set(did, now)
+        refresh = true
+      }
+    }
     try {
-      return await this.resolver.resolveAtprotoKey(did, forceRefresh)
+      return await this.resolver.resolveAtprotoKey(did, refresh)
     } catch {
       throw new AuthRequiredError(
         `could not resolve the jwt issuer ${did} to a signing key`,
         'BadJwtIssuer',
       )
     }
+  }
+}
+
+/**
+ * did:key issuers are refused: anyone can make any number of them offline, so each could pass
+ * for a new client; service tokens come from atproto accounts. A malformed iss is left to
+ * verifyJwt, which names it BadJwtIss.
+ */
+const checkIssuer = (iss: unknown): void => {
+  const method = typeof iss === 'string' ? /^did:([a-z]+):/.exec(iss)?.[1] : ''
+  if (method === undefined || method === '') return
+  if (method !== 'plc' && method !== 'web') {
+    throw new AuthRequiredError(
+      `jwt issuer must be a did:plc or did:web account, got a did:${method}: service tokens come from atproto accounts`,
+      'BadJwtIssuer',
+    )
   }
 }
 

@@ -1,6 +1,7 @@
 import {
   createHmac,
   createSecretKey,
+  randomBytes,
   timingSafeEqual,
   type KeyObject,
 } from 'node:crypto'
@@ -15,14 +16,19 @@ export type UrlGrant = {
   repo: string | undefined
   /** The authenticated caller the URL was issued to, if any (counts are charged to it). */
   caller?: string
+  /** Random, in upload URLs: each one issued is a grant of its own, used once. */
+  nonce?: string
 }
+
+/** A grant as a URL presented it: `sig` names the URL, `exp` is when it stops working. */
+export type VerifiedGrant = UrlGrant & { sig: string; exp: number }
 
 export const BLOB_URL_PATH = '/blobs/sha256/'
 
 /**
  * Short-lived blob URLs that the hold itself serves, signed with HMAC-SHA256 over everything the
- * URL grants (method, blob, owner DID, repository, expiry). A URL grants only what the getBlob
- * call that issued it was allowed.
+ * URL grants (method, blob, owner DID, repository, expiry, and for uploads a nonce). A URL grants
+ * only what the getBlob call that issued it was allowed.
  */
 export class BlobUrlSigner {
   // A KeyObject, not the raw Buffer: createHmac re-imports a Buffer key on every call, which
@@ -39,19 +45,23 @@ export class BlobUrlSigner {
 
   sign(grant: UrlGrant, now = Date.now()): { url: string; expiresAt: string } {
     const exp = Math.floor((now + this.ttlMs) / 1000)
+    if (grant.method === 'PUT' && !grant.nonce) {
+      grant = { ...grant, nonce: randomBytes(12).toString('base64url') }
+    }
     const repo = grant.repo ? `&repo=${encodeURIComponent(grant.repo)}` : ''
     const caller = grant.caller
       ? `&caller=${encodeURIComponent(grant.caller)}`
       : ''
+    const nonce = grant.nonce ? `&nonce=${grant.nonce}` : ''
     const url =
       `${this.base}${grant.hex}?method=${grant.method}` +
-      `&did=${encodeURIComponent(grant.did)}${repo}${caller}` +
+      `&did=${encodeURIComponent(grant.did)}${repo}${caller}${nonce}` +
       `&exp=${exp}&sig=${this.mac(grant, exp)}`
     return { url, expiresAt: new Date(exp * 1000).toISOString() }
   }
 
   /** The grant of a signed URL, or a ForbiddenError when it is forged, altered or expired. */
-  verify(hex: string, query: URLSearchParams, now = Date.now()): UrlGrant {
+  verify(hex: string, query: URLSearchParams, now = Date.now()): VerifiedGrant {
     const method = query.get('method')
     const did = query.get('did')
     const exp = Number(query.get('exp'))
@@ -64,12 +74,15 @@ export class BlobUrlSigner {
     ) {
       throw new ForbiddenError('blob URL is not signed by this hold')
     }
-    const grant: UrlGrant = {
+    const grant: VerifiedGrant = {
       method,
       hex,
       did,
       repo: query.get('repo') || undefined,
       caller: query.get('caller') || undefined,
+      nonce: query.get('nonce') || undefined,
+      sig,
+      exp,
     }
     const expected = Buffer.from(this.mac(grant, exp), 'base64url')
     const given = Buffer.from(sig, 'base64url')
@@ -83,18 +96,19 @@ export class BlobUrlSigner {
   }
 
   private mac(grant: UrlGrant, exp: number): string {
-    return createHmac('sha256', this.key)
-      .update(
-        [
-          'v1',
-          grant.method,
-          grant.hex,
-          grant.did,
-          grant.repo ?? '',
-          grant.caller ?? '',
-          exp,
-        ].join('\n'),
-      )
-      .digest('base64url')
+    const fields = [
+      grant.method,
+      grant.hex,
+      grant.did,
+      grant.repo ?? '',
+      grant.caller ?? '',
+      exp,
+    ]
+    // A nonce changes the version too, so no v1 URL and no v2 URL ever sign the same text.
+    // Upload URLs issued before nonces existed (v1) still verify until they expire.
+    const text = grant.nonce
+      ? ['v2', ...fields, grant.nonce].join('\n')
+      : ['v1', ...fields].join('\n')
+    return createHmac('sha256', this.key).update(text).digest('base64url')
   }
 }

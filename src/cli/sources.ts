@@ -3,6 +3,7 @@ import { open, stat } from 'node:fs/promises'
 import { extname } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { CsvParser } from './csv.ts'
+import { JsonArraySplitter, type JsonElement } from './json-array.ts'
 import { CliError } from './errors.ts'
 
 /** One input row's fields, by their names in the AppView's table, values as found. */
@@ -19,8 +20,8 @@ export type RawRow = {
 export type SourceItem =
   { where: string; row: RawRow } | { where: string; error: string }
 
-export type Format = 'sqlite' | 'jsonl' | 'csv'
-export const FORMATS: Format[] = ['sqlite', 'jsonl', 'csv']
+export type Format = 'sqlite' | 'json' | 'jsonl' | 'csv'
+export const FORMATS: Format[] = ['sqlite', 'json', 'jsonl', 'csv']
 
 export type Source = {
   format: Format
@@ -49,6 +50,63 @@ const FIELDS: Record<string, keyof RawRow> = {
 }
 const fold = (name: string) => name.toLowerCase().replace(/[^a-z0-9]/g, '')
 
+/** The fields by the names of the AppView's columns, for messages. */
+const COLUMN: Record<keyof RawRow, string> = {
+  did: 'did',
+  repository: 'repository',
+  pullCount: 'pull_count',
+  pushCount: 'push_count',
+  lastPull: 'last_pull',
+  lastPush: 'last_push',
+}
+const REQUIRED: (keyof RawRow)[] = [
+  'did',
+  'repository',
+  'pullCount',
+  'pushCount',
+]
+export const EXPECTED_COLUMNS =
+  'did, repository, pull_count, push_count, and optionally last_pull, last_push'
+
+const showNames = (names: string[]) =>
+  names.map((n) => (/^[\w.-]+$/.test(n) ? n : JSON.stringify(n))).join(', ')
+
+/**
+ * The field each column name stands for; or, when a name is unknown, a field is missing or named
+ * twice, what is wrong. A misnamed count column (`pulls`) must not read as zero pulls.
+ */
+export const mapColumns = (
+  names: string[],
+): { fields: (keyof RawRow)[] } | { problem: string } => {
+  const fields: (keyof RawRow)[] = []
+  const unknown: string[] = []
+  const seen = new Map<keyof RawRow, string>()
+  const twice: string[] = []
+  for (const name of names) {
+    const field = FIELDS[fold(name)]
+    if (!field) unknown.push(name)
+    else {
+      const before = seen.get(field)
+      if (before !== undefined) {
+        twice.push(`${COLUMN[field]} twice (${showNames([before, name])})`)
+      }
+      seen.set(field, name)
+      fields.push(field)
+    }
+  }
+  const missing = REQUIRED.filter((f) => !seen.has(f)).map((f) => COLUMN[f])
+  const problems = [
+    ...(unknown.length ? [`unknown ${showNames(unknown)}`] : []),
+    ...(missing.length ? [`missing ${missing.join(', ')}`] : []),
+    ...twice.map((t) => `named ${t}`),
+  ]
+  return problems.length ? { problem: problems.join('; ') } : { fields }
+}
+
+/** A whole-input column error: what is wrong, what was expected and what was found. */
+const columnError = (what: string, problem: string, names: string[]) =>
+  `${what} does not have the expected columns: ${problem} (expected ${EXPECTED_COLUMNS}; found ${showNames(names) || 'none'})`
+
 const SQLITE_MAGIC = 'SQLite format 3\0'
 
 /** Picks the format from the file's first bytes, then its extension, then its first character. */
@@ -56,17 +114,23 @@ export const detectFormat = async (file: string): Promise<Format> => {
   const head = await readHead(file, 4096)
   if (head.subarray(0, 16).toString('latin1') === SQLITE_MAGIC) return 'sqlite'
   const ext = extname(file).toLowerCase()
-  if (['.jsonl', '.ndjson', '.json'].includes(ext)) return 'jsonl'
+  const text = head
+    .toString('utf8')
+    .replace(/^\uFEFF/, '')
+    .trimStart()
+  // `sqlite3 -json` writes one array; JSON lines are one object per line.
+  if (['.jsonl', '.ndjson', '.json'].includes(ext)) {
+    return text.startsWith('[') || (ext === '.json' && text === '')
+      ? 'json'
+      : 'jsonl'
+  }
   if (ext === '.csv') return 'csv'
   if (['.db', '.sqlite', '.sqlite3'].includes(ext)) {
     throw new CliError(
       `${file} is not a SQLite database (its header is not SQLite's)`,
     )
   }
-  const text = head
-    .toString('utf8')
-    .replace(/^\uFEFF/, '')
-    .trimStart()
+  if (text.startsWith('[')) return 'json'
   return text.startsWith('{') ? 'jsonl' : 'csv'
 }
 
@@ -122,18 +186,14 @@ const openSqlite = (file: string, table: string): Source => {
     const columns = (
       db.prepare(`PRAGMA table_info(${quoted})`).all() as { name: string }[]
     ).map((c) => c.name)
+    const mapped = mapColumns(columns)
+    if ('problem' in mapped) {
+      throw new CliError(
+        `${columnError(`table ${table} in ${file}`, mapped.problem, columns)}; for another table, export the expected columns with sqlite3 -json`,
+      )
+    }
     const pick: Partial<Record<keyof RawRow, string>> = {}
-    for (const col of columns) {
-      const field = FIELDS[fold(col)]
-      if (field && !pick[field]) pick[field] = col
-    }
-    for (const need of ['did', 'repository'] as const) {
-      if (!pick[need]) {
-        throw new CliError(
-          `table ${table} in ${file} has no ${need} column (columns: ${columns.join(', ')})`,
-        )
-      }
-    }
+    columns.forEach((col, i) => (pick[mapped.fields[i]] = col))
     const select = (Object.keys(FIELDS) as string[])
       .map((k) => FIELDS[k])
       .filter((f, i, all) => all.indexOf(f) === i)
@@ -169,9 +229,11 @@ const openSqlite = (file: string, table: string): Source => {
   }
 }
 
+const DESCRIPTION = { csv: 'CSV', jsonl: 'JSON lines', json: 'JSON array' }
+
 const openText = async (
   file: string,
-  format: 'jsonl' | 'csv',
+  format: 'json' | 'jsonl' | 'csv',
 ): Promise<Source> => {
   const size = (await stat(file)).size
   const stream = createReadStream(file, {
@@ -180,11 +242,16 @@ const openText = async (
   })
   return {
     format,
-    description: `${file} (${format === 'csv' ? 'CSV' : 'JSON lines'})`,
+    description: `${file} (${DESCRIPTION[format]})`,
     unit: 'bytes',
     total: size,
     position: () => stream.bytesRead,
-    items: () => (format === 'csv' ? csvItems(stream) : jsonlItems(stream)),
+    items: () =>
+      format === 'csv'
+        ? csvItems(stream)
+        : format === 'json'
+          ? jsonArrayItems(stream)
+          : jsonlItems(stream),
     close: () => stream.destroy(),
   }
 }
@@ -198,31 +265,56 @@ const rowFrom = (get: (field: keyof RawRow) => unknown): RawRow => ({
   lastPush: get('lastPush'),
 })
 
-async function* jsonlItems(
-  stream: AsyncIterable<string>,
-): AsyncGenerator<SourceItem> {
-  let buf = ''
-  let line = 0
-  const parse = (text: string): SourceItem | undefined => {
-    line++
-    const where = `line ${line}`
-    const trimmed = text.replace(/\r$/, '').trim()
-    if (trimmed === '') return undefined
+/**
+ * Reads JSON objects by their keys. The first object's keys are checked like a header, and a
+ * problem there stops the import before anything is sent; a later object with other keys is a
+ * skipped row.
+ */
+class JsonObjects {
+  private checked = false
+
+  item(where: string, text: string): SourceItem {
     let value: unknown
     try {
-      value = JSON.parse(trimmed)
+      value = JSON.parse(text)
     } catch {
       return { where, error: 'is not valid JSON' }
     }
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       return { where, error: 'is not a JSON object' }
     }
-    const byField = new Map<keyof RawRow, unknown>()
-    for (const [k, v] of Object.entries(value)) {
-      const field = FIELDS[fold(k)]
-      if (field && !byField.has(field)) byField.set(field, v)
+    const keys = Object.keys(value)
+    const mapped = mapColumns(keys)
+    if ('problem' in mapped) {
+      if (!this.checked) {
+        throw new CliError(
+          columnError(`the JSON object on ${where}`, mapped.problem, keys),
+        )
+      }
+      return {
+        where,
+        error: `does not have the expected columns: ${mapped.problem}`,
+      }
     }
+    this.checked = true
+    const values = Object.values(value) as unknown[]
+    const byField = new Map<keyof RawRow, unknown>()
+    mapped.fields.forEach((f, i) => byField.set(f, values[i]))
     return { where, row: rowFrom((f) => byField.get(f)) }
+  }
+}
+
+async function* jsonlItems(
+  stream: AsyncIterable<string>,
+): AsyncGenerator<SourceItem> {
+  const objects = new JsonObjects()
+  let buf = ''
+  let line = 0
+  const parse = (text: string): SourceItem | undefined => {
+    line++
+    const trimmed = text.replace(/\r$/, '').trim()
+    if (trimmed === '') return undefined
+    return objects.item(`line ${line}`, trimmed)
   }
   for await (const chunk of stream) {
     buf += chunk
@@ -239,11 +331,28 @@ async function* jsonlItems(
   }
 }
 
+async function* jsonArrayItems(
+  stream: AsyncIterable<string>,
+): AsyncGenerator<SourceItem> {
+  const objects = new JsonObjects()
+  const splitter = new JsonArraySplitter()
+  const convert = function* (elements: JsonElement[]) {
+    for (const el of elements) {
+      const where = `line ${el.line}`
+      yield 'error' in el
+        ? ({ where, error: el.error } as SourceItem)
+        : objects.item(where, el.text)
+    }
+  }
+  for await (const chunk of stream) yield* convert(splitter.push(chunk))
+  yield* convert(splitter.end())
+}
+
 async function* csvItems(
   stream: AsyncIterable<string>,
 ): AsyncGenerator<SourceItem> {
   const parser = new CsvParser()
-  let header: (keyof RawRow | undefined)[] | undefined
+  let header: (keyof RawRow)[] | undefined
   const convert = function* (records: ReturnType<CsvParser['push']>) {
     for (const rec of records) {
       const where = `line ${rec.line}`
@@ -252,14 +361,17 @@ async function* csvItems(
         continue
       }
       if (!header) {
-        header = rec.fields.map((name) => FIELDS[fold(name)])
-        for (const need of ['did', 'repository'] as const) {
-          if (!header.includes(need)) {
-            throw new CliError(
-              `the CSV header (line ${rec.line}) has no ${need} column: ${rec.fields.join(',')}`,
-            )
-          }
+        const mapped = mapColumns(rec.fields)
+        if ('problem' in mapped) {
+          throw new CliError(
+            columnError(
+              `the CSV header (line ${rec.line})`,
+              mapped.problem,
+              rec.fields,
+            ),
+          )
         }
+        header = mapped.fields
         continue
       }
       if (rec.fields.length !== header.length) {
@@ -270,9 +382,7 @@ async function* csvItems(
         continue
       }
       const values = new Map<keyof RawRow, string>()
-      header.forEach((field, i) => {
-        if (field && !values.has(field)) values.set(field, rec.fields[i])
-      })
+      header.forEach((field, i) => values.set(field, rec.fields[i]))
       yield { where, row: rowFrom((f) => values.get(f)) } as SourceItem
     }
   }

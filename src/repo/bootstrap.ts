@@ -24,11 +24,19 @@ export const bootstrapRecords = async (opts: {
   const { cfg, reader, writer, log } = opts
   const now = (opts.now ?? new Date()).toISOString()
   const current = reader.get(ids.HoldCaptain, 'self')?.value
-  const owner = cfg.ownerDid ?? cfg.did
-  if (!cfg.ownerDid) {
+  // Unset HOLD_OWNER_DID keeps the owner the captain has, as HOLD_PUBLIC keeps its flag: a
+  // restart that lost the variable must not hand the hold to itself.
+  const stored = current?.owner as string | undefined
+  const owner = cfg.ownerDid ?? stored ?? cfg.did
+  if (owner === cfg.did) {
     log.warn(
       { did: cfg.did },
       'HOLD_OWNER_DID is not set: the captain names the hold itself as owner, and nobody can push',
+    )
+  } else if (!cfg.ownerDid) {
+    log.info(
+      { owner },
+      'HOLD_OWNER_DID is not set: keeping the owner the captain record names',
     )
   }
   const captain = {

@@ -30,6 +30,7 @@ import {
   type PreparedWrite,
   type RepoHead,
 } from './commit.ts'
+import { rebuildRepo, type Rebind } from './rebind.ts'
 import type { SqlRepoStorage } from './storage.ts'
 
 /** MST nodes kept in memory by default: the whole tree of a repo of ~220k records. */
@@ -124,10 +125,12 @@ export class RepoWriter {
     log: Logger
     /** Bytes of MST nodes kept in memory (default 32 MiB; 0 turns the cache off). */
     nodeCacheBytes?: number
+    /** HOLD_REBIND_FROM: rebuild the repo of this DID, when the data dir holds it, under `did`. */
+    rebind?: Rebind
     /** Rebuild a damaged tree instead of refusing it. */
     repair?: boolean
   }): Promise<RepoWriter> {
-    const { database, storage, did, keypair, lexicons, log } = opts
+    const { database, storage, did, keypair, lexicons, log, rebind } = opts
     const make = (head: RepoHead) =>
       new RepoWriter(
         database,
@@ -140,6 +143,12 @@ export class RepoWriter {
       )
     const root = storage.getRootSync()
     if (!root) {
+      if (rebind) {
+        log.warn(
+          { did, rebindFrom: rebind.from },
+          'HOLD_REBIND_FROM is set, but the data dir holds no repo yet: nothing to rebuild; unset HOLD_REBIND_FROM',
+        )
+      }
       const commit = await Repo.formatInitCommit(storage, did, keypair)
       database.transaction(() =>
         storage.applyCommitSync(fromLibraryCommit(commit)),
@@ -161,9 +170,28 @@ export class RepoWriter {
       return writer
     }
     let repo = await Repo.load(storage, root.cid)
-    if (repo.did !== did) {
+    if (repo.did !== did && rebind?.from === repo.did) {
+      await rebuildRepo({
+        database,
+        storage,
+        old: repo,
+        did,
+        keypair,
+        rebind,
+        log,
+      })
+      repo = await Repo.load(storage, storage.getRootSync()!.cid)
+    } else if (repo.did !== did) {
+      const named = rebind
+        ? `; HOLD_REBIND_FROM names ${rebind.from}, not that DID`
+        : ''
       throw new RepoIdentityError(
-        `the data dir holds the repo of ${repo.did}, but HOLD_PUBLIC_URL makes this hold ${did}; restore the old HOLD_PUBLIC_URL or use a new HOLD_DATA_DIR`,
+        `the data dir holds the repo of ${repo.did}, but HOLD_PUBLIC_URL makes this hold ${did}${named}; restore the old HOLD_PUBLIC_URL, or set HOLD_REBIND_FROM=${repo.did} to rebuild the repo under the new DID, or use a new HOLD_DATA_DIR`,
+      )
+    } else if (rebind) {
+      log.warn(
+        { did, rebindFrom: rebind.from },
+        `HOLD_REBIND_FROM is set, but the repo already belongs to ${did}: nothing to rebuild; unset HOLD_REBIND_FROM`,
       )
     }
     const writer = make(headOf(repo))

@@ -25,11 +25,13 @@ export type BaselineCheck =
 /** Timestamps more than this far in the future are refused: they would win every max(). */
 const FUTURE_SLACK_MS = 24 * 3600 * 1000
 
-// RFC 3339, and what Go's SQLite drivers write ('2025-01-15 10:00:00.123456789+00:00', also
-// without fraction or zone, and time.String()'s '... +0000 UTC'). No zone means UTC, as SQLite's
-// CURRENT_TIMESTAMP writes it.
+// RFC 3339 (Go's RFC3339Nano), and what Go's SQLite drivers write ('2025-01-15
+// 10:00:00.123456789+00:00', also without fraction or zone), and time.Time.String():
+// '... +0000 UTC', a zone without a name written as its offset ('+0300 +03'), and the monotonic
+// clock reading it adds (' m=+0.000123456'), which says nothing about the wall time. No zone
+// means UTC, as SQLite's CURRENT_TIMESTAMP writes it.
 const TIMESTAMP_RE =
-  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?: ?([Zz]|[+-]\d{2}(?::?\d{2})?)(?: [A-Z]{2,5})?)?$/
+  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?: ?([Zz]|[+-]\d{2}(?::?\d{2})?)(?: (?:[A-Z]{2,5}|[+-]\d{2}(?:\d{2})?))?)?(?: m=[+-]\d+\.\d{1,9})?$/
 
 /**
  * A timestamp as ISO 8601 with milliseconds and Z (fractions past the millisecond are cut, not

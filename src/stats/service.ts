@@ -59,6 +59,8 @@ export type ResetResult = { pairs: number; records: number; commits: number }
 export interface Counter {
   countPull(did: string, repository: string): void | Promise<void>
   countPush(did: string, repository: string): void | Promise<void>
+  /** Whether the pair was counted before: only a new pair meets HOLD_NEW_PAIRS_PER_HOUR. */
+  has(did: string, repository: string): boolean
 }
 
 export type FlushResult = { records: number; commits: number; ms: number }
@@ -72,6 +74,8 @@ export const MAX_PENDING_PAIRS = 100_000
 const FAILING_RETRY_MS = 1000
 
 const keyOf = (did: string, repository: string) => `${did} ${repository}`
+/** Pairs remembered as having a counter row, so most checks for a new pair never reach SQLite. */
+const KNOWN_PAIRS = 50_000
 const iso = (ms: number) => new Date(ms).toISOString()
 /** The later of ISO timestamps (all written with ms and Z, so they compare as strings). */
 const latest = (...values: (string | null | undefined)[]) =>
@@ -86,6 +90,46 @@ const COUNTER_SELECT = `
          b.last_pull AS base_last_pull, b.last_push AS base_last_push
   FROM stats_counter c
   LEFT JOIN stats_baseline b ON b.did = c.did AND b.repository = c.repository`
+
+/** The hold's totals, kept by triggers (the status page reads them at every refresh). */
+export const TOTALS_SQL =
+  'SELECT pairs, pulls, pushes FROM stats_total WHERE id = 1'
+
+/** The most pulled pairs, own and imported counts added: a sort of the whole table. */
+const TOP_SQL = `${COUNTER_SELECT}
+  ORDER BY c.pull_count + c.baseline_pull DESC, c.push_count + c.baseline_push DESC,
+           c.did, c.repository
+  LIMIT ?`
+
+/** How many of the most pulled pairs are kept in memory (top() up to this many is free). */
+export const TOP_KEPT = 100
+
+/** A pair's place among the most pulled: own and imported counts added. */
+type Ranked = {
+  key: string
+  did: string
+  repository: string
+  pulls: number
+  pushes: number
+}
+
+/** Negative when a ranks before b: more pulls, then more pushes, then by DID and repository. */
+const rank = (a: Ranked, b: Ranked): number =>
+  b.pulls - a.pulls ||
+  b.pushes - a.pushes ||
+  (a.did < b.did ? -1 : a.did > b.did ? 1 : 0) ||
+  (a.repository < b.repository ? -1 : a.repository > b.repository ? 1 : 0)
+
+/**
+ * The TOP_KEPT most pulled pairs, read once with TOP_SQL and then kept by persist(): counts
+ * only grow there, so a pair outside the set can only enter it by passing the set's last,
+ * which persist sees as it writes the pair. Imports and resets can lower counts: they drop it.
+ */
+type TopSet = {
+  byKey: Map<string, Ranked>
+  /** The set's last pair, or undefined when it must be looked for again. */
+  last: Ranked | undefined
+}
 
 /**
  * Pull and push counters. A count is a map update in memory (no I/O on the request path);
@@ -105,6 +149,11 @@ export class StatsService implements Counter {
   private flushing: Promise<FlushResult> | undefined
   private stopped = false
   private readonly upsertStmt: StatementSync
+  /** The upsert, answering the pair's counts: used while the most pulled pairs are kept. */
+  private readonly upsertRankedStmt: StatementSync
+  private topSet: TopSet | undefined
+  /** How many times the most pulled pairs were read from the whole table (tests). */
+  topReads = 0
   private readonly getStmt: StatementSync
   private readonly listStmt: StatementSync
   private readonly dirtyStmt: StatementSync
@@ -120,12 +169,14 @@ export class StatsService implements Counter {
   private readonly rewriteStmt: StatementSync
   private readonly summaryStmt: StatementSync
   private readonly hasRecordStmt: StatementSync
+  private readonly hasCounterStmt: StatementSync
+  private readonly known = new Set<string>()
   readonly totals = { pulls: 0, pushes: 0, commits: 0, flushedRecords: 0 }
   /** Counts dropped because MAX_PENDING_PAIRS pairs were waiting for the table already. */
   unrecorded = 0
   private lastPersistTry = 0
   private readonly flushListeners: ((result: FlushResult) => void)[] = []
-  private overallStmt: StatementSync | undefined
+  private readonly totalsStmt: StatementSync
 
   private readonly database: Database
   private readonly writer: RepoWriter
@@ -156,6 +207,8 @@ export class StatsService implements Counter {
                     THEN excluded.last_push ELSE last_push END,
         updated_at = CASE WHEN excluded.updated_at > updated_at THEN excluded.updated_at ELSE updated_at END,
         version = version + 1`)
+    this.upsertRankedStmt = db.prepare(`${this.upsertStmt.sourceSQL}
+      RETURNING pull_count + baseline_pull AS pulls, push_count + baseline_push AS pushes`)
     this.getStmt = db.prepare(
       `${COUNTER_SELECT} WHERE c.did = ? AND c.repository = ?`,
     )
@@ -171,10 +224,8 @@ export class StatsService implements Counter {
     this.pendingCountStmt = db.prepare(
       'SELECT count(*) AS n FROM stats_counter WHERE version > record_version',
     )
-    this.topStmt = db.prepare(`${COUNTER_SELECT}
-      ORDER BY c.pull_count + coalesce(b.pull_count, 0) DESC,
-               c.push_count + coalesce(b.push_count, 0) DESC, c.did, c.repository
-      LIMIT ?`)
+    this.topStmt = db.prepare(TOP_SQL)
+    this.totalsStmt = db.prepare(TOTALS_SQL)
     this.getBaselineStmt = db.prepare(
       'SELECT pull_count, push_count, last_pull, last_push FROM stats_baseline WHERE did = ? AND repository = ?',
     )
@@ -211,6 +262,9 @@ export class StatsService implements Counter {
              (SELECT count(*) FROM stats_baseline) AS baselines`)
     this.hasRecordStmt = db.prepare(
       'SELECT 1 FROM record WHERE collection = ? AND rkey = ?',
+    )
+    this.hasCounterStmt = db.prepare(
+      'SELECT 1 FROM stats_counter WHERE did = ? AND repository = ?',
     )
   }
 
@@ -257,11 +311,19 @@ export class StatsService implements Counter {
   }
 
   /**
-   * Marks every counter's record as behind, so the next flushes derive each record again from
-   * the table (after the repo was rebuilt); a record that comes out the same is not committed.
+   * Whether (did, repository) has been counted before (or has imported counts): pending in
+   * memory, remembered, or in the counter table. Only a miss in memory asks SQLite.
    */
-  rewriteAllRecords(): void {
-    this.database.db.exec('UPDATE stats_counter SET record_version = 0')
+  has(did: string, repository: string): boolean {
+    const key = keyOf(did, repository)
+    if (this.pending.has(key) || this.known.has(key)) return true
+    if (!this.hasCounterStmt.get(did, repository)) return false
+    if (this.known.size >= KNOWN_PAIRS) {
+      // The oldest entry first: Sets iterate in insertion order.
+      this.known.delete(this.known.values().next().value!)
+    }
+    this.known.add(key)
+    return true
   }
 
   /** Called after every flush that completes (metrics). */
@@ -272,13 +334,7 @@ export class StatsService implements Counter {
   /** Pairs, pulls and pushes across the hold, own and imported counts added (status page). */
   overall(): { pairs: number; pulls: number; pushes: number } {
     this.persistIfWritable()
-    this.overallStmt ??= this.database.db.prepare(`
-      SELECT count(*) AS pairs,
-             coalesce(sum(c.pull_count + coalesce(b.pull_count, 0)), 0) AS pulls,
-             coalesce(sum(c.push_count + coalesce(b.push_count, 0)), 0) AS pushes
-      FROM stats_counter c
-      LEFT JOIN stats_baseline b ON b.did = c.did AND b.repository = c.repository`)
-    return this.overallStmt.get() as {
+    return this.totalsStmt.get() as {
       pairs: number
       pulls: number
       pushes: number
@@ -300,11 +356,12 @@ export class StatsService implements Counter {
     if (this.pending.size === 0) return 0
     const batch = this.pending
     this.pending = new Map()
+    const top = this.topSet
     try {
       this.database.transaction(() => {
-        for (const d of batch.values()) {
+        for (const [key, d] of batch) {
           const last = Math.max(d.lastPull, d.lastPush, d.first)
-          this.upsertStmt.run(
+          const args = [
             d.did,
             d.repository,
             d.pulls,
@@ -312,10 +369,21 @@ export class StatsService implements Counter {
             d.lastPull ? iso(d.lastPull) : null,
             d.lastPush ? iso(d.lastPush) : null,
             iso(last),
-          )
+          ] as const
+          if (!top) {
+            this.upsertStmt.run(...args)
+            continue
+          }
+          const counts = this.upsertRankedStmt.get(...args) as {
+            pulls: number
+            pushes: number
+          }
+          this.rankPersisted(top, key, d, counts)
         }
       })
     } catch (err) {
+      // The kept most pulled pairs may hold counts the rollback took back.
+      this.topSet = undefined
       // Put the deltas back so nothing is lost; the next persist retries them.
       for (const [key, d] of batch) {
         const cur = this.pending.get(key)
@@ -420,13 +488,81 @@ export class StatsService implements Counter {
     return view
   }
 
-  /** The pairs with the most pulls (then pushes) on this hold, own and imported counts added. */
+  /**
+   * The pairs with the most pulls (then pushes) on this hold, own and imported counts added.
+   * Up to TOP_KEPT of them come from memory (one read of the whole table first, and again after
+   * an import or a reset); more are a sort of the table.
+   */
   top(limit: number): StatsView[] {
     this.persistIfWritable()
-    const rows = this.topStmt.all(limit) as CounterRow[]
-    return rows.map((row) =>
-      this.merge(row, undefined, row.did, row.repository),
+    if (limit > TOP_KEPT) {
+      const rows = this.topStmt.all(limit) as CounterRow[]
+      return rows.map((row) =>
+        this.merge(row, undefined, row.did, row.repository),
+      )
+    }
+    this.topSet ??= this.readTop()
+    return [...this.topSet.byKey.values()]
+      .sort(rank)
+      .slice(0, limit)
+      .map((p) => {
+        const row = this.getStmt.get(p.did, p.repository) as CounterRow
+        return this.merge(row, undefined, p.did, p.repository)
+      })
+  }
+
+  private readTop(): TopSet {
+    this.topReads++
+    const byKey = new Map<string, Ranked>()
+    for (const row of this.topStmt.all(TOP_KEPT) as (CounterRow & {
+      baseline_pull: number
+      baseline_push: number
+    })[]) {
+      const key = keyOf(row.did, row.repository)
+      byKey.set(key, {
+        key,
+        did: row.did,
+        repository: row.repository,
+        pulls: row.pull_count + row.baseline_pull,
+        pushes: row.push_count + row.baseline_push,
+      })
+    }
+    return { byKey, last: undefined }
+  }
+
+  /** A pair's counts as persist() wrote them, for the kept most pulled pairs. */
+  private rankPersisted(
+    top: TopSet,
+    key: string,
+    d: Delta,
+    counts: { pulls: number; pushes: number },
+  ): void {
+    const kept = top.byKey.get(key)
+    if (kept) {
+      kept.pulls = counts.pulls
+      kept.pushes = counts.pushes
+      // Counts only grow here: the last pair may have moved up, nobody else down.
+      if (kept === top.last) top.last = undefined
+      return
+    }
+    const pair: Ranked = {
+      key,
+      did: d.did,
+      repository: d.repository,
+      ...counts,
+    }
+    if (top.byKey.size < TOP_KEPT) {
+      // A set not yet full holds every pair there is (and has not looked for its last).
+      top.byKey.set(key, pair)
+      return
+    }
+    top.last ??= [...top.byKey.values()].reduce((a, b) =>
+      rank(a, b) > 0 ? a : b,
     )
+    if (rank(pair, top.last) >= 0) return
+    top.byKey.delete(top.last.key)
+    top.byKey.set(key, pair)
+    top.last = undefined
   }
 
   /** Counter and baseline totals, and what is not yet in the table or the repo. */
@@ -483,6 +619,8 @@ export class StatsService implements Counter {
       }
     })
     if (changed > 0) {
+      // A baseline may have gone down: the kept most pulled pairs are read again.
+      this.topSet = undefined
       this.log.info({ changed, rows: rows.length }, 'imported stats baselines')
     }
     return { changed, unchanged: rows.length - changed }
@@ -494,6 +632,9 @@ export class StatsService implements Counter {
    */
   async reset(did: string, repository?: string): Promise<ResetResult> {
     const repo = repository ?? null
+    // A reset pair is new again, and may have been among the most pulled.
+    this.known.clear()
+    this.topSet = undefined
     for (const [key, d] of this.pending) {
       if (d.did === did && (repo === null || d.repository === repo)) {
         this.pending.delete(key)
@@ -644,6 +785,16 @@ export class StatsService implements Counter {
     return this.flush()
   }
 }
+
+/**
+ * Marks every counter's record as missing, so the next flush writes them all: after the repo was
+ * rebuilt without its stats records (a new DID). Returns how many.
+ */
+export const rewriteAllStats = (database: Database): number =>
+  Number(
+    database.db.prepare('UPDATE stats_counter SET record_version = 0').run()
+      .changes,
+  )
 
 const toRecord = (row: CounterRow) => {
   const record: Record<string, string | number> = {

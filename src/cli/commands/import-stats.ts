@@ -3,7 +3,13 @@ import type { Command } from '../command.ts'
 import { CliError, UsageError } from '../errors.ts'
 import { json } from '../format.ts'
 import { Progress } from '../progress.ts'
-import { APPVIEW_TABLE, FORMATS, openSource, type Format } from '../sources.ts'
+import {
+  APPVIEW_TABLE,
+  EXPECTED_COLUMNS,
+  FORMATS,
+  openSource,
+  type Format,
+} from '../sources.ts'
 
 /** Skipped rows listed one by one before the rest are only counted (unless --all-errors). */
 const SHOWN_SKIPS = 100
@@ -14,7 +20,7 @@ export const importStats: Command = {
   minArgs: 1,
   maxArgs: 1,
   summary: "import the AppView's pull/push counts as baselines (admin)",
-  help: `<file> is the AppView's SQLite database (its ${APPVIEW_TABLE} table: did, repository, pull_count, push_count, last_pull, last_push), or the same fields as JSON lines or CSV with a header line; the format is told from the content and the extension unless --format is given. Timestamps may be RFC 3339 or what Go SQLite drivers write ('2025-01-15 10:00:00.123456789+00:00', also without fraction or zone, read as UTC).\n\nEach (did, repository) gets the imported counts as its baseline, added to what the hold counts itself; lastPull/lastPush are the later of the two. Importing replaces the baselines of the pairs the file names: importing the same file again changes nothing, a newer export updates them. Invalid rows (bad DID, repository, count or timestamp, a pair named twice) are listed with their line or row and skipped; valid rows go to the hold in batches, each applied entirely or not at all.`,
+  help: `<file> is the AppView's SQLite database (its ${APPVIEW_TABLE} table), or the same columns as a JSON array (what sqlite3 -json writes), JSON lines, or CSV with a header line; the format is told from the content and the extension unless --format is given. The columns are ${EXPECTED_COLUMNS} (pullCount or "Pull Count" are the same names); an unknown or missing column stops the import before anything is sent. Timestamps may be RFC 3339 (Go's RFC3339Nano), what Go SQLite drivers write ('2025-01-15 10:00:00.123456789+00:00', also without fraction or zone, read as UTC), or Go's time.Time.String() ('2025-01-15 10:00:00.123456789 +0000 UTC m=+0.000100001').\n\nEach (did, repository) gets the imported counts as its baseline, added to what the hold counts itself; lastPull/lastPush are the later of the two. Importing replaces the baselines of the pairs the file names: importing the same file again changes nothing, a newer export updates them. Invalid rows (bad DID, repository, count or timestamp, a pair named twice) are listed with their line or row and skipped; valid rows go to the hold in batches, each applied entirely or not at all. When rows were skipped the import exits with code 1 (the valid rows are in; import again once they are fixed), unless --allow-skips is given.`,
   options: {
     format: {
       type: 'string',
@@ -34,6 +40,10 @@ export const importStats: Command = {
     'dry-run': {
       type: 'boolean',
       description: 'check the file only; send nothing (needs no hold)',
+    },
+    'allow-skips': {
+      type: 'boolean',
+      description: 'exit 0 even when rows were skipped',
     },
     'all-errors': {
       type: 'boolean',
@@ -154,25 +164,35 @@ export const importStats: Command = {
       skipped,
       reasons: Object.fromEntries(reasons),
     }
-    if (opts.json) return io.out(json(summary))
-    io.out(`read ${read} rows from ${source.description}`)
-    if (dryRun) io.out(`${sent} rows are valid (dry run: nothing was sent)`)
+    if (opts.json) io.out(json(summary))
     else {
-      io.out(
-        `imported ${sent} rows into ${client().url}: ${changed} pairs changed, ${unchanged} unchanged`,
-      )
-    }
-    if (skipped === 0) io.out('skipped none')
-    else {
-      io.out(`skipped ${skipped} rows:`)
-      for (const [kind, n] of [...reasons].sort((a, b) => b[1] - a[1])) {
-        io.out(`  ${String(n).padStart(6)}  ${kind}`)
-      }
-      if (skipped > SHOWN_SKIPS && !opts['all-errors']) {
+      io.out(`read ${read} rows from ${source.description}`)
+      if (dryRun) io.out(`${sent} rows are valid (dry run: nothing was sent)`)
+      else {
         io.out(
-          `  (${skipped - SHOWN_SKIPS} skipped rows not listed above; --all-errors lists them)`,
+          `imported ${sent} rows into ${client().url}: ${changed} pairs changed, ${unchanged} unchanged`,
         )
       }
+      if (skipped === 0) io.out('skipped none')
+      else {
+        io.out(`skipped ${skipped} rows:`)
+        for (const [kind, n] of [...reasons].sort((a, b) => b[1] - a[1])) {
+          io.out(`  ${String(n).padStart(6)}  ${kind}`)
+        }
+        if (skipped > SHOWN_SKIPS && !opts['all-errors']) {
+          io.out(
+            `  (${skipped - SHOWN_SKIPS} skipped rows not listed above; --all-errors lists them)`,
+          )
+        }
+      }
+    }
+    // A skipped row is a count the hold does not show: not a success unless the operator says so.
+    if (skipped > 0 && opts['allow-skips'] !== true) {
+      throw new CliError(
+        dryRun
+          ? `${skipped} of ${read} rows would be skipped; fix them, or pass --allow-skips to import without them`
+          : `${skipped} of ${read} rows were skipped, so the import is incomplete (the ${sent} valid rows are in); fix them and import again, or pass --allow-skips to accept`,
+      )
     }
   },
 }

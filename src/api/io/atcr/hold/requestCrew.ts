@@ -5,6 +5,7 @@ import {
 } from '../../../../errors.ts'
 import { ids } from '../../../../lexicons.ts'
 import { crewRecordKey } from '../../../../repo/bootstrap.ts'
+import { clientAddress } from '../../../client-address.ts'
 import { readJsonBody, type Register } from '../../../util.ts'
 
 const NSID = 'io.atcr.hold.requestCrew'
@@ -51,6 +52,20 @@ export const register: Register = (app, ctx) => {
       throw new ForbiddenError(
         'crew registration is closed on this hold (allowAllCrew is off); ask the owner',
         'RegistrationDisabled',
+      )
+    }
+    // A join is a record and a commit: each caller, and each client address (one host
+    // minting DIDs), may join only so often.
+    const waitMs = ctx.crewJoins.takeAll([did, clientAddress(ctx, c)])
+    if (waitMs > 0) {
+      const seconds = Math.ceil(waitMs / 1000)
+      return c.json(
+        {
+          error: 'RateLimitExceeded',
+          message: `too many crew joins from this caller or address (HOLD_CREW_JOINS_PER_HOUR); try again in ${seconds} s`,
+        },
+        429,
+        { 'retry-after': String(seconds) },
       )
     }
     let created = false
