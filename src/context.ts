@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Secp256k1Keypair } from '@atproto/crypto'
-import { HoldAccess, type AccessControl } from './access.ts'
+import { HoldAccess } from './auth/access.ts'
 import { CrewIndex } from './auth/crew.ts'
 import { ServiceAuth } from './auth/service-auth.ts'
 import { DiskBlobStore } from './blobs/disk-store.ts'
@@ -29,7 +29,6 @@ import { rewriteAllStats, StatsService, type Counter } from './stats/service.ts'
 
 export type AppContextOverrides = Partial<{
   logger: Logger
-  access: AccessControl
   /** Replaces what getBlob and uploads count with (benchmarks compare designs through it). */
   counter: (fields: Omit<AppContextFields, 'counter'>) => Counter
   /** Limits of getRepo exports (tests shorten them). */
@@ -57,7 +56,7 @@ export type AppContextFields = {
   crewJoins: TokenBuckets
   crew: CrewIndex
   serviceAuth: ServiceAuth
-  access: AccessControl
+  access: HoldAccess
   metrics: HoldMetrics
   exportLimits: ExportLimits
 }
@@ -89,7 +88,7 @@ export class AppContext {
   readonly crewJoins: TokenBuckets
   readonly crew: CrewIndex
   readonly serviceAuth: ServiceAuth
-  readonly access: AccessControl
+  readonly access: HoldAccess
   /** Prometheus metrics of this hold (GET /metrics). */
   readonly metrics: HoldMetrics
   readonly exportLimits: ExportLimits
@@ -246,7 +245,7 @@ export class AppContext {
         crewJoins,
         crew,
         serviceAuth,
-        access: overrides.access ?? new HoldAccess(serviceAuth, crew),
+        access: new HoldAccess(serviceAuth, crew),
         metrics: new HoldMetrics({
           cfg,
           stats,
