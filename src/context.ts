@@ -22,6 +22,7 @@ import { createRootLogger, type Logger } from './logger.ts'
 import { HoldMetrics } from './metrics.ts'
 import { DEFAULT_EXPORT_LIMITS, type ExportLimits } from './repo/car-export.ts'
 import { RecordReader } from './repo/reader.ts'
+import { RecordIndex } from './repo/record-index.ts'
 import { SqlRepoStorage } from './repo/storage.ts'
 import { RepoWriter } from './repo/writer.ts'
 import { CountLimiter, TokenBuckets } from './stats/limiter.ts'
@@ -171,7 +172,8 @@ export class AppContext {
     )
     try {
       const lexicons = loadLexicons()
-      const storage = new SqlRepoStorage(db)
+      const records = new RecordIndex(db.db)
+      const storage = new SqlRepoStorage(db, records)
       checkIdentity(cfg, {
         hasRepo: storage.getRootSync() !== null,
         log: logger.child({ name: 'hold:identity' }),
@@ -179,6 +181,7 @@ export class AppContext {
       const writer = await RepoWriter.open({
         database: db,
         storage,
+        records,
         did: cfg.did,
         keypair,
         lexicons,
@@ -215,7 +218,7 @@ export class AppContext {
           )
         }
       }
-      const reader = new RecordReader(db, storage)
+      const reader = new RecordReader(records, storage)
       const crew = new CrewIndex(reader, writer)
       const serviceAuth = new ServiceAuth({
         ownDid: cfg.did,

@@ -168,7 +168,6 @@ export class StatsService implements Counter {
   private readonly deleteBaselinesStmt: StatementSync
   private readonly rewriteStmt: StatementSync
   private readonly summaryStmt: StatementSync
-  private readonly hasRecordStmt: StatementSync
   private readonly hasCounterStmt: StatementSync
   private readonly known = new Set<string>()
   readonly totals = { pulls: 0, pushes: 0, commits: 0, flushedRecords: 0 }
@@ -260,9 +259,6 @@ export class StatsService implements Counter {
     this.summaryStmt = db.prepare(`
       SELECT (SELECT count(*) FROM stats_counter) AS counters,
              (SELECT count(*) FROM stats_baseline) AS baselines`)
-    this.hasRecordStmt = db.prepare(
-      'SELECT 1 FROM record WHERE collection = ? AND rkey = ?',
-    )
     this.hasCounterStmt = db.prepare(
       'SELECT 1 FROM stats_counter WHERE did = ? AND repository = ?',
     )
@@ -659,8 +655,8 @@ export class StatsService implements Counter {
         collection: ids.HoldStats,
         rkey: statsRecordKey(p.did, p.repository),
       }))
-      const existing = paths.filter((p) =>
-        this.hasRecordStmt.get(p.collection, p.rkey),
+      const existing = paths.filter(
+        (p) => this.writer.records.cid(p.collection, p.rkey) !== undefined,
       ).length
       const commit = await this.writer.deleteRecords(paths, () => {
         for (const p of chunk) this.rewriteStmt.run(p.did, p.repository)
