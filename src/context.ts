@@ -26,7 +26,8 @@ import { RecordIndex } from './repo/record-index.ts'
 import { SqlRepoStorage } from './repo/storage.ts'
 import { RepoWriter } from './repo/writer.ts'
 import { CountLimiter, TokenBuckets } from './stats/limiter.ts'
-import { rewriteAllStats, StatsService, type Counter } from './stats/service.ts'
+import { rewriteAllStats } from './stats/publisher.ts'
+import { StatsService, type Counter } from './stats/service.ts'
 
 export type AppContextOverrides = Partial<{
   logger: Logger
