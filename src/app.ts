@@ -10,13 +10,20 @@ import {
   XRPCError,
 } from './errors.ts'
 
-/** The hold's HTTP application: routes, XRPC error shapes, CORS for reads. */
-export const createApp = (ctx: AppContext): App => {
+/** Installs middleware or routes on the app before the hold's own routes. */
+export type Extend = (app: App, ctx: AppContext) => void
+
+/**
+ * The hold's HTTP application: routes, XRPC error shapes, CORS for reads. `extend` runs after
+ * the request observer and CORS are installed and before the routes (HoldServer.create).
+ */
+export const createApp = (ctx: AppContext, extend?: Extend): App => {
   const log = ctx.logger.child({ name: 'hold:http' })
   const app: App = new Hono()
   app.use(observe(app, ctx))
   app.use('/xrpc/*', readOnlyCors)
   app.use('/.well-known/*', readOnlyCors)
+  extend?.(app, ctx)
   registerRoutes(app, ctx)
 
   const paths = new Set(app.routes.map((r) => r.path))

@@ -27,17 +27,15 @@ import { SqlRepoStorage } from './repo/storage.ts'
 import { RepoWriter } from './repo/writer.ts'
 import { CountLimiter, TokenBuckets } from './stats/limiter.ts'
 import { rewriteAllStats } from './stats/publisher.ts'
-import { StatsService, type Counter } from './stats/service.ts'
+import { StatsService } from './stats/service.ts'
 
 export type AppContextOverrides = Partial<{
   logger: Logger
-  /** Replaces what getBlob and uploads count with (benchmarks compare designs through it). */
-  counter: (fields: Omit<AppContextFields, 'counter'>) => Counter
   /** Limits of getRepo exports (tests shorten them). */
   exportLimits: Partial<ExportLimits>
 }>
 
-export type AppContextFields = {
+type AppContextFields = {
   cfg: ServerConfig
   secrets: ServerSecrets
   logger: Logger
@@ -52,7 +50,6 @@ export type AppContextFields = {
   urlSigner: BlobUrlSigner
   uploadGrants: UploadGrants
   stats: StatsService
-  counter: Counter
   limiter: CountLimiter
   newPairs: TokenBuckets
   crewJoins: TokenBuckets
@@ -80,9 +77,7 @@ export class AppContext {
   /** Which upload URLs have been used (each stores and counts once). */
   readonly uploadGrants: UploadGrants
   readonly stats: StatsService
-  /** Where the request path counts: `stats` unless overridden. */
-  readonly counter: Counter
-  /** HOLD_STATS_MAX_PER_MINUTE, applied before `counter`. */
+  /** HOLD_STATS_MAX_PER_MINUTE, applied before a count is taken. */
   readonly limiter: CountLimiter
   /** HOLD_NEW_PAIRS_PER_HOUR: first counts of pairs from unrelated clients. */
   readonly newPairs: TokenBuckets
@@ -110,7 +105,6 @@ export class AppContext {
     this.urlSigner = f.urlSigner
     this.uploadGrants = f.uploadGrants
     this.stats = f.stats
-    this.counter = f.counter
     this.limiter = f.limiter
     this.newPairs = f.newPairs
     this.crewJoins = f.crewJoins
@@ -229,7 +223,7 @@ export class AppContext {
       const limiter = new CountLimiter(cfg.statsMaxPerMinute)
       const newPairs = new TokenBuckets(cfg.newPairsPerHour)
       const crewJoins = new TokenBuckets(cfg.crewJoinsPerHour)
-      const fields = {
+      return new AppContext({
         cfg,
         secrets,
         logger,
@@ -260,10 +254,6 @@ export class AppContext {
           crewJoins,
         }),
         exportLimits: { ...DEFAULT_EXPORT_LIMITS, ...overrides.exportLimits },
-      }
-      return new AppContext({
-        ...fields,
-        counter: overrides.counter?.(fields) ?? stats,
       })
     } catch (err) {
       await db.close()

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Server } from 'node:http'
 import { createAdaptorServer } from '@hono/node-server'
-import { createApp } from './app.ts'
+import { createApp, type Extend } from './app.ts'
 import type { App } from './api/util.ts'
 import type { ServerConfig, ServerSecrets } from './config.ts'
 import { AppContext, type AppContextOverrides } from './context.ts'
@@ -15,6 +15,14 @@ export const packageVersion = (): string =>
       readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
     ) as { version: string }
   ).version
+
+/**
+ * What a caller may change in a hold: the context's overrides (tests), and `extend`, which
+ * installs middleware or routes before the hold's own routes, so a script can add behaviour
+ * around them without the hold's types knowing (scripts/bench-server.ts models the seed's
+ * counting design this way).
+ */
+export type HoldOptions = AppContextOverrides & { extend?: Extend }
 
 /** The hold: create (open data, bootstrap records), start (listen), destroy (drain, close). */
 export class HoldServer {
@@ -36,8 +44,9 @@ export class HoldServer {
   static async create(
     cfg: ServerConfig,
     secrets: ServerSecrets,
-    overrides?: AppContextOverrides,
+    opts: HoldOptions = {},
   ): Promise<HoldServer> {
+    const { extend, ...overrides } = opts
     const ctx = await AppContext.fromConfig(cfg, secrets, overrides)
     try {
       await asDataDirError(cfg.dataDir, () =>
@@ -52,7 +61,7 @@ export class HoldServer {
       await ctx.close()
       throw err
     }
-    return new HoldServer(ctx, createApp(ctx))
+    return new HoldServer(ctx, createApp(ctx, extend))
   }
 
   get port(): number {

@@ -16,17 +16,6 @@ import { TopPairs } from './top-pairs.ts'
 export type { FlushResult, ImportResult, ResetResult, StatsView }
 
 /**
- * What the request path calls to count; StatsService in production, which never returns a
- * promise. A counter that returns one (the benchmark's model of the seed design) is awaited.
- */
-export interface Counter {
-  countPull(did: string, repository: string): void | Promise<void>
-  countPush(did: string, repository: string): void | Promise<void>
-  /** Whether the pair was counted before: only a new pair meets HOLD_NEW_PAIRS_PER_HOUR. */
-  has(did: string, repository: string): boolean
-}
-
-/**
  * Pull and push counts, the way the data goes: taken in memory and persisted to the counter
  * table (CounterStore), published from the table as `io.atcr.hold.stats` records through the
  * repo's single writer (StatsPublisher), answered from the table plus what is pending
@@ -34,7 +23,7 @@ export interface Counter {
  * (StatsMaintenance: baselines, resets). This class builds them, runs their timers, and is what
  * the rest of the hold calls.
  */
-export class StatsService implements Counter {
+export class StatsService {
   /** The request path counts here (src/stats/counting.ts). */
   readonly counters: CounterStore
   private readonly publisher: StatsPublisher
@@ -87,10 +76,6 @@ export class StatsService implements Counter {
 
   countPush(did: string, repository: string, now?: number): void {
     this.counters.countPush(did, repository, now)
-  }
-
-  has(did: string, repository: string): boolean {
-    return this.counters.has(did, repository)
   }
 
   /** Moves pending deltas into the counter table, in one transaction. */

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import type { MiddlewareHandler } from 'hono'
 import type { AppContext } from '../../context.ts'
 import { Lru } from '../../lru.ts'
-import { clientKey } from '../count.ts'
+import { clientKey } from '../../auth/client-address.ts'
 import type { Env } from '../util.ts'
 
 export const ADMIN_USER = 'admin'

@@ -7,7 +7,7 @@ import {
   type ExportLimits,
   type SpooledCar,
 } from '../../../../repo/car-export.ts'
-import { clientKey } from '../../../count.ts'
+import { clientKey } from '../../../../auth/client-address.ts'
 import { ExportSlots } from '../../../export-slots.ts'
 import {
   assertOwnRepo,

@@ -5,7 +5,7 @@ import {
 } from '../../../../errors.ts'
 import { ids } from '../../../../lexicons.ts'
 import { crewRecordKey } from '../../../../repo/bootstrap.ts'
-import { clientAddress } from '../../../client-address.ts'
+import { clientAddress } from '../../../../auth/client-address.ts'
 import { readJsonBody, type Register } from '../../../util.ts'
 
 const NSID = 'io.atcr.hold.requestCrew'
