@@ -1,7 +1,7 @@
 import { TID } from '@atproto/common'
 import type { Keypair } from '@atproto/crypto'
-import { decode, encode } from '@atproto/lex-cbor'
-import { decodeCid, type Cid } from '@atproto/lex-data'
+import { encode } from '@atproto/lex-cbor'
+import { decodeCid } from '@atproto/lex-data'
 import type { LexMap } from '@atproto/lex-data'
 import {
   Repo,
@@ -62,11 +62,6 @@ export class RepoWriter {
   private readonly keypair: Keypair
   private readonly lexicons: Lexicons
   private readonly log: Logger
-  /**
-   * 'library': `Repo.formatCommit` as a PDS with a firehose runs it, covering proofs included.
-   * The benchmark's model of the seed design commits this way; the hold itself does not.
-   */
-  commitFormat: 'fast' | 'library' = 'fast'
   readonly nodes: NodeCache
   private readonly nodeSource: BlockSource
   private warming: Promise<number> | undefined
@@ -418,10 +413,12 @@ export class RepoWriter {
         `a commit carries at most ${MAX_OPS_PER_COMMIT} operations, got ${ops.length}`,
       )
     }
-    const { commit, head, nodes } =
-      this.commitFormat === 'fast'
-        ? await formatCommit(this.nodeSource, this.head, ops, this.keypair)
-        : await this.libraryCommit(ops)
+    const { commit, head, nodes } = await formatCommit(
+      this.nodeSource,
+      this.head,
+      ops,
+      this.keypair,
+    )
     const now = new Date().toISOString()
     this.database.transaction(() => {
       ops.forEach((op) => {
@@ -452,27 +449,6 @@ export class RepoWriter {
       }
     }
     return commit
-  }
-
-  /** The library's own commit, from a repo loaded at the head (as a PDS loads it per write). */
-  private async libraryCommit(ops: PreparedWrite[]): Promise<{
-    commit: Commit
-    head: RepoHead
-    nodes: Map<string, Uint8Array>
-  }> {
-    const repo = await Repo.load(this.storage, this.head.cid)
-    const commit = await repo.formatCommit(ops, this.keypair)
-    const signed = decode(commit.newBlocks.get(commit.cid)!) as { data: Cid }
-    return {
-      commit: fromLibraryCommit(commit),
-      head: {
-        ...this.head,
-        cid: commit.cid,
-        rev: commit.rev,
-        data: signed.data,
-      },
-      nodes: new Map(),
-    }
   }
 }
 
