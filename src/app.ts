@@ -18,7 +18,7 @@ export type Extend = (app: App, ctx: AppContext) => void
  * the request observer and CORS are installed and before the routes (HoldServer.create).
  */
 export const createApp = (ctx: AppContext, extend?: Extend): App => {
-  const log = ctx.logger.child({ name: 'hold:http' })
+  const log = ctx.log.http
   const app: App = new Hono()
   app.use(observe(app, ctx))
   app.use('/xrpc/*', readOnlyCors)

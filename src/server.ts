@@ -54,11 +54,11 @@ export class HoldServer {
           cfg,
           reader: ctx.reader,
           writer: ctx.writer,
-          log: ctx.logger.child({ name: 'hold:repo' }),
+          log: ctx.log.repo,
         }),
       )
     } catch (err) {
-      await ctx.close()
+      await ctx.destroy().catch(() => undefined)
       throw err
     }
     return new HoldServer(ctx, createApp(ctx, extend))
@@ -69,8 +69,7 @@ export class HoldServer {
   }
 
   async start(): Promise<this> {
-    const { cfg, stats } = this.ctx
-    const logger = this.ctx.logger.child({ name: 'hold:server' })
+    const { cfg } = this.ctx
     const server = createAdaptorServer({ fetch: this.app.fetch }) as Server
     // Slow clients: headers must arrive within 30 s; a whole request may take as long as a
     // large layer upload needs, but a connection that moves no bytes for 2 minutes (a stalled
@@ -91,35 +90,8 @@ export class HoldServer {
         resolve()
       })
     })
-    this.ctx.db.startCheckpointer((err) =>
-      logger.error(
-        { err },
-        'WAL checkpoint worker failed; SQLite checkpoints inline',
-      ),
-    )
-    stats.start()
-    // The MST's nodes into memory in the background, so early flushes find their paths there.
-    const warmStarted = performance.now()
-    this.ctx.writer
-      .warm({ stopped: () => this.destroying !== undefined })
-      .then((nodes) =>
-        logger.debug(
-          {
-            nodes,
-            ms: Math.round(performance.now() - warmStarted),
-            cacheMb: +(this.ctx.writer.nodes.usedBytes / 2 ** 20).toFixed(1),
-          },
-          'repo tree read into memory',
-        ),
-      )
-      .catch((err) => logger.warn({ err }, 'reading the repo tree failed'))
-    // Counters a crash left behind in the table reach the repo now, not at the first flush.
-    stats
-      .flush()
-      .catch((err) =>
-        logger.error({ err }, 'initial stats flush failed; will retry'),
-      )
-    logger.info(
+    this.ctx.start()
+    this.ctx.log.server.info(
       {
         did: cfg.did,
         url: cfg.publicUrl,
@@ -138,8 +110,7 @@ export class HoldServer {
   }
 
   private async destroyNow(): Promise<void> {
-    const { stats, writer } = this.ctx
-    const logger = this.ctx.logger.child({ name: 'hold:server' })
+    const logger = this.ctx.log.server
     const server = this.server
     if (server) {
       const closed = new Promise<void>((resolve) =>
@@ -173,14 +144,9 @@ export class HoldServer {
       clearInterval(sweep)
       clearTimeout(deadline)
     }
-    let flushed
-    try {
-      flushed = await stats.stop()
-      await writer.drain()
-    } finally {
-      await this.ctx.close()
-    }
-    logger.info(flushed, 'hold stopped')
+    // Stats drain into the table and the repo, then the writer, the database, the data dir.
+    const flushed = await this.ctx.destroy()
+    logger.info(flushed ?? {}, 'hold stopped')
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

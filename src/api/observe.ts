@@ -31,7 +31,7 @@ const STREAMED = new Set([
  * which for a small body is the same moment and costs no listener.
  */
 export const observe = (app: App, ctx: AppContext): MiddlewareHandler<Env> => {
-  const log = ctx.logger.child({ name: 'hold:http' })
+  const log = ctx.log.http
   const metrics = ctx.metrics
   const { requests, requestDuration } = metrics
   // Label lookups are the costly part of a sample: resolve each combination once.

@@ -75,7 +75,7 @@ export const adminAuth = (ctx: AppContext): MiddlewareHandler<Env> => {
   const password = ctx.secrets.adminPassword
   const expected = password === undefined ? undefined : digest(password)
   const lockout = new AdminLockout()
-  const log = ctx.logger.child({ name: 'hold:admin' })
+  const log = ctx.log.admin
   return async (c, next) => {
     if (!expected) {
       return c.json(

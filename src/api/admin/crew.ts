@@ -40,7 +40,7 @@ export const crewRecordsOf = (
 }
 
 export const register: Register = (app, ctx) => {
-  const log = ctx.logger.child({ name: 'hold:admin' })
+  const log = ctx.log.admin
 
   app.post('/admin/crew/add', async (c) => {
     const body = await readAdminBody(c)

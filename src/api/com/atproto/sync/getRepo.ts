@@ -19,7 +19,7 @@ import {
 export const register: Register = (app, ctx) => {
   const limits = ctx.exportLimits
   const slots = new ExportSlots(limits)
-  const log = ctx.logger.child({ name: 'hold:repo' })
+  const log = ctx.log.repo
   app.get('/xrpc/com.atproto.sync.getRepo', async (c) => {
     const params = new Params(c)
     assertOwnRepo(ctx, params.required('did'), { allowHandle: false })
