@@ -135,8 +135,8 @@ export const assertOwnRepo = (
     )
   }
   throw new NotFoundError(
-    'RepoNotFound',
     `Could not find repo: ${value} (this hold serves only ${ctx.cfg.did})`,
+    'RepoNotFound',
   )
 }
 

@@ -99,7 +99,7 @@ export const register: Register = (app, ctx) => {
     }
     const records = crewRecordsOf(ctx.reader, did)
     if (records.length === 0) {
-      throw new NotFoundError('RecordNotFound', `${did} is not in the crew`)
+      throw new NotFoundError(`${did} is not in the crew`, 'RecordNotFound')
     }
     const commit = await ctx.writer.deleteRecords(
       records.map((r) => ({ collection: ids.HoldCrew, rkey: r.rkey })),

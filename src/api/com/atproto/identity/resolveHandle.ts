@@ -12,8 +12,8 @@ export const register: Register = (app, ctx) => {
       throw new InvalidRequestError(`handle must be a handle, got "${handle}"`)
     }
     throw new NotFoundError(
-      'HandleNotFound',
       `Unable to resolve handle: ${handle} (this hold resolves only ${ctx.cfg.handle})`,
+      'HandleNotFound',
     )
   })
 }

@@ -15,8 +15,8 @@ export const register: Register = (app, ctx) => {
         throw new InvalidRequestError('cid must be a CID')
       }
       throw new NotFoundError(
-        'RecordNotFound',
         `Could not locate record: at://${ctx.cfg.did}/${collection}/${rkey}`,
+        'RecordNotFound',
       )
     }
     return c.json({

@@ -45,7 +45,7 @@ export const register: Register = (app, ctx) => {
     }
     const size = await ctx.blobs.size(hex)
     if (size === null) {
-      throw new NotFoundError('BlobNotFound', `Blob not found: sha256:${hex}`)
+      throw new NotFoundError(`Blob not found: sha256:${hex}`, 'BlobNotFound')
     }
     if (method === 'HEAD') {
       const grant: UrlGrant = {

@@ -29,8 +29,8 @@ export const register: Register = (app, ctx) => {
     })
     if (!car) {
       throw new NotFoundError(
-        'RecordNotFound',
         `Could not find record: at://${ctx.cfg.did}/${collection}/${rkey}`,
+        'RecordNotFound',
       )
     }
     return c.body(car, 200, {

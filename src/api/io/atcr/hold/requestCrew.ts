@@ -2,6 +2,7 @@ import {
   AuthRequiredError,
   ForbiddenError,
   InvalidRequestError,
+  RateLimitExceededError,
 } from '../../../../errors.ts'
 import { ids } from '../../../../lexicons.ts'
 import { crewRecordKey } from '../../../../repo/bootstrap.ts'
@@ -59,13 +60,10 @@ export const register: Register = (app, ctx) => {
     const waitMs = ctx.crewJoins.takeAll([did, clientAddress(ctx, c)])
     if (waitMs > 0) {
       const seconds = Math.ceil(waitMs / 1000)
-      return c.json(
-        {
-          error: 'RateLimitExceeded',
-          message: `too many crew joins from this caller or address (HOLD_CREW_JOINS_PER_HOUR); try again in ${seconds} s`,
-        },
-        429,
-        { 'retry-after': String(seconds) },
+      throw new RateLimitExceededError(
+        `too many crew joins from this caller or address (HOLD_CREW_JOINS_PER_HOUR); try again in ${seconds} s`,
+        'RateLimitExceeded',
+        seconds,
       )
     }
     let created = false
