@@ -6,9 +6,11 @@ import {
   Params,
   type Register,
 } from '../../../util.ts'
+import { ids } from '../../../../lexicons.ts'
+import { atprotoQuery } from '../../../xrpc.ts'
 
 export const register: Register = (app, ctx) => {
-  app.get('/xrpc/com.atproto.sync.getRecord', async (c) => {
+  atprotoQuery(app, ids.SyncGetRecord, async (c) => {
     const params = new Params(c)
     assertOwnRepo(ctx, params.required('did'), { allowHandle: false })
     const collection = params.nsid('collection')

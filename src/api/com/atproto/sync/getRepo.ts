@@ -9,9 +9,11 @@ import {
   Params,
   type Register,
 } from '../../../util.ts'
+import { ids } from '../../../../lexicons.ts'
+import { atprotoQuery } from '../../../xrpc.ts'
 
 export const register: Register = (app, ctx) => {
-  app.get('/xrpc/com.atproto.sync.getRepo', (c) => {
+  atprotoQuery(app, ids.SyncGetRepo, (c) => {
     const params = new Params(c)
     assertOwnRepo(ctx, params.required('did'), { allowHandle: false })
     const since = params.string('since', { maxLength: 32 }) || undefined
