@@ -8,25 +8,23 @@ type Reply = Response | Promise<Response>
 export const xrpcPath = <N extends Nsid>(nsid: N): `/xrpc/${N}` =>
   `/xrpc/${nsid}`
 
+type AtprotoRoute = (
+  app: App,
+  nsid: AtprotoNsid,
+  handler: (c: Ctx) => Reply,
+) => void
+
 /**
  * A query of Bluesky's (com.atproto.*). The hold does not ship its lexicon: the handler reads
  * its parameters through Params, which refuses repeated ones, control characters and long
  * query strings. Registered as given, so getBlob pays nothing for the helper.
  */
-export const atprotoQuery = (
-  app: App,
-  nsid: AtprotoNsid,
-  handler: (c: Ctx) => Reply,
-): void => {
+export const atprotoQuery: AtprotoRoute = (app, nsid, handler) => {
   app.get(xrpcPath(nsid), handler)
 }
 
 /** A procedure of Bluesky's (com.atproto.*): the handler reads its own body, after auth. */
-export const atprotoProcedure = (
-  app: App,
-  nsid: AtprotoNsid,
-  handler: (c: Ctx) => Reply,
-): void => {
+export const atprotoProcedure: AtprotoRoute = (app, nsid, handler) => {
   app.post(xrpcPath(nsid), handler)
 }
 
