@@ -98,31 +98,19 @@ const paramsReader = (
     const params = new Params(c)
     const value: Record<string, unknown> = {}
     for (const [name, type] of props) {
-      const raw = params.string(name)
       // Empty is absent, as for every parameter the hold reads.
-      if (raw === undefined || raw === '') continue
-      value[name] = decode(name, type, raw)
+      const v =
+        type === 'integer'
+          ? params.integer(name)
+          : type === 'boolean'
+            ? params.boolean(name)
+            : params.string(name) || undefined
+      if (v !== undefined) value[name] = v
     }
     return lexiconChecked(
       () => lexicons.assertValidXrpcParams(nsid, value) ?? value,
     ) as Record<string, unknown>
   }
-}
-
-const decode = (name: string, type: ParamType, raw: string): unknown => {
-  if (type === 'integer') {
-    if (!/^-?\d+$/.test(raw)) {
-      throw new InvalidRequestError(`${name} must be an integer`)
-    }
-    return Number(raw)
-  }
-  if (type === 'boolean') {
-    if (raw !== 'true' && raw !== 'false') {
-      throw new InvalidRequestError(`${name} must be true or false`)
-    }
-    return raw === 'true'
-  }
-  return raw
 }
 
 /** A lexicon's refusal is the caller's error: 400 InvalidRequest with the validator's message. */
