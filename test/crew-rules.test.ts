@@ -21,6 +21,7 @@ import {
   TEST_OWNER,
   removeDir,
   startHold,
+  tempDir,
   xrpc,
   type TestHold,
 } from './_util.ts'
@@ -168,6 +169,19 @@ describe('crew members whose record key cannot exist', () => {
   afterAll(async () => {
     await h.stop()
     await removeDir(h.dataDir)
+  })
+
+  it('stop the hold from starting when HOLD_OWNER_DID is one, naming the variable', async () => {
+    const dataDir = await tempDir()
+    try {
+      await expect(
+        startHold({ dataDir, env: { HOLD_OWNER_DID: LONG_DID } }),
+      ).rejects.toThrow(
+        /^HOLD_OWNER_DID: did:web:a+… is too long for a crew member/,
+      )
+    } finally {
+      await removeDir(dataDir)
+    }
   })
 
   it('are refused by the admin API and createRecord with 400, writing nothing', async () => {

@@ -1,5 +1,10 @@
-import { crewRecord, crewRecordKey, PERMISSIONS } from '../auth/crew-rules.ts'
-import type { ServerConfig } from '../config.ts'
+import {
+  crewRecord,
+  crewRecordKey,
+  memberProblem,
+  PERMISSIONS,
+} from '../auth/crew-rules.ts'
+import { ConfigError, type ServerConfig } from '../config.ts'
 import { ids } from '../lexicons.ts'
 import type { Logger } from '../logger.ts'
 import type { RecordReader } from './reader.ts'
@@ -51,6 +56,8 @@ export const bootstrapRecords = async (opts: {
     { collection: ids.HoldCaptain, rkey: 'self', record: captain },
   ]
   if (cfg.ownerDid) {
+    const problem = memberProblem(cfg.ownerDid)
+    if (problem) throw new ConfigError(`HOLD_OWNER_DID: ${problem}`)
     const rkey = crewRecordKey(cfg.ownerDid)
     if (!reader.get(ids.HoldCrew, rkey)) {
       puts.push({
