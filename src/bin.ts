@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { ConfigError, envToCfg, envToSecrets, readEnv } from './config.ts'
-import { RepoIdentityError } from './repo/writer.ts'
+import { DataDirError } from './data-dir.ts'
+import { RepoDamagedError, RepoIdentityError } from './repo/writer.ts'
 import { HoldServer, packageVersion } from './server.ts'
 
 const main = async (): Promise<void> => {
@@ -12,7 +13,12 @@ const main = async (): Promise<void> => {
       envToSecrets(env),
     )
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof RepoIdentityError) {
+    if (
+      err instanceof ConfigError ||
+      err instanceof RepoIdentityError ||
+      err instanceof RepoDamagedError ||
+      err instanceof DataDirError
+    ) {
       console.error(`atcr-hold: ${err.message}`)
       process.exitCode = 1
       return

@@ -21,6 +21,7 @@ export type ServerEnvironment = {
   trustedProxyHeader?: string
   trustedProxyHops?: string
   adminPassword?: string
+  repair?: string
   devAllowLocalDids?: string
   logLevel?: string
   rebindFrom?: string
@@ -51,6 +52,7 @@ export const readEnv = (
   trustedProxyHeader: env.HOLD_TRUSTED_PROXY_HEADER,
   trustedProxyHops: env.HOLD_TRUSTED_PROXY_HOPS,
   adminPassword: env.HOLD_ADMIN_PASSWORD,
+  repair: env.HOLD_REPAIR,
   devAllowLocalDids: env.HOLD_DEV_ALLOW_LOCAL_DIDS,
   logLevel: env.LOG_LEVEL,
   rebindFrom: env.HOLD_REBIND_FROM,
@@ -85,6 +87,8 @@ export type ServerConfig = {
   /** MiB of MST nodes kept in memory; 0: none */
   repoCacheMb: number
   trustedProxyHeader: string | undefined
+  /** HOLD_REPAIR: rebuild a damaged repo tree at start instead of refusing it */
+  repair: 'rebuild-tree' | undefined
   /** did:web issuers may be on private addresses and on http://localhost (development, tests) */
   devAllowLocalDids: boolean
   /**
@@ -170,6 +174,12 @@ export const envToCfg = (
       `HOLD_PLC_URL must be an http(s) URL, got "${plcUrl}"`,
     )
   }
+  const repair = nonEmpty(env.repair)
+  if (repair !== undefined && repair !== 'rebuild-tree') {
+    throw new ConfigError(
+      `HOLD_REPAIR must be "rebuild-tree" (or unset), got "${repair}"`,
+    )
+  }
   const rebindFrom = nonEmpty(env.rebindFrom)
   if (rebindFrom !== undefined && !isValidDid(rebindFrom)) {
     throw new ConfigError(
@@ -238,6 +248,7 @@ export const envToCfg = (
       65536,
     ),
     trustedProxyHeader: nonEmpty(env.trustedProxyHeader)?.toLowerCase(),
+    repair,
     devAllowLocalDids:
       parseBoolVar('HOLD_DEV_ALLOW_LOCAL_DIDS', env.devAllowLocalDids) ?? false,
     trustedProxyHops: parseIntVar(

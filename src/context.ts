@@ -8,6 +8,7 @@ import { DiskBlobStore } from './blobs/disk-store.ts'
 import { BlobUrlSigner } from './blobs/signed-url.ts'
 import { UploadGrants } from './blobs/upload-grants.ts'
 import type { ServerConfig, ServerSecrets } from './config.ts'
+import { asDataDirError, DataDirLock } from './data-dir.ts'
 import { Database } from './db.ts'
 import {
   checkIdentity,
@@ -19,6 +20,7 @@ import {
 import { ids, loadLexicons, type Lexicons } from './lexicons.ts'
 import { createRootLogger, type Logger } from './logger.ts'
 import { HoldMetrics } from './metrics.ts'
+import { DEFAULT_EXPORT_LIMITS, type ExportLimits } from './repo/car-export.ts'
 import { RecordReader } from './repo/reader.ts'
 import { SqlRepoStorage } from './repo/storage.ts'
 import { RepoWriter } from './repo/writer.ts'
@@ -30,6 +32,8 @@ export type AppContextOverrides = Partial<{
   access: AccessControl
   /** Replaces what getBlob and uploads count with (benchmarks compare designs through it). */
   counter: (fields: Omit<AppContextFields, 'counter'>) => Counter
+  /** Limits of getRepo exports (tests shorten them). */
+  exportLimits: Partial<ExportLimits>
 }>
 
 export type AppContextFields = {
@@ -55,6 +59,7 @@ export type AppContextFields = {
   serviceAuth: ServiceAuth
   access: AccessControl
   metrics: HoldMetrics
+  exportLimits: ExportLimits
 }
 
 /** Everything a handler needs, built once and passed explicitly. */
@@ -87,6 +92,7 @@ export class AppContext {
   readonly access: AccessControl
   /** Prometheus metrics of this hold (GET /metrics). */
   readonly metrics: HoldMetrics
+  readonly exportLimits: ExportLimits
 
   private constructor(f: AppContextFields) {
     this.cfg = f.cfg
@@ -111,18 +117,59 @@ export class AppContext {
     this.serviceAuth = f.serviceAuth
     this.access = f.access
     this.metrics = f.metrics
+    this.exportLimits = f.exportLimits
   }
 
+  private lock: DataDirLock | undefined
+
+  /** Closes the database and gives up the data dir (no flush: HoldServer.destroy drains first). */
+  async close(): Promise<void> {
+    try {
+      await this.db.close()
+    } finally {
+      this.lock?.release()
+      this.lock = undefined
+    }
+  }
+
+  /**
+   * Takes the data dir (one process at a time), then opens everything in it. A disk or
+   * permission failure on the way is a DataDirError with one line for the operator.
+   */
   static async fromConfig(
     cfg: ServerConfig,
     secrets: ServerSecrets,
     overrides: AppContextOverrides = {},
   ): Promise<AppContext> {
     const logger = overrides.logger ?? createRootLogger(cfg.logLevel)
-    await mkdir(cfg.dataDir, { recursive: true })
+    const lock = await asDataDirError(cfg.dataDir, async () => {
+      await mkdir(cfg.dataDir, { recursive: true })
+      return DataDirLock.acquire(cfg.dataDir)
+    })
+    try {
+      const ctx = await asDataDirError(cfg.dataDir, () =>
+        AppContext.open(cfg, secrets, overrides, logger),
+      )
+      ctx.lock = lock
+      return ctx
+    } catch (err) {
+      lock.release()
+      throw err
+    }
+  }
+
+  private static async open(
+    cfg: ServerConfig,
+    secrets: ServerSecrets,
+    overrides: AppContextOverrides,
+    logger: Logger,
+  ): Promise<AppContext> {
     const keypair = await loadSigningKey(cfg.dataDir, secrets.signingKeyHex)
     const urlSecret = await loadUrlSecret(cfg.dataDir)
-    const db = new Database(join(cfg.dataDir, 'hold.sqlite'))
+    const db = new Database(
+      join(cfg.dataDir, 'hold.sqlite'),
+      logger.child({ name: 'hold:db' }),
+    )
     try {
       const lexicons = loadLexicons()
       const storage = new SqlRepoStorage(db)
@@ -138,6 +185,7 @@ export class AppContext {
         lexicons,
         log: logger.child({ name: 'hold:repo' }),
         nodeCacheBytes: cfg.repoCacheMb * 1024 * 1024,
+        repair: cfg.repair === 'rebuild-tree',
         rebind: cfg.rebindFrom
           ? {
               from: cfg.rebindFrom,
@@ -154,6 +202,20 @@ export class AppContext {
         logger.child({ name: 'hold:stats' }),
         { persistMs: cfg.statsPersistMs, flushMs: cfg.statsFlushMs },
       )
+      if (writer.repaired) {
+        // Every stats record is derived again from the counter table at the next flush (only
+        // those that differ are committed); other lost records are named for the operator.
+        rewriteAllStats(db)
+        const lost = writer.repaired.lost.filter(
+          (r) => r.collection !== ids.HoldStats,
+        )
+        if (lost.length > 0) {
+          logger.warn(
+            { lost: lost.map((r) => `${r.collection}/${r.rkey}`) },
+            'records lost in the repair (the captain is written again at start; re-add crew members)',
+          )
+        }
+      }
       const reader = new RecordReader(db, storage)
       const crew = new CrewIndex(reader, writer)
       const serviceAuth = new ServiceAuth({
@@ -194,6 +256,7 @@ export class AppContext {
           newPairs,
           crewJoins,
         }),
+        exportLimits: { ...DEFAULT_EXPORT_LIMITS, ...overrides.exportLimits },
       }
       return new AppContext({
         ...fields,

@@ -1,5 +1,13 @@
+import { statSync } from 'node:fs'
+import { dirname } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { Worker } from 'node:worker_threads'
+import { describeStorageError } from './data-dir.ts'
+import type { Logger } from './logger.ts'
+
+/** Writes to the data dir failing (a full disk, a read-only volume): since when and why. */
+export type WriteFailure = { reason: string; since: number; failures: number }
 
 /**
  * The hold's SQLite database. One connection does every write; readers that need a consistent
@@ -10,14 +18,26 @@ export class Database {
   readonly db: DatabaseSync
   private depth = 0
   private checkpointer: Worker | undefined
+  private readonly idleReaders: DatabaseSync[] = []
+  /**
+   * Set while writes fail for a reason of the disk's (full, not writable), with one line for
+   * the operator; cleared by the next write that works. `_health` answers 503 meanwhile.
+   */
+  writeFailure: WriteFailure | undefined
+  private readonly log: Logger | undefined
+  private failureLoggedAt = 0
+  private probe: NodeJS.Timeout | undefined
 
-  constructor(path: string) {
+  constructor(path: string, log?: Logger) {
     this.path = path
+    this.log = log
     this.db = new DatabaseSync(path)
     this.db.exec('PRAGMA journal_mode = WAL')
     this.db.exec('PRAGMA synchronous = NORMAL')
     this.db.exec('PRAGMA busy_timeout = 5000')
     this.db.exec('PRAGMA foreign_keys = ON')
+    // When the WAL starts over, a file grown past this by a burst is cut back to it.
+    this.db.exec(`PRAGMA journal_size_limit = ${WAL_TRUNCATE_BYTES}`)
     // Repo blocks are written and removed at random across a large table: 16 MiB of page cache
     // instead of SQLite's 2 MiB keeps the B-tree's inner pages and recent leaves in memory.
     // The MST's nodes are read from the writer's own cache (NodeCache), not through this one.
@@ -30,13 +50,31 @@ export class Database {
    * large commit here) off the event loop, into a worker thread with its own connection.
    * Without it SQLite checkpoints inside whichever COMMIT crosses 1000 pages, stalling every
    * request for that long.
+   *
+   * A passive checkpoint never waits, but under steady writes it never catches up either, and
+   * the WAL only starts over once one has. So a bulk writer (a stats flush) waits between its
+   * commits while the WAL is past `WAL_PAUSE_BYTES` (`walRoom()`), which lets a passive pass
+   * copy every frame; the worker then truncates a WAL past `WAL_TRUNCATE_BYTES` (waiting at
+   * most `TRUNCATE_WAIT_MS` for readers). Past `WAL_FORCE_TRUNCATE_BYTES` it truncates even
+   * when frames are left to copy, which holds writes back for that copy. A reader on an older
+   * snapshot (an export being written) keeps the WAL from starting over while it reads; the
+   * bulk writer's wait is bounded, so one outside the hold cannot stop it.
    */
-  startCheckpointer(intervalMs = 1000, onError?: (err: Error) => void): void {
+  startCheckpointer(
+    onError?: (err: Error) => void,
+    intervalMs = CHECKPOINT_INTERVAL_MS,
+  ): void {
     if (this.checkpointer) return
     this.db.exec('PRAGMA wal_autocheckpoint = 0')
     const worker = new Worker(CHECKPOINT_WORKER, {
       eval: true,
-      workerData: { path: this.path, intervalMs },
+      workerData: {
+        path: this.path,
+        intervalMs,
+        truncateBytes: WAL_TRUNCATE_BYTES,
+        forceBytes: WAL_FORCE_TRUNCATE_BYTES,
+        truncateWaitMs: TRUNCATE_WAIT_MS,
+      },
     })
     worker.unref()
     worker.on('error', (err: Error) => {
@@ -48,25 +86,119 @@ export class Database {
     this.checkpointer = worker
   }
 
+  /** Bytes in the WAL file now. */
+  walBytes(): number {
+    try {
+      return statSync(`${this.path}-wal`).size
+    } catch {
+      return 0
+    }
+  }
+
+  /**
+   * Resolves once the WAL is below `WAL_PAUSE_BYTES`, or after `maxWaitMs` at most: a bulk
+   * writer (a stats flush) waits here between commits while a reader keeps the WAL from being
+   * checkpointed, so the WAL stays bounded by about one commit past that size.
+   */
+  async walRoom(maxWaitMs = WAL_MAX_WAIT_MS): Promise<void> {
+    if (!this.checkpointer || this.walBytes() <= WAL_PAUSE_BYTES) return
+    const until = performance.now() + maxWaitMs
+    while (this.checkpointer && performance.now() < until) {
+      // A checkpoint now, not at the next tick: with this writer paused it can finish.
+      this.checkpointer.postMessage('checkpoint')
+      await sleep(20)
+      if (this.walBytes() <= WAL_PAUSE_BYTES) return
+    }
+  }
+
   /** Checkpoints the whole WAL now (used at stop, so a stopped hold leaves one file). */
   checkpoint(): void {
     this.db.exec('PRAGMA wal_checkpoint(TRUNCATE)')
   }
 
-  /** Runs fn in one IMMEDIATE transaction; nested calls join the outer one. */
+  /**
+   * Runs fn in one IMMEDIATE transaction; nested calls join the outer one. Every write of the
+   * hold's goes through here, so this is where failing writes are noticed (`writeFailure`).
+   */
   transaction<T>(fn: () => T): T {
     if (this.depth > 0) return fn()
-    this.db.exec('BEGIN IMMEDIATE')
+    try {
+      this.db.exec('BEGIN IMMEDIATE')
+    } catch (err) {
+      this.noteFailure(err)
+      throw err
+    }
     this.depth++
     try {
       const result = fn()
       this.db.exec('COMMIT')
+      this.noteSuccess()
       return result
     } catch (err) {
-      this.db.exec('ROLLBACK')
+      // A COMMIT that fails for a full disk has already rolled the transaction back.
+      if (this.db.isTransaction) this.db.exec('ROLLBACK')
+      this.noteFailure(err)
       throw err
     } finally {
       this.depth--
+    }
+  }
+
+  /**
+   * A failure for a reason of the disk's is logged at once, then at most once a minute while
+   * writes keep failing (each caller retries on its own schedule); meanwhile a small write is
+   * tried every few seconds, so recovery shows even when nothing else writes.
+   */
+  private noteFailure(err: unknown): void {
+    const reason = describeStorageError(err, dirname(this.path))
+    if (reason === undefined) return
+    const now = Date.now()
+    const failure = this.writeFailure
+    if (!failure) {
+      this.writeFailure = { reason, since: now, failures: 1 }
+      this.failureLoggedAt = now
+      this.log?.error({ err }, reason)
+      this.probe = setInterval(() => this.probeWrite(), WRITE_PROBE_MS)
+      this.probe.unref()
+      return
+    }
+    failure.failures++
+    failure.reason = reason
+    if (now - this.failureLoggedAt >= FAILURE_LOG_MS) {
+      this.failureLoggedAt = now
+      this.log?.error(
+        {
+          failures: failure.failures,
+          seconds: Math.round((now - failure.since) / 1000),
+        },
+        `${reason} (writes still failing)`,
+      )
+    }
+  }
+
+  private noteSuccess(): void {
+    const failure = this.writeFailure
+    if (!failure) return
+    this.writeFailure = undefined
+    clearInterval(this.probe)
+    this.log?.info(
+      {
+        failures: failure.failures,
+        seconds: Math.round((Date.now() - failure.since) / 1000),
+      },
+      'writes to the data dir work again',
+    )
+  }
+
+  private probeWrite(): void {
+    if (!this.db.isOpen || this.depth > 0) return
+    try {
+      // Rewrites the schema version it holds: a real write of one page.
+      this.transaction(() =>
+        this.db.exec(`PRAGMA user_version = ${MIGRATIONS.length}`),
+      )
+    } catch {
+      // Still failing: noted (and logged, at most once a minute) by transaction().
     }
   }
 
@@ -76,7 +208,28 @@ export class Database {
     return reader
   }
 
+  /**
+   * Runs fn in a read transaction on a reader connection (kept for reuse): everything fn reads,
+   * across its awaits, comes from one snapshot, and nothing waits for the writer or its queue.
+   */
+  async readSnapshot<T>(fn: (reader: DatabaseSync) => Promise<T>): Promise<T> {
+    const reader = this.idleReaders.pop() ?? this.openReader()
+    reader.exec('BEGIN')
+    try {
+      return await fn(reader)
+    } finally {
+      reader.exec('ROLLBACK')
+      if (this.db.isOpen && this.idleReaders.length < MAX_IDLE_READERS) {
+        this.idleReaders.push(reader)
+      } else {
+        reader.close()
+      }
+    }
+  }
+
   async close(): Promise<void> {
+    clearInterval(this.probe)
+    for (const reader of this.idleReaders.splice(0)) reader.close()
     const worker = this.checkpointer
     this.checkpointer = undefined
     if (worker) await worker.terminate()
@@ -91,16 +244,52 @@ export class Database {
   }
 }
 
+/** Reader connections kept open between snapshot reads; more are opened while busy. */
+const MAX_IDLE_READERS = 2
+
+/** While writes fail: how often a small write is tried, and how often the failure is logged. */
+const WRITE_PROBE_MS = 5_000
+const FAILURE_LOG_MS = 60_000
+
+/** How often the checkpoint worker runs. */
+const CHECKPOINT_INTERVAL_MS = 250
+/** A WAL larger than this, fully copied by a passive checkpoint, is truncated. */
+export const WAL_TRUNCATE_BYTES = 16 * 1024 * 1024
+/** A WAL larger than this is truncated even when writers must wait for the copy. */
+const WAL_FORCE_TRUNCATE_BYTES = 48 * 1024 * 1024
+/** How long a truncating checkpoint waits for readers (writes wait meanwhile). */
+const TRUNCATE_WAIT_MS = 20
+/** A WAL larger than this makes bulk writers wait (`walRoom`). */
+export const WAL_PAUSE_BYTES = 32 * 1024 * 1024
+/** The longest a bulk writer waits for room, so a reader outside the hold cannot stop it. */
+const WAL_MAX_WAIT_MS = 15_000
+
 const CHECKPOINT_WORKER = `
 const { DatabaseSync } = require('node:sqlite')
-const { workerData } = require('node:worker_threads')
+const { parentPort, workerData } = require('node:worker_threads')
 const db = new DatabaseSync(workerData.path)
 db.exec('PRAGMA busy_timeout = 0')
-setInterval(() => {
+const passive = db.prepare('PRAGMA wal_checkpoint(PASSIVE)')
+const truncate = db.prepare('PRAGMA wal_checkpoint(TRUNCATE)')
+const frameBytes = db.prepare('PRAGMA page_size').get().page_size + 24
+const round = () => {
   try {
-    db.exec('PRAGMA wal_checkpoint(PASSIVE)')
+    const { log, checkpointed } = passive.get()
+    const bytes = log * frameBytes
+    if (bytes <= workerData.truncateBytes) return
+    // Every frame copied: truncating only waits for readers. Otherwise writers wait for the
+    // copy too, so that is done only past the hard bound.
+    if (checkpointed < log && bytes <= workerData.forceBytes) return
+    db.exec('PRAGMA busy_timeout = ' + workerData.truncateWaitMs)
+    try {
+      truncate.get()
+    } finally {
+      db.exec('PRAGMA busy_timeout = 0')
+    }
   } catch {}
-}, workerData.intervalMs)
+}
+setInterval(round, workerData.intervalMs)
+parentPort.on('message', round)
 `
 
 export const MIGRATIONS: string[] = [
@@ -244,7 +433,7 @@ const migrate = (db: DatabaseSync): void => {
       db.exec(`PRAGMA user_version = ${v + 1}`)
       db.exec('COMMIT')
     } catch (err) {
-      db.exec('ROLLBACK')
+      if (db.isTransaction) db.exec('ROLLBACK')
       throw err
     }
   }

@@ -124,6 +124,16 @@ export class HoldMetrics {
         seenJoins = crewJoins.refused
       },
     })
+    let seenUnrecorded = 0
+    new Counter({
+      name: 'hold_stats_unrecorded_total',
+      help: 'Counts dropped because the counter table could not be written and the pairs kept in memory were at their bound',
+      registers,
+      collect() {
+        this.inc(stats.unrecorded - seenUnrecorded)
+        seenUnrecorded = stats.unrecorded
+      },
+    })
     new Gauge({
       name: 'hold_stats_pending_pairs',
       help: '(DID, repository) pairs counted in memory and not yet in the counter table',

@@ -6,6 +6,7 @@ import { createApp } from './app.ts'
 import type { App } from './api/util.ts'
 import type { ServerConfig, ServerSecrets } from './config.ts'
 import { AppContext, type AppContextOverrides } from './context.ts'
+import { asDataDirError } from './data-dir.ts'
 import { bootstrapRecords } from './repo/bootstrap.ts'
 
 export const packageVersion = (): string =>
@@ -39,14 +40,16 @@ export class HoldServer {
   ): Promise<HoldServer> {
     const ctx = await AppContext.fromConfig(cfg, secrets, overrides)
     try {
-      await bootstrapRecords({
-        cfg,
-        reader: ctx.reader,
-        writer: ctx.writer,
-        log: ctx.logger.child({ name: 'hold:repo' }),
-      })
+      await asDataDirError(cfg.dataDir, () =>
+        bootstrapRecords({
+          cfg,
+          reader: ctx.reader,
+          writer: ctx.writer,
+          log: ctx.logger.child({ name: 'hold:repo' }),
+        }),
+      )
     } catch (err) {
-      await ctx.db.close()
+      await ctx.close()
       throw err
     }
     return new HoldServer(ctx, createApp(ctx))
@@ -79,7 +82,7 @@ export class HoldServer {
         resolve()
       })
     })
-    this.ctx.db.startCheckpointer(1000, (err) =>
+    this.ctx.db.startCheckpointer((err) =>
       logger.error(
         { err },
         'WAL checkpoint worker failed; SQLite checkpoints inline',
@@ -126,7 +129,7 @@ export class HoldServer {
   }
 
   private async destroyNow(): Promise<void> {
-    const { stats, writer, db } = this.ctx
+    const { stats, writer } = this.ctx
     const logger = this.ctx.logger.child({ name: 'hold:server' })
     const server = this.server
     if (server) {
@@ -161,9 +164,13 @@ export class HoldServer {
       clearInterval(sweep)
       clearTimeout(deadline)
     }
-    const flushed = await stats.stop()
-    await writer.drain()
-    await db.close()
+    let flushed
+    try {
+      flushed = await stats.stop()
+      await writer.drain()
+    } finally {
+      await this.ctx.close()
+    }
     logger.info(flushed, 'hold stopped')
   }
 

@@ -4,6 +4,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { envToCfg, envToSecrets, readEnv } from '../src/config.ts'
+import type { AppContextOverrides } from '../src/context.ts'
 import { HoldServer } from '../src/server.ts'
 import { bearer, identity, testPlcUrl } from './_identity.ts'
 
@@ -58,7 +59,12 @@ export type TestHold = {
  * `env` is the HOLD_* environment, as an operator would write it.
  */
 export const startHold = async (
-  opts: { env?: Record<string, string>; dataDir?: string; port?: number } = {},
+  opts: {
+    env?: Record<string, string>
+    dataDir?: string
+    port?: number
+    overrides?: AppContextOverrides
+  } = {},
 ): Promise<TestHold> => {
   const port = opts.port ?? (await freePort())
   const dataDir = opts.dataDir ?? (await tempDir())
@@ -69,7 +75,11 @@ export const startHold = async (
     LOG_LEVEL: 'silent',
     ...(await testEnv(opts.env)),
   })
-  const hold = await HoldServer.create(envToCfg(env, 'test'), envToSecrets(env))
+  const hold = await HoldServer.create(
+    envToCfg(env, 'test'),
+    envToSecrets(env),
+    opts.overrides,
+  )
   await hold.start()
   return {
     hold,

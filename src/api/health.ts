@@ -4,6 +4,11 @@ export const register: Register = (app, ctx) => {
   app.get('/xrpc/_health', (c) => {
     // Touches the database, so a broken volume shows here.
     ctx.db.db.prepare('SELECT 1').get()
+    // Reads still work while writes fail (a full disk): the hold is not well, and says why.
+    const failure = ctx.db.writeFailure
+    if (failure) {
+      return c.json({ error: 'WritesFailing', message: failure.reason }, 503)
+    }
     return c.json({ version: ctx.cfg.version })
   })
 }

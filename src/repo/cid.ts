@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { decodeCid } from '@atproto/lex-data'
+import { decodeCid, parseCid } from '@atproto/lex-data'
 
 /**
  * CIDs as bytes and strings, for the commit path. A commit touches a thousand or so blocks;
@@ -36,6 +36,29 @@ const base32 = (bytes: Uint8Array): string => {
 /** The string form of a CID given as bytes (CIDv1 in base32; anything else by the library). */
 export const cidString = (bytes: Uint8Array): string =>
   bytes[0] === 1 ? base32(bytes) : decodeCid(bytes).toString()
+
+const VALUES = new Int8Array(128).fill(-1)
+for (let i = 0; i < ALPHABET.length; i++) VALUES[ALPHABET.charCodeAt(i)] = i
+
+/** The bytes of a CID given as a string: the inverse of cidString. */
+export const cidBytes = (cid: string): Uint8Array => {
+  if (cid.charCodeAt(0) !== 0x62) return parseCid(cid).bytes
+  const out = Buffer.allocUnsafe(Math.floor(((cid.length - 1) * 5) / 8))
+  let n = 0
+  let bits = 0
+  let value = 0
+  for (let i = 1; i < cid.length; i++) {
+    const v = VALUES[cid.charCodeAt(i)] ?? -1
+    if (v < 0) return parseCid(cid).bytes
+    value = ((value << 5) | v) & 0xffff
+    bits += 5
+    if (bits >= 8) {
+      bits -= 8
+      out[n++] = (value >>> bits) & 0xff
+    }
+  }
+  return out.subarray(0, n)
+}
 
 /** The CIDv1 (dag-cbor, sha2-256) bytes of a DAG-CBOR block. */
 export const cborCidBytes = (block: Uint8Array): Uint8Array => {

@@ -1,7 +1,7 @@
 import { BlockMap, ReadableBlockstore, type CommitData } from '@atproto/repo'
 import type { RepoStorage } from '@atproto/repo'
 import { parseCid, type Cid } from '@atproto/lex-data'
-import type { StatementSync } from 'node:sqlite'
+import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import type { Database } from '../db.ts'
 import { fromLibraryCommit, type Commit } from './commit.ts'
 
@@ -125,5 +125,76 @@ export class SqlRepoStorage extends ReadableBlockstore implements RepoStorage {
     this.database.transaction(() =>
       this.applyCommitSync(fromLibraryCommit(commit)),
     )
+  }
+}
+
+type SnapshotStmts = {
+  block: StatementSync
+  root: StatementSync
+  record: StatementSync
+}
+
+const snapshotStmts = new WeakMap<DatabaseSync, SnapshotStmts>()
+
+/**
+ * The repo read through a reader connection inside its read transaction
+ * (`Database.readSnapshot`): one snapshot, however many awaits the library's readers take and
+ * whatever the writer commits meanwhile.
+ */
+export class SnapshotBlocks extends ReadableBlockstore {
+  private readonly stmts: SnapshotStmts
+
+  constructor(reader: DatabaseSync) {
+    super()
+    let stmts = snapshotStmts.get(reader)
+    if (!stmts) {
+      stmts = {
+        block: reader.prepare('SELECT content FROM repo_block WHERE cid = ?'),
+        root: reader.prepare('SELECT cid FROM repo_root WHERE id = 1'),
+        record: reader.prepare(
+          'SELECT cid FROM record WHERE collection = ? AND rkey = ?',
+        ),
+      }
+      snapshotStmts.set(reader, stmts)
+    }
+    this.stmts = stmts
+  }
+
+  /** The head commit's CID. */
+  rootSync(): Cid | null {
+    const row = this.stmts.root.get() as { cid: string } | undefined
+    return row ? parseCid(row.cid) : null
+  }
+
+  /** The CID of a record in the index, or null. */
+  recordCidSync(collection: string, rkey: string): string | null {
+    const row = this.stmts.record.get(collection, rkey) as
+      { cid: string } | undefined
+    return row?.cid ?? null
+  }
+
+  getBytesSync(cid: Cid): Uint8Array | null {
+    const row = this.stmts.block.get(cid.toString()) as
+      { content: Uint8Array } | undefined
+    return row ? row.content : null
+  }
+
+  async getBytes(cid: Cid): Promise<Uint8Array | null> {
+    return this.getBytesSync(cid)
+  }
+
+  async has(cid: Cid): Promise<boolean> {
+    return this.getBytesSync(cid) !== null
+  }
+
+  async getBlocks(cids: Cid[]): Promise<{ blocks: BlockMap; missing: Cid[] }> {
+    const blocks = new BlockMap()
+    const missing: Cid[] = []
+    for (const cid of cids) {
+      const bytes = this.getBytesSync(cid)
+      if (bytes) blocks.set(cid, bytes)
+      else missing.push(cid)
+    }
+    return { blocks, missing }
   }
 }

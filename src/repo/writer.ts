@@ -18,6 +18,12 @@ import type { BlockSource } from './mst.ts'
 import { decodeNode } from './mst-node.ts'
 import { NodeCache } from './node-cache.ts'
 import {
+  checkTree,
+  rebuildTree,
+  type RebuildResult,
+  type TreeCheck,
+} from './repair.ts'
+import {
   formatCommit,
   fromLibraryCommit,
   type Commit,
@@ -104,7 +110,12 @@ export class RepoWriter {
     )
   }
 
-  /** Loads the repo, or creates it (an empty signed commit) on first start. */
+  /**
+   * Loads the repo, or creates it (an empty signed commit) on first start. A loaded repo's
+   * whole tree is checked (every MST node and record block its head reaches must exist, read
+   * into the node cache on the way): a damaged one is refused with a RepoDamagedError, or with
+   * `repair` rebuilt from the record index (rebuildTree; `repaired` says what was lost).
+   */
   static async open(opts: {
     database: Database
     storage: SqlRepoStorage
@@ -116,53 +127,22 @@ export class RepoWriter {
     nodeCacheBytes?: number
     /** HOLD_REBIND_FROM: rebuild the repo of this DID, when the data dir holds it, under `did`. */
     rebind?: Rebind
+    /** Rebuild a damaged tree instead of refusing it. */
+    repair?: boolean
   }): Promise<RepoWriter> {
     const { database, storage, did, keypair, lexicons, log, rebind } = opts
+    const make = (head: RepoHead) =>
+      new RepoWriter(
+        database,
+        storage,
+        keypair,
+        lexicons,
+        log,
+        head,
+        opts.nodeCacheBytes ?? DEFAULT_NODE_CACHE_BYTES,
+      )
     const root = storage.getRootSync()
-    let repo: Repo
-    if (root) {
-      repo = await Repo.load(storage, root.cid)
-      if (repo.did !== did && rebind?.from === repo.did) {
-        await rebuildRepo({
-          database,
-          storage,
-          old: repo,
-          did,
-          keypair,
-          rebind,
-          log,
-        })
-        repo = await Repo.load(storage, storage.getRootSync()!.cid)
-      } else if (repo.did !== did) {
-        const named = rebind
-          ? `; HOLD_REBIND_FROM names ${rebind.from}, not that DID`
-          : ''
-        throw new RepoIdentityError(
-          `the data dir holds the repo of ${repo.did}, but HOLD_PUBLIC_URL makes this hold ${did}${named}; restore the old HOLD_PUBLIC_URL, or set HOLD_REBIND_FROM=${repo.did} to rebuild the repo under the new DID, or use a new HOLD_DATA_DIR`,
-        )
-      } else if (rebind) {
-        log.warn(
-          { did, rebindFrom: rebind.from },
-          `HOLD_REBIND_FROM is set, but the repo already belongs to ${did}: nothing to rebuild; unset HOLD_REBIND_FROM`,
-        )
-      }
-      // A new signing key (HOLD_SIGNING_KEY set or changed) would leave the head signed by a key
-      // did.json no longer publishes, and the repo unverifiable until the next write.
-      if (!(await verifyCommitSig(repo.commit, keypair.did()))) {
-        const commit = await repo.formatResignCommit(
-          TID.nextStr(repo.commit.rev),
-          keypair,
-        )
-        database.transaction(() =>
-          storage.applyCommitSync(fromLibraryCommit(commit)),
-        )
-        repo = await Repo.load(storage, commit.cid)
-        log.info(
-          { did, rev: commit.rev },
-          're-signed the head with the new key',
-        )
-      }
-    } else {
+    if (!root) {
       if (rebind) {
         log.warn(
           { did, rebindFrom: rebind.from },
@@ -173,23 +153,113 @@ export class RepoWriter {
       database.transaction(() =>
         storage.applyCommitSync(fromLibraryCommit(commit)),
       )
-      repo = await Repo.load(storage, commit.cid)
+      const repo = await Repo.load(storage, commit.cid)
       log.info({ did, rev: commit.rev }, 'created repo')
+      return make(headOf(repo))
     }
-    const head: RepoHead = {
-      did: repo.did,
-      cid: repo.cid,
-      rev: repo.commit.rev,
-      data: repo.commit.data,
+    if (!storage.getBlockSync(root.cid.toString())) {
+      const check: TreeCheck = {
+        nodes: 0,
+        records: 0,
+        missingCount: 1,
+        missing: [`head commit ${root.cid.toString()}`],
+      }
+      if (!opts.repair) throw RepoDamagedError.of(check)
+      const writer = make({ did, cid: root.cid, rev: root.rev, data: root.cid })
+      await writer.repair(check)
+      return writer
     }
-    return new RepoWriter(
+    let repo = await Repo.load(storage, root.cid)
+    if (repo.did !== did && rebind?.from === repo.did) {
+      await rebuildRepo({
+        database,
+        storage,
+        old: repo,
+        did,
+        keypair,
+        rebind,
+        log,
+      })
+      repo = await Repo.load(storage, storage.getRootSync()!.cid)
+    } else if (repo.did !== did) {
+      const named = rebind
+        ? `; HOLD_REBIND_FROM names ${rebind.from}, not that DID`
+        : ''
+      throw new RepoIdentityError(
+        `the data dir holds the repo of ${repo.did}, but HOLD_PUBLIC_URL makes this hold ${did}${named}; restore the old HOLD_PUBLIC_URL, or set HOLD_REBIND_FROM=${repo.did} to rebuild the repo under the new DID, or use a new HOLD_DATA_DIR`,
+      )
+    } else if (rebind) {
+      log.warn(
+        { did, rebindFrom: rebind.from },
+        `HOLD_REBIND_FROM is set, but the repo already belongs to ${did}: nothing to rebuild; unset HOLD_REBIND_FROM`,
+      )
+    }
+    const writer = make(headOf(repo))
+    const check = await checkTree(
       database,
-      storage,
-      keypair,
-      lexicons,
-      log,
-      head,
-      opts.nodeCacheBytes ?? DEFAULT_NODE_CACHE_BYTES,
+      repo.commit.data.bytes,
+      writer.nodes.maxBytes > 0 ? writer.nodes : undefined,
+    )
+    if (check.missingCount > 0) {
+      if (!opts.repair) throw RepoDamagedError.of(check)
+      await writer.repair(check)
+      return writer
+    }
+    // The check read the whole tree into the cache: the first warm() has nothing to add.
+    if (writer.nodes.maxBytes > 0 && writer.nodes.evictions === 0) {
+      writer.readAtOpen = check.nodes
+    }
+    if (opts.repair) {
+      log.warn(
+        { nodes: check.nodes, records: check.records },
+        'HOLD_REPAIR is set but the repo is whole: nothing to repair; unset HOLD_REPAIR',
+      )
+    }
+    // A new signing key (HOLD_SIGNING_KEY set or changed) would leave the head signed by a key
+    // did.json no longer publishes, and the repo unverifiable until the next write.
+    if (!(await verifyCommitSig(repo.commit, keypair.did()))) {
+      const commit = await repo.formatResignCommit(
+        TID.nextStr(repo.commit.rev),
+        keypair,
+      )
+      database.transaction(() =>
+        storage.applyCommitSync(fromLibraryCommit(commit)),
+      )
+      repo = await Repo.load(storage, commit.cid)
+      writer.head = headOf(repo)
+      log.info({ did, rev: commit.rev }, 're-signed the head with the new key')
+    }
+    return writer
+  }
+
+  /** What a repair at start dropped, when there was one (the caller rewrites what it can). */
+  repaired: RebuildResult | undefined
+  /** Nodes the start-up check read into the cache: the whole tree, when set. */
+  private readAtOpen: number | undefined
+
+  private async repair(check: TreeCheck): Promise<void> {
+    this.log.warn(
+      { missing: check.missingCount, first: check.missing },
+      'HOLD_REPAIR=rebuild-tree: rebuilding the damaged repo tree from the record index',
+    )
+    const result = await rebuildTree({
+      database: this.database,
+      storage: this.storage,
+      did: this.head.did,
+      rev: this.head.rev,
+      keypair: this.keypair,
+    })
+    this.head = result.head
+    this.nodes.clear()
+    this.repaired = result
+    this.log.warn(
+      {
+        rev: result.head.rev,
+        kept: result.kept,
+        lost: result.lost.length,
+        removedBlocks: result.removedBlocks,
+      },
+      'rebuilt the repo tree',
     )
   }
 
@@ -201,9 +271,13 @@ export class RepoWriter {
     this.listeners.push(listener)
   }
 
-  /** Runs fn after every write queued before it, and before any queued after it. */
+  /**
+   * Runs fn after every write queued before it, and before any queued after it. Each write
+   * starts on a turn of the event loop of its own, so a run of commits (a large flush) lets
+   * requests in between them: none waits longer than one commit.
+   */
   run<T>(fn: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(fn)
+    const result = this.tail.then(nextTurn).then(fn)
     this.tail = result.catch(() => undefined)
     return result
   }
@@ -291,6 +365,11 @@ export class RepoWriter {
     opts: { sliceNodes?: number; stopped?: () => boolean } = {},
   ): Promise<number> {
     if (this.nodes.maxBytes <= 0) return Promise.resolve(0)
+    if (this.readAtOpen !== undefined) {
+      const nodes = this.readAtOpen
+      this.readAtOpen = undefined
+      return Promise.resolve(nodes)
+    }
     this.warming ??= this.walkTree(opts).finally(() => {
       this.warming = undefined
     })
@@ -402,3 +481,21 @@ export class RepoWriter {
 }
 
 export class RepoIdentityError extends Error {}
+
+/** The repo's head reaches blocks that are not stored: refused at start, unless repaired. */
+export class RepoDamagedError extends Error {
+  static of(check: TreeCheck): RepoDamagedError {
+    return new RepoDamagedError(
+      `the repo in HOLD_DATA_DIR is damaged: ${check.missingCount} block(s) its head reaches are missing (${check.missing.join(', ')}), as when two processes once wrote one data dir; start once with HOLD_REPAIR=rebuild-tree to rebuild it from the record index and the counter table (README: "Repairing a damaged repo")`,
+    )
+  }
+}
+
+const headOf = (repo: Repo): RepoHead => ({
+  did: repo.did,
+  cid: repo.cid,
+  rev: repo.commit.rev,
+  data: repo.commit.data,
+})
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))

@@ -65,6 +65,14 @@ export interface Counter {
 
 export type FlushResult = { records: number; commits: number; ms: number }
 
+/**
+ * Pairs kept in memory while the counter table cannot be written (a full disk): counts for
+ * these go on adding up; a count for any other pair is dropped (`unrecorded`).
+ */
+export const MAX_PENDING_PAIRS = 100_000
+/** While writes fail, how often pending counts are tried again (instead of every persist). */
+const FAILING_RETRY_MS = 1000
+
 const keyOf = (did: string, repository: string) => `${did} ${repository}`
 /** Pairs remembered as having a counter row, so most checks for a new pair never reach SQLite. */
 const KNOWN_PAIRS = 50_000
@@ -164,6 +172,9 @@ export class StatsService implements Counter {
   private readonly hasCounterStmt: StatementSync
   private readonly known = new Set<string>()
   readonly totals = { pulls: 0, pushes: 0, commits: 0, flushedRecords: 0 }
+  /** Counts dropped because MAX_PENDING_PAIRS pairs were waiting for the table already. */
+  unrecorded = 0
+  private lastPersistTry = 0
   private readonly flushListeners: ((result: FlushResult) => void)[] = []
   private readonly totalsStmt: StatementSync
 
@@ -259,6 +270,7 @@ export class StatsService implements Counter {
 
   countPull(did: string, repository: string, now = Date.now()): void {
     const d = this.delta(did, repository, now)
+    if (!d) return
     d.pulls++
     d.lastPull = now
     this.totals.pulls++
@@ -266,15 +278,24 @@ export class StatsService implements Counter {
 
   countPush(did: string, repository: string, now = Date.now()): void {
     const d = this.delta(did, repository, now)
+    if (!d) return
     d.pushes++
     d.lastPush = now
     this.totals.pushes++
   }
 
-  private delta(did: string, repository: string, now: number): Delta {
+  private delta(
+    did: string,
+    repository: string,
+    now: number,
+  ): Delta | undefined {
     const key = keyOf(did, repository)
     let d = this.pending.get(key)
     if (!d) {
+      if (this.pending.size >= MAX_PENDING_PAIRS) {
+        this.unrecorded++
+        return undefined
+      }
       d = {
         did,
         repository,
@@ -312,7 +333,7 @@ export class StatsService implements Counter {
 
   /** Pairs, pulls and pushes across the hold, own and imported counts added (status page). */
   overall(): { pairs: number; pulls: number; pushes: number } {
-    this.persist()
+    this.persistIfWritable()
     return this.totalsStmt.get() as {
       pairs: number
       pulls: number
@@ -378,6 +399,15 @@ export class StatsService implements Counter {
       throw err
     }
     return batch.size
+  }
+
+  /** persist(), for a read that can do without: a disk failure leaves the counts pending. */
+  private persistIfWritable(): void {
+    try {
+      this.persist()
+    } catch (err) {
+      if (!this.database.writeFailure) throw err
+    }
   }
 
   get(did: string, repository: string): StatsView {
@@ -464,7 +494,7 @@ export class StatsService implements Counter {
    * an import or a reset); more are a sort of the table.
    */
   top(limit: number): StatsView[] {
-    this.persist()
+    this.persistIfWritable()
     if (limit > TOP_KEPT) {
       const rows = this.topStmt.all(limit) as CounterRow[]
       return rows.map((row) =>
@@ -670,6 +700,7 @@ export class StatsService implements Counter {
     for (;;) {
       // Cheap look first, so an idle flush never queues behind other writes.
       if (this.dirtyStmt.all(after[0], after[1], 1).length === 0) break
+      await this.database.walRoom()
       // The rows are read inside the writer's turn: a reset that deleted them before it
       // cannot see them written back.
       let rows: CounterRow[] = []
@@ -713,22 +744,34 @@ export class StatsService implements Counter {
 
   start(): void {
     this.persistTimer = setInterval(() => {
+      // While the disk refuses writes, a retry every persist would only burn CPU.
+      const now = Date.now()
+      if (
+        this.database.writeFailure &&
+        now - this.lastPersistTry < FAILING_RETRY_MS
+      ) {
+        return
+      }
+      this.lastPersistTry = now
       try {
         this.persist()
       } catch (err) {
-        this.log.error({ err }, 'persisting stats failed; will retry')
+        this.logFailure(err, 'persisting stats failed; will retry')
       }
     }, this.opts.persistMs)
     this.scheduleFlush()
+  }
+
+  /** A disk failure is logged by the database (at most once a minute); anything else here. */
+  private logFailure(err: unknown, msg: string): void {
+    if (!this.database.writeFailure) this.log.error({ err }, msg)
   }
 
   private scheduleFlush(): void {
     if (this.stopped) return
     this.flushTimer = setTimeout(() => {
       this.flush()
-        .catch((err) =>
-          this.log.error({ err }, 'stats flush failed; will retry'),
-        )
+        .catch((err) => this.logFailure(err, 'stats flush failed; will retry'))
         .finally(() => this.scheduleFlush())
     }, this.opts.flushMs)
   }

@@ -1,5 +1,6 @@
 import { getRecords } from '@atproto/repo'
 import { NotFoundError } from '../../../../errors.ts'
+import { SnapshotBlocks } from '../../../../repo/storage.ts'
 import {
   assertOwnRepo,
   CAR_TYPE,
@@ -15,14 +16,15 @@ export const register: Register = (app, ctx) => {
     assertOwnRepo(ctx, params.required('did'), { allowHandle: false })
     const collection = params.nsid('collection')
     const rkey = params.rkey('rkey')
-    // The proof is built against one head; the writer's queue keeps blocks from being removed
-    // under it.
-    const car = await ctx.writer.run(async () => {
-      if (!ctx.reader.get(collection, rkey)) return null
-      const root = ctx.storage.getRootSync()
+    // The proof is built from one database snapshot, so a commit cannot remove blocks under
+    // it, and a read never waits behind the writer's queue.
+    const car = await ctx.db.readSnapshot(async (reader) => {
+      const blocks = new SnapshotBlocks(reader)
+      if (!blocks.recordCidSync(collection, rkey)) return null
+      const root = blocks.rootSync()
       if (!root) return null
       const chunks: Uint8Array[] = []
-      for await (const chunk of getRecords(ctx.storage, root.cid, [
+      for await (const chunk of getRecords(blocks, root, [
         { collection, rkey },
       ])) {
         chunks.push(chunk)

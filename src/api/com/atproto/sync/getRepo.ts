@@ -1,8 +1,14 @@
-import type { DatabaseSync } from 'node:sqlite'
-import { parseCid } from '@atproto/lex-data'
-import { writeCarStream, type CarBlock } from '@atproto/repo'
+import type { ServerResponse } from 'node:http'
 import { isValidTid } from '@atproto/syntax'
 import { InvalidRequestError } from '../../../../errors.ts'
+import type { Logger } from '../../../../logger.ts'
+import {
+  spoolRepoCar,
+  type ExportLimits,
+  type SpooledCar,
+} from '../../../../repo/car-export.ts'
+import { clientKey } from '../../../count.ts'
+import { ExportSlots } from '../../../export-slots.ts'
 import {
   assertOwnRepo,
   CAR_TYPE,
@@ -13,7 +19,10 @@ import { ids } from '../../../../lexicons.ts'
 import { atprotoQuery } from '../../../xrpc.ts'
 
 export const register: Register = (app, ctx) => {
-  atprotoQuery(app, ids.SyncGetRepo, (c) => {
+  const limits = ctx.exportLimits
+  const slots = new ExportSlots(limits)
+  const log = ctx.logger.child({ name: 'hold:repo' })
+  atprotoQuery(app, ids.SyncGetRepo, async (c) => {
     const params = new Params(c)
     assertOwnRepo(ctx, params.required('did'), { allowHandle: false })
     const since = params.string('since', { maxLength: 32 }) || undefined
@@ -27,73 +36,91 @@ export const register: Register = (app, ctx) => {
       'x-content-type-options': 'nosniff',
     }
     if (c.req.method === 'HEAD') return c.body(null, 200, headers)
-    return new Response(carSnapshot(ctx.db.openReader(), since), { headers })
+    const release = slots.take(clientKey(ctx, c, undefined))
+    const signal = c.req.raw.signal
+    let car: SpooledCar
+    try {
+      car = await spoolRepoCar(ctx.db, since, signal)
+    } catch (err) {
+      release()
+      // The client left while the CAR was being written: nobody reads an answer.
+      if (signal.aborted) return new Response(null, { status: 499 })
+      throw err
+    }
+    return new Response(
+      sendSpooled(car, limits, c.env?.outgoing, log, release),
+      { headers: { ...headers, 'content-length': String(car.size) } },
+    )
   })
 }
+
+const CHUNK_BYTES = 64 * 1024
 
 /**
- * The repo as a CAR stream, from a reader connection of its own: one snapshot for the whole
- * stream, so commits made while a slow client downloads cannot tear it. The connection closes
- * when the stream ends, fails or is cancelled.
+ * The spooled CAR as a stream. The file is closed and the export's slot given back when the
+ * last byte is read, the client goes away (the server cancels the stream), or the export is
+ * cut: after `maxSeconds` in all, or `stallSeconds` without the client reading.
  */
-const carSnapshot = (
-  db: DatabaseSync,
-  since: string | undefined,
+const sendSpooled = (
+  car: SpooledCar,
+  limits: ExportLimits,
+  outgoing: ServerResponse | undefined,
+  log: Logger,
+  release: () => void,
 ): ReadableStream<Uint8Array> => {
-  let open = true
-  const close = () => {
-    if (open) {
-      open = false
-      db.close()
-    }
+  let position = 0
+  let done = false
+  const finish = () => {
+    if (done) return
+    done = true
+    clearTimeout(deadline)
+    clearTimeout(stall)
+    release()
+    car.handle.close().catch(() => undefined)
   }
-  let iter: AsyncIterator<Uint8Array>
-  try {
-    db.exec('BEGIN')
-    const root = db.prepare('SELECT cid FROM repo_root WHERE id = 1').get() as
-      { cid: string } | undefined
-    if (!root) throw new Error('repo has no root')
-    // In primary-key order (a CAR's blocks may come in any order): a sequential read.
-    const rows =
-      since === undefined
-        ? db.prepare('SELECT cid, content FROM repo_block').iterate()
-        : db
-            .prepare('SELECT cid, content FROM repo_block WHERE repo_rev > ?')
-            .iterate(since)
-    const blocks = function* (): Generator<CarBlock> {
-      for (const row of rows) {
-        const { cid, content } = row as { cid: string; content: Uint8Array }
-        yield { cid: parseCid(cid), bytes: content }
-      }
-    }
-    iter = writeCarStream(parseCid(root.cid), toAsync(blocks()))[
-      Symbol.asyncIterator
-    ]()
-  } catch (err) {
-    close()
-    throw err
+  const cut = (reason: string) => {
+    if (done) return
+    log.info({ reason, sent: position, size: car.size }, 'getRepo export cut')
+    finish()
+    // Closing the connection makes the server cancel the stream; the client sees a short body.
+    outgoing?.destroy()
   }
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const next = await iter.next()
-        if (next.done) {
-          close()
-          controller.close()
-        } else {
-          controller.enqueue(next.value)
+  const deadline = setTimeout(
+    () => cut(`not finished after ${limits.maxSeconds} s`),
+    limits.maxSeconds * 1000,
+  )
+  const stall = setTimeout(
+    () => cut(`client read nothing for ${limits.stallSeconds} s`),
+    limits.stallSeconds * 1000,
+  )
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        if (done) return
+        stall.refresh()
+        try {
+          const want = Math.min(CHUNK_BYTES, car.size - position)
+          const buf = Buffer.allocUnsafe(want)
+          const { bytesRead } =
+            want > 0
+              ? await car.handle.read(buf, 0, want, position)
+              : { bytesRead: 0 }
+          if (done) return
+          position += bytesRead
+          if (bytesRead > 0) controller.enqueue(buf.subarray(0, bytesRead))
+          if (bytesRead === 0 || position >= car.size) {
+            finish()
+            controller.close()
+          }
+        } catch (err) {
+          finish()
+          controller.error(err)
         }
-      } catch (err) {
-        close()
-        controller.error(err)
-      }
+      },
+      cancel() {
+        finish()
+      },
     },
-    cancel() {
-      close()
-    },
-  })
-}
-
-async function* toAsync<T>(items: Iterable<T>): AsyncGenerator<T> {
-  yield* items
+    { highWaterMark: 0 },
+  )
 }

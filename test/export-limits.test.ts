@@ -1,0 +1,211 @@
+import { cp } from 'node:fs/promises'
+import { connect, type Socket } from 'node:net'
+import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { ExportLimits } from '../src/repo/car-export.ts'
+import {
+  removeDir,
+  startHold,
+  tempDir,
+  waitFor,
+  xrpc,
+  type TestHold,
+} from './_util.ts'
+
+// A CAR of ~7 MB: more than the kernel's socket buffers take from a client that reads nothing.
+const RECORDS = 20_000
+const CLIENT_HEADER = 'x-test-client'
+/** Client addresses, as the trusted proxy header gives them. */
+const CLIENT = {
+  reader: '192.0.2.1',
+  greedy: '192.0.2.2',
+  other: '192.0.2.3',
+  a: '192.0.2.4',
+  b: '192.0.2.5',
+  c: '192.0.2.6',
+  sleeper: '192.0.2.7',
+  trickle: '192.0.2.8',
+}
+// Every hold here serves a copy of one seeded data dir, so they share its identity.
+const PUBLIC_URL = 'http://exports.test'
+
+type Stalled = {
+  status: number
+  socket: Socket
+  closed: Promise<void>
+  /** Reads on to the end of the connection: whether the whole body came. */
+  readToEnd: () => Promise<{ complete: boolean }>
+}
+
+/** A getRepo request whose client reads the first bytes of the answer, then stops reading. */
+const stalledExport = (h: TestHold, client: string): Promise<Stalled> =>
+  new Promise((resolve, reject) => {
+    const socket = connect(h.port, '127.0.0.1')
+    const closed = new Promise<void>((r) => socket.once('close', () => r()))
+    socket.once('error', () => undefined)
+    socket.write(
+      `GET /xrpc/com.atproto.sync.getRepo?did=${encodeURIComponent(h.did)} HTTP/1.1\r\n` +
+        `host: localhost\r\n${CLIENT_HEADER}: ${client}\r\n\r\n`,
+    )
+    socket.once('data', (chunk: Buffer) => {
+      socket.pause()
+      const head = chunk.toString('latin1')
+      const status = Number(/^HTTP\/1\.1 (\d+)/.exec(head)?.[1])
+      const length = Number(/content-length: (\d+)/i.exec(head)?.[1])
+      let received = chunk.byteLength - (head.indexOf('\r\n\r\n') + 4)
+      const readToEnd = async () => {
+        socket.on('data', (more: Buffer) => (received += more.byteLength))
+        socket.resume()
+        await closed
+        return { complete: received >= length }
+      }
+      resolve({ status, socket, closed, readToEnd })
+    })
+    socket.once('close', () => reject(new Error('closed before answering')))
+  })
+
+const xrpcAs = (h: TestHold, client: string) =>
+  xrpc(
+    h.url,
+    'com.atproto.sync.getRepo',
+    { did: h.did },
+    { headers: { [CLIENT_HEADER]: client } },
+  )
+
+describe('getRepo exports', () => {
+  let seeded: string
+  const holds: TestHold[] = []
+  const dirs: string[] = []
+
+  const hold = async (limits: Partial<ExportLimits> = {}) => {
+    const dataDir = await tempDir()
+    dirs.push(dataDir)
+    await cp(seeded, dataDir, { recursive: true })
+    const h = await startHold({
+      dataDir,
+      env: {
+        HOLD_STATS_FLUSH_MS: '86400000',
+        HOLD_PUBLIC_URL: PUBLIC_URL,
+        HOLD_TRUSTED_PROXY_HEADER: CLIENT_HEADER,
+      },
+      overrides: { exportLimits: limits },
+    })
+    holds.push(h)
+    return h
+  }
+
+  beforeAll(async () => {
+    seeded = await tempDir()
+    const h = await startHold({
+      dataDir: seeded,
+      env: { HOLD_STATS_FLUSH_MS: '86400000', HOLD_PUBLIC_URL: PUBLIC_URL },
+    })
+    for (let i = 0; i < RECORDS; i++) {
+      h.hold.ctx.stats.countPull(
+        `did:plc:export${String(i).padStart(8, '0')}`,
+        'app',
+      )
+    }
+    await h.hold.ctx.stats.flush()
+    await h.stop()
+  })
+  afterAll(async () => {
+    for (const h of holds) await h.stop()
+    for (const dir of [...dirs, seeded]) await removeDir(dir)
+  })
+
+  it('do not keep a snapshot open for a client that stops reading', async () => {
+    const h = await hold()
+    const stalled = await stalledExport(h, CLIENT.reader)
+    expect(stalled.status).toBe(200)
+    // A commit after the export began: the WAL can be emptied only once no reader is on an
+    // older snapshot.
+    h.hold.ctx.stats.countPull('did:plc:afterexport', 'app')
+    await h.hold.ctx.stats.flush()
+    const db = new DatabaseSync(join(h.dataDir, 'hold.sqlite'))
+    try {
+      db.exec('PRAGMA busy_timeout = 0')
+      const truncated = await waitFor(() => {
+        const row = db.prepare('PRAGMA wal_checkpoint(TRUNCATE)').get() as {
+          busy: number
+        }
+        return row.busy === 0
+      }, 10_000).catch(() => false)
+      expect(truncated).toBe(true)
+    } finally {
+      db.close()
+      stalled.socket.destroy()
+    }
+  })
+
+  it('allow two at a time per client, refuse a third with 429 and give the slot back when a client leaves', async () => {
+    const h = await hold()
+    const first = await stalledExport(h, CLIENT.greedy)
+    const second = await stalledExport(h, CLIENT.greedy)
+    expect([first.status, second.status]).toEqual([200, 200])
+    const third = await xrpcAs(h, CLIENT.greedy)
+    expect(third.status).toBe(429)
+    expect(third.body).toMatchObject({ error: 'RateLimitExceeded' })
+    expect((third.body as { message: string }).message).toMatch(
+      /2 getRepo exports/,
+    )
+    const other = await xrpcAs(h, CLIENT.other)
+    expect(other.status).toBe(200)
+    first.socket.destroy()
+    await first.closed
+    const again = await waitFor(
+      async () => (await xrpcAs(h, CLIENT.greedy)).status === 200,
+    )
+    expect(again).toBe(true)
+    second.socket.destroy()
+  })
+
+  it('refuse exports over the total with 503 NotEnoughResources', async () => {
+    const h = await hold({ total: 2 })
+    const a = await stalledExport(h, CLIENT.a)
+    const b = await stalledExport(h, CLIENT.b)
+    const c = await xrpcAs(h, CLIENT.c)
+    expect(c.status).toBe(503)
+    expect(c.body).toMatchObject({ error: 'NotEnoughResources' })
+    a.socket.destroy()
+    b.socket.destroy()
+    await Promise.all([a.closed, b.closed])
+    const served = await waitFor(
+      async () => (await xrpcAs(h, CLIENT.c)).status === 200,
+    )
+    expect(served).toBe(true)
+  })
+
+  it('cut an export whose client reads nothing for stallSeconds, and free its slot', async () => {
+    const h = await hold({ perClient: 1, stallSeconds: 1 })
+    const stalled = await stalledExport(h, CLIENT.sleeper)
+    expect(stalled.status).toBe(200)
+    expect((await xrpcAs(h, CLIENT.sleeper)).status).toBe(429)
+    const freed = await waitFor(async () => {
+      const res = await xrpcAs(h, CLIENT.sleeper)
+      return res.status === 200
+    })
+    expect(freed).toBe(true)
+    expect(await stalled.readToEnd()).toEqual({ complete: false })
+  })
+
+  it('cut an export still unfinished after maxSeconds, and free its slot', async () => {
+    const h = await hold({ perClient: 1, maxSeconds: 1, stallSeconds: 60 })
+    const slow = await stalledExport(h, CLIENT.trickle)
+    expect(slow.status).toBe(200)
+    // Reads a little now and then: never stalled, never done.
+    const trickle = setInterval(() => slow.socket.read(16 * 1024), 100)
+    try {
+      expect((await xrpcAs(h, CLIENT.trickle)).status).toBe(429)
+      const freed = await waitFor(async () => {
+        const res = await xrpcAs(h, CLIENT.trickle)
+        return res.status === 200
+      })
+      expect(freed).toBe(true)
+    } finally {
+      clearInterval(trickle)
+    }
+    expect(await slow.readToEnd()).toEqual({ complete: false })
+  })
+})
