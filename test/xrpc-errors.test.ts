@@ -1,3 +1,6 @@
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import ts from 'typescript'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { FREE_FAILURES } from '../src/api/admin/auth.ts'
 import {
@@ -10,7 +13,7 @@ import {
   RateLimitExceededError,
   XRPCError,
 } from '../src/errors.ts'
-import { removeDir, startHold, type TestHold } from './_util.ts'
+import { removeDir, ROOT, startHold, type TestHold } from './_util.ts'
 
 const PASSWORD = 'a long and random admin password'
 const CLIENT_HEADER = 'x-test-client'
@@ -55,6 +58,64 @@ describe('XRPC error constructors', () => {
   it('a rate limit carries retry-after in whole seconds', () => {
     const err = new RateLimitExceededError('slow down', 'RateLimitExceeded', 7)
     expect(err.headers).toEqual({ 'retry-after': '7' })
+  })
+})
+
+const ERROR_CLASSES = new Set([
+  'InvalidRequestError',
+  'AuthRequiredError',
+  'ForbiddenError',
+  'NotFoundError',
+  'PayloadTooLargeError',
+  'RateLimitExceededError',
+  'MethodNotImplementedError',
+])
+
+/** Every `new SomeXRPCError(...)` in src/, with its message and name arguments as written. */
+const errorCalls = () => {
+  const src = join(ROOT, 'src')
+  const calls: { at: string; message?: ts.Expression; name?: ts.Expression }[] =
+    []
+  for (const file of readdirSync(src, { recursive: true, encoding: 'utf8' })) {
+    if (!file.endsWith('.ts')) continue
+    const text = readFileSync(join(src, file), 'utf8')
+    const sf = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true)
+    const visit = (node: ts.Node) => {
+      if (ts.isNewExpression(node) && ts.isIdentifier(node.expression)) {
+        const cls = node.expression.text
+        const args = node.arguments ?? ts.factory.createNodeArray()
+        const at = `src/${file}:${sf.getLineAndCharacterOfPosition(node.getStart()).line + 1}`
+        if (cls === 'XRPCError') {
+          calls.push({ at, message: args[1], name: args[2] })
+        } else if (ERROR_CLASSES.has(cls)) {
+          calls.push({ at, message: args[0], name: args[1] })
+        }
+      }
+      ts.forEachChild(node, visit)
+    }
+    visit(sf)
+  }
+  return calls
+}
+
+const isName = (e: ts.Expression | undefined) =>
+  e !== undefined && ts.isStringLiteral(e) && /^[A-Z][A-Za-z]+$/.test(e.text)
+
+describe('XRPC errors in src/', () => {
+  it('are all built message first, lexicon error name second (a merge in the old order does not type-check as wrong)', () => {
+    const calls = errorCalls()
+    expect(calls.length).toBeGreaterThan(40)
+    const wrong = calls
+      .filter(
+        ({ message, name }) =>
+          isName(message) ||
+          (name !== undefined &&
+            ts.isStringLiteralLike(name) &&
+            !isName(name)) ||
+          (name !== undefined && ts.isTemplateExpression(name)),
+      )
+      .map((c) => c.at)
+    expect(wrong).toEqual([])
   })
 })
 
