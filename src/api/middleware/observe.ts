@@ -1,9 +1,9 @@
 import type { MiddlewareHandler } from 'hono'
-import { BLOB_URL_PATH } from '../blobs/signed-url.ts'
-import type { AppContext } from '../context.ts'
-import { ids } from '../lexicons.ts'
-import { redactQuery } from '../logger.ts'
-import type { App, Ctx, Env } from './util.ts'
+import { BLOB_URL_PATH } from '../../blobs/signed-url.ts'
+import type { AppContext } from '../../context.ts'
+import { ids } from '../../lexicons.ts'
+import { redactQuery } from '../../logger.ts'
+import type { App, Ctx, Env } from '../util.ts'
 
 const MAX_LOGGED_QUERY = 1024
 const METHODS = new Set([
