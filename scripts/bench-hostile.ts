@@ -778,6 +778,14 @@ const bombDoc = (bytes: number) => {
   ])
 }
 
+/** Made once for both checkouts: the gzip takes seconds of this process. */
+const once = <T>(make: () => T) => {
+  let made: T | undefined
+  return () => (made ??= make())
+}
+const hugeDoc = once(() => bombDoc(BOMB_MIB * MiB))
+const gzipBomb = once(() => gzipSync(hugeDoc(), { level: 9 }))
+
 /**
  * Item 5: getRepo exports, each from an address of its own (the hold trusts X-Forwarded-For in
  * this run, as behind a proxy), that read nothing and hang up after ABANDON_AFTER_S.
@@ -788,6 +796,7 @@ const exportAbandonAttack = async (ctx: Ctx) => {
   const statuses: Record<string, number> = {}
   const open: { destroy: () => void }[] = []
   const started = performance.now()
+  const idleFds = ctx.watch.lastFds()
   const during = honestLatency(ctx, ABANDON_AFTER_S + 5)
   for (let k = 0; k < EXPORTS; k++) {
     const req = request({
@@ -824,6 +833,8 @@ const exportAbandonAttack = async (ctx: Ctx) => {
     },
     measures: [
       { label: 'RSS with the exports open, MB', value: mbNum(openRss) },
+      { label: 'SQLite connections before the attack', value: idleFds?.sqlite },
+      { label: 'open fds before the attack', value: idleFds?.all },
       { label: 'SQLite connections with them open', value: openFds?.sqlite },
       {
         label: 'unlinked files (spools) with them open',
@@ -931,7 +942,7 @@ const ATTACK_DEFS: Record<AttackName, Attack> = {
     env: { HOLD_DEV_ALLOW_LOCAL_DIDS: 'true' },
     honest: 'latency',
     run: (ctx) =>
-      didAttack(ctx, gzipSync(bombDoc(BOMB_MIB * MiB), { level: 9 }), {
+      didAttack(ctx, gzipBomb(), {
         'content-encoding': 'gzip',
       }),
   },
@@ -940,7 +951,7 @@ const ATTACK_DEFS: Record<AttackName, Attack> = {
     what: 'the same with a huge plain did.json (--bomb-mib)',
     env: { HOLD_DEV_ALLOW_LOCAL_DIDS: 'true' },
     honest: 'latency',
-    run: (ctx) => didAttack(ctx, bombDoc(BOMB_MIB * MiB), {}),
+    run: (ctx) => didAttack(ctx, hugeDoc(), {}),
   },
   'export-abandon': {
     item: '5',
