@@ -1,10 +1,23 @@
 import { statSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { DatabaseSync } from 'node:sqlite'
+import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Worker } from 'node:worker_threads'
 import { describeStorageError } from './data-dir.ts'
 import type { Logger } from './logger.ts'
+
+/** A table of SQL statements by name, prepared once on one connection. */
+export type Statements<K extends string> = Record<K, StatementSync>
+
+/** Prepares every statement of `sql` on `db`, under the same names. */
+export const prepareAll = <K extends string>(
+  db: DatabaseSync,
+  sql: Record<K, string>,
+): Statements<K> => {
+  const out = {} as Statements<K>
+  for (const name of Object.keys(sql) as K[]) out[name] = db.prepare(sql[name])
+  return out
+}
 
 /** Writes to the data dir failing (a full disk, a read-only volume): since when and why. */
 export type WriteFailure = { reason: string; since: number; failures: number }
