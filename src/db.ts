@@ -59,10 +59,9 @@ export class Database {
   }
 
   /**
-   * Moves WAL checkpoints (which copy the WAL into the database and fsync it: ~300 ms after a
-   * large commit here) off the event loop, into a worker thread with its own connection.
-   * Without it SQLite checkpoints inside whichever COMMIT crosses 1000 pages, stalling every
-   * request for that long.
+   * Moves WAL checkpoints (which copy the WAL into the database and fsync it) off the event
+   * loop, into a worker thread with its own connection. Without it SQLite checkpoints inside
+   * whichever COMMIT crosses 1000 pages, stalling every request while it copies.
    *
    * A passive checkpoint never waits, but under steady writes it never catches up either, and
    * the WAL only starts over once one has. So a bulk writer (a stats flush) waits between its
@@ -360,9 +359,9 @@ export const MIGRATIONS: string[] = [
   ) WITHOUT ROWID;
   `,
   // Blocks by rev served getRepo?since= an ordered range, but every commit paid for it: a
-  // stats flush replaces ~1,000 blocks spread over the whole index, a quarter of the pages a
-  // flush dirties. A since= export now filters a scan of repo_block instead (~100 ms at 100k
-  // records, a fraction of a full export).
+  // stats flush replaces blocks spread over the whole index, so the index took a large share of
+  // the pages a flush wrote. A since= export now filters a scan of repo_block instead, a
+  // fraction of a full export (BENCHMARKS.md).
   `
   DROP INDEX IF EXISTS repo_block_rev_idx;
   `,
