@@ -20,6 +20,11 @@ import {
 import { ids, loadLexicons, type Lexicons } from './lexicons.ts'
 import { createRootLogger, type Logger } from './logger.ts'
 import { HoldMetrics } from './metrics.ts'
+import { Crawlers, type CrawlersOptions } from './firehose/crawlers.ts'
+import {
+  SubscribeRepos,
+  type SubscribeReposOptions,
+} from './firehose/subscribe-repos.ts'
 import { DEFAULT_EXPORT_LIMITS, type ExportLimits } from './repo/car-export.ts'
 import { RecordReader } from './repo/reader.ts'
 import { SqlRepoStorage } from './repo/storage.ts'
@@ -34,6 +39,10 @@ export type AppContextOverrides = Partial<{
   counter: (fields: Omit<AppContextFields, 'counter'>) => Counter
   /** Limits of getRepo exports (tests shorten them). */
   exportLimits: Partial<ExportLimits>
+  /** subscribeRepos' limits and timers (tests shorten them). */
+  firehose: Partial<SubscribeReposOptions>
+  /** requestCrawl's timing (tests shorten it). */
+  crawlers: Partial<CrawlersOptions>
 }>
 
 export type AppContextFields = {
@@ -60,6 +69,8 @@ export type AppContextFields = {
   access: AccessControl
   metrics: HoldMetrics
   exportLimits: ExportLimits
+  firehose: SubscribeRepos
+  crawlers: Crawlers
 }
 
 /** Everything a handler needs, built once and passed explicitly. */
@@ -93,6 +104,10 @@ export class AppContext {
   /** Prometheus metrics of this hold (GET /metrics). */
   readonly metrics: HoldMetrics
   readonly exportLimits: ExportLimits
+  /** com.atproto.sync.subscribeRepos, fed by the writer's sequencer. */
+  readonly firehose: SubscribeRepos
+  /** The relays of HOLD_CRAWLERS, asked to crawl the hold. */
+  readonly crawlers: Crawlers
 
   private constructor(f: AppContextFields) {
     this.cfg = f.cfg
@@ -118,6 +133,8 @@ export class AppContext {
     this.access = f.access
     this.metrics = f.metrics
     this.exportLimits = f.exportLimits
+    this.firehose = f.firehose
+    this.crawlers = f.crawlers
   }
 
   private lock: DataDirLock | undefined
@@ -186,6 +203,7 @@ export class AppContext {
         log: logger.child({ name: 'hold:repo' }),
         nodeCacheBytes: cfg.repoCacheMb * 1024 * 1024,
         repair: cfg.repair === 'rebuild-tree',
+        handle: cfg.handle,
         rebind: cfg.rebindFrom
           ? {
               from: cfg.rebindFrom,
@@ -226,6 +244,16 @@ export class AppContext {
       const limiter = new CountLimiter(cfg.statsMaxPerMinute)
       const newPairs = new TokenBuckets(cfg.newPairsPerHour)
       const crewJoins = new TokenBuckets(cfg.crewJoinsPerHour)
+      const firehose = new SubscribeRepos(writer.sequencer, {
+        log: logger.child({ name: 'hold:firehose' }),
+        options: overrides.firehose,
+      })
+      const crawlers = new Crawlers({
+        publicUrl: cfg.publicUrl,
+        relays: cfg.crawlers,
+        log: logger.child({ name: 'hold:crawlers' }),
+        options: overrides.crawlers,
+      })
       const fields = {
         cfg,
         secrets,
@@ -255,8 +283,12 @@ export class AppContext {
           limiter,
           newPairs,
           crewJoins,
+          firehose,
+          crawlers,
         }),
         exportLimits: { ...DEFAULT_EXPORT_LIMITS, ...overrides.exportLimits },
+        firehose,
+        crawlers,
       }
       return new AppContext({
         ...fields,

@@ -7,6 +7,7 @@ import type { App } from './api/util.ts'
 import type { ServerConfig, ServerSecrets } from './config.ts'
 import { AppContext, type AppContextOverrides } from './context.ts'
 import { asDataDirError } from './data-dir.ts'
+import { DEFAULT_STATS_FLUSH_MS } from './config.ts'
 import { bootstrapRecords } from './repo/bootstrap.ts'
 
 export const packageVersion = (): string =>
@@ -75,6 +76,7 @@ export class HoldServer {
       socket.once('close', () => this.sockets.delete(socket))
     })
     this.server = server
+    this.ctx.firehose.attach(server)
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
       server.listen(cfg.port, cfg.host, () => {
@@ -89,6 +91,18 @@ export class HoldServer {
       ),
     )
     stats.start()
+    const { sequencer } = this.ctx.writer
+    sequencer.startPruning(cfg.firehoseRetentionHours)
+    const { crawlers } = this.ctx
+    crawlers.requestNow()
+    sequencer.onEvents(() => crawlers.notifyOfUpdate())
+    if (cfg.statsFlushMs < DEFAULT_STATS_FLUSH_MS) {
+      const perDay = Math.round(86_400_000 / cfg.statsFlushMs)
+      logger.warn(
+        { statsFlushMs: cfg.statsFlushMs, commitsPerDay: perDay },
+        `HOLD_STATS_FLUSH_MS=${cfg.statsFlushMs} makes up to ${perDay} commits a day under steady pulls; relays follow a new host for at most 21,000 events a day: raise it to ${DEFAULT_STATS_FLUSH_MS} or more`,
+      )
+    }
     // The MST's nodes into memory in the background, so early flushes find their paths there.
     const warmStarted = performance.now()
     this.ctx.writer
@@ -132,6 +146,9 @@ export class HoldServer {
     const { stats, writer } = this.ctx
     const logger = this.ctx.logger.child({ name: 'hold:server' })
     const server = this.server
+    this.ctx.crawlers.stop()
+    // Upgraded sockets outlive server.close(): the subscribers go first, or the stop waits on them.
+    await this.ctx.firehose.close()
     if (server) {
       const closed = new Promise<void>((resolve) =>
         server.close(() => resolve()),
@@ -168,6 +185,7 @@ export class HoldServer {
     try {
       flushed = await stats.stop()
       await writer.drain()
+      await writer.sequencer.stop()
     } finally {
       await this.ctx.close()
     }

@@ -96,7 +96,7 @@ describe('envToCfg and envToSecrets', () => {
       plcUrl: 'https://plc.directory',
       storage: 'disk',
       maxBlobBytes: 10737418240,
-      statsFlushMs: 1000,
+      statsFlushMs: 60000,
       statsPersistMs: expect.any(Number),
       statsMaxPerMinute: 0,
       newPairsPerHour: 100,
