@@ -1,9 +1,9 @@
 import { encode } from '@atproto/lex-cbor'
 import type { Cid } from '@atproto/lex-data'
 
-/** A CARv1 header naming one root, with its length in front. */
-export const carHeader = (root: Cid): Uint8Array => {
-  const header = encode({ version: 1, roots: [root] })
+/** A CARv1 header naming one root (or none), with its length in front. */
+export const carHeader = (root: Cid | null): Uint8Array => {
+  const header = encode({ version: 1, roots: root ? [root] : [] })
   return Buffer.concat([varint(header.byteLength), header])
 }
 
@@ -23,7 +23,7 @@ export const varint = (n: number): Uint8Array => {
  * contents, so a commit's thousand or so blocks need no CID objects (cid.ts).
  */
 export const carBytes = (
-  root: Cid,
+  root: Cid | null,
   blocks: Iterable<readonly [cid: Uint8Array, bytes: Uint8Array]>,
 ): Buffer => {
   const parts: Uint8Array[] = [carHeader(root)]
