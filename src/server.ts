@@ -94,7 +94,7 @@ export class HoldServer {
     const { sequencer } = this.ctx.writer
     sequencer.startPruning(cfg.firehoseRetentionHours)
     const { crawlers } = this.ctx
-    crawlers.requestNow()
+    void crawlers.requestNow()
     sequencer.onEvents(() => crawlers.notifyOfUpdate())
     if (cfg.statsFlushMs < DEFAULT_STATS_FLUSH_MS) {
       const perDay = Math.round(86_400_000 / cfg.statsFlushMs)

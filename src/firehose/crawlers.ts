@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from '../logger.ts'
 
 /** A relay's last answer to requestCrawl, for the status page and metrics. */
@@ -44,9 +45,9 @@ export class Crawlers {
   private readonly options: CrawlersOptions
   private lastRequest = -Infinity
   private stopped = false
-  private readonly busy = new Set<string>()
-  private readonly timers = new Set<NodeJS.Timeout>()
-  private readonly aborts = new Set<AbortController>()
+  /** Relays being asked, and when that ends. */
+  private readonly busy = new Map<string, Promise<void>>()
+  private readonly abort = new AbortController()
   /** The last answer of each relay. */
   readonly answers = new Map<string, CrawlAnswer>()
   private readonly listeners: ((relay: string, answer: CrawlAnswer) => void)[] =
@@ -65,21 +66,29 @@ export class Crawlers {
     this.options = { ...DEFAULT_CRAWLERS_OPTIONS, ...opts.options }
   }
 
-  /** Asks every relay now (at start; the CLI's `crawl`). A relay still being asked is skipped. */
-  requestNow(): void {
-    if (this.stopped) return
+  /**
+   * Asks every relay now (at start; the CLI's `crawl`); resolves when each has answered or its
+   * tries are spent. A relay still being asked is not asked twice: its answer is awaited.
+   */
+  requestNow(): Promise<void> {
+    if (this.stopped) return Promise.resolve()
     this.lastRequest = Date.now()
-    for (const relay of this.relays) {
-      if (this.busy.has(relay)) continue
-      this.busy.add(relay)
-      void this.ask(relay, 1)
-    }
+    return Promise.all(
+      this.relays.map((relay) => {
+        let asking = this.busy.get(relay)
+        if (!asking) {
+          asking = this.ask(relay).finally(() => this.busy.delete(relay))
+          this.busy.set(relay, asking)
+        }
+        return asking
+      }),
+    ).then(() => undefined)
   }
 
   /** New events were committed: asks again when the last request is old enough. */
   notifyOfUpdate(): void {
     if (Date.now() - this.lastRequest >= this.options.intervalMs) {
-      this.requestNow()
+      void this.requestNow()
     }
   }
 
@@ -96,14 +105,44 @@ export class Crawlers {
   /** Stops asking: no retry is made after this, and requests under way are aborted. */
   stop(): void {
     this.stopped = true
-    for (const timer of this.timers) clearTimeout(timer)
-    for (const abort of this.aborts) abort.abort()
+    this.abort.abort()
   }
 
-  private async ask(relay: string, attempt: number): Promise<void> {
-    const abort = new AbortController()
-    this.aborts.add(abort)
-    let answer: CrawlAnswer
+  private async ask(relay: string): Promise<void> {
+    for (let attempt = 1; !this.stopped; attempt++) {
+      const answer = await this.try(relay, attempt)
+      if (this.stopped) return
+      this.answers.set(relay, answer)
+      for (const listener of this.listeners) listener(relay, answer)
+      const retry =
+        !answer.ok &&
+        (answer.status === undefined ||
+          answer.status === 429 ||
+          answer.status >= 500)
+      if (retry && attempt < this.options.attempts) {
+        this.log?.debug({ relay, ...answer }, 'requestCrawl failed; will retry')
+        await sleep(this.options.backoffMs * 2 ** (attempt - 1), undefined, {
+          signal: this.abort.signal,
+          ref: false,
+        }).catch(() => undefined)
+        continue
+      }
+      if (answer.ok) {
+        this.log?.info(
+          { relay, hostname: this.hostname },
+          'asked relay to crawl',
+        )
+      } else {
+        this.log?.warn(
+          { relay, hostname: this.hostname, ...answer },
+          'the relay in HOLD_CRAWLERS refused or did not answer requestCrawl',
+        )
+      }
+      return
+    }
+  }
+
+  private async try(relay: string, attempt: number): Promise<CrawlAnswer> {
     try {
       const res = await this.options.fetch(
         new URL('/xrpc/com.atproto.sync.requestCrawl', relay),
@@ -112,13 +151,13 @@ export class Crawlers {
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify({ hostname: this.hostname }),
           signal: AbortSignal.any([
-            abort.signal,
+            this.abort.signal,
             AbortSignal.timeout(this.options.timeoutMs),
           ]),
         },
       )
       const body = await res.text().catch(() => '')
-      answer = {
+      return {
         at: new Date().toISOString(),
         ok: res.ok,
         status: res.status,
@@ -126,44 +165,12 @@ export class Crawlers {
         attempts: attempt,
       }
     } catch (err) {
-      answer = {
+      return {
         at: new Date().toISOString(),
         ok: false,
         error: (err as Error).message,
         attempts: attempt,
       }
-    } finally {
-      this.aborts.delete(abort)
-    }
-    if (this.stopped) return
-    this.answers.set(relay, answer)
-    for (const listener of this.listeners) listener(relay, answer)
-    const retry =
-      !answer.ok &&
-      (answer.status === undefined ||
-        answer.status === 429 ||
-        answer.status >= 500)
-    if (retry && attempt < this.options.attempts) {
-      this.log?.debug({ relay, ...answer }, 'requestCrawl failed; will retry')
-      const timer = setTimeout(
-        () => {
-          this.timers.delete(timer)
-          void this.ask(relay, attempt + 1)
-        },
-        this.options.backoffMs * 2 ** (attempt - 1),
-      )
-      timer.unref()
-      this.timers.add(timer)
-      return
-    }
-    this.busy.delete(relay)
-    if (answer.ok) {
-      this.log?.info({ relay, hostname: this.hostname }, 'asked relay to crawl')
-    } else {
-      this.log?.warn(
-        { relay, hostname: this.hostname, ...answer },
-        'the relay in HOLD_CRAWLERS refused or did not answer requestCrawl',
-      )
     }
   }
 }
