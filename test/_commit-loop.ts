@@ -6,15 +6,18 @@ import { Secp256k1Keypair } from '@atproto/crypto'
 import { Database } from '../src/db.ts'
 import { loadLexicons } from '../src/lexicons.ts'
 import { createRootLogger } from '../src/logger.ts'
+import { RecordIndex } from '../src/repo/record-index.ts'
 import { SqlRepoStorage } from '../src/repo/storage.ts'
 import { RepoWriter } from '../src/repo/writer.ts'
 import { statsPuts } from './_evented-repo.ts'
 
 const dir = process.argv[2]
 const database = new Database(join(dir, 'hold.sqlite'))
+const records = new RecordIndex(database.db)
 const writer = await RepoWriter.open({
   database,
-  storage: new SqlRepoStorage(database),
+  storage: new SqlRepoStorage(database, records),
+  records,
   did: 'did:web:hold.example.com',
   keypair: await Secp256k1Keypair.import('a1'.repeat(32)),
   lexicons: loadLexicons(),

@@ -21,6 +21,7 @@ import {
   syncEvent,
 } from '../src/repo/events.ts'
 import { Sequencer, type SeqEvent } from '../src/repo/sequencer.ts'
+import { RecordIndex } from '../src/repo/record-index.ts'
 import { SqlRepoStorage } from '../src/repo/storage.ts'
 
 export type Put = { collection: string; rkey: string; record: LexMap }
@@ -51,7 +52,7 @@ export class EventedRepo {
     head: RepoHead,
   ) {
     this.database = database
-    this.storage = new SqlRepoStorage(database)
+    this.storage = new SqlRepoStorage(database, new RecordIndex(database.db))
     this.sequencer = sequencer
     this.did = did
     this.keypair = keypair
@@ -82,7 +83,7 @@ export class EventedRepo {
   }): Promise<EventedRepo> {
     const { did, keypair } = opts
     const database = new Database(join(opts.dir, 'hold.sqlite'))
-    const storage = new SqlRepoStorage(database)
+    const storage = new SqlRepoStorage(database, new RecordIndex(database.db))
     const sequencer = new Sequencer(database)
     const root = storage.getRootSync()
     if (!root) {

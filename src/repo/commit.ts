@@ -50,7 +50,7 @@ export const fromLibraryCommit = (commit: CommitData): Commit => {
 
 /**
  * A signed commit of `writes` on top of `head`: the same blocks, root and signature as
- * `Repo.formatCommit`, and the unchanged MST nodes of its covering proofs (`relevantBlocks`
+ * `Repo.formatCommit` (test/commit-format.test.ts), and the unchanged MST nodes of its covering proofs (`relevantBlocks`
  * less `newBlocks`), which the commit's firehose event carries (events.ts). The MST changes are
  * applied as one batch (src/repo/mst.ts) straight from storage, so no tree is kept in memory
  * between commits.

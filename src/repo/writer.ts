@@ -1,16 +1,14 @@
 import { TID } from '@atproto/common'
 import type { Keypair } from '@atproto/crypto'
-import { decode, encode } from '@atproto/lex-cbor'
-import { decodeCid, parseCid, type Cid } from '@atproto/lex-data'
+import { encode } from '@atproto/lex-cbor'
+import { decodeCid, parseCid } from '@atproto/lex-data'
 import type { LexMap } from '@atproto/lex-data'
 import {
   Repo,
   verifyCommitSig,
   WriteOpAction,
-  type CommitData,
   type RecordWriteOp,
 } from '@atproto/repo'
-import type { StatementSync } from 'node:sqlite'
 import type { Database } from '../db.ts'
 import type { Lexicons } from '../lexicons.ts'
 import type { Logger } from '../logger.ts'
@@ -41,6 +39,7 @@ import {
   type RepoEvent,
 } from './events.ts'
 import { rebuildRepo, type Rebind } from './rebind.ts'
+import type { RecordIndex } from './record-index.ts'
 import { Sequencer } from './sequencer.ts'
 import type { SqlRepoStorage } from './storage.ts'
 
@@ -80,22 +79,16 @@ export class RepoWriter {
   private head: RepoHead
   private tail: Promise<unknown> = Promise.resolve()
   private readonly listeners: ((evt: CommitEvent) => void)[] = []
-  private readonly upsertRecordStmt: StatementSync
-  private readonly deleteRecordStmt: StatementSync
-  private readonly getRecordCidStmt: StatementSync
 
   private readonly database: Database
   readonly storage: SqlRepoStorage
+  /** The record index, which moves with each commit. */
+  readonly records: RecordIndex
   /** The log of the repo's firehose events. */
   readonly sequencer: Sequencer
   private readonly keypair: Keypair
   private readonly lexicons: Lexicons
   private readonly log: Logger
-  /**
-   * 'library': `Repo.formatCommit` as a PDS with a firehose runs it, covering proofs included.
-   * The benchmark's model of the seed design commits this way; the hold itself does not.
-   */
-  commitFormat: 'fast' | 'library' = 'fast'
   readonly nodes: NodeCache
   private readonly nodeSource: BlockSource
   private warming: Promise<number> | undefined
@@ -105,6 +98,7 @@ export class RepoWriter {
   private constructor(
     database: Database,
     storage: SqlRepoStorage,
+    records: RecordIndex,
     sequencer: Sequencer,
     keypair: Keypair,
     lexicons: Lexicons,
@@ -124,22 +118,12 @@ export class RepoWriter {
     }
     this.database = database
     this.storage = storage
+    this.records = records
     this.sequencer = sequencer
     this.keypair = keypair
     this.lexicons = lexicons
     this.log = log
     this.head = head
-    const { db } = database
-    this.upsertRecordStmt = db.prepare(
-      `INSERT INTO record (collection, rkey, cid, repo_rev, indexed_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (collection, rkey) DO UPDATE SET cid = excluded.cid, repo_rev = excluded.repo_rev, indexed_at = excluded.indexed_at`,
-    )
-    this.deleteRecordStmt = db.prepare(
-      'DELETE FROM record WHERE collection = ? AND rkey = ?',
-    )
-    this.getRecordCidStmt = db.prepare(
-      'SELECT cid FROM record WHERE collection = ? AND rkey = ?',
-    )
   }
 
   /**
@@ -151,6 +135,7 @@ export class RepoWriter {
   static async open(opts: {
     database: Database
     storage: SqlRepoStorage
+    records: RecordIndex
     did: string
     keypair: Keypair
     lexicons: Lexicons
@@ -164,7 +149,8 @@ export class RepoWriter {
     /** The hold's handle, for #identity events (left out when not a valid handle). */
     handle?: string
   }): Promise<RepoWriter> {
-    const { database, storage, did, keypair, lexicons, log, rebind } = opts
+    const { database, storage, records, did, keypair, lexicons, log, rebind } =
+      opts
     const sequencer = new Sequencer(database, log)
     // A log with no event yet: a new repo, or one from before the firehose.
     const introduce = sequencer.current() === 0
@@ -182,6 +168,7 @@ export class RepoWriter {
       new RepoWriter(
         database,
         storage,
+        records,
         sequencer,
         keypair,
         lexicons,
@@ -227,6 +214,7 @@ export class RepoWriter {
       await rebuildRepo({
         database,
         storage,
+        records,
         old: repo,
         did,
         keypair,
@@ -319,6 +307,7 @@ export class RepoWriter {
     const result = await rebuildTree({
       database: this.database,
       storage: this.storage,
+      records: this.records,
       did: this.head.did,
       rev: this.head.rev,
       keypair: this.keypair,
@@ -387,17 +376,17 @@ export class RepoWriter {
         this.lexicons.assertValidRecord(collection, record)
         const bytes = encode(record)
         const cidBytes = cborCidBytes(bytes)
-        const current = this.getRecordCidStmt.get(collection, rkey) as
-          { cid: string } | undefined
-        if (current && current.cid === cidString(cidBytes)) continue
+        const current = this.records.cid(collection, rkey)
+        if (current === cidString(cidBytes)) continue
         ops.push({
-          action: current ? WriteOpAction.Update : WriteOpAction.Create,
+          action:
+            current === undefined ? WriteOpAction.Create : WriteOpAction.Update,
           collection,
           rkey,
           record,
           cid: decodeCid(cidBytes),
           bytes,
-          ...(current ? { prev: parseCid(current.cid) } : {}),
+          ...(current !== undefined ? { prev: parseCid(current) } : {}),
         } as PreparedWrite)
       }
       if (ops.length === 0) {
@@ -415,14 +404,13 @@ export class RepoWriter {
     return this.run(async () => {
       const ops: PreparedWrite[] = []
       for (const { collection, rkey } of paths) {
-        const current = this.getRecordCidStmt.get(collection, rkey) as
-          { cid: string } | undefined
-        if (!current) continue
+        const current = this.records.cid(collection, rkey)
+        if (current === undefined) continue
         ops.push({
           action: WriteOpAction.Delete,
           collection,
           rkey,
-          prev: parseCid(current.cid),
+          prev: parseCid(current),
         } as PreparedWrite)
       }
       if (ops.length === 0) {
@@ -511,9 +499,9 @@ export class RepoWriter {
       for (const { ops, commit } of prepared) {
         for (const op of ops) {
           if (op.action === WriteOpAction.Delete) {
-            this.deleteRecordStmt.run(op.collection, op.rkey)
+            this.records.delete(op.collection, op.rkey)
           } else {
-            this.upsertRecordStmt.run(
+            this.records.put(
               op.collection,
               op.rkey,
               cidString(op.cid.bytes),
@@ -555,10 +543,7 @@ export class RepoWriter {
     head: RepoHead,
     source: BlockSource,
   ): Promise<PreparedCommit[]> {
-    const formatted =
-      this.commitFormat === 'fast'
-        ? await formatCommit(source, head, ops, this.keypair)
-        : await this.libraryCommit(ops)
+    const formatted = await formatCommit(source, head, ops, this.keypair)
     try {
       const event = commitEvent(
         head.did,
@@ -587,29 +572,6 @@ export class RepoWriter {
     )
     return [...first, ...rest]
   }
-
-  /** The library's own commit, from a repo loaded at the head (as a PDS loads it per write). */
-  private async libraryCommit(ops: PreparedWrite[]): Promise<{
-    commit: Commit
-    head: RepoHead
-    nodes: Map<string, Uint8Array>
-    proof: Map<string, Uint8Array>
-  }> {
-    const repo = await Repo.load(this.storage, this.head.cid)
-    const commit = await repo.formatCommit(ops, this.keypair)
-    const signed = decode(commit.newBlocks.get(commit.cid)!) as { data: Cid }
-    return {
-      commit: fromLibraryCommit(commit),
-      proof: libraryProof(commit),
-      head: {
-        ...this.head,
-        cid: commit.cid,
-        rev: commit.rev,
-        data: signed.data,
-      },
-      nodes: new Map(),
-    }
-  }
 }
 
 export class RepoIdentityError extends Error {}
@@ -621,15 +583,6 @@ export class RepoDamagedError extends Error {
       `the repo in HOLD_DATA_DIR is damaged: ${check.missingCount} block(s) its head reaches are missing (${check.missing.join(', ')}), as when two processes once wrote one data dir; start once with HOLD_REPAIR=rebuild-tree to rebuild it from the record index and the counter table (README: "Repairing a damaged repo")`,
     )
   }
-}
-
-/** The covering-proof blocks of a library commit that are not among its new blocks. */
-const libraryProof = (commit: CommitData): Map<string, Uint8Array> => {
-  const proof = new Map<string, Uint8Array>()
-  commit.relevantBlocks.forEach((bytes, cid) => {
-    if (!commit.newBlocks.has(cid)) proof.set(cid.toString(), bytes)
-  })
-  return proof
 }
 
 const headOf = (repo: Repo): RepoHead => ({
