@@ -136,7 +136,7 @@ describe('subscribeRepos backpressure and keepalive', () => {
     const gc = runInNewContext('gc') as () => void
     const highWaterBytes = 128 * 1024
     const host = await startFirehose({
-      options: { highWaterBytes, recentBytes: 512 * 1024, stallMs: 4000 },
+      options: { highWaterBytes, recentBytes: 512 * 1024, stallMs: 6000 },
     })
     try {
       const sub = await subscribe(host.url)
