@@ -1,6 +1,12 @@
 import { isValidDid } from '@atproto/syntax'
 
 /** Raw environment, read in exactly one place. */
+/**
+ * One flush a minute keeps a hold under the reference relay's budget for a new host (21,000
+ * events a day) with up to ~2,800 changed pairs a minute; see README "Relays".
+ */
+export const DEFAULT_STATS_FLUSH_MS = 60_000
+
 export type ServerEnvironment = {
   host?: string
   port?: string
@@ -18,6 +24,8 @@ export type ServerEnvironment = {
   statsMaxPerMinute?: string
   newPairsPerHour?: string
   repoCacheMb?: string
+  firehoseRetentionHours?: string
+  crawlers?: string
   trustedProxyHeader?: string
   trustedProxyHops?: string
   adminPassword?: string
@@ -49,6 +57,8 @@ export const readEnv = (
   statsMaxPerMinute: env.HOLD_STATS_MAX_PER_MINUTE,
   newPairsPerHour: env.HOLD_NEW_PAIRS_PER_HOUR,
   repoCacheMb: env.HOLD_REPO_CACHE_MB,
+  firehoseRetentionHours: env.HOLD_FIREHOSE_RETENTION_HOURS,
+  crawlers: env.HOLD_CRAWLERS,
   trustedProxyHeader: env.HOLD_TRUSTED_PROXY_HEADER,
   trustedProxyHops: env.HOLD_TRUSTED_PROXY_HOPS,
   adminPassword: env.HOLD_ADMIN_PASSWORD,
@@ -86,6 +96,10 @@ export type ServerConfig = {
   newPairsPerHour: number
   /** MiB of MST nodes kept in memory; 0: none */
   repoCacheMb: number
+  /** Hours subscribeRepos events are kept for replay */
+  firehoseRetentionHours: number
+  /** Relays asked to crawl the hold (origins), from HOLD_CRAWLERS */
+  crawlers: string[]
   trustedProxyHeader: string | undefined
   /** HOLD_REPAIR: rebuild a damaged repo tree at start instead of refusing it */
   repair: 'rebuild-tree' | undefined
@@ -221,7 +235,7 @@ export const envToCfg = (
     statsFlushMs: parseIntVar(
       'HOLD_STATS_FLUSH_MS',
       env.statsFlushMs,
-      1000,
+      DEFAULT_STATS_FLUSH_MS,
       10,
       24 * 3600 * 1000,
     ),
@@ -247,6 +261,14 @@ export const envToCfg = (
       0,
       65536,
     ),
+    firehoseRetentionHours: parseIntVar(
+      'HOLD_FIREHOSE_RETENTION_HOURS',
+      env.firehoseRetentionHours,
+      72,
+      1,
+      24 * 365,
+    ),
+    crawlers: parseCrawlers(env.crawlers),
     trustedProxyHeader: nonEmpty(env.trustedProxyHeader)?.toLowerCase(),
     repair,
     devAllowLocalDids:
@@ -315,6 +337,30 @@ const parseBoolVar = (
   if (['true', '1', 'yes', 'on'].includes(value)) return true
   if (['false', '0', 'no', 'off'].includes(value)) return false
   throw new ConfigError(`${name} must be true or false, got "${raw}"`)
+}
+
+/** HOLD_CRAWLERS: comma-separated relay URLs (origins), as the reference PDS's crawlers. */
+const parseCrawlers = (raw: string | undefined): string[] => {
+  const origins = new Set<string>()
+  for (const item of (raw ?? '').split(',')) {
+    const value = item.trim()
+    if (!value) continue
+    const url = URL.canParse(value) ? new URL(value) : undefined
+    if (
+      !url ||
+      !/^https?:$/.test(url.protocol) ||
+      url.pathname !== '/' ||
+      url.search ||
+      url.hash ||
+      url.username
+    ) {
+      throw new ConfigError(
+        `HOLD_CRAWLERS must be comma-separated relay URLs such as https://bsky.network, got "${value}"`,
+      )
+    }
+    origins.add(url.origin)
+  }
+  return [...origins]
 }
 
 const parsePublicUrl = (raw: string): string => {

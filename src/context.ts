@@ -7,7 +7,11 @@ import { ServiceAuth } from './auth/service-auth.ts'
 import { DiskBlobStore } from './blobs/disk-store.ts'
 import { BlobUrlSigner } from './blobs/signed-url.ts'
 import { UploadGrants } from './blobs/upload-grants.ts'
-import type { ServerConfig, ServerSecrets } from './config.ts'
+import {
+  DEFAULT_STATS_FLUSH_MS,
+  type ServerConfig,
+  type ServerSecrets,
+} from './config.ts'
 import { asDataDirError, DataDirLock } from './data-dir.ts'
 import { Database } from './db.ts'
 import {
@@ -20,6 +24,11 @@ import {
 import { ids, loadLexicons, type Lexicons } from './lexicons.ts'
 import { createRootLogger, type Logger } from './logger.ts'
 import { HoldMetrics } from './metrics.ts'
+import { Crawlers, type CrawlersOptions } from './firehose/crawlers.ts'
+import {
+  SubscribeRepos,
+  type SubscribeReposOptions,
+} from './firehose/subscribe-repos.ts'
 import { DEFAULT_EXPORT_LIMITS, type ExportLimits } from './repo/car-export.ts'
 import { RecordReader } from './repo/reader.ts'
 import { RecordIndex } from './repo/record-index.ts'
@@ -33,6 +42,10 @@ export type AppContextOverrides = Partial<{
   logger: Logger
   /** Limits of getRepo exports (tests shorten them). */
   exportLimits: Partial<ExportLimits>
+  /** subscribeRepos' limits and timers (tests shorten them). */
+  firehose: Partial<SubscribeReposOptions>
+  /** requestCrawl's timing (tests shorten it). */
+  crawlers: Partial<CrawlersOptions>
 }>
 
 /** The hold's named loggers, children of one root, made once. */
@@ -44,6 +57,7 @@ export type Loggers = {
   stats: Logger
   db: Logger
   identity: Logger
+  firehose: Logger
 }
 
 const namedLoggers = (root: Logger): Loggers => {
@@ -56,6 +70,7 @@ const namedLoggers = (root: Logger): Loggers => {
     stats: named('stats'),
     db: named('db'),
     identity: named('identity'),
+    firehose: named('firehose'),
   }
 }
 
@@ -83,6 +98,8 @@ type AppContextFields = {
   access: HoldAccess
   metrics: HoldMetrics
   exportLimits: ExportLimits
+  firehose: SubscribeRepos
+  crawlers: Crawlers
 }
 
 /**
@@ -122,6 +139,10 @@ export class AppContext {
   /** Prometheus metrics of this hold (GET /metrics). */
   readonly metrics: HoldMetrics
   readonly exportLimits: ExportLimits
+  /** com.atproto.sync.subscribeRepos, fed by the writer's sequencer. */
+  readonly firehose: SubscribeRepos
+  /** The relays of HOLD_CRAWLERS, asked to crawl the hold. */
+  readonly crawlers: Crawlers
 
   private readonly resources: AsyncDisposableStack
   private started = false
@@ -152,6 +173,8 @@ export class AppContext {
     this.access = f.access
     this.metrics = f.metrics
     this.exportLimits = f.exportLimits
+    this.firehose = f.firehose
+    this.crawlers = f.crawlers
     this.resources = resources
   }
 
@@ -174,6 +197,17 @@ export class AppContext {
     this.resources.defer(async () => {
       this.lastFlush = await this.stats.stop()
     })
+    const { sequencer } = this.writer
+    sequencer.startPruning(this.cfg.firehoseRetentionHours)
+    void this.crawlers.requestNow()
+    sequencer.onEvents(() => this.crawlers.notifyOfUpdate())
+    if (this.cfg.statsFlushMs < DEFAULT_STATS_FLUSH_MS) {
+      const perDay = Math.round(86_400_000 / this.cfg.statsFlushMs)
+      log.warn(
+        { statsFlushMs: this.cfg.statsFlushMs, commitsPerDay: perDay },
+        `HOLD_STATS_FLUSH_MS=${this.cfg.statsFlushMs} makes up to ${perDay} commits a day under steady pulls; relays follow a new host for at most 21,000 events a day: raise it to ${DEFAULT_STATS_FLUSH_MS} or more`,
+      )
+    }
     // The MST's nodes into memory in the background, so early flushes find their paths there.
     const warmStarted = performance.now()
     this.writer
@@ -267,6 +301,7 @@ export class AppContext {
       log: log.repo,
       nodeCacheBytes: cfg.repoCacheMb * 1024 * 1024,
       repair: cfg.repair === 'rebuild-tree',
+      handle: cfg.handle,
       rebind: cfg.rebindFrom
         ? {
             from: cfg.rebindFrom,
@@ -275,6 +310,8 @@ export class AppContext {
           }
         : undefined,
     })
+    // Disposed in reverse: the queue drains (its last events logged), then the log stops.
+    resources.defer(() => writer.sequencer.stop())
     resources.defer(() => writer.drain())
     const blobs = new DiskBlobStore(cfg.dataDir)
     await blobs.init()
@@ -306,6 +343,21 @@ export class AppContext {
     const limiter = new CountLimiter(cfg.statsMaxPerMinute)
     const newPairs = new TokenBuckets(cfg.newPairsPerHour)
     const crewJoins = new TokenBuckets(cfg.crewJoinsPerHour)
+    const firehose = new SubscribeRepos(writer.sequencer, {
+      log: log.firehose,
+      options: overrides.firehose,
+    })
+    const crawlers = new Crawlers({
+      publicUrl: cfg.publicUrl,
+      relays: cfg.crawlers,
+      log: log.firehose,
+      options: overrides.crawlers,
+    })
+    // First to go: no relay is asked and no subscriber served while the rest closes. (A
+    // server closes the firehose itself before it stops listening: server.close() does not
+    // end upgraded sockets.)
+    resources.defer(() => firehose.close())
+    resources.defer(() => crawlers.stop())
     return new AppContext(
       {
         cfg,
@@ -337,8 +389,12 @@ export class AppContext {
           limiter,
           newPairs,
           crewJoins,
+          firehose,
+          crawlers,
         }),
         exportLimits: { ...DEFAULT_EXPORT_LIMITS, ...overrides.exportLimits },
+        firehose,
+        crawlers,
       },
       resources,
     )

@@ -38,6 +38,7 @@ export class Database {
    */
   writeFailure: WriteFailure | undefined
   private readonly log: Logger | undefined
+  private afterCommits: (() => void)[] = []
   private failureLoggedAt = 0
   private probe: NodeJS.Timeout | undefined
 
@@ -141,19 +142,42 @@ export class Database {
       throw err
     }
     this.depth++
+    let result: T
     try {
-      const result = fn()
+      result = fn()
       this.db.exec('COMMIT')
       this.noteSuccess()
-      return result
     } catch (err) {
       // A COMMIT that fails for a full disk has already rolled the transaction back.
       if (this.db.isTransaction) this.db.exec('ROLLBACK')
+      this.afterCommits = []
       this.noteFailure(err)
       throw err
     } finally {
       this.depth--
     }
+    const callbacks = this.afterCommits
+    this.afterCommits = []
+    for (const callback of callbacks) {
+      try {
+        callback()
+      } catch (err) {
+        this.log?.error({ err }, 'a callback after a commit failed')
+      }
+    }
+    return result
+  }
+
+  /**
+   * Runs `callback` right after the current transaction commits, in the same synchronous
+   * stretch, and never when it rolls back: what others may learn of a write (the firehose's
+   * subscribers) is told only once the write is durable.
+   */
+  afterCommit(callback: () => void): void {
+    if (this.depth === 0) {
+      throw new Error('afterCommit must be called inside transaction()')
+    }
+    this.afterCommits.push(callback)
   }
 
   /**
@@ -431,6 +455,18 @@ export const MIGRATIONS: string[] = [
       pulls = pulls - old.pull_count - old.baseline_pull,
       pushes = pushes - old.push_count - old.baseline_push;
   END;
+  `,
+  // The subscribeRepos event log (src/repo/sequencer.ts), each event's whole frame. With
+  // AUTOINCREMENT a seq is never given twice, also once pruning has emptied the table: a relay
+  // stops following a host whose sequence goes back. time comes before frame, so reading it
+  // (pruning) touches no overflow pages.
+  `
+  CREATE TABLE firehose_event (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    type TEXT NOT NULL,
+    time TEXT NOT NULL,
+    frame BLOB NOT NULL
+  );
   `,
 ]
 

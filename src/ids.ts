@@ -27,6 +27,9 @@ export const ids = {
   SyncGetLatestCommit: 'com.atproto.sync.getLatestCommit',
   SyncGetRepoStatus: 'com.atproto.sync.getRepoStatus',
   SyncListRepos: 'com.atproto.sync.listRepos',
+  SyncGetBlocks: 'com.atproto.sync.getBlocks',
+  SyncListBlobs: 'com.atproto.sync.listBlobs',
+  SyncSubscribeRepos: 'com.atproto.sync.subscribeRepos',
 } as const
 
 export type Nsid = (typeof ids)[keyof typeof ids]

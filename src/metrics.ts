@@ -6,6 +6,8 @@ import {
   Registry,
 } from 'prom-client'
 import type { ServerConfig } from './config.ts'
+import type { Crawlers } from './firehose/crawlers.ts'
+import type { SubscribeRepos } from './firehose/subscribe-repos.ts'
 import type { RecordReader } from './repo/reader.ts'
 import type { RepoWriter } from './repo/writer.ts'
 import type { CountLimiter, TokenBuckets } from './stats/limiter.ts'
@@ -19,6 +21,8 @@ export type MetricsSources = {
   limiter: CountLimiter
   newPairs: TokenBuckets
   crewJoins: TokenBuckets
+  firehose: SubscribeRepos
+  crawlers: Crawlers
 }
 
 /**
@@ -46,6 +50,7 @@ export class HoldMetrics {
 
   constructor(src: MetricsSources) {
     const { cfg, stats, writer, reader, limiter, newPairs, crewJoins } = src
+    const { firehose, crawlers } = src
     const registers = [this.registry]
 
     new Gauge({
@@ -191,6 +196,99 @@ export class HoldMetrics {
         }
       },
     })
+    this.firehoseMetrics(writer, firehose, crawlers)
+  }
+
+  private firehoseMetrics(
+    writer: RepoWriter,
+    firehose: SubscribeRepos,
+    crawlers: Crawlers,
+  ): void {
+    const registers = [this.registry]
+    const { sequencer } = writer
+    new Gauge({
+      name: 'hold_firehose_seq',
+      help: 'The last seq of the firehose (subscribeRepos)',
+      registers,
+      collect() {
+        this.set(sequencer.current())
+      },
+    })
+    const seenEvents: Record<string, number> = {}
+    new Counter({
+      name: 'hold_firehose_events_total',
+      help: 'Firehose events written since the process started, by type',
+      labelNames: ['type'],
+      registers,
+      collect() {
+        for (const [type, n] of Object.entries(sequencer.written)) {
+          this.inc({ type }, n - (seenEvents[type] ?? 0))
+          seenEvents[type] = n
+        }
+      },
+    })
+    new Gauge({
+      name: 'hold_firehose_subscribers',
+      help: 'subscribeRepos connections open',
+      registers,
+      collect() {
+        this.set(firehose.stats().subscribers)
+      },
+    })
+    let seenSent = 0
+    new Counter({
+      name: 'hold_firehose_frames_sent_total',
+      help: 'Frames sent to subscribeRepos subscribers',
+      registers,
+      collect() {
+        const { framesSent } = firehose.stats()
+        this.inc(framesSent - seenSent)
+        seenSent = framesSent
+      },
+    })
+    let seenDropped = 0
+    new Counter({
+      name: 'hold_firehose_frames_dropped_total',
+      help: 'Frames that subscribers cut for being too slow or silent had still to receive',
+      registers,
+      collect() {
+        const { framesDropped } = firehose.stats()
+        this.inc(framesDropped - seenDropped)
+        seenDropped = framesDropped
+      },
+    })
+    const seenCut: Record<string, number> = {}
+    new Counter({
+      name: 'hold_firehose_subscribers_cut_total',
+      help: 'subscribeRepos subscribers cut, by reason (ConsumerTooSlow, NoPong)',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        for (const [reason, n] of Object.entries(firehose.stats().cut)) {
+          this.inc({ reason }, n - (seenCut[reason] ?? 0))
+          seenCut[reason] = n
+        }
+      },
+    })
+    new Counter({
+      name: 'hold_crawl_requests_total',
+      help: 'requestCrawl answers from the relays of HOLD_CRAWLERS, by relay and result (ok, refused, failed)',
+      labelNames: ['relay', 'result'],
+      registers,
+    })
+    const crawlRequests = this.registry.getSingleMetric(
+      'hold_crawl_requests_total',
+    ) as Counter<'relay' | 'result'>
+    crawlers.onAnswer((relay, answer) =>
+      crawlRequests.inc({
+        relay,
+        result: answer.ok
+          ? 'ok'
+          : answer.status === undefined
+            ? 'failed'
+            : 'refused',
+      }),
+    )
   }
 
   get contentType(): string {

@@ -83,6 +83,7 @@ export class HoldServer {
       socket.once('close', () => this.sockets.delete(socket))
     })
     this.server = server
+    this.ctx.firehose.attach(server)
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
       server.listen(cfg.port, cfg.host, () => {
@@ -112,6 +113,9 @@ export class HoldServer {
   private async destroyNow(): Promise<void> {
     const logger = this.ctx.log.server
     const server = this.server
+    this.ctx.crawlers.stop()
+    // Upgraded sockets outlive server.close(): the subscribers go first, or the stop waits on them.
+    await this.ctx.firehose.close()
     if (server) {
       const closed = new Promise<void>((resolve) =>
         server.close(() => resolve()),

@@ -24,6 +24,8 @@ const testEnv = async (
   return {
     HOLD_PLC_URL: await testPlcUrl(),
     HOLD_OWNER_DID: owner,
+    // Records follow counts within a second, as tests wait for them.
+    HOLD_STATS_FLUSH_MS: '1000',
     ...env,
   }
 }

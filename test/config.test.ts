@@ -41,6 +41,8 @@ describe('readEnv', () => {
         HOLD_STATS_MAX_PER_MINUTE: '60',
         HOLD_NEW_PAIRS_PER_HOUR: '500',
         HOLD_REPO_CACHE_MB: '8',
+        HOLD_FIREHOSE_RETENTION_HOURS: '24',
+        HOLD_CRAWLERS: 'https://bsky.network',
         HOLD_TRUSTED_PROXY_HEADER: 'Fly-Client-IP',
         HOLD_TRUSTED_PROXY_HOPS: '2',
         HOLD_ADMIN_PASSWORD: 'hunter2',
@@ -66,6 +68,8 @@ describe('readEnv', () => {
       statsMaxPerMinute: '60',
       newPairsPerHour: '500',
       repoCacheMb: '8',
+      firehoseRetentionHours: '24',
+      crawlers: 'https://bsky.network',
       trustedProxyHeader: 'Fly-Client-IP',
       trustedProxyHops: '2',
       adminPassword: 'hunter2',
@@ -92,11 +96,13 @@ describe('envToCfg and envToSecrets', () => {
       plcUrl: 'https://plc.directory',
       storage: 'disk',
       maxBlobBytes: 10737418240,
-      statsFlushMs: 1000,
+      statsFlushMs: 60000,
       statsPersistMs: expect.any(Number),
       statsMaxPerMinute: 0,
       newPairsPerHour: 100,
       repoCacheMb: 32,
+      firehoseRetentionHours: 72,
+      crawlers: [],
       trustedProxyHeader: undefined,
       devAllowLocalDids: false,
       trustedProxyHops: 1,
@@ -252,6 +258,12 @@ describe('envToCfg and envToSecrets', () => {
     ['HOLD_CREW_JOINS_PER_HOUR', 'many'],
     ['HOLD_REPO_CACHE_MB', '-1'],
     ['HOLD_REPO_CACHE_MB', 'lots'],
+    ['HOLD_FIREHOSE_RETENTION_HOURS', '0'],
+    ['HOLD_FIREHOSE_RETENTION_HOURS', 'forever'],
+    ['HOLD_CRAWLERS', 'bsky.network'],
+    ['HOLD_CRAWLERS', 'https://bsky.network/xrpc'],
+    ['HOLD_CRAWLERS', 'https://bsky.network,ftp://relay.example.com'],
+    ['HOLD_CRAWLERS', 'https://relay.example.com?x=1'],
     ['HOLD_MAX_BLOB_BYTES', '0'],
     ['HOLD_STORAGE', 's3'],
     ['HOLD_PLC_URL', 'ftp://plc.example.com'],
@@ -261,6 +273,17 @@ describe('envToCfg and envToSecrets', () => {
     expect(err).toBeInstanceOf(ConfigError)
     expect((err as ConfigError).message).toContain(name)
     expect((err as ConfigError).message).not.toContain('\n')
+  })
+
+  it('read HOLD_CRAWLERS as relay origins, without repeats', () => {
+    const { cfg } = configFrom({
+      HOLD_CRAWLERS:
+        ' https://bsky.network , https://Relay.Example.com:8443/,,https://bsky.network',
+    })
+    expect(cfg.crawlers).toEqual([
+      'https://bsky.network',
+      'https://relay.example.com:8443',
+    ])
   })
 
   it('never repeat a bad signing key in its error message', () => {

@@ -1,6 +1,12 @@
 import { createHash } from 'node:crypto'
 import { cidForCbor, createCid, parseCid, type Cid } from '@atproto/lex-data'
-import { DataDiff, MemoryBlockstore, MST, mstUtil } from '@atproto/repo'
+import {
+  BlockMap,
+  DataDiff,
+  MemoryBlockstore,
+  MST,
+  mstUtil,
+} from '@atproto/repo'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { cborCidBytes, cidString } from '../src/repo/cid.ts'
@@ -15,7 +21,10 @@ import {
 
 // Our batched MST against @atproto/repo's, key by key: the same root CID, the same new node
 // blocks (byte for byte) and the same removed CIDs as the library's DataDiff, for random trees
-// and random batches, and for the shapes that move the root.
+// and random batches, and for the shapes that move the root. The proof blocks too: new nodes and
+// proof nodes together are the library's newMstBlocks plus every changed key's covering proof
+// (what the reference PDS's event carries), and from those blocks alone the library's own MST
+// undoes the ops back to the old root, in any order (what a relay does with an event).
 
 const valueCid = (seed: string): Cid =>
   createCid(0x71, 0x12, createHash('sha256').update(seed).digest())
@@ -98,22 +107,78 @@ class LibraryTree {
 
 const sorted = (cids: Cid[]) => cids.map((c) => c.toString()).sort()
 
-/** Applies ops both ways and checks that everything the commit needs is the same. */
-const checkBatch = async (tree: LibraryTree, ops: MstOp[]) => {
+const shuffle = <T>(items: T[], rand: () => number): T[] => {
+  const out = [...items]
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1))
+    ;[out[i], out[j]] = [out[j], out[i]]
+  }
+  return out
+}
+
+/**
+ * Undoes `ops` on the library's MST loaded from `blocks` alone, in the given order, as a
+ * relay inverts an event: a create is deleted, an update and a delete put `prev` back.
+ */
+const invert = async (
+  blocks: Map<string, Uint8Array>,
+  root: string,
+  ops: MstOp[],
+  prev: Map<string, Cid>,
+): Promise<string> => {
+  const store = new MemoryBlockstore()
+  for (const [cid, bytes] of blocks) await store.putBlock(parseCid(cid), bytes)
+  let mst = MST.load(store, parseCid(root))
+  for (const op of ops) {
+    if (op.action === 'create') mst = await mst.delete(op.key)
+    else if (op.action === 'update')
+      mst = await mst.update(op.key, prev.get(op.key)!)
+    else mst = await mst.add(op.key, prev.get(op.key)!)
+  }
+  return (await mst.getPointer()).toString()
+}
+
+/**
+ * Applies ops both ways and checks that everything the commit and its event need is the same,
+ * and that the event's nodes invert the ops in three random orders. Returns how many proof
+ * nodes newBlocks lacked.
+ */
+const checkBatch = async (tree: LibraryTree, ops: MstOp[]): Promise<number> => {
   const before = await tree.mst.getPointer()
-  const ours = applyMstOps(tree.source(), before, ops)
+  const prev = new Map(ops.map((op) => [op.key, tree.values.get(op.key)!]))
+  const ours = applyMstOps(tree.source(), before, ops, { proofs: true })
   const lib = await tree.apply(ops)
   expect(ours.root.cid).toBe(lib.root.toString())
   expect([...ours.newBlocks.keys()].sort()).toEqual(
     sorted(lib.diff.newMstBlocks.cids()),
   )
-  for (const [cid, bytes] of ours.newBlocks) {
+  for (const [cid, bytes] of [...ours.newBlocks, ...ours.proof]) {
     const theirs = tree.store.blocks.get(parseCid(cid))
     expect(theirs && Buffer.from(bytes).equals(Buffer.from(theirs))).toBe(true)
   }
   expect([...ours.removed].sort()).toEqual(
     sorted(lib.diff.removedCids.toList()),
   )
+  const relevant = new BlockMap()
+  for (const op of ops) relevant.addMap(await tree.mst.getCoveringProof(op.key))
+  const eventNodes = new Map([...ours.newBlocks, ...ours.proof])
+  expect(eventNodes.size).toBe(ours.newBlocks.size + ours.proof.size)
+  expect([...eventNodes.keys()].sort()).toEqual(
+    [
+      ...new Set([
+        ...sorted(lib.diff.newMstBlocks.cids()),
+        ...sorted(relevant.cids()),
+      ]),
+    ].sort(),
+  )
+  const rand = prng(ops.length * 7919 + eventNodes.size)
+  for (let round = 0; round < 3; round++) {
+    const order = shuffle(ops, rand)
+    expect(await invert(eventNodes, ours.root.cid, order, prev)).toBe(
+      before.toString(),
+    )
+  }
+  return ours.proof.size
 }
 
 /** A random batch over the tree's keys: updates, deletes and creates of new keys. */
@@ -220,6 +285,7 @@ describe('batched MST', () => {
   })
 
   it('matches the library on random trees and batches', async () => {
+    let proofOnly = 0
     await fc.assert(
       fc.asyncProperty(
         fc.integer({ min: 1, max: 2 ** 31 - 1 }),
@@ -231,12 +297,36 @@ describe('batched MST', () => {
           const tree = await LibraryTree.of(keys)
           for (let round = 0; round < 4; round++) {
             const ops = randomBatch(tree, rand, batch, round)
-            if (ops.length > 0) await checkBatch(tree, ops)
+            if (ops.length > 0) proofOnly += await checkBatch(tree, ops)
           }
         },
       ),
       { numRuns: 25 },
     )
+    // Unchanged spine nodes were needed, not only the new ones.
+    expect(proofOnly).toBeGreaterThan(0)
+  })
+
+  it('proves single changes: a delete leaving an unchanged subtree on its path, an update, a create', async () => {
+    const low = keysAtLayer(0, 80)
+    const mid = keysAtLayer(1, 8)
+    const tree = await LibraryTree.of([...low.slice(0, 60), ...mid])
+    let proofOnly = 0
+    for (const key of [...mid.slice(0, 4), ...low.slice(10, 30)]) {
+      proofOnly += await checkBatch(tree, [{ action: 'delete', key }])
+    }
+    // An updated key with subtrees on both sides: their facing spines are unchanged.
+    for (const key of [...low.slice(30, 40), ...mid.slice(4)]) {
+      proofOnly += await checkBatch(tree, [
+        { action: 'update', key, cid: valueCid(`again:${key}`) },
+      ])
+    }
+    for (const key of [...low.slice(60), ...mid.slice(0, 4)]) {
+      proofOnly += await checkBatch(tree, [
+        { action: 'create', key, cid: valueCid(`new:${key}`) },
+      ])
+    }
+    expect(proofOnly).toBeGreaterThan(0)
   })
 
   it('grows the root by several layers for a high key, and trims it back when it goes', async () => {

@@ -707,12 +707,6 @@ describe('the embedded PDS', () => {
         error: 'InvalidRequest',
       },
       {
-        name: 'sync.getRecord for a record that does not exist',
-        path: q(syncGetRecord, `did={did}&collection=${CREW}&rkey=nobody`),
-        status: 404,
-        error: 'RecordNotFound',
-      },
-      {
         name: 'sync.getRecord for another DID',
         path: q(
           syncGetRecord,

@@ -81,21 +81,37 @@ describe('sync.getRecord and the writer', () => {
     }
   })
 
-  it('answers RecordNotFound while a write holds the writer', async () => {
+  it('answers an absent record with the proof of its absence, while a write holds the writer', async () => {
     const writer = blockWriter(h)
+    const absent = statsRecordKey('did:plc:nobody', 'app')
     try {
       const res = await within(
         5000,
-        xrpc(h.url, 'com.atproto.sync.getRecord', {
+        getBytes(h.url, 'com.atproto.sync.getRecord', {
           did: h.did,
           collection: STATS,
-          rkey: statsRecordKey('did:plc:nobody', 'app'),
+          rkey: absent,
         }),
       )
       expect(res).not.toBe('still waiting')
       if (res === 'still waiting') return
-      expect(res.status).toBe(404)
-      expect(res.body).toMatchObject({ error: 'RecordNotFound' })
+      expect(res.status).toBe(200)
+      const proved = await verifyProofs(
+        res.bytes,
+        [{ collection: STATS, rkey: absent, cid: null }],
+        h.did,
+        signingKey,
+      )
+      expect(proved.verified).toHaveLength(1)
+      expect(proved.unverified).toHaveLength(0)
+      // The same CAR does not prove the present record absent: the check can fail.
+      const wrong = await verifyProofs(
+        res.bytes,
+        [{ collection: STATS, rkey, cid: null }],
+        h.did,
+        signingKey,
+      ).catch(() => ({ verified: [] }))
+      expect(wrong.verified).toHaveLength(0)
     } finally {
       await writer.release()
     }

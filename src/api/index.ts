@@ -10,11 +10,14 @@ import * as getRecord from './com/atproto/repo/getRecord.ts'
 import * as listRecords from './com/atproto/repo/listRecords.ts'
 import * as describeServer from './com/atproto/server/describeServer.ts'
 import * as getBlob from './com/atproto/sync/getBlob.ts'
+import * as getBlocks from './com/atproto/sync/getBlocks.ts'
 import * as getLatestCommit from './com/atproto/sync/getLatestCommit.ts'
 import * as syncGetRecord from './com/atproto/sync/getRecord.ts'
 import * as getRepo from './com/atproto/sync/getRepo.ts'
 import * as getRepoStatus from './com/atproto/sync/getRepoStatus.ts'
+import * as listBlobs from './com/atproto/sync/listBlobs.ts'
 import * as listRepos from './com/atproto/sync/listRepos.ts'
+import * as subscribeRepos from './com/atproto/sync/subscribeRepos.ts'
 import * as getStats from './io/atcr/hold/getStats.ts'
 import * as listStats from './io/atcr/hold/listStats.ts'
 import * as metrics from './metrics.ts'
@@ -34,6 +37,9 @@ export const registerRoutes = (app: App, ctx: AppContext): void => {
   createRecord.register(app, ctx)
   deleteRecord.register(app, ctx)
   syncGetRecord.register(app, ctx)
+  getBlocks.register(app, ctx)
+  listBlobs.register(app, ctx)
+  subscribeRepos.register(app, ctx)
   getRepo.register(app, ctx)
   getLatestCommit.register(app, ctx)
   getRepoStatus.register(app, ctx)

@@ -13,6 +13,13 @@ export type StatusData = {
   totals: { pairs: number; pulls: number; pushes: number }
   /** Most pulled first. */
   top: StatsView[]
+  /** subscribeRepos and the relays of HOLD_CRAWLERS. */
+  firehose?: {
+    seq: number
+    subscribers: number
+    retentionHours: number
+    relays: { url: string; answer: string }[]
+  }
   generatedAt: string
 }
 
@@ -46,6 +53,22 @@ export const register: Register = (app, ctx) => {
           allowAllCrew: captain.allowAllCrew,
           totals: ctx.stats.overall(),
           top: ctx.stats.top(TOP).filter((s) => s.pullCount > 0),
+          firehose: {
+            seq: ctx.writer.sequencer.current(),
+            subscribers: ctx.firehose.stats().subscribers,
+            retentionHours: ctx.cfg.firehoseRetentionHours,
+            relays: ctx.crawlers.relayUrls.map((url) => {
+              const a = ctx.crawlers.answers.get(url)
+              return {
+                url,
+                answer: !a
+                  ? 'not answered yet'
+                  : a.ok
+                    ? `crawling requested ${a.at}`
+                    : `${a.error ?? `HTTP ${a.status}`} (${a.at})`,
+              }
+            }),
+          },
           generatedAt: new Date(now).toISOString(),
         }),
       }
@@ -98,6 +121,7 @@ export const renderStatusPage = (d: StatusData): string => {
 <dt>Owner</dt><dd><code id="owner-did">${escapeHtml(d.owner)}</code></dd>
 <dt>Blob reads</dt><dd id="access">${d.public ? 'public: anyone may pull' : 'private: owner and crew only'}</dd>
 <dt>Crew</dt><dd>${d.allowAllCrew ? 'open to any authenticated account' : 'by invitation'}</dd>
+${d.firehose ? firehose(d.firehose) : ''}
 </dl>
 </section>
 <section class="totals">
@@ -120,6 +144,18 @@ atcr-hold ${escapeHtml(d.version)} · ${escapeHtml(d.generatedAt)}
 </body>
 </html>
 `
+}
+
+const firehose = (f: NonNullable<StatusData['firehose']>): string => {
+  const relays = f.relays.length
+    ? f.relays
+        .map(
+          (r) => `<code>${escapeHtml(r.url)}</code>: ${escapeHtml(r.answer)}`,
+        )
+        .join('<br>')
+    : 'none configured (HOLD_CRAWLERS)'
+  return `<dt>Firehose</dt><dd id="firehose">seq ${fmt(f.seq)}, ${fmt(f.subscribers)} subscriber${f.subscribers === 1 ? '' : 's'}, events kept ${fmt(f.retentionHours)} h</dd>
+<dt>Relays</dt><dd id="relays">${relays}</dd>`
 }
 
 const ROW = 44

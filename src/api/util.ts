@@ -44,8 +44,22 @@ export class Params {
     if (all.length > 1) {
       throw new InvalidRequestError(`parameter ${name} is given more than once`)
     }
-    const value = all[0]
-    const max = opts.maxLength ?? 2048
+    return this.checked(name, all[0], opts.maxLength)
+  }
+
+  /** Every value of a parameter the method takes as an array (repeated), at most `max`. */
+  array(name: string, opts: { max: number; maxLength?: number }): string[] {
+    const all = this.search.getAll(name)
+    if (all.length > opts.max) {
+      throw new InvalidRequestError(
+        `parameter ${name} is given more than ${opts.max} times`,
+      )
+    }
+    return all.map((value) => this.checked(name, value, opts.maxLength))
+  }
+
+  private checked(name: string, value: string, maxLength?: number): string {
+    const max = maxLength ?? 2048
     if (value.length > max) {
       throw new InvalidRequestError(
         `parameter ${name} is longer than ${max} characters`,

@@ -2,6 +2,7 @@ import { parseArgs, type ParseArgsOptionsConfig } from 'node:util'
 import { HoldClient, readCliEnv } from './client.ts'
 import { checkArgs, optionsOf, type Command, type Io } from './command.ts'
 import { captainSet } from './commands/captain.ts'
+import { crawl } from './commands/crawl.ts'
 import { crewAdd, crewList, crewRemove } from './commands/crew.ts'
 import { exportRepo } from './commands/export.ts'
 import { importStats } from './commands/import-stats.ts'
@@ -22,6 +23,7 @@ export const COMMANDS: Command[] = [
   crewRemove,
   crewList,
   captainSet,
+  crawl,
   exportRepo,
   importStats,
   keygen,

@@ -3,9 +3,9 @@ import { open, unlink, type FileHandle } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { StatementSync } from 'node:sqlite'
-import { encode } from '@atproto/lex-cbor'
 import { parseCid } from '@atproto/lex-data'
 import type { Database } from '../db.ts'
+import { carHeader, varint } from './car.ts'
 import { cidBytes } from './cid.ts'
 
 /** Limits of getRepo exports (the spooled CAR below is what they send). */
@@ -64,7 +64,7 @@ export const spoolRepoCar = async (
       const rows = since === undefined ? stmt.iterate() : stmt.iterate(since)
       const out = new CarWriter(handle, signal)
       try {
-        out.add(carHeader(root.cid))
+        out.add(carHeader(parseCid(root.cid)))
         for (const row of rows) {
           const { cid, content } = row as { cid: string; content: Uint8Array }
           const bytes = cidBytes(cid)
@@ -112,21 +112,4 @@ class CarWriter {
     this.written += buf.byteLength
     this.signal?.throwIfAborted()
   }
-}
-
-/** A CARv1 header naming one root, with its length in front. */
-const carHeader = (root: string): Uint8Array => {
-  const header = encode({ version: 1, roots: [parseCid(root)] })
-  return Buffer.concat([varint(header.byteLength), header])
-}
-
-/** An unsigned LEB128 varint, as CAR lengths are written. */
-const varint = (n: number): Uint8Array => {
-  const out: number[] = []
-  while (n >= 0x80) {
-    out.push((n & 0x7f) | 0x80)
-    n = Math.floor(n / 128)
-  }
-  out.push(n)
-  return Uint8Array.from(out)
 }

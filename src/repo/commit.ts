@@ -13,10 +13,14 @@ import {
 import { cborCidBytes, cidString } from './cid.ts'
 import { applyMstOps, type BlockSource, type MstOp } from './mst.ts'
 
-/** A write whose record is already encoded (its CID and DAG-CBOR bytes). */
+/**
+ * A write whose record is already encoded (its CID and DAG-CBOR bytes). `prev` is the record's
+ * CID before an update or delete: the firehose event's op carries it (events.ts).
+ */
 export type PreparedWrite =
-  | ((RecordCreateOp | RecordUpdateOp) & { cid: Cid; bytes: Uint8Array })
-  | RecordDeleteOp
+  | (RecordCreateOp & { cid: Cid; bytes: Uint8Array })
+  | (RecordUpdateOp & { cid: Cid; bytes: Uint8Array; prev?: Cid })
+  | (RecordDeleteOp & { prev?: Cid })
 
 /** What the writer keeps of the repo between commits: the signed head. */
 export type RepoHead = { did: string; cid: Cid; rev: string; data: Cid }
@@ -46,11 +50,10 @@ export const fromLibraryCommit = (commit: CommitData): Commit => {
 
 /**
  * A signed commit of `writes` on top of `head`: the same blocks, root and signature as
- * `Repo.formatCommit` (test/commit-format.test.ts), without its per-write covering proofs
- * (`relevantBlocks`, which exist for the firehose and cost a walk of the tree per write; the hold
- * has no firehose yet).
- * The MST changes are applied as one batch (src/repo/mst.ts) straight from storage, so no tree
- * is kept in memory between commits.
+ * `Repo.formatCommit` (test/commit-format.test.ts), and the unchanged MST nodes of its covering proofs (`relevantBlocks`
+ * less `newBlocks`), which the commit's firehose event carries (events.ts). The MST changes are
+ * applied as one batch (src/repo/mst.ts) straight from storage, so no tree is kept in memory
+ * between commits.
  */
 export const formatCommit = async (
   source: BlockSource,
@@ -62,6 +65,8 @@ export const formatCommit = async (
   head: RepoHead
   /** The MST nodes the commit adds (also in `commit.newBlocks`). */
   nodes: Map<string, Uint8Array>
+  /** Unchanged MST nodes an event needs to invert the writes; not stored again. */
+  proof: Map<string, Uint8Array>
 }> => {
   const leaves = new Map<string, Uint8Array>()
   const ops: MstOp[] = writes.map((write) => {
@@ -74,7 +79,7 @@ export const formatCommit = async (
       cid: write.cid,
     }
   })
-  const mst = applyMstOps(source, head.data, ops)
+  const mst = applyMstOps(source, head.data, ops, { proofs: true })
   const data = decodeCid(mst.root.bytes)
   const rev = TID.nextStr(head.rev)
   const signed = await signCommit(
@@ -101,5 +106,6 @@ export const formatCommit = async (
     },
     head: { did: head.did, cid: commitCid, rev, data },
     nodes: mst.newBlocks,
+    proof: mst.proof,
   }
 }

@@ -10,7 +10,9 @@ import { decodeFlat, encodeFlat, type FlatNode, type Link } from './mst-node.ts'
  * and a commit then serialises the new tree and diffs it against the old one. For a stats flush
  * (a batch of keys spread over a large tree) that is most of the flush. Here a whole batch is applied
  * in one walk: each node on a changed path is read, changed and serialised once, and the blocks
- * the commit adds and removes fall out of the walk, without a diff.
+ * the commit adds and removes fall out of the walk, without a diff. With `proofs`, a pass over
+ * the new tree then collects the unchanged nodes of each changed key's covering proof, which a
+ * firehose event carries so consumers can undo the ops (`Repo.formatCommit`'s relevantBlocks).
  *
  * The tree is the canonical one of the atproto repository spec: a key's layer is the number of
  * leading zero bit-pairs of its sha256 (fanout 4); a node at layer L holds the keys of layer L in
@@ -37,6 +39,12 @@ export type MstResult = {
   newBlocks: Map<string, Uint8Array>
   /** MST nodes of the old tree the new one no longer has, and the values replaced or deleted. */
   removed: Set<string>
+  /**
+   * With `proofs`: the unchanged nodes of the new tree (so not in `newBlocks`) that the
+   * library's covering proof of some changed key holds. With `newBlocks` they are every node a
+   * consumer needs to undo the ops against the old root, in any order; empty without `proofs`.
+   */
+  proof: Map<string, Uint8Array>
 }
 
 /** A key was missing for an update or delete, present for a create, or named twice. */
@@ -45,12 +53,16 @@ export class MstOpError extends Error {}
 /** A stored node the tree points to could not be read. */
 export class MissingMstBlockError extends Error {}
 
-/** A node being changed: `children[i]` is the subtree before `keys[i]`, the last one after. */
+/**
+ * A node being changed: `children[i]` is the subtree before `keys[i]`, the last one after.
+ * `cid` is set when it is written (null: no keys were left in it).
+ */
 type Draft = {
   layer: number
   keys: string[]
   values: Link[]
   children: Ref[]
+  cid?: string | null
 }
 
 /** A stored subtree (its CID's bytes), one being changed, or none. */
@@ -105,19 +117,22 @@ export const applyMstOps = (
   source: BlockSource,
   root: Cid,
   ops: MstOp[],
-): MstResult => new MstBatch(source).apply(root.bytes, ops)
+  opts: { proofs?: boolean } = {},
+): MstResult => new MstBatch(source).apply(root.bytes, ops, opts.proofs)
 
 class MstBatch {
   private readonly source: BlockSource
   private readonly removed = new Set<string>()
   private readonly added = new Map<string, Uint8Array>()
   private readonly layers = new Map<string, number>()
+  /** Stored nodes decoded for the proofs, so a node shared by several keys is decoded once. */
+  private readonly decoded = new Map<string, FlatNode>()
 
   constructor(source: BlockSource) {
     this.source = source
   }
 
-  apply(rootCid: Link, unsorted: MstOp[]): MstResult {
+  apply(rootCid: Link, unsorted: MstOp[], proofs = false): MstResult {
     for (const op of unsorted) {
       if (!isValidMstKey(op.key)) {
         throw new MstOpError(`not a valid MST key: ${JSON.stringify(op.key)}`)
@@ -164,16 +179,77 @@ class MstBatch {
     }
     const rootOut =
       this.serialize(newRoot) ??
-      this.write({ keys: [], values: [], trees: [null] })
+      this.write({ keys: [], values: [], trees: [null] }).link
     // A node rewritten to its old content is neither new nor removed.
     for (const cid of this.removed) {
       if (this.added.delete(cid)) this.removed.delete(cid)
+    }
+    const proof = new Map<string, Uint8Array>()
+    // An emptied tree is its new (empty) root node alone, which newBlocks has.
+    if (proofs && newRoot !== null) {
+      for (const op of ops) this.cover(newRoot, op.key, proof)
     }
     return {
       root: { bytes: rootOut, cid: cidString(rootOut) },
       newBlocks: this.added,
       removed: this.removed,
+      proof,
     }
+  }
+
+  /**
+   * Adds to `proof` the nodes of `MST.getCoveringProof(key)` on the new tree that newBlocks
+   * lacks: the key's search path and, at the node holding the key, the last-child spine of the
+   * subtree before it and the first-child spine of the subtree after it (what undoing the key's
+   * creation merges). A key no longer in the tree needs its path only.
+   */
+  private cover(root: Ref, key: string, proof: Map<string, Uint8Array>) {
+    let ref = root
+    while (ref !== null) {
+      const node = this.proofNode(ref, proof)
+      if (node === null) return
+      const i = lowerBound(node.keys, key)
+      if (i < node.keys.length && node.keys[i] === key) {
+        this.coverSpine(node.children[i], -1, proof)
+        this.coverSpine(node.children[i + 1], 0, proof)
+        return
+      }
+      ref = node.children[i]
+    }
+  }
+
+  /** The spine of first (0) or last (-1) children down from `ref`. */
+  private coverSpine(ref: Ref, side: 0 | -1, proof: Map<string, Uint8Array>) {
+    while (ref !== null) {
+      const node = this.proofNode(ref, proof)
+      if (node === null) return
+      ref = node.children.at(side) ?? null
+    }
+  }
+
+  /**
+   * A node of the new tree with its subtrees; one newBlocks lacks goes into `proof`: a stored
+   * node the batch did not touch, or a changed one written back to its old content. Null for
+   * a subtree the batch emptied.
+   */
+  private proofNode(
+    ref: Link | Draft,
+    proof: Map<string, Uint8Array>,
+  ): { keys: string[]; children: Ref[] } | null {
+    const cid = isDraft(ref) ? ref.cid : cidString(ref)
+    if (cid === undefined || cid === null) return null
+    if (!this.added.has(cid) && !proof.has(cid)) {
+      const bytes = this.source.getBlockSync(cid)
+      if (!bytes) throw new MissingMstBlockError(`MST node ${cid} is missing`)
+      proof.set(cid, bytes)
+    }
+    if (isDraft(ref)) return ref
+    let node = this.decoded.get(cid)
+    if (!node) {
+      node = this.read(cid, this.added.get(cid) ?? proof.get(cid))
+      this.decoded.set(cid, node)
+    }
+    return { keys: node.keys, children: node.trees }
   }
 
   private applyTo(d: Draft, ops: MstOp[]): void {
@@ -296,8 +372,7 @@ class MstBatch {
     return { layer, keys, values, children: trees }
   }
 
-  private read(cid: string): FlatNode {
-    const bytes = this.source.getBlockSync(cid)
+  private read(cid: string, bytes = this.source.getBlockSync(cid)): FlatNode {
     if (!bytes) throw new MissingMstBlockError(`MST node ${cid} is missing`)
     try {
       return decodeFlat(bytes)
@@ -317,14 +392,24 @@ class MstBatch {
   private serialize(ref: Ref): Link | null {
     if (!isDraft(ref)) return ref
     const trees = ref.children.map((child) => this.serialize(child))
-    if (ref.keys.length === 0 && trees[0] === null) return null
-    return this.write({ keys: ref.keys, values: ref.values, trees })
+    if (ref.keys.length === 0 && trees[0] === null) {
+      ref.cid = null
+      return null
+    }
+    const { link, cid } = this.write({
+      keys: ref.keys,
+      values: ref.values,
+      trees,
+    })
+    ref.cid = cid
+    return link
   }
 
-  private write(node: FlatNode): Link {
+  private write(node: FlatNode): { link: Link; cid: string } {
     const bytes = encodeFlat(node)
-    const cid = cborCidBytes(bytes)
-    this.added.set(cidString(cid), bytes)
-    return cid
+    const link = cborCidBytes(bytes)
+    const cid = cidString(link)
+    this.added.set(cid, bytes)
+    return { link, cid }
   }
 }

@@ -1,7 +1,7 @@
 import { TID } from '@atproto/common'
 import type { Keypair } from '@atproto/crypto'
 import { encode } from '@atproto/lex-cbor'
-import { decodeCid, parseCid } from '@atproto/lex-data'
+import { decodeCid, parseCid, type Cid } from '@atproto/lex-data'
 import { signCommit } from '@atproto/repo'
 import type { StatementSync } from 'node:sqlite'
 import { Worker } from 'node:worker_threads'
@@ -169,6 +169,13 @@ export const rebuildTree = async (opts: {
   did: string
   rev: string
   keypair: Keypair
+  /** Runs last in the rebuild's transaction, with the new head and its commit block. */
+  inTxn?: (head: {
+    did: string
+    cid: Cid
+    rev: string
+    block: Uint8Array
+  }) => void
 }): Promise<RebuildResult> => {
   const { database, storage, records, did, keypair } = opts
   const { db } = database
@@ -229,6 +236,7 @@ export const rebuildTree = async (opts: {
         .run().changes,
     )
     db.exec('DROP TABLE repair_keep')
+    opts.inTxn?.({ did, cid: decodeCid(commitCid), rev, block: commitBytes })
   })
   return {
     head: { did, cid: decodeCid(commitCid), rev, data },

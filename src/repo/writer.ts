@@ -1,7 +1,7 @@
 import { TID } from '@atproto/common'
 import type { Keypair } from '@atproto/crypto'
 import { encode } from '@atproto/lex-cbor'
-import { decodeCid } from '@atproto/lex-data'
+import { decodeCid, parseCid } from '@atproto/lex-data'
 import type { LexMap } from '@atproto/lex-data'
 import {
   Repo,
@@ -29,8 +29,18 @@ import {
   type PreparedWrite,
   type RepoHead,
 } from './commit.ts'
+import {
+  accountEvent,
+  commitEvent,
+  CommitTooLargeError,
+  identityEvent,
+  initCommitEvent,
+  syncEvent,
+  type RepoEvent,
+} from './events.ts'
 import { rebuildRepo, type Rebind } from './rebind.ts'
 import type { RecordIndex } from './record-index.ts'
+import { Sequencer } from './sequencer.ts'
 import type { SqlRepoStorage } from './storage.ts'
 
 /** MST nodes kept in memory by default: the whole tree of a large repo (BENCHMARKS.md). */
@@ -38,6 +48,15 @@ export const DEFAULT_NODE_CACHE_BYTES = 32 * 1024 * 1024
 
 /** Firehose limit: a commit may carry at most this many operations. */
 export const MAX_OPS_PER_COMMIT = 200
+
+/** A commit formatted and its event built, not yet stored. */
+type PreparedCommit = {
+  ops: PreparedWrite[]
+  commit: Commit
+  head: RepoHead
+  nodes: Map<string, Uint8Array>
+  event: RepoEvent
+}
 
 export type RecordPut = { collection: string; rkey: string; record: LexMap }
 
@@ -49,6 +68,12 @@ export type CommitEvent = { commit: Commit; ops: RecordWriteOp[] }
  * the SQL storage and the record index move together inside one transaction. Between commits
  * the writer keeps the signed head and the MST nodes as bytes (NodeCache, bounded); a commit
  * reads the nodes it changes from there, else from storage.
+ *
+ * Every change of the repo writes its firehose events (events.ts) into the sequencer's log in
+ * the transaction that makes the change: a #commit per commit; at a repo's creation #identity,
+ * #account, its first #commit and #sync; a re-signed head (a new key) #identity and #sync; a
+ * rebuilt repo (rebind, repair) #sync; and a repo whose log has no event yet (one from before
+ * the firehose) #identity, #account and #sync once, so a relay learns the account.
  */
 export class RepoWriter {
   private head: RepoHead
@@ -59,17 +84,22 @@ export class RepoWriter {
   readonly storage: SqlRepoStorage
   /** The record index, which moves with each commit. */
   readonly records: RecordIndex
+  /** The log of the repo's firehose events. */
+  readonly sequencer: Sequencer
   private readonly keypair: Keypair
   private readonly lexicons: Lexicons
   private readonly log: Logger
   readonly nodes: NodeCache
   private readonly nodeSource: BlockSource
   private warming: Promise<number> | undefined
+  /** Lowered by tests only, to see a commit split into smaller ones. */
+  maxEventBytes: number | undefined
 
   private constructor(
     database: Database,
     storage: SqlRepoStorage,
     records: RecordIndex,
+    sequencer: Sequencer,
     keypair: Keypair,
     lexicons: Lexicons,
     log: Logger,
@@ -89,6 +119,7 @@ export class RepoWriter {
     this.database = database
     this.storage = storage
     this.records = records
+    this.sequencer = sequencer
     this.keypair = keypair
     this.lexicons = lexicons
     this.log = log
@@ -115,14 +146,30 @@ export class RepoWriter {
     rebind?: Rebind
     /** Rebuild a damaged tree instead of refusing it. */
     repair?: boolean
+    /** The hold's handle, for #identity events (left out when not a valid handle). */
+    handle?: string
   }): Promise<RepoWriter> {
     const { database, storage, records, did, keypair, lexicons, log, rebind } =
       opts
+    const sequencer = new Sequencer(database, log)
+    // A log with no event yet: a new repo, or one from before the firehose.
+    const introduce = sequencer.current() === 0
+    const identity = () => identityEvent(did, opts.handle)
+    /** #sync of the head just stored (inside its transaction), after `before`. */
+    const announce = (before: RepoEvent[]) => {
+      const root = storage.getRootSync()!
+      const block = storage.getBlockSync(root.cid.toString())!
+      sequencer.append([
+        ...before,
+        syncEvent(did, { cid: root.cid, rev: root.rev, block }),
+      ])
+    }
     const make = (head: RepoHead) =>
       new RepoWriter(
         database,
         storage,
         records,
+        sequencer,
         keypair,
         lexicons,
         log,
@@ -138,9 +185,11 @@ export class RepoWriter {
         )
       }
       const commit = await Repo.formatInitCommit(storage, did, keypair)
-      database.transaction(() =>
-        storage.applyCommitSync(fromLibraryCommit(commit)),
-      )
+      database.transaction(() => {
+        storage.applyCommitSync(fromLibraryCommit(commit))
+        // As the reference PDS orders a new account's events.
+        announce([identity(), accountEvent(did), initCommitEvent(did, commit)])
+      })
       const repo = await Repo.load(storage, commit.cid)
       log.info({ did, rev: commit.rev }, 'created repo')
       return make(headOf(repo))
@@ -154,7 +203,10 @@ export class RepoWriter {
       }
       if (!opts.repair) throw RepoDamagedError.of(check)
       const writer = make({ did, cid: root.cid, rev: root.rev, data: root.cid })
-      await writer.repair(check)
+      await writer.repair(
+        check,
+        introduce ? [identity(), accountEvent(did)] : [],
+      )
       return writer
     }
     let repo = await Repo.load(storage, root.cid)
@@ -166,7 +218,15 @@ export class RepoWriter {
         old: repo,
         did,
         keypair,
-        rebind,
+        // A new DID is a new account to consumers: its identity, then the rebuilt head.
+        rebind: {
+          ...rebind,
+          inTxn: () => {
+            const marked = rebind.inTxn?.() ?? 0
+            announce([identity(), accountEvent(did)])
+            return marked
+          },
+        },
         log,
       })
       repo = await Repo.load(storage, storage.getRootSync()!.cid)
@@ -191,7 +251,10 @@ export class RepoWriter {
     )
     if (check.missingCount > 0) {
       if (!opts.repair) throw RepoDamagedError.of(check)
-      await writer.repair(check)
+      await writer.repair(
+        check,
+        introduce ? [identity(), accountEvent(did)] : [],
+      )
       return writer
     }
     // The check read the whole tree into the cache: the first warm() has nothing to add.
@@ -211,12 +274,21 @@ export class RepoWriter {
         TID.nextStr(repo.commit.rev),
         keypair,
       )
-      database.transaction(() =>
-        storage.applyCommitSync(fromLibraryCommit(commit)),
-      )
+      database.transaction(() => {
+        storage.applyCommitSync(fromLibraryCommit(commit))
+        announce(
+          sequencer.current() === 0
+            ? [identity(), accountEvent(did)]
+            : [identity()],
+        )
+      })
       repo = await Repo.load(storage, commit.cid)
       writer.head = headOf(repo)
       log.info({ did, rev: commit.rev }, 're-signed the head with the new key')
+    }
+    if (introduce && sequencer.current() === 0) {
+      database.transaction(() => announce([identity(), accountEvent(did)]))
+      log.info({ did }, 'announced the repo to the firehose')
     }
     return writer
   }
@@ -226,7 +298,8 @@ export class RepoWriter {
   /** Nodes the start-up check read into the cache: the whole tree, when set. */
   private readAtOpen: number | undefined
 
-  private async repair(check: TreeCheck): Promise<void> {
+  /** `before`: the events that go before the rebuilt head's #sync. */
+  private async repair(check: TreeCheck, before: RepoEvent[]): Promise<void> {
     this.log.warn(
       { missing: check.missingCount, first: check.missing },
       'HOLD_REPAIR=rebuild-tree: rebuilding the damaged repo tree from the record index',
@@ -238,6 +311,9 @@ export class RepoWriter {
       did: this.head.did,
       rev: this.head.rev,
       keypair: this.keypair,
+      // Consumers cannot follow a rebuilt tree op by op: they fetch the new head.
+      inTxn: (head) =>
+        this.sequencer.append([...before, syncEvent(head.did, head)]),
     })
     this.head = result.head
     this.nodes.clear()
@@ -310,6 +386,7 @@ export class RepoWriter {
           record,
           cid: decodeCid(cidBytes),
           bytes,
+          ...(current !== undefined ? { prev: parseCid(current) } : {}),
         } as PreparedWrite)
       }
       if (ops.length === 0) {
@@ -325,19 +402,17 @@ export class RepoWriter {
     inTxn?: () => void,
   ): Promise<Commit | null> {
     return this.run(async () => {
-      const ops = paths
-        .filter(
-          ({ collection, rkey }) =>
-            this.records.cid(collection, rkey) !== undefined,
-        )
-        .map(
-          ({ collection, rkey }) =>
-            ({
-              action: WriteOpAction.Delete,
-              collection,
-              rkey,
-            }) as PreparedWrite,
-        )
+      const ops: PreparedWrite[] = []
+      for (const { collection, rkey } of paths) {
+        const current = this.records.cid(collection, rkey)
+        if (current === undefined) continue
+        ops.push({
+          action: WriteOpAction.Delete,
+          collection,
+          rkey,
+          prev: parseCid(current),
+        } as PreparedWrite)
+      }
       if (ops.length === 0) {
         if (inTxn) this.database.transaction(inTxn)
         return null
@@ -403,7 +478,11 @@ export class RepoWriter {
     return visited
   }
 
-  /** Must run inside the queue. */
+  /**
+   * Must run inside the queue. The commit and its #commit event go into one transaction with
+   * the record index and `inTxn`. A batch whose event would be over the relays' limits is
+   * committed as several smaller commits, each with its event, still in that one transaction.
+   */
   private async commitNow(
     ops: PreparedWrite[],
     inTxn?: () => void,
@@ -413,42 +492,85 @@ export class RepoWriter {
         `a commit carries at most ${MAX_OPS_PER_COMMIT} operations, got ${ops.length}`,
       )
     }
-    const { commit, head, nodes } = await formatCommit(
-      this.nodeSource,
-      this.head,
-      ops,
-      this.keypair,
-    )
-    const now = new Date().toISOString()
+    const prepared = await this.prepare(ops, this.head, this.nodeSource)
+    const now = new Date()
+    const indexedAt = now.toISOString()
     this.database.transaction(() => {
-      ops.forEach((op) => {
-        if (op.action === WriteOpAction.Delete) {
-          this.records.delete(op.collection, op.rkey)
-        } else {
-          this.records.put(
-            op.collection,
-            op.rkey,
-            cidString(op.cid.bytes),
-            commit.rev,
-            now,
-          )
+      for (const { ops, commit } of prepared) {
+        for (const op of ops) {
+          if (op.action === WriteOpAction.Delete) {
+            this.records.delete(op.collection, op.rkey)
+          } else {
+            this.records.put(
+              op.collection,
+              op.rkey,
+              cidString(op.cid.bytes),
+              commit.rev,
+              indexedAt,
+            )
+          }
         }
-      })
-      this.storage.applyCommitSync(commit)
+        this.storage.applyCommitSync(commit)
+      }
+      this.sequencer.append(
+        prepared.map((p) => p.event),
+        now,
+      )
       inTxn?.()
     })
-    this.head = head
-    for (const cid of commit.removed) this.nodes.delete(cid)
-    for (const [cid, block] of nodes) this.nodes.set(cid, block)
-    this.log.debug({ rev: commit.rev, ops: ops.length }, 'committed')
-    for (const listener of this.listeners) {
-      try {
-        listener({ commit, ops })
-      } catch (err) {
-        this.log.error({ err }, 'commit listener failed')
+    for (const { ops, commit, head, nodes } of prepared) {
+      this.head = head
+      for (const cid of commit.removed) this.nodes.delete(cid)
+      for (const [cid, block] of nodes) this.nodes.set(cid, block)
+      this.log.debug({ rev: commit.rev, ops: ops.length }, 'committed')
+      for (const listener of this.listeners) {
+        try {
+          listener({ commit, ops })
+        } catch (err) {
+          this.log.error({ err }, 'commit listener failed')
+        }
       }
     }
-    return commit
+    return prepared[prepared.length - 1].commit
+  }
+
+  /**
+   * Formats the commit of `ops` on `head` and its event; when the event is too large, the
+   * halves, the second on top of the first (its nodes read from the first's).
+   */
+  private async prepare(
+    ops: PreparedWrite[],
+    head: RepoHead,
+    source: BlockSource,
+  ): Promise<PreparedCommit[]> {
+    const formatted = await formatCommit(source, head, ops, this.keypair)
+    try {
+      const event = commitEvent(
+        head.did,
+        formatted,
+        ops,
+        head.data,
+        this.maxEventBytes,
+      )
+      return [{ ops, ...formatted, event }]
+    } catch (err) {
+      if (!(err instanceof CommitTooLargeError) || ops.length < 2) throw err
+    }
+    const half = ops.length >> 1
+    const first = await this.prepare(ops.slice(0, half), head, source)
+    const pending = new Map<string, Uint8Array>()
+    for (const p of first) {
+      for (const [cid, block] of p.nodes) pending.set(cid, block)
+    }
+    const overlay: BlockSource = {
+      getBlockSync: (cid) => pending.get(cid) ?? source.getBlockSync(cid),
+    }
+    const rest = await this.prepare(
+      ops.slice(half),
+      first[first.length - 1].head,
+      overlay,
+    )
+    return [...first, ...rest]
   }
 }
 

@@ -1,6 +1,7 @@
 import type { Register } from '../util.ts'
 import { adminAuth } from '../middleware/admin-auth.ts'
 import * as captain from './captain.ts'
+import * as crawl from './crawl.ts'
 import * as crew from './crew.ts'
 import * as stats from './stats.ts'
 import * as status from './status.ts'
@@ -15,4 +16,5 @@ export const register: Register = (app, ctx) => {
   stats.register(app, ctx)
   crew.register(app, ctx)
   captain.register(app, ctx)
+  crawl.register(app, ctx)
 }

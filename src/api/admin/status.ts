@@ -1,5 +1,6 @@
 import { ids } from '../../lexicons.ts'
 import type { Register } from '../util.ts'
+import { relayAnswers } from './crawl.ts'
 
 export const register: Register = (app, ctx) => {
   app.get('/admin/status', (c) => {
@@ -17,6 +18,12 @@ export const register: Register = (app, ctx) => {
       head: { rev: root.rev, cid: root.cid.toString() },
       records: ctx.reader.counts(),
       stats: ctx.stats.summary(),
+      firehose: {
+        seq: ctx.writer.sequencer.current(),
+        oldest: ctx.writer.sequencer.oldest(),
+        subscribers: ctx.firehose.stats().subscribers,
+        relays: relayAnswers(ctx),
+      },
     })
   })
 }

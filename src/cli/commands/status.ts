@@ -17,7 +17,32 @@ export type StatusView = {
     pendingPairs: number
     dirtyCounters: number
   }
+  firehose: {
+    seq: number
+    oldest: number | null
+    subscribers: number
+    relays: RelayAnswer[]
+  }
 }
+
+export type RelayAnswer = {
+  url: string
+  answer: {
+    at: string
+    ok: boolean
+    status?: number
+    error?: string
+    attempts: number
+  } | null
+}
+
+/** One relay's last answer to requestCrawl, in one line. */
+export const relayLine = ({ url, answer }: RelayAnswer): string =>
+  !answer
+    ? `${url}: not asked yet`
+    : answer.ok
+      ? `${url}: crawl requested ${answer.at}`
+      : `${url}: ${answer.error ?? `HTTP ${answer.status}`} at ${answer.at} (${answer.attempts} tries)`
 
 const yesNo = (v: boolean | null) => (v === null ? 'unknown' : v ? 'yes' : 'no')
 
@@ -25,7 +50,7 @@ export const status: Command = {
   name: 'status',
   args: '',
   summary:
-    'the hold: DID, owner, public, head commit, record and pending counts',
+    'the hold: DID, owner, public, head commit, record and pending counts, firehose and relays',
   json: true,
   run: async ({ io, opts, client }) => {
     const s = await client().adminGet<StatusView>('status')
@@ -45,6 +70,14 @@ export const status: Command = {
     )
     io.out(
       `pending         ${s.stats.pendingPairs} pairs counted in memory, ${s.stats.dirtyCounters} counters not yet in the repo`,
+    )
+    const f = s.firehose
+    io.out(
+      `firehose        seq ${f.seq} (kept from ${f.oldest ?? 'none'}), ${f.subscribers} subscribers`,
+    )
+    if (f.relays.length === 0) io.out('relays          none (HOLD_CRAWLERS)')
+    f.relays.forEach((r, i) =>
+      io.out(`${i === 0 ? 'relays' : ''}`.padEnd(16) + relayLine(r)),
     )
   },
 }

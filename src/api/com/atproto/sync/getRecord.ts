@@ -1,5 +1,4 @@
 import { getRecords } from '@atproto/repo'
-import { NotFoundError } from '../../../../errors.ts'
 import { SnapshotBlocks } from '../../../../repo/storage.ts'
 import { carHeaders, syncParams, type Register } from '../../../util.ts'
 import { ids } from '../../../../lexicons.ts'
@@ -11,10 +10,10 @@ export const register: Register = (app, ctx) => {
     const collection = params.nsid('collection')
     const rkey = params.rkey('rkey')
     // The proof is built from one database snapshot, so a commit cannot remove blocks under
-    // it, and a read never waits behind the writer's queue.
+    // it, and a read never waits behind the writer's queue. For an absent record it is the
+    // proof of its absence (the path to where it would be), as the reference PDS answers.
     const car = await ctx.db.readSnapshot(async (reader) => {
       const blocks = new SnapshotBlocks(reader)
-      if (!blocks.recordCidSync(collection, rkey)) return null
       const root = blocks.rootSync()
       if (!root) return null
       const chunks: Uint8Array[] = []
@@ -25,12 +24,7 @@ export const register: Register = (app, ctx) => {
       }
       return Buffer.concat(chunks)
     })
-    if (!car) {
-      throw new NotFoundError(
-        `Could not find record: at://${ctx.cfg.did}/${collection}/${rkey}`,
-        'RecordNotFound',
-      )
-    }
+    if (!car) throw new Error('repo has no root')
     return c.body(car, 200, carHeaders(car.byteLength))
   })
 }
