@@ -20,7 +20,11 @@ import {
 import { ids, loadLexicons, type Lexicons } from './lexicons.ts'
 import { createRootLogger, type Logger } from './logger.ts'
 import { HoldMetrics } from './metrics.ts'
-import { DEFAULT_EXPORT_LIMITS, type ExportLimits } from './repo/car-export.ts'
+import {
+  CarSpooler,
+  DEFAULT_EXPORT_LIMITS,
+  type ExportLimits,
+} from './repo/car-export.ts'
 import { RecordReader } from './repo/reader.ts'
 import { RecordIndex } from './repo/record-index.ts'
 import { SqlRepoStorage } from './repo/storage.ts'
@@ -83,6 +87,7 @@ type AppContextFields = {
   access: HoldAccess
   metrics: HoldMetrics
   exportLimits: ExportLimits
+  carSpooler: CarSpooler
 }
 
 /**
@@ -122,6 +127,8 @@ export class AppContext {
   /** Prometheus metrics of this hold (GET /metrics). */
   readonly metrics: HoldMetrics
   readonly exportLimits: ExportLimits
+  /** Writes getRepo exports in a worker thread, off the event loop. */
+  readonly carSpooler: CarSpooler
 
   private readonly resources: AsyncDisposableStack
   private started = false
@@ -152,6 +159,7 @@ export class AppContext {
     this.access = f.access
     this.metrics = f.metrics
     this.exportLimits = f.exportLimits
+    this.carSpooler = f.carSpooler
     this.resources = resources
   }
 
@@ -250,6 +258,8 @@ export class AppContext {
     const urlSecret = await loadUrlSecret(cfg.dataDir)
     const db = new Database(join(cfg.dataDir, 'hold.sqlite'), log.db)
     resources.defer(() => db.close())
+    const carSpooler = new CarSpooler(db.path)
+    resources.defer(() => carSpooler.close())
     const lexicons = loadLexicons()
     const records = new RecordIndex(db.db)
     const storage = new SqlRepoStorage(db, records)
@@ -339,6 +349,7 @@ export class AppContext {
           crewJoins,
         }),
         exportLimits: { ...DEFAULT_EXPORT_LIMITS, ...overrides.exportLimits },
+        carSpooler,
       },
       resources,
     )
