@@ -23,15 +23,24 @@ export const DEFAULT_EXPORT_LIMITS: ExportLimits = {
   stallSeconds: 30,
 }
 
-/** A CAR written out in full to an unlinked temp file: read it once, then close it. */
-export type SpooledCar = { size: number; handle: FileHandle }
+/**
+ * A CAR written out in full to an unlinked temp file: read it once, then close it. `thread` is
+ * the id of the thread that wrote it.
+ */
+export type SpooledCar = { size: number; handle: FileHandle; thread: number }
 
 type Job = {
-  resolve: (size: number) => void
+  resolve: (done: { size: number; thread: number }) => void
   reject: (err: Error) => void
 }
 
-type Answer = { id: number; size?: number; cancelled?: boolean; error?: string }
+type Answer = {
+  id: number
+  thread: number
+  size?: number
+  cancelled?: boolean
+  error?: string
+}
 
 /**
  * Writes repo CARs (or, with `since`, the blocks of later revs) into temp files that are
@@ -70,9 +79,9 @@ export class CarSpooler {
       try {
         // The fd stays open until the worker has answered: closed earlier, its number could
         // be reused by another file while the worker still writes to it.
-        const size = await this.run(handle.fd, since, cancel)
+        const { size, thread } = await this.run(handle.fd, since, cancel)
         signal?.throwIfAborted()
-        return { size, handle }
+        return { size, handle, thread }
       } finally {
         signal?.removeEventListener('abort', onAbort)
       }
@@ -95,10 +104,10 @@ export class CarSpooler {
     fd: number,
     since: string | undefined,
     cancel: Int32Array,
-  ): Promise<number> {
+  ): Promise<{ size: number; thread: number }> {
     const worker = this.start()
     const id = this.nextId++
-    return new Promise<number>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       this.jobs.set(id, { resolve, reject })
       worker.postMessage({ id, fd, since, cancel, writeBytes: WRITE_BYTES })
     })
@@ -115,8 +124,9 @@ export class CarSpooler {
       const job = this.jobs.get(answer.id)
       if (!job) return
       this.jobs.delete(answer.id)
-      if (answer.size !== undefined) job.resolve(answer.size)
-      else if (answer.cancelled) job.reject(new Error('export cancelled'))
+      if (answer.size !== undefined) {
+        job.resolve({ size: answer.size, thread: answer.thread })
+      } else if (answer.cancelled) job.reject(new Error('export cancelled'))
       else job.reject(new Error(answer.error ?? 'export failed'))
     })
     const lost = (err: Error) => {
@@ -152,7 +162,7 @@ const WRITE_BYTES = 1 << 20
 const SPOOL_WORKER = `
 const { writeSync } = require('node:fs')
 const { DatabaseSync } = require('node:sqlite')
-const { parentPort, workerData } = require('node:worker_threads')
+const { parentPort, threadId, workerData } = require('node:worker_threads')
 const db = new DatabaseSync(workerData.path, { readOnly: true })
 const rootStmt = db.prepare('SELECT cid FROM repo_root WHERE id = 1')
 const all = db.prepare('SELECT cid, content FROM repo_block')
@@ -248,7 +258,7 @@ parentPort.on('message', (job) => {
   try {
     const size = spool(job)
     parentPort.postMessage(
-      size === undefined ? { id: job.id, cancelled: true } : { id: job.id, size },
+      size === undefined ? { id: job.id, cancelled: true } : { id: job.id, thread: threadId, size },
     )
   } catch (err) {
     parentPort.postMessage({ id: job.id, error: String(err && err.message || err) })
