@@ -17,6 +17,7 @@ export type ServerEnvironment = {
   statsFlushMs?: string
   statsMaxPerMinute?: string
   newPairsPerHour?: string
+  failedAuthPerMinute?: string
   repoCacheMb?: string
   trustedProxyHeader?: string
   trustedProxyHops?: string
@@ -48,6 +49,7 @@ export const readEnv = (
   statsFlushMs: env.HOLD_STATS_FLUSH_MS,
   statsMaxPerMinute: env.HOLD_STATS_MAX_PER_MINUTE,
   newPairsPerHour: env.HOLD_NEW_PAIRS_PER_HOUR,
+  failedAuthPerMinute: env.HOLD_FAILED_AUTH_PER_MINUTE,
   repoCacheMb: env.HOLD_REPO_CACHE_MB,
   trustedProxyHeader: env.HOLD_TRUSTED_PROXY_HEADER,
   trustedProxyHops: env.HOLD_TRUSTED_PROXY_HOPS,
@@ -84,6 +86,8 @@ export type ServerConfig = {
   statsMaxPerMinute: number
   /** (DID, repository) pairs an unrelated client may start counting per hour; 0: no limit */
   newPairsPerHour: number
+  /** service tokens per client address that may fail verification, at once and per minute; 0: no limit */
+  failedAuthPerMinute: number
   /** MiB of MST nodes kept in memory; 0: none */
   repoCacheMb: number
   trustedProxyHeader: string | undefined
@@ -237,6 +241,13 @@ export const envToCfg = (
       'HOLD_NEW_PAIRS_PER_HOUR',
       env.newPairsPerHour,
       100,
+      0,
+      Number.MAX_SAFE_INTEGER,
+    ),
+    failedAuthPerMinute: parseIntVar(
+      'HOLD_FAILED_AUTH_PER_MINUTE',
+      env.failedAuthPerMinute,
+      60,
       0,
       Number.MAX_SAFE_INTEGER,
     ),

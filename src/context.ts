@@ -312,6 +312,7 @@ export class AppContext {
       ownDid: cfg.did,
       plcUrl: cfg.plcUrl,
       allowLocalDids: cfg.devAllowLocalDids,
+      failedPerMinute: cfg.failedAuthPerMinute,
     })
     const limiter = new CountLimiter(cfg.statsMaxPerMinute)
     const newPairs = new TokenBuckets(cfg.newPairsPerHour)
@@ -338,7 +339,7 @@ export class AppContext {
         crewJoins,
         crew,
         serviceAuth,
-        access: new HoldAccess(serviceAuth, crew),
+        access: new HoldAccess(serviceAuth, crew, { cfg }),
         metrics: new HoldMetrics({
           cfg,
           stats,
