@@ -73,9 +73,7 @@ describe('getRepo exports are spooled off the event loop', () => {
     for (const e of done) {
       expect(e.status).toBe(200)
       expect(e.bytes.byteLength).toBe(e.length)
-      expect(Buffer.from(e.bytes).equals(Buffer.from(done[0].bytes))).toBe(
-        true,
-      )
+      expect(Buffer.from(e.bytes).equals(Buffer.from(done[0].bytes))).toBe(true)
     }
     const { root, blocks } = await readCarWithRoot(done[0].bytes)
     expect(root.toString()).toBe(head.body.cid)
