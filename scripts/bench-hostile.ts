@@ -1011,7 +1011,8 @@ const ATTACK_DEFS: Record<AttackName, Attack> = {
   },
   'many-issuers': {
     item: '10',
-    what: 'a new did:plc issuer on every request, junk signature (the DID cache; --issuers, --issuer-seconds)',
+    what: 'a new did:plc issuer on every request, junk signature (the DID cache; --issuers, --issuer-seconds); the failed-token limit off, so every issuer is resolved',
+    env: { HOLD_FAILED_AUTH_PER_MINUTE: '0' },
     honest: 'rps',
     run: async (ctx) => {
       // Junk signatures: rejected cheaply, but only after the issuer's document is fetched.

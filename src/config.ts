@@ -23,6 +23,7 @@ export type ServerEnvironment = {
   statsFlushMs?: string
   statsMaxPerMinute?: string
   newPairsPerHour?: string
+  failedAuthPerMinute?: string
   repoCacheMb?: string
   firehoseRetentionHours?: string
   crawlers?: string
@@ -56,6 +57,7 @@ export const readEnv = (
   statsFlushMs: env.HOLD_STATS_FLUSH_MS,
   statsMaxPerMinute: env.HOLD_STATS_MAX_PER_MINUTE,
   newPairsPerHour: env.HOLD_NEW_PAIRS_PER_HOUR,
+  failedAuthPerMinute: env.HOLD_FAILED_AUTH_PER_MINUTE,
   repoCacheMb: env.HOLD_REPO_CACHE_MB,
   firehoseRetentionHours: env.HOLD_FIREHOSE_RETENTION_HOURS,
   crawlers: env.HOLD_CRAWLERS,
@@ -94,6 +96,8 @@ export type ServerConfig = {
   statsMaxPerMinute: number
   /** (DID, repository) pairs an unrelated client may start counting per hour; 0: no limit */
   newPairsPerHour: number
+  /** service tokens per client address that may fail verification, at once and per minute; 0: no limit */
+  failedAuthPerMinute: number
   /** MiB of MST nodes kept in memory; 0: none */
   repoCacheMb: number
   /** Hours subscribeRepos events are kept for replay */
@@ -251,6 +255,13 @@ export const envToCfg = (
       'HOLD_NEW_PAIRS_PER_HOUR',
       env.newPairsPerHour,
       100,
+      0,
+      Number.MAX_SAFE_INTEGER,
+    ),
+    failedAuthPerMinute: parseIntVar(
+      'HOLD_FAILED_AUTH_PER_MINUTE',
+      env.failedAuthPerMinute,
+      60,
       0,
       Number.MAX_SAFE_INTEGER,
     ),

@@ -29,7 +29,11 @@ import {
   SubscribeRepos,
   type SubscribeReposOptions,
 } from './firehose/subscribe-repos.ts'
-import { DEFAULT_EXPORT_LIMITS, type ExportLimits } from './repo/car-export.ts'
+import {
+  CarSpooler,
+  DEFAULT_EXPORT_LIMITS,
+  type ExportLimits,
+} from './repo/car-export.ts'
 import { RecordReader } from './repo/reader.ts'
 import { RecordIndex } from './repo/record-index.ts'
 import { SqlRepoStorage } from './repo/storage.ts'
@@ -100,6 +104,7 @@ type AppContextFields = {
   exportLimits: ExportLimits
   firehose: SubscribeRepos
   crawlers: Crawlers
+  carSpooler: CarSpooler
 }
 
 /**
@@ -143,6 +148,8 @@ export class AppContext {
   readonly firehose: SubscribeRepos
   /** The relays of HOLD_CRAWLERS, asked to crawl the hold. */
   readonly crawlers: Crawlers
+  /** Writes getRepo exports in a worker thread, off the event loop. */
+  readonly carSpooler: CarSpooler
 
   private readonly resources: AsyncDisposableStack
   private started = false
@@ -175,6 +182,7 @@ export class AppContext {
     this.exportLimits = f.exportLimits
     this.firehose = f.firehose
     this.crawlers = f.crawlers
+    this.carSpooler = f.carSpooler
     this.resources = resources
   }
 
@@ -284,6 +292,8 @@ export class AppContext {
     const urlSecret = await loadUrlSecret(cfg.dataDir)
     const db = new Database(join(cfg.dataDir, 'hold.sqlite'), log.db)
     resources.defer(() => db.close())
+    const carSpooler = new CarSpooler(db.path)
+    resources.defer(() => carSpooler.close())
     const lexicons = loadLexicons()
     const records = new RecordIndex(db.db)
     const storage = new SqlRepoStorage(db, records)
@@ -339,6 +349,7 @@ export class AppContext {
       ownDid: cfg.did,
       plcUrl: cfg.plcUrl,
       allowLocalDids: cfg.devAllowLocalDids,
+      failedPerMinute: cfg.failedAuthPerMinute,
     })
     const limiter = new CountLimiter(cfg.statsMaxPerMinute)
     const newPairs = new TokenBuckets(cfg.newPairsPerHour)
@@ -380,7 +391,7 @@ export class AppContext {
         crewJoins,
         crew,
         serviceAuth,
-        access: new HoldAccess(serviceAuth, crew),
+        access: new HoldAccess(serviceAuth, crew, { cfg }),
         metrics: new HoldMetrics({
           cfg,
           stats,
@@ -395,6 +406,7 @@ export class AppContext {
         exportLimits: { ...DEFAULT_EXPORT_LIMITS, ...overrides.exportLimits },
         firehose,
         crawlers,
+        carSpooler,
       },
       resources,
     )

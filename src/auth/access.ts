@@ -2,6 +2,11 @@ import type { ServiceAuth } from './service-auth.ts'
 import type { CrewIndex } from './crew.ts'
 import type { Permission } from './crew-rules.ts'
 import { AuthRequiredError, ForbiddenError } from '../errors.ts'
+import {
+  clientAddress,
+  type ClientRequest,
+  type TrustedProxy,
+} from './client-address.ts'
 
 /**
  * Who may call what, as ATCR's holds decide it: a public hold lets anyone read blobs; a private
@@ -13,28 +18,34 @@ export type Caller = { did?: string }
 export class HoldAccess {
   private readonly auth: ServiceAuth
   private readonly crew: CrewIndex
+  private readonly proxy: TrustedProxy
 
-  constructor(auth: ServiceAuth, crew: CrewIndex) {
+  constructor(auth: ServiceAuth, crew: CrewIndex, proxy: TrustedProxy) {
     this.auth = auth
     this.crew = crew
+    this.proxy = proxy
   }
 
-  /** The caller, verified when the request carries credentials; 401 for bad credentials. */
-  async authenticate(req: Request, nsid: string): Promise<Caller> {
-    const did = await this.auth.verify(
-      req.headers.get('authorization') ?? undefined,
-      nsid,
+  /**
+   * The caller, verified when the request carries credentials; 401 for bad credentials, 429
+   * when too many of the client's tokens have failed (HOLD_FAILED_AUTH_PER_MINUTE).
+   */
+  async authenticate(c: ClientRequest, nsid: string): Promise<Caller> {
+    const authorization = c.req.header('authorization')
+    if (authorization === undefined || authorization === '') return {}
+    const did = await this.auth.verify(authorization, nsid, () =>
+      clientAddress(this.proxy, c),
     )
     return { did }
   }
 
   /** Resolves to the caller when allowed; throws 401 (no credentials) or 403 otherwise. */
   async authorize(
-    req: Request,
+    c: ClientRequest,
     need: Permission,
     nsid: string,
   ): Promise<Caller> {
-    const caller = await this.authenticate(req, nsid)
+    const caller = await this.authenticate(c, nsid)
     if (need === 'blob:read' && this.crew.captain.public) return caller
     if (!caller.did) {
       throw new AuthRequiredError(

@@ -1,8 +1,9 @@
 import { DidResolver } from '@atproto/identity'
 import { verifyJwt, XRPCError as LibXRPCError } from '@atproto/xrpc-server'
 import { isValidDid } from '@atproto/syntax'
-import { AuthRequiredError } from '../errors.ts'
+import { AuthRequiredError, RateLimitExceededError } from '../errors.ts'
 import { Lru } from '../lru.ts'
+import { TokenBuckets } from '../stats/limiter.ts'
 import { BoundedDidCache } from './did-cache.ts'
 import { identityFetch } from './identity-fetch.ts'
 
@@ -68,6 +69,13 @@ export class ServiceAuth {
   private readonly refreshed: Lru<string, number>
   private readonly now: () => number
   readonly didCache: BoundedDidCache
+  /**
+   * HOLD_FAILED_AUTH_PER_MINUTE: signature checks per client that may fail. A new forged token
+   * on every request misses both caches and costs a signature check each; past its budget a
+   * client's new tokens are refused before that check (a token it already has verified still
+   * passes).
+   */
+  readonly failedAuth: TokenBuckets
 
   constructor(opts: {
     ownDid: string
@@ -76,6 +84,8 @@ export class ServiceAuth {
     allowLocalDids?: boolean
     timeoutMs?: number
     limits?: Partial<ServiceAuthLimits>
+    /** HOLD_FAILED_AUTH_PER_MINUTE (0: no limit) */
+    failedPerMinute?: number
     /** The clock of the caches (tests move it); token expiry is checked on the real one. */
     now?: () => number
   }) {
@@ -96,6 +106,12 @@ export class ServiceAuth {
       weigh: byLength,
     })
     this.refreshed = new Lru({ maxEntries: limits.refreshedMax })
+    const failedPerMinute = opts.failedPerMinute ?? 0
+    this.failedAuth = new TokenBuckets(
+      failedPerMinute * 60,
+      100_000,
+      failedPerMinute,
+    )
     this.didCache = new BoundedDidCache({
       staleTtlMs: 10 * 60 * 1000,
       maxTtlMs: 24 * 60 * 60 * 1000,
@@ -114,10 +130,14 @@ export class ServiceAuth {
     })
   }
 
-  /** The caller's DID, or undefined for a request without credentials. */
+  /**
+   * The caller's DID, or undefined for a request without credentials. `client` names the
+   * client a failed verification is charged to (its address), asked only when one is tried.
+   */
   async verify(
     authorization: string | undefined,
     nsid: string,
+    client?: () => string,
   ): Promise<string | undefined> {
     if (authorization === undefined || authorization === '') return undefined
     const m = /^Bearer +([A-Za-z0-9_.=-]+)$/i.exec(authorization)
@@ -168,11 +188,23 @@ export class ServiceAuth {
       typeof payload.aud === 'string' && this.audiences.has(payload.aud)
         ? payload.aud
         : this.ownDid
+    const charged = this.failedAuth.enabled ? client?.() : undefined
+    if (charged !== undefined && !this.failedAuth.take(charged, this.now())) {
+      const waitS = Math.ceil(
+        this.failedAuth.waitMs(charged, this.now()) / 1000,
+      )
+      throw new RateLimitExceededError(
+        `too many service tokens from this client failed verification; new tokens are checked again in ${waitS} s (HOLD_FAILED_AUTH_PER_MINUTE)`,
+        'RateLimitExceeded',
+        waitS,
+      )
+    }
     try {
       const verified = await verifyJwt(token, aud, null, (iss, fresh) =>
         this.signingKey(iss, fresh),
       )
       const did = stripFragment(verified.iss)
+      if (charged !== undefined) this.failedAuth.refund(charged)
       this.verified.set(cacheKey, {
         did,
         until: Math.min(

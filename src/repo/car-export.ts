@@ -2,11 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { open, unlink, type FileHandle } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { StatementSync } from 'node:sqlite'
-import { parseCid } from '@atproto/lex-data'
-import type { Database } from '../db.ts'
-import { carHeader, varint } from './car.ts'
-import { cidBytes } from './cid.ts'
+import { Worker } from 'node:worker_threads'
 
 /** Limits of getRepo exports (the spooled CAR below is what they send). */
 export type ExportLimits = {
@@ -27,89 +23,245 @@ export const DEFAULT_EXPORT_LIMITS: ExportLimits = {
   stallSeconds: 30,
 }
 
-/** A CAR written out in full to an unlinked temp file: read it once, then close it. */
-export type SpooledCar = { size: number; handle: FileHandle }
+/**
+ * A CAR written out in full to an unlinked temp file: read it once, then close it. `thread` is
+ * the id of the thread that wrote it.
+ */
+export type SpooledCar = { size: number; handle: FileHandle; thread: number }
 
-/** Bytes gathered before each write to the spool file (each write lets other work run). */
+type Job = {
+  resolve: (done: { size: number; thread: number }) => void
+  reject: (err: Error) => void
+}
+
+type Answer = {
+  id: number
+  thread: number
+  size?: number
+  cancelled?: boolean
+  error?: string
+}
+
+/**
+ * Writes repo CARs (or, with `since`, the blocks of later revs) into temp files that are
+ * unlinked at once, so nothing is left behind by a crash. The work (iterating the blocks,
+ * framing them, writing the file) runs in one worker thread with its own read-only connection,
+ * a job at a time: on the event loop, a few large exports at once held every other request
+ * back for as long as they took. Each export reads one snapshot, the worker's read transaction,
+ * which lasts as long as the file takes to write, not as long as a client takes to read it: a
+ * slow or stalled download cannot keep the WAL from being checkpointed. A job whose client has
+ * gone away stops at the next batch.
+ */
+export class CarSpooler {
+  private readonly path: string
+  private worker: Worker | undefined
+  private readonly jobs = new Map<number, Job>()
+  private nextId = 0
+  private closed = false
+
+  constructor(databasePath: string) {
+    this.path = databasePath
+  }
+
+  async spool(
+    since: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<SpooledCar> {
+    signal?.throwIfAborted()
+    if (this.closed) throw new Error('the hold is shutting down')
+    const path = join(tmpdir(), `atcr-hold-export-${randomUUID()}.car`)
+    const handle = await open(path, 'wx+', 0o600)
+    try {
+      await unlink(path)
+      const cancel = new Int32Array(new SharedArrayBuffer(4))
+      const onAbort = () => Atomics.store(cancel, 0, 1)
+      signal?.addEventListener('abort', onAbort, { once: true })
+      try {
+        // The fd stays open until the worker has answered: closed earlier, its number could
+        // be reused by another file while the worker still writes to it.
+        const { size, thread } = await this.run(handle.fd, since, cancel)
+        signal?.throwIfAborted()
+        return { size, handle, thread }
+      } finally {
+        signal?.removeEventListener('abort', onAbort)
+      }
+    } catch (err) {
+      await handle.close()
+      throw err
+    }
+  }
+
+  /** Stops the worker; jobs under way fail. */
+  async close(): Promise<void> {
+    this.closed = true
+    const worker = this.worker
+    this.worker = undefined
+    if (worker) await worker.terminate()
+    this.failAll(new Error('the hold is shutting down'))
+  }
+
+  private run(
+    fd: number,
+    since: string | undefined,
+    cancel: Int32Array,
+  ): Promise<{ size: number; thread: number }> {
+    const worker = this.start()
+    const id = this.nextId++
+    return new Promise((resolve, reject) => {
+      this.jobs.set(id, { resolve, reject })
+      worker.postMessage({ id, fd, since, cancel, writeBytes: WRITE_BYTES })
+    })
+  }
+
+  private start(): Worker {
+    if (this.worker) return this.worker
+    const worker = new Worker(SPOOL_WORKER, {
+      eval: true,
+      workerData: { path: this.path },
+    })
+    worker.unref()
+    worker.on('message', (answer: Answer) => {
+      const job = this.jobs.get(answer.id)
+      if (!job) return
+      this.jobs.delete(answer.id)
+      if (answer.size !== undefined) {
+        job.resolve({ size: answer.size, thread: answer.thread })
+      } else if (answer.cancelled) job.reject(new Error('export cancelled'))
+      else job.reject(new Error(answer.error ?? 'export failed'))
+    })
+    const lost = (err: Error) => {
+      if (this.worker !== worker) return
+      // The next export starts a new worker; those under way fail.
+      this.worker = undefined
+      this.failAll(err)
+    }
+    worker.on('error', lost)
+    worker.on('exit', (code) =>
+      lost(new Error(`export worker exited (${code})`)),
+    )
+    this.worker = worker
+    return worker
+  }
+
+  private failAll(err: Error): void {
+    for (const job of this.jobs.values()) job.reject(err)
+    this.jobs.clear()
+  }
+}
+
+/** Bytes gathered before each write to the spool file (and each look at the cancel flag). */
 const WRITE_BYTES = 1 << 20
 
 /**
- * The repo as a CAR (or, with `since`, the blocks of later revs), from one database snapshot,
- * written into a temp file that is unlinked at once, so nothing is left behind by a crash. The
- * snapshot lasts as long as the hold takes to write the file, not as long as a client takes to
- * read it: a slow or stalled download cannot keep the WAL from being checkpointed. Stops early
- * when `signal` aborts (the client went away).
+ * The spooling, as the worker runs it: a CARv1 header naming the root, then each block as
+ * varint(length) CID content, in primary-key order (a CAR's blocks may come in any order, and
+ * this is a sequential read). The hold writes every CID as CIDv1 in base32, so the worker turns
+ * them into bytes itself, and writes the header's DAG-CBOR by hand:
+ * {roots: [tag 42 (0x00 CID)], version: 1}, keys in DAG-CBOR order.
  */
-export const spoolRepoCar = async (
-  database: Database,
-  since: string | undefined,
-  signal?: AbortSignal,
-): Promise<SpooledCar> => {
-  const path = join(tmpdir(), `atcr-hold-export-${randomUUID()}.car`)
-  const handle = await open(path, 'wx+', 0o600)
+const SPOOL_WORKER = `
+const { writeSync } = require('node:fs')
+const { DatabaseSync } = require('node:sqlite')
+const { parentPort, threadId, workerData } = require('node:worker_threads')
+const db = new DatabaseSync(workerData.path, { readOnly: true })
+const rootStmt = db.prepare('SELECT cid FROM repo_root WHERE id = 1')
+const all = db.prepare('SELECT cid, content FROM repo_block')
+const later = db.prepare('SELECT cid, content FROM repo_block WHERE repo_rev > ?')
+const VALUES = new Int8Array(128).fill(-1)
+const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567'
+for (let i = 0; i < 32; i++) VALUES[ALPHABET.charCodeAt(i)] = i
+const cidBytes = (cid) => {
+  if (cid.charCodeAt(0) !== 0x62) throw new Error('a CID not in base32: ' + cid)
+  const out = Buffer.allocUnsafe(Math.floor(((cid.length - 1) * 5) / 8))
+  let n = 0, bits = 0, value = 0
+  for (let i = 1; i < cid.length; i++) {
+    const v = VALUES[cid.charCodeAt(i)] ?? -1
+    if (v < 0) throw new Error('a CID not in base32: ' + cid)
+    value = ((value << 5) | v) & 0xffff
+    bits += 5
+    if (bits >= 8) {
+      bits -= 8
+      out[n++] = (value >>> bits) & 0xff
+    }
+  }
+  return out.subarray(0, n)
+}
+const varint = (n) => {
+  const out = []
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80)
+    n = Math.floor(n / 128)
+  }
+  out.push(n)
+  return Buffer.from(out)
+}
+const cborHead = (major, n) =>
+  n < 24 ? Buffer.from([(major << 5) | n])
+  : n < 256 ? Buffer.from([(major << 5) | 24, n])
+  : Buffer.from([(major << 5) | 25, n >> 8, n & 0xff])
+const header = (root) => {
+  const cid = Buffer.concat([Buffer.from([0]), cidBytes(root)])
+  const body = Buffer.concat([
+    Buffer.from([0xa2]), cborHead(3, 5), Buffer.from('roots'),
+    Buffer.from([0x81, 0xd8, 0x2a]), cborHead(2, cid.length), cid,
+    cborHead(3, 7), Buffer.from('version'), Buffer.from([0x01]),
+  ])
+  return Buffer.concat([varint(body.length), body])
+}
+const spool = ({ fd, since, cancel, writeBytes }) => {
+  let chunks = []
+  let pending = 0
+  let written = 0
+  const add = (chunk) => {
+    chunks.push(chunk)
+    pending += chunk.length
+  }
+  const flush = () => {
+    const buf = Buffer.concat(chunks, pending)
+    chunks = []
+    pending = 0
+    let off = 0
+    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off, written + off)
+    written += buf.length
+  }
+  db.exec('BEGIN')
   try {
-    await unlink(path)
-    const size = await database.readSnapshot(async (reader) => {
-      const root = reader
-        .prepare('SELECT cid FROM repo_root WHERE id = 1')
-        .get() as { cid: string } | undefined
-      if (!root) throw new Error('repo has no root')
-      // In primary-key order (a CAR's blocks may come in any order): a sequential read.
-      const stmt: StatementSync =
-        since === undefined
-          ? reader.prepare('SELECT cid, content FROM repo_block')
-          : reader.prepare(
-              'SELECT cid, content FROM repo_block WHERE repo_rev > ?',
-            )
-      const rows = since === undefined ? stmt.iterate() : stmt.iterate(since)
-      const out = new CarWriter(handle, signal)
-      try {
-        out.add(carHeader(parseCid(root.cid)))
-        for (const row of rows) {
-          const { cid, content } = row as { cid: string; content: Uint8Array }
-          const bytes = cidBytes(cid)
-          out.add(varint(bytes.byteLength + content.byteLength))
-          out.add(bytes)
-          out.add(content)
-          if (out.pendingBytes >= WRITE_BYTES) await out.write()
+    const root = rootStmt.get()
+    if (!root) throw new Error('repo has no root')
+    add(header(root.cid))
+    const rows = since === undefined ? all.iterate() : later.iterate(since)
+    try {
+      for (const { cid, content } of rows) {
+        const bytes = cidBytes(cid)
+        add(varint(bytes.length + content.length))
+        add(bytes)
+        add(content)
+        if (pending >= writeBytes) {
+          flush()
+          if (Atomics.load(cancel, 0) !== 0) return undefined
         }
-        await out.write()
-      } finally {
-        rows.return?.()
       }
-      return out.written
-    })
-    return { size, handle }
+    } finally {
+      rows.return?.()
+    }
+    flush()
+    return written
+  } finally {
+    db.exec('COMMIT')
+  }
+}
+parentPort.on('message', (job) => {
+  if (Atomics.load(job.cancel, 0) !== 0) {
+    parentPort.postMessage({ id: job.id, cancelled: true })
+    return
+  }
+  try {
+    const size = spool(job)
+    parentPort.postMessage(
+      size === undefined ? { id: job.id, cancelled: true } : { id: job.id, thread: threadId, size },
+    )
   } catch (err) {
-    await handle.close()
-    throw err
+    parentPort.postMessage({ id: job.id, error: String(err && err.message || err) })
   }
-}
-
-/** Chunks gathered in memory and appended to the spool file a batch at a time. */
-class CarWriter {
-  private chunks: Uint8Array[] = []
-  pendingBytes = 0
-  written = 0
-  private readonly handle: FileHandle
-  private readonly signal: AbortSignal | undefined
-
-  constructor(handle: FileHandle, signal: AbortSignal | undefined) {
-    this.handle = handle
-    this.signal = signal
-  }
-
-  add(chunk: Uint8Array): void {
-    this.chunks.push(chunk)
-    this.pendingBytes += chunk.byteLength
-  }
-
-  async write(): Promise<void> {
-    const buf = Buffer.concat(this.chunks, this.pendingBytes)
-    this.chunks = []
-    this.pendingBytes = 0
-    await this.handle.write(buf, 0, buf.byteLength, this.written)
-    this.written += buf.byteLength
-    this.signal?.throwIfAborted()
-  }
-}
+})
+`

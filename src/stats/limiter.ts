@@ -38,8 +38,8 @@ export class CountLimiter {
 type Bucket = { tokens: number; at: number }
 
 /**
- * A token bucket per key: each key may take `perHour` at once, and one more every
- * 3600 / perHour seconds after that. `refused` counts the takes that found the bucket empty.
+ * A token bucket per key: each key may take `burst` (by default `perHour`) at once, and one
+ * more every 3600 / perHour seconds after that. `refused` counts the takes that found the bucket empty.
  * Memory is bounded: buckets that have filled up again are the same as no bucket and are
  * swept out, and past `maxKeys` the least recently used are forgotten (a forgotten key starts
  * full again, which is the cost of the bound).
@@ -53,8 +53,8 @@ export class TokenBuckets {
   refused = 0
 
   /** perHour 0 means no limit. */
-  constructor(perHour: number, maxKeys = 100_000) {
-    this.capacity = perHour
+  constructor(perHour: number, maxKeys = 100_000, burst = perHour) {
+    this.capacity = perHour > 0 ? Math.max(1, burst) : 0
     this.perMs = perHour / 3_600_000
     this.maxKeys = maxKeys
   }
@@ -97,6 +97,12 @@ export class TokenBuckets {
     }
     for (const key of keys) this.take(key, now)
     return 0
+  }
+
+  /** Gives back a token taken from key's bucket (one it turned out not to need). */
+  refund(key: string): void {
+    const bucket = this.buckets.get(key)
+    if (bucket) bucket.tokens = Math.min(this.capacity, bucket.tokens + 1)
   }
 
   /** Milliseconds until key has a token again (0 when it has one now). */

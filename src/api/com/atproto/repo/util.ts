@@ -29,7 +29,7 @@ export const crewWriteRequest = async (
   c: Ctx,
   nsid: string,
 ): Promise<{ caller: Caller; input: Record<string, unknown> }> => {
-  const caller = await ctx.access.authorize(c.req.raw, 'crew:admin', nsid)
+  const caller = await ctx.access.authorize(c, 'crew:admin', nsid)
   c.set('caller', caller)
   const input = await readJsonBody(c)
   if (typeof input.repo !== 'string') {

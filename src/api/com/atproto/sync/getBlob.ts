@@ -27,7 +27,7 @@ export const register: Register = (app, ctx) => {
 
     // Authorization comes before anything is counted or written.
     const caller = await ctx.access.authorize(
-      c.req.raw,
+      c,
       method === 'PUT' ? 'blob:write' : 'blob:read',
       ids.SyncGetBlob,
     )

@@ -2,11 +2,7 @@ import type { ServerResponse } from 'node:http'
 import { isValidTid } from '@atproto/syntax'
 import { InvalidRequestError } from '../../../../errors.ts'
 import type { Logger } from '../../../../logger.ts'
-import {
-  spoolRepoCar,
-  type ExportLimits,
-  type SpooledCar,
-} from '../../../../repo/car-export.ts'
+import type { ExportLimits, SpooledCar } from '../../../../repo/car-export.ts'
 import { clientKey } from '../../../../auth/client-address.ts'
 import { ExportSlots } from '../../../export-slots.ts'
 import { carHeaders, syncParams, type Register } from '../../../util.ts'
@@ -30,7 +26,7 @@ export const register: Register = (app, ctx) => {
     const signal = c.req.raw.signal
     let car: SpooledCar
     try {
-      car = await spoolRepoCar(ctx.db, since, signal)
+      car = await ctx.carSpooler.spool(since, signal)
     } catch (err) {
       release()
       // The client left while the CAR was being written: nobody reads an answer.

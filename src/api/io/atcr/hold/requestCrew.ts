@@ -26,10 +26,7 @@ export const register: Register = (app, ctx) => {
     ids.HoldRequestCrew,
     {
       auth: async (c) => {
-        const caller = await ctx.access.authenticate(
-          c.req.raw,
-          ids.HoldRequestCrew,
-        )
+        const caller = await ctx.access.authenticate(c, ids.HoldRequestCrew)
         c.set('caller', caller)
         if (!caller.did) {
           throw new AuthRequiredError('requestCrew needs a service token')
