@@ -79,11 +79,9 @@ export const blobFiles = (h: TestHold) =>
   filesUnder(join(h.dataDir, 'blobs', 'sha256'))
 
 export const latestRev = async (h: TestHold): Promise<string> => {
-  const res = await xrpc<{ rev: string }>(
-    h.url,
-    'com.atproto.sync.getLatestCommit',
-    { did: h.did },
-  )
+  const res = await xrpc<{ rev: string }>(h.url, ids.SyncGetLatestCommit, {
+    did: h.did,
+  })
   expect(res.status).toBe(200)
   return res.body.rev
 }
@@ -115,7 +113,7 @@ export const getStats = async (
   did: string,
   repo: string,
 ): Promise<Stats> => {
-  const res = await xrpc<Stats>(h.url, 'io.atcr.hold.getStats', { did, repo })
+  const res = await xrpc<Stats>(h.url, ids.HoldGetStats, { did, repo })
   expect(res.status).toBe(200)
   return res.body
 }

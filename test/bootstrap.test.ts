@@ -4,6 +4,7 @@ import { Secp256k1Keypair } from '@atproto/crypto'
 import { verifyRepoCar } from '@atproto/repo'
 import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import { envToCfg, envToSecrets, readEnv } from '../src/config.ts'
 import { HoldServer } from '../src/server.ts'
 import {
@@ -20,8 +21,8 @@ import {
 
 const OWNER = 'did:plc:ewvi7nxzyoun6zhxrhs64oiz'
 const OTHER_OWNER = 'did:plc:z72i7hdynmk6r22z27h6tvur'
-const CAPTAIN = 'io.atcr.hold.captain'
-const CREW = 'io.atcr.hold.crew'
+const CAPTAIN = ids.HoldCaptain
+const CREW = ids.HoldCrew
 /** A fixed public URL keeps the DID stable while each start listens on a fresh port. */
 const PUBLIC_URL = 'https://hold.bootstrap.test'
 const DID = 'did:web:hold.bootstrap.test'
@@ -91,7 +92,7 @@ const stop = async (s: Started) => {
 }
 
 const captainOf = async (url: string, did = DID) => {
-  const res = await xrpc<RecordView>(url, 'com.atproto.repo.getRecord', {
+  const res = await xrpc<RecordView>(url, ids.RepoGetRecord, {
     repo: did,
     collection: CAPTAIN,
     rkey: 'self',
@@ -101,11 +102,11 @@ const captainOf = async (url: string, did = DID) => {
 }
 
 const crewOf = async (url: string, did = DID) => {
-  const res = await xrpc<{ records: RecordView[] }>(
-    url,
-    'com.atproto.repo.listRecords',
-    { repo: did, collection: CREW, limit: 100 },
-  )
+  const res = await xrpc<{ records: RecordView[] }>(url, ids.RepoListRecords, {
+    repo: did,
+    collection: CREW,
+    limit: 100,
+  })
   expect(res.status).toBe(200)
   return res.body.records
 }
@@ -113,7 +114,7 @@ const crewOf = async (url: string, did = DID) => {
 const headOf = async (url: string, did = DID) => {
   const res = await xrpc<{ cid: string; rev: string }>(
     url,
-    'com.atproto.sync.getLatestCommit',
+    ids.SyncGetLatestCommit,
     { did },
   )
   expect(res.status).toBe(200)
@@ -125,7 +126,7 @@ const didDocOf = async (url: string) =>
 
 const verifiedRepo = async (url: string, did = DID) => {
   const key = atprotoKeyFromDidDoc(await didDocOf(url))
-  const car = await getBytes(url, 'com.atproto.sync.getRepo', { did })
+  const car = await getBytes(url, ids.SyncGetRepo, { did })
   expect(car.status).toBe(200)
   return verifyRepoCar(car.bytes, did, key)
 }
@@ -290,7 +291,7 @@ describe('bootstrap', () => {
     const s = await start(dataDir, { HOLD_SIGNING_KEY: hex })
     const expected = (await Secp256k1Keypair.import(hex)).did()
     expect(atprotoKeyFromDidDoc(await didDocOf(s.url))).toBe(expected)
-    const car = await getBytes(s.url, 'com.atproto.sync.getRepo', { did: DID })
+    const car = await getBytes(s.url, ids.SyncGetRepo, { did: DID })
     await expect(verifyRepoCar(car.bytes, DID, expected)).resolves.toBeTruthy()
     await expect(stat(join(dataDir, 'signing-key.hex'))).rejects.toMatchObject({
       code: 'ENOENT',

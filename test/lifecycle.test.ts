@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { verifyRepoCar } from '@atproto/repo'
 import { afterEach, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import {
   atprotoKeyFromDidDoc,
   ownerAuth,
@@ -50,7 +51,7 @@ const identity = async (s: SpawnedHold) => {
   ).json()) as Parameters<typeof atprotoKeyFromDidDoc>[0]
   const head = await xrpc<{ cid: string; rev: string }>(
     s.url,
-    'com.atproto.sync.getLatestCommit',
+    ids.SyncGetLatestCommit,
     { did },
   )
   expect(head.status).toBe(200)
@@ -65,7 +66,7 @@ describe('process lifecycle', () => {
     const hex = createHash('sha256').update(payload).digest('hex')
     const signed = await xrpc<{ url: string }>(
       s.url,
-      'com.atproto.sync.getBlob',
+      ids.SyncGetBlob,
       { did: 'did:plc:x', cid: `sha256:${hex}`, method: 'PUT' },
       { headers: await ownerAuth(s.url) },
     )
@@ -118,7 +119,7 @@ describe('process lifecycle', () => {
     expect(existsSync(join(dataDir, 'hold.sqlite-wal'))).toBe(false)
 
     const again = await spawn({ dataDir, port: s.port })
-    const stored = await getBytes(again.url, 'com.atproto.sync.getBlob', {
+    const stored = await getBytes(again.url, ids.SyncGetBlob, {
       did: 'did:plc:x',
       cid: `sha256:${hex}`,
     })
@@ -150,7 +151,7 @@ describe('process lifecycle', () => {
     expect(after).toEqual(before)
     expect(second.output()).not.toContain('created repo')
     expect(second.output()).not.toContain('captain record')
-    const car = await getBytes(second.url, 'com.atproto.sync.getRepo', {
+    const car = await getBytes(second.url, ids.SyncGetRepo, {
       did: after.did,
     })
     const verified = await verifyRepoCar(car.bytes, after.did, after.key)

@@ -7,11 +7,12 @@ import {
 import { decode } from '@atproto/lex-cbor'
 import type { Cid } from '@atproto/lex-data'
 import { describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import { NodeCache } from '../src/repo/node-cache.ts'
 import { getBytes, startHold, type TestHold } from './_util.ts'
 
 const OWNER = 'did:plc:ewvi7nxzyoun6zhxrhs64oiz'
-const STATS = 'io.atcr.hold.stats'
+const STATS = ids.HoldStats
 
 describe('NodeCache', () => {
   const block = (n: number) => new Uint8Array(n)
@@ -110,7 +111,7 @@ const withHold = async (
 
 describe('the writer with its node cache', () => {
   const exportRepo = async (h: TestHold) => {
-    const car = await getBytes(h.url, 'com.atproto.sync.getRepo', {
+    const car = await getBytes(h.url, ids.SyncGetRepo, {
       did: h.did,
     })
     expect(car.status).toBe(200)

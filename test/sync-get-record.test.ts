@@ -1,6 +1,7 @@
 import { parseCid } from '@atproto/lex-data'
 import { verifyProofs, verifyRecords } from '@atproto/repo'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import type { DidDocument } from '../src/identity.ts'
 import { statsRecordKey } from '../src/stats/rkey.ts'
 import {
@@ -12,7 +13,7 @@ import {
   type TestHold,
 } from './_util.ts'
 
-const STATS = 'io.atcr.hold.stats'
+const STATS = ids.HoldStats
 
 /** The writer's queue held by a write that does not end until released. */
 const blockWriter = (h: TestHold) => {
@@ -52,7 +53,7 @@ describe('sync.getRecord and the writer', () => {
     try {
       const res = await within(
         5000,
-        getBytes(h.url, 'com.atproto.sync.getRecord', {
+        getBytes(h.url, ids.SyncGetRecord, {
           did: h.did,
           collection: STATS,
           rkey,
@@ -64,11 +65,11 @@ describe('sync.getRecord and the writer', () => {
       const records = await verifyRecords(res.bytes, h.did, signingKey)
       expect(records).toHaveLength(1)
       expect(records[0].record).toMatchObject({ pullCount: 1 })
-      const view = await xrpc<{ cid: string }>(
-        h.url,
-        'com.atproto.repo.getRecord',
-        { repo: h.did, collection: STATS, rkey },
-      )
+      const view = await xrpc<{ cid: string }>(h.url, ids.RepoGetRecord, {
+        repo: h.did,
+        collection: STATS,
+        rkey,
+      })
       const proved = await verifyProofs(
         res.bytes,
         [{ collection: STATS, rkey, cid: parseCid(view.body.cid) }],
@@ -86,7 +87,7 @@ describe('sync.getRecord and the writer', () => {
     try {
       const res = await within(
         5000,
-        xrpc(h.url, 'com.atproto.sync.getRecord', {
+        xrpc(h.url, ids.SyncGetRecord, {
           did: h.did,
           collection: STATS,
           rkey: statsRecordKey('did:plc:nobody', 'app'),
@@ -107,7 +108,7 @@ describe('sync.getRecord and the writer', () => {
     for (let i = 0; i < 20; i++) {
       stats.countPull('did:plc:proofalice', 'app')
       proofs.push(
-        getBytes(h.url, 'com.atproto.sync.getRecord', {
+        getBytes(h.url, ids.SyncGetRecord, {
           did: h.did,
           collection: STATS,
           rkey,

@@ -9,6 +9,7 @@ import {
   verifyRepoCar,
 } from '@atproto/repo'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import type { Commit } from '../src/repo/commit.ts'
 import type { CommitEvent, RecordPut } from '../src/repo/writer.ts'
 import {
@@ -20,8 +21,8 @@ import {
 } from './_util.ts'
 
 const OWNER = 'did:plc:ewvi7nxzyoun6zhxrhs64oiz'
-const CREW = 'io.atcr.hold.crew'
-const CAPTAIN = 'io.atcr.hold.captain'
+const CREW = ids.HoldCrew
+const CAPTAIN = ids.HoldCaptain
 const ADDED_AT = '2026-01-02T03:04:05.000Z'
 
 type RecordView = { uri: string; cid: string; value: Record<string, unknown> }
@@ -57,7 +58,7 @@ describe('the single repo writer', () => {
   const head = async () => {
     const res = await xrpc<{ cid: string; rev: string }>(
       h.url,
-      'com.atproto.sync.getLatestCommit',
+      ids.SyncGetLatestCommit,
       { did: h.did },
     )
     expect(res.status).toBe(200)
@@ -65,7 +66,7 @@ describe('the single repo writer', () => {
   }
 
   const fullRepo = async () => {
-    const car = await getBytes(h.url, 'com.atproto.sync.getRepo', {
+    const car = await getBytes(h.url, ids.SyncGetRepo, {
       did: h.did,
     })
     expect(car.status).toBe(200)
@@ -73,7 +74,7 @@ describe('the single repo writer', () => {
   }
 
   const getRecord = (collection: string, rkey: string) =>
-    xrpc<RecordView>(h.url, 'com.atproto.repo.getRecord', {
+    xrpc<RecordView>(h.url, ids.RepoGetRecord, {
       repo: h.did,
       collection,
       rkey,
@@ -201,7 +202,7 @@ describe('the single repo writer', () => {
           action === 'updating',
         )
 
-        const proof = await getBytes(h.url, 'com.atproto.sync.getRecord', {
+        const proof = await getBytes(h.url, ids.SyncGetRecord, {
           did: h.did,
           collection: CREW,
           rkey: 'twin-b',
@@ -245,7 +246,7 @@ describe('the single repo writer', () => {
       await writer.putRecords([
         { collection: CREW, rkey: 'twin-b', record: shared },
       ])
-      const diff = await getBytes(h.url, 'com.atproto.sync.getRepo', {
+      const diff = await getBytes(h.url, ids.SyncGetRepo, {
         did: h.did,
         since: previous.commit.rev,
       })
