@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Secp256k1Keypair } from '@atproto/crypto'
-import { verifyRepoCar } from '@atproto/repo'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ids } from '../src/ids.ts'
 import { COMMANDS } from '../src/cli/cli.ts'
@@ -20,6 +19,7 @@ import {
   xrpc,
   type TestHold,
 } from './_util.ts'
+import { verifiedRepo } from './_repo.ts'
 
 const PASSWORD = 'op-secret-7f3a'
 const OWNER = 'did:plc:clicaptain00000000000000'
@@ -337,14 +337,9 @@ describe('operator CLI against a running hold', () => {
         `^exported the repo of ${h.did.replace(/%/g, '%')} to .*hold\\.car \\(`,
       ),
     )
-    const doc = (await (
-      await fetch(`${h.url}/.well-known/did.json`)
-    ).json()) as Parameters<typeof atprotoKeyFromDidDoc>[0]
-    const verified = await verifyRepoCar(
-      new Uint8Array(await readFile(file)),
-      h.did,
-      atprotoKeyFromDidDoc(doc),
-    )
+    const verified = await verifiedRepo(h.url, h.did, {
+      car: new Uint8Array(await readFile(file)),
+    })
     expect(verified.commit.rev).toBe((await head()).rev)
     const collections = verified.creates.map((c) => c.collection)
     expect(collections).toContain('io.atcr.hold.captain')

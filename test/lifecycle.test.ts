@@ -1,7 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { verifyRepoCar } from '@atproto/repo'
 import { afterEach, describe, expect, it } from 'vitest'
 import { ids } from '../src/ids.ts'
 import {
@@ -16,6 +15,7 @@ import {
   xrpc,
   type SpawnedHold,
 } from './_util.ts'
+import { verifiedRepo } from './_repo.ts'
 
 const OWNER = 'did:plc:ewvi7nxzyoun6zhxrhs64oiz'
 
@@ -151,10 +151,9 @@ describe('process lifecycle', () => {
     expect(after).toEqual(before)
     expect(second.output()).not.toContain('created repo')
     expect(second.output()).not.toContain('captain record')
-    const car = await getBytes(second.url, ids.SyncGetRepo, {
-      did: after.did,
+    const verified = await verifiedRepo(second.url, after.did, {
+      key: after.key,
     })
-    const verified = await verifyRepoCar(car.bytes, after.did, after.key)
     expect(verified.commit.rev).toBe(before.head.rev)
     second.proc.kill('SIGTERM')
     expect((await second.exited).code).toBe(0)

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto'
-import { verifyRepoCar } from '@atproto/repo'
 import { afterEach, describe, expect, it } from 'vitest'
 import { ids } from '../src/ids.ts'
 import type { DidDocument } from '../src/identity.ts'
@@ -9,7 +8,6 @@ import { addCrew } from './_access.ts'
 import { startLogged, type LoggedHold } from './_logged.ts'
 import {
   atprotoKeyFromDidDoc,
-  getBytes,
   pushBlob,
   removeDir,
   runHoldToExit,
@@ -17,6 +15,7 @@ import {
   TEST_OWNER,
   xrpc,
 } from './_util.ts'
+import { verifiedRepo } from './_repo.ts'
 
 const CAPTAIN = ids.HoldCaptain
 const CREW = ids.HoldCrew
@@ -94,9 +93,7 @@ const verified = async (h: LoggedHold) => {
     await fetch(`${h.url}/.well-known/did.json`)
   ).json()) as DidDocument
   expect(doc.id).toBe(h.did)
-  const car = await getBytes(h.url, ids.SyncGetRepo, { did: h.did })
-  expect(car.status).toBe(200)
-  return verifyRepoCar(car.bytes, h.did, atprotoKeyFromDidDoc(doc))
+  return verifiedRepo(h.url, h.did, { key: atprotoKeyFromDidDoc(doc) })
 }
 
 /** Stats records by their key, values only. */

@@ -1,13 +1,11 @@
 import { DatabaseSync } from 'node:sqlite'
 import { join } from 'node:path'
-import { verifyRepoCar } from '@atproto/repo'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ids } from '../src/ids.ts'
 import { envToCfg, readEnv } from '../src/config.ts'
 import { decodeNode } from '../src/repo/mst-node.ts'
 import { statsRecordKey } from '../src/stats/rkey.ts'
 import {
-  getBytes,
   removeDir,
   runHoldToExit,
   startHold,
@@ -15,6 +13,7 @@ import {
   tempDir,
   xrpc,
 } from './_util.ts'
+import { recordsIn, verifiedRepo } from './_repo.ts'
 import { testPlcUrl } from './_identity.ts'
 
 const PAIRS = 600
@@ -122,12 +121,8 @@ describe('a damaged repo', () => {
     })
     try {
       await h.hold.ctx.stats.flush()
-      const car = await getBytes(h.url, ids.SyncGetRepo, {
-        did: h.did,
-      })
-      expect(car.status).toBe(200)
-      const repo = await verifyRepoCar(car.bytes, h.did)
-      const stats = repo.creates.filter((r) => r.collection === STATS)
+      const repo = await verifiedRepo(h.url, h.did)
+      const stats = recordsIn(repo, STATS)
       expect(stats).toHaveLength(PAIRS)
       for (const i of [0, 7, 123, PAIRS - 1]) {
         const record = await xrpc<{ value: { pullCount: number } }>(

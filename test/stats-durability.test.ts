@@ -1,14 +1,11 @@
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
-import { verifyRepoCar } from '@atproto/repo'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { ids } from '../src/ids.ts'
 import { statsRecordKey } from '../src/stats/rkey.ts'
 import {
-  atprotoKeyFromDidDoc,
   freePort,
-  getBytes,
   pushBlob,
   removeDir,
   sleep,
@@ -18,6 +15,7 @@ import {
   xrpc,
   type SpawnedHold,
 } from './_util.ts'
+import { recordsIn, verifiedRepo } from './_repo.ts'
 
 const STATS = ids.HoldStats
 // Only the drain on stop (and the flush at start) write records.
@@ -109,21 +107,8 @@ const readStopped = (dataDir: string) => {
   }
 }
 
-const verifyCar = async (hold: SpawnedHold) => {
-  const doc = (await (
-    await fetch(`${hold.url}/.well-known/did.json`)
-  ).json()) as Parameters<typeof atprotoKeyFromDidDoc>[0]
-  const car = await getBytes(hold.url, ids.SyncGetRepo, {
-    did: hold.did,
-  })
-  expect(car.status).toBe(200)
-  const verified = await verifyRepoCar(
-    car.bytes,
-    hold.did,
-    atprotoKeyFromDidDoc(doc),
-  )
-  return verified.creates.filter((c) => c.collection === STATS)
-}
+const verifyCar = async (hold: SpawnedHold) =>
+  recordsIn(await verifiedRepo(hold.url, hold.did), STATS)
 
 describe('stats durability across stops and crashes (child process)', () => {
   const running: SpawnedHold[] = []

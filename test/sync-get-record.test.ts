@@ -2,16 +2,9 @@ import { parseCid } from '@atproto/lex-data'
 import { verifyProofs, verifyRecords } from '@atproto/repo'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ids } from '../src/ids.ts'
-import type { DidDocument } from '../src/identity.ts'
 import { statsRecordKey } from '../src/stats/rkey.ts'
-import {
-  atprotoKeyFromDidDoc,
-  getBytes,
-  sleep,
-  startHold,
-  xrpc,
-  type TestHold,
-} from './_util.ts'
+import { getBytes, sleep, startHold, xrpc, type TestHold } from './_util.ts'
+import { publishedKey } from './_repo.ts'
 
 const STATS = ids.HoldStats
 
@@ -39,10 +32,7 @@ describe('sync.getRecord and the writer', () => {
 
   beforeAll(async () => {
     h = await startHold({ env: { HOLD_STATS_FLUSH_MS: '86400000' } })
-    const doc = (await (
-      await fetch(`${h.url}/.well-known/did.json`)
-    ).json()) as DidDocument
-    signingKey = atprotoKeyFromDidDoc(doc)
+    signingKey = await publishedKey(h.url)
     h.hold.ctx.stats.countPull('did:plc:proofalice', 'app')
     await h.hold.ctx.stats.flush()
   })
