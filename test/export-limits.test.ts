@@ -14,7 +14,8 @@ import {
   type TestHold,
 } from './_util.ts'
 
-// A CAR of ~7 MB: more than the kernel's socket buffers take from a client that reads nothing.
+// Enough records for a CAR larger than the kernel's socket buffers take from a client that
+// reads nothing.
 const RECORDS = 20_000
 const CLIENT_HEADER = 'x-test-client'
 /** Client addresses, as the trusted proxy header gives them. */
