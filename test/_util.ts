@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { ids } from '../src/ids.ts'
 import { envToCfg, envToSecrets, readEnv } from '../src/config.ts'
-import type { AppContextOverrides } from '../src/context.ts'
-import { HoldServer } from '../src/server.ts'
+import { HoldServer, type HoldOptions } from '../src/server.ts'
 import { bearer, identity, testPlcUrl } from './_identity.ts'
 import { ROOT, freePort, tempDir, uploadBlob, waitForStart } from './_shared.ts'
 
@@ -45,7 +44,7 @@ export const startHold = async (
     env?: Record<string, string>
     dataDir?: string
     port?: number
-    overrides?: AppContextOverrides
+    overrides?: HoldOptions
   } = {},
 ): Promise<TestHold> => {
   const port = opts.port ?? (await freePort())

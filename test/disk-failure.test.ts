@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ids } from '../src/ids.ts'
 import { createRootLogger } from '../src/logger.ts'
-import { MAX_PENDING_PAIRS } from '../src/stats/service.ts'
+import { MAX_PENDING_PAIRS } from '../src/stats/counter-store.ts'
 import { testPlcUrl } from './_identity.ts'
 import {
   removeDir,
