@@ -23,7 +23,7 @@ import { statsRecordKey } from '../src/stats/rkey.ts'
  * design's alone (the benchmark checks that both agree).
  */
 const seedDesign = (app: App, ctx: AppContext) => {
-  app.use('/xrpc/com.atproto.sync.getBlob', async (c, next) => {
+  app.use(`/xrpc/${ids.SyncGetBlob}`, async (c, next) => {
     await next()
     if (c.req.method !== 'GET' || c.res.status < 200 || c.res.status >= 300) {
       return
