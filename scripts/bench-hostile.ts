@@ -23,6 +23,7 @@ import { parseArgs } from 'node:util'
 import { Worker } from 'node:worker_threads'
 import { gzipSync } from 'node:zlib'
 import { Secp256k1Keypair } from '@atproto/crypto'
+import { ids } from '../src/ids.ts'
 import { identity, serviceToken, testPlcUrl } from '../test/_identity.ts'
 import {
   freePort,
@@ -143,7 +144,7 @@ const ISSUERS = num('issuers')
 const ISSUER_SECONDS = num('issuer-seconds')
 const PASSWORD = 'bench-hostile-password'
 const ADMIN = `Basic ${Buffer.from(`admin:${PASSWORD}`).toString('base64')}`
-const GET_BLOB = 'com.atproto.sync.getBlob'
+const GET_BLOB = ids.SyncGetBlob
 const MiB = 1024 * 1024
 
 const t0 = Date.now()
@@ -531,7 +532,7 @@ const adminStatus = (h: Hold) =>
 
 const statsRecords = async (h: Hold): Promise<number | undefined> => {
   try {
-    return (await adminStatus(h)).records['io.atcr.hold.stats'] ?? 0
+    return (await adminStatus(h)).records[ids.HoldStats] ?? 0
   } catch {
     return undefined
   }
@@ -605,7 +606,7 @@ const slowExport = async (ctx: Ctx, deadline: number): Promise<string> => {
   let size = NaN
   try {
     const res = await fetch(
-      `${ctx.h.base}/xrpc/com.atproto.sync.getRepo?did=${encodeURIComponent(ctx.h.did)}`,
+      `${ctx.h.base}/xrpc/${ids.SyncGetRepo}?did=${encodeURIComponent(ctx.h.did)}`,
       { signal: controller.signal },
     )
     status = res.status
@@ -792,7 +793,7 @@ const gzipBomb = once(() => gzipSync(hugeDoc(), { level: 9 }))
  */
 const exportAbandonAttack = async (ctx: Ctx) => {
   const url = new URL(ctx.h.base)
-  const path = `/xrpc/com.atproto.sync.getRepo?did=${encodeURIComponent(ctx.h.did)}`
+  const path = `/xrpc/${ids.SyncGetRepo}?did=${encodeURIComponent(ctx.h.did)}`
   const statuses: Record<string, number> = {}
   const open: { destroy: () => void }[] = []
   const started = performance.now()

@@ -7,7 +7,7 @@
  * child process and measures: start-up time, RSS, the time to flush 200 changed records,
  * getStats and listStats latency at 1,000 req/s (open loop, with a bare route as the floor and
  * the hold's event-loop delay), and the time to export the repo with getRepo. With --data-dir
- * an already seeded directory is reused (seeding is the slow part). --pin puts the hold and this
+ * an already seeded directory is reused. --pin puts the hold and this
  * process on separate cores (taskset).
  */
 import { execFileSync } from 'node:child_process'
@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { verifyRepoCar } from '@atproto/repo'
+import { ids } from '../src/ids.ts'
 import { envToCfg, envToSecrets, readEnv } from '../src/config.ts'
 import { HoldServer } from '../src/server.ts'
 import { testPlcUrl, identity } from '../test/_identity.ts'
@@ -143,7 +144,7 @@ const main = async () => {
           method: 'GET',
           repo: repoOf(k % REPOS),
         })
-        return fetch(`${h.base}/xrpc/com.atproto.sync.getBlob?${q}`).then((r) =>
+        return fetch(`${h.base}/xrpc/${ids.SyncGetBlob}?${q}`).then((r) =>
           r.arrayBuffer(),
         )
       })
@@ -167,11 +168,11 @@ const main = async () => {
         did: didOf((k * 97) % DIDS),
         repo: repoOf(k % REPOS),
       })
-      return `/xrpc/io.atcr.hold.getStats?${q}`
+      return `/xrpc/${ids.HoldGetStats}?${q}`
     })
     const listPaths = Array.from(
       { length: 500 },
-      (_, k) => `/xrpc/io.atcr.hold.listStats?did=${didOf((k * 97) % DIDS)}`,
+      (_, k) => `/xrpc/${ids.HoldListStats}?did=${didOf((k * 97) % DIDS)}`,
     )
     // Open-loop, one request every millisecond for 10 s (see openLoad), with the bare Hono
     // route at the same rate as the floor this machine and stack set for any route.
@@ -201,7 +202,7 @@ const main = async () => {
     const car = new Uint8Array(
       await (
         await fetch(
-          `${h.base}/xrpc/com.atproto.sync.getRepo?did=${encodeURIComponent(h.did)}`,
+          `${h.base}/xrpc/${ids.SyncGetRepo}?did=${encodeURIComponent(h.did)}`,
         )
       ).arrayBuffer(),
     )

@@ -24,7 +24,7 @@ import { statsRecordKey } from '../src/stats/rkey.ts'
  * commits' alone (the benchmark checks that both agree).
  */
 const commitPerCount = (app: App, ctx: AppContext) => {
-  app.use('/xrpc/com.atproto.sync.getBlob', async (c, next) => {
+  app.use(`/xrpc/${ids.SyncGetBlob}`, async (c, next) => {
     await next()
     if (c.req.method !== 'GET' || c.res.status < 200 || c.res.status >= 300) {
       return

@@ -17,6 +17,7 @@ import { statSync } from 'node:fs'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { ids } from '../src/ids.ts'
 import { statsRecordKey } from '../src/stats/rkey.ts'
 import {
   getJson,
@@ -91,7 +92,7 @@ const slowExport = async (h: Hold, bytesPerSecond: number, ms: number) => {
   let status = 0
   try {
     const res = await fetch(
-      `${h.base}/xrpc/com.atproto.sync.getRepo?did=${encodeURIComponent(h.did)}`,
+      `${h.base}/xrpc/${ids.SyncGetRepo}?did=${encodeURIComponent(h.did)}`,
       { signal: controller.signal },
     )
     status = res.status
@@ -147,7 +148,7 @@ const main = async () => {
         method: 'GET',
         repo: i < RECORDS ? 'app' : 'web',
       })
-      return `/xrpc/com.atproto.sync.getBlob?${q}`
+      return `/xrpc/${ids.SyncGetBlob}?${q}`
     })
     const seconds = MINUTES * 60
     const samples: number[] = []
@@ -162,7 +163,7 @@ const main = async () => {
     const prover = setInterval(() => {
       const rkey = statsRecordKey(didOf(proofs++ % RECORDS), 'app')
       fetch(
-        `${h.base}/xrpc/com.atproto.sync.getRecord?did=${encodeURIComponent(h.did)}&collection=io.atcr.hold.stats&rkey=${rkey}`,
+        `${h.base}/xrpc/${ids.SyncGetRecord}?did=${encodeURIComponent(h.did)}&collection=${ids.HoldStats}&rkey=${rkey}`,
       )
         .then((r) => {
           if (r.status !== 200) proofErrors++

@@ -21,6 +21,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
+import { ids } from '../src/ids.ts'
 import {
   getJson,
   load,
@@ -68,17 +69,17 @@ const blobPaths = (
       const q = new URLSearchParams({ did, cid: digest })
       if (opts.method) q.set('method', opts.method)
       if (opts.repo) q.set('repo', repo)
-      return `/xrpc/com.atproto.sync.getBlob?${q}`
+      return `/xrpc/${ids.SyncGetBlob}?${q}`
     }),
   )
 
 const statsPaths = (kind: 'get' | 'list'): string[] =>
   DIDS.flatMap((did) =>
     kind === 'list'
-      ? [`/xrpc/io.atcr.hold.listStats?did=${did}`]
+      ? [`/xrpc/${ids.HoldListStats}?did=${did}`]
       : REPOS.map(
           (repo) =>
-            `/xrpc/io.atcr.hold.getStats?${new URLSearchParams({ did, repo })}`,
+            `/xrpc/${ids.HoldGetStats}?${new URLSearchParams({ did, repo })}`,
         ),
   )
 
@@ -96,7 +97,7 @@ const totalPulls = async (h: Hold): Promise<number> => {
   let total = 0
   for (const did of DIDS) {
     const page = await getJson<{ stats: { pullCount: number }[] }>(
-      `${h.base}/xrpc/io.atcr.hold.listStats?did=${did}&limit=100`,
+      `${h.base}/xrpc/${ids.HoldListStats}?did=${did}&limit=100`,
     )
     total += page.stats.reduce((n, s) => n + s.pullCount, 0)
   }
@@ -110,14 +111,14 @@ const recordPulls = async (h: Hold): Promise<number> => {
   do {
     const q = new URLSearchParams({
       repo: h.did,
-      collection: 'io.atcr.hold.stats',
+      collection: ids.HoldStats,
       limit: '100',
     })
     if (cursor) q.set('cursor', cursor)
     const page = await getJson<{
       records: { value: { pullCount: number } }[]
       cursor?: string
-    }>(`${h.base}/xrpc/com.atproto.repo.listRecords?${q}`)
+    }>(`${h.base}/xrpc/${ids.RepoListRecords}?${q}`)
     total += page.records.reduce((n, r) => n + r.value.pullCount, 0)
     cursor = page.cursor
   } while (cursor)
@@ -142,7 +143,7 @@ const main = async () => {
     const digest = await pushBlob(ours, blob)
     await pushBlob(priv, blob)
     await pushBlob(seed, blob)
-    const token = await ownerToken(priv.did, 'com.atproto.sync.getBlob')
+    const token = await ownerToken(priv.did, ids.SyncGetBlob)
     const url = (repo: boolean) => blobPaths(digest, { method: 'GET', repo })
     const all: Scenario[] = [
       {

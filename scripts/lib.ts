@@ -1,17 +1,22 @@
 /** Shared by the benchmark scripts: real holds as child processes, a local DID directory, load. */
 import { spawn, type ChildProcess } from 'node:child_process'
 import type { EventEmitter } from 'node:events'
-import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
+import { ids } from '../src/ids.ts'
 import { identity, serviceToken, testPlcUrl } from '../test/_identity.ts'
+import {
+  ROOT,
+  freePort,
+  removeDir,
+  tempDir,
+  uploadBlob,
+  waitForStart,
+} from '../test/_shared.ts'
 
-export const ROOT = new URL('..', import.meta.url).pathname
+export { ROOT, freePort }
 
 /**
  * The Node flags the hold runs with (`npm start`, and the image's CMD, which a test keeps in
@@ -34,14 +39,6 @@ export type Hold = {
   keep: boolean
 }
 
-export const freePort = (): Promise<number> =>
-  new Promise((resolve) => {
-    const srv = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => resolve(port))
-    })
-  })
-
 /**
  * Starts scripts/bench-server.ts (the real hold plus bench routes) and waits until it listens.
  * The hold resolves DIDs through a directory in this process, so owner tokens are real.
@@ -59,7 +56,7 @@ export const startHold = async (opts: {
   stderr?: 'inherit' | 'pipe'
 }): Promise<Hold & { startMs: number }> => {
   const port = opts.port ?? (await freePort())
-  const dir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'atcr-bench-')))
+  const dir = opts.dataDir ?? (await tempDir('atcr-bench-'))
   await identity(OWNER)
   const started = performance.now()
   const proc = spawn(
@@ -81,18 +78,11 @@ export const startHold = async (opts: {
       stdio: ['ignore', 'pipe', opts.stderr ?? 'inherit'],
     },
   )
-  await new Promise<void>((resolve, reject) => {
-    let out = ''
-    proc.stdout!.on('data', (d) => {
-      out += d
-      if (out.includes('READY')) resolve()
-    })
-    proc.once('exit', () => reject(new Error(`hold exited: ${out}`)))
-  })
+  await waitForStart(proc, 'READY')
   const startMs = performance.now() - started
   const base = `http://localhost:${port}`
   const { did } = await getJson<{ did: string }>(
-    `${base}/xrpc/com.atproto.server.describeServer`,
+    `${base}/xrpc/${ids.ServerDescribeServer}`,
   )
   return { proc, base, did, dir, keep: !!opts.dataDir, startMs }
 }
@@ -112,7 +102,7 @@ export const stopHold = async (
     await exited
     clearTimeout(timer)
   }
-  if (!h.keep) await rm(h.dir, { recursive: true, force: true })
+  if (!h.keep) await removeDir(h.dir)
 }
 
 export const getJson = async <T>(
@@ -136,18 +126,13 @@ export const ownerToken = async (holdDid: string, lxm: string) =>
 
 /** Uploads bytes as the owner: getBlob method=PUT with a token, then PUT to the signed URL. */
 export const pushBlob = async (h: Hold, bytes: Uint8Array): Promise<string> => {
-  const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`
-  const q = new URLSearchParams({ did: OWNER, cid: digest, method: 'PUT' })
-  const { url } = await getJson<{ url: string }>(
-    `${h.base}/xrpc/com.atproto.sync.getBlob?${q}`,
-    {
-      headers: {
-        authorization: `Bearer ${await ownerToken(h.did, 'com.atproto.sync.getBlob')}`,
-      },
+  const { digest, status } = await uploadBlob(h.base, bytes, {
+    did: OWNER,
+    headers: {
+      authorization: `Bearer ${await ownerToken(h.did, ids.SyncGetBlob)}`,
     },
-  )
-  const put = await fetch(url, { method: 'PUT', body: bytes })
-  if (put.status !== 201) throw new Error(`upload failed: ${put.status}`)
+  })
+  if (status !== 201) throw new Error(`upload failed: ${status}`)
   return digest
 }
 

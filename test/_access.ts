@@ -4,16 +4,17 @@ import http from 'node:http'
 import { join } from 'node:path'
 import type { Keypair } from '@atproto/crypto'
 import { expect } from 'vitest'
+import { ids } from '../src/ids.ts'
 import { bearer, identity } from './_identity.ts'
-import { xrpc, type TestHold } from './_util.ts'
+import { TEST_OWNER, xrpc, type TestHold } from './_util.ts'
 
 /** Helpers shared by the access-control and hostile-input tests. */
 
-export const GET_BLOB = 'com.atproto.sync.getBlob'
-export const CREATE_RECORD = 'com.atproto.repo.createRecord'
-export const DELETE_RECORD = 'com.atproto.repo.deleteRecord'
-export const REQUEST_CREW = 'io.atcr.hold.requestCrew'
-export const CREW = 'io.atcr.hold.crew'
+export const GET_BLOB = ids.SyncGetBlob
+export const CREATE_RECORD = ids.RepoCreateRecord
+export const DELETE_RECORD = ids.RepoDeleteRecord
+export const REQUEST_CREW = ids.HoldRequestCrew
+export const CREW = ids.HoldCrew
 
 export const sha256Hex = (bytes: Uint8Array | string) =>
   createHash('sha256').update(bytes).digest('hex')
@@ -78,11 +79,9 @@ export const blobFiles = (h: TestHold) =>
   filesUnder(join(h.dataDir, 'blobs', 'sha256'))
 
 export const latestRev = async (h: TestHold): Promise<string> => {
-  const res = await xrpc<{ rev: string }>(
-    h.url,
-    'com.atproto.sync.getLatestCommit',
-    { did: h.did },
-  )
+  const res = await xrpc<{ rev: string }>(h.url, ids.SyncGetLatestCommit, {
+    did: h.did,
+  })
   expect(res.status).toBe(200)
   return res.body.rev
 }
@@ -114,7 +113,7 @@ export const getStats = async (
   did: string,
   repo: string,
 ): Promise<Stats> => {
-  const res = await xrpc<Stats>(h.url, 'io.atcr.hold.getStats', { did, repo })
+  const res = await xrpc<Stats>(h.url, ids.HoldGetStats, { did, repo })
   expect(res.status).toBe(200)
   return res.body
 }
@@ -213,6 +212,39 @@ export const raw = (
     }
     req.end()
   })
+
+/** getBlob's answer to method=GET/PUT: a signed URL, or an XRPC error. */
+export type SignedUrlBody = {
+  url: string
+  method: string
+  expiresAt: string
+  error?: string
+  message?: string
+}
+
+/** Asks for a PUT URL as `headers` and uploads `bytes` through it. */
+export const push = async (
+  h: TestHold,
+  bytes: Uint8Array,
+  headers: Record<string, string>,
+  repo?: string,
+) => {
+  const signed = await xrpc<SignedUrlBody>(
+    h.url,
+    GET_BLOB,
+    {
+      did: TEST_OWNER,
+      cid: `sha256:${sha256Hex(bytes)}`,
+      method: 'PUT',
+      repo,
+    },
+    { headers },
+  )
+  if (signed.status !== 200) return { signed, upload: undefined }
+  const upload = await fetch(signed.body.url, { method: 'PUT', body: bytes })
+  await upload.arrayBuffer()
+  return { signed, upload }
+}
 
 /** Authorization for `iss` calling `lxm` on the hold `h`. */
 export const tokenFor = (h: { did: string }, iss: string, lxm: string) =>

@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Secp256k1Keypair } from '@atproto/crypto'
 import { createServiceJwt } from '@atproto/xrpc-server'
+import { ids } from '../src/ids.ts'
 
 /**
  * A small PLC-compatible directory for tests (GET /<did> answers the DID document), holding
@@ -81,7 +82,7 @@ export const serviceToken = async (opts: {
   createServiceJwt({
     iss: opts.iss,
     aud: opts.aud,
-    lxm: opts.lxm === undefined ? 'com.atproto.sync.getBlob' : opts.lxm,
+    lxm: opts.lxm === undefined ? ids.SyncGetBlob : opts.lxm,
     exp: opts.exp,
     keypair: opts.keypair ?? (await identity(opts.iss)),
   })

@@ -1,13 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { ids } from '../src/ids.ts'
 import { envToCfg, envToSecrets, readEnv } from '../src/config.ts'
 import { HoldServer, type HoldOptions } from '../src/server.ts'
 import { bearer, identity, testPlcUrl } from './_identity.ts'
+import { ROOT, freePort, tempDir, uploadBlob, waitForStart } from './_shared.ts'
 
-export const ROOT = new URL('..', import.meta.url).pathname
+export { ROOT, freePort, removeDir, tempDir } from './_shared.ts'
 
 /** The owner test holds get unless a test sets HOLD_OWNER_DID itself (even to ''). */
 export const TEST_OWNER = 'did:plc:testowner0000000000000000'
@@ -29,22 +27,6 @@ const testEnv = async (
     ...env,
   }
 }
-
-export const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => resolve(port))
-    })
-  })
-
-export const tempDir = (prefix = 'atcr-hold-test-'): Promise<string> =>
-  mkdtemp(join(tmpdir(), prefix))
-
-export const removeDir = (dir: string) =>
-  rm(dir, { recursive: true, force: true })
 
 export type TestHold = {
   hold: HoldServer
@@ -129,22 +111,8 @@ export const spawnHold = async (opts: {
   }>((resolve) =>
     proc.once('exit', (code, signal) => resolve({ code, signal })),
   )
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`hold did not start:\n${out}`)),
-      20_000,
-    )
-    const check = () => {
-      if (out.includes('hold started')) {
-        clearTimeout(timer)
-        resolve()
-      }
-    }
-    proc.stdout!.on('data', check)
-    exited.then(() => {
-      clearTimeout(timer)
-      reject(new Error(`hold exited before starting:\n${out}`))
-    })
+  await waitForStart(proc, 'hold started', 20_000).catch((err: Error) => {
+    throw new Error(`hold ${err.message.split(':')[0]}:\n${out}`)
   })
   return {
     proc,
@@ -224,13 +192,12 @@ export const atprotoKeyFromDidDoc = (doc: {
 export const holdInfo = async (
   base: string,
 ): Promise<{ did: string; owner: string }> => {
-  const { did } = (
-    await xrpc<{ did: string }>(base, 'com.atproto.server.describeServer')
-  ).body
+  const { did } = (await xrpc<{ did: string }>(base, ids.ServerDescribeServer))
+    .body
   const captain = await xrpc<{ value: { owner: string } }>(
     base,
-    'com.atproto.repo.getRecord',
-    { repo: did, collection: 'io.atcr.hold.captain', rkey: 'self' },
+    ids.RepoGetRecord,
+    { repo: did, collection: ids.HoldCaptain, rkey: 'self' },
   )
   return { did, owner: captain.body.value.owner }
 }
@@ -253,27 +220,11 @@ export const pushBlob = async (
   bytes: Uint8Array,
   opts: { did?: string; repo?: string; as?: string } = {},
 ): Promise<{ digest: string; status: number }> => {
-  const { createHash } = await import('node:crypto')
-  const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`
-  const signed = await xrpc<{ url: string }>(
-    base,
-    'com.atproto.sync.getBlob',
-    {
-      did: opts.did ?? 'did:plc:testowner',
-      cid: digest,
-      method: 'PUT',
-      repo: opts.repo,
-    },
-    { headers: await ownerAuth(base, { as: opts.as }) },
-  )
-  if (signed.status !== 200) {
-    throw new Error(
-      `getBlob PUT: ${signed.status} ${JSON.stringify(signed.body)}`,
-    )
-  }
-  const res = await fetch(signed.body.url, { method: 'PUT', body: bytes })
-  await res.arrayBuffer()
-  return { digest, status: res.status }
+  return uploadBlob(base, bytes, {
+    did: opts.did ?? 'did:plc:testowner',
+    repo: opts.repo,
+    headers: await ownerAuth(base, { as: opts.as }),
+  })
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import { removeDir, startHold, xrpc, type TestHold } from './_util.ts'
 
 const PASSWORD = 'correct horse battery staple'
@@ -86,7 +87,7 @@ describe('admin API', () => {
   it('answers 401 with a Basic challenge to missing, malformed or wrong credentials, and never writes', async () => {
     const rev = async () =>
       (
-        await xrpc<{ rev: string }>(h.url, 'com.atproto.sync.getLatestCommit', {
+        await xrpc<{ rev: string }>(h.url, ids.SyncGetLatestCommit, {
           did: h.did,
         })
       ).body.rev
@@ -157,7 +158,7 @@ describe('admin API', () => {
       /^baselines\[2\]: repository is not an OCI/,
     )
     for (const repo of ['app', 'lib']) {
-      const s = await xrpc(h.url, 'io.atcr.hold.getStats', {
+      const s = await xrpc(h.url, ids.HoldGetStats, {
         did: 'did:plc:adminok1',
         repo,
       })
@@ -178,7 +179,7 @@ describe('admin API', () => {
     })
     expect(applied.status).toBe(200)
     expect(applied.body).toEqual({ received: 2, changed: 2, unchanged: 0 })
-    const s = await xrpc(h.url, 'io.atcr.hold.getStats', {
+    const s = await xrpc(h.url, ids.HoldGetStats, {
       did: 'did:plc:adminok1',
       repo: 'lib',
     })

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import { Secp256k1Keypair } from '@atproto/crypto'
 import { createServiceJwt } from '@atproto/xrpc-server'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import {
   GET_BLOB,
   addCrew,
@@ -180,7 +181,7 @@ describe('service auth: every bad token is a 401 naming what failed, and changes
           serviceToken({
             iss: STRANGER,
             aud: h.did,
-            lxm: 'com.atproto.repo.createRecord',
+            lxm: ids.RepoCreateRecord,
           }),
         ),
       'BadJwtLexiconMethod',
@@ -347,7 +348,7 @@ describe('service auth: every bad token is a 401 naming what failed, and changes
     const wrongLxm = await serviceToken({
       iss: STRANGER,
       aud: h.did,
-      lxm: 'io.atcr.hold.requestCrew',
+      lxm: ids.HoldRequestCrew,
     })
     const res = await attempt(`Bearer ${wrongLxm}`)
     expect((res.put.body as { message: string }).message).toContain(

@@ -3,6 +3,7 @@ import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createCid } from '@atproto/lex-data'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import {
   getBytes,
   ownerAuth,
@@ -33,7 +34,7 @@ const getBlobUrl = async (
 ) =>
   xrpc<BlobUrl & { error?: string }>(
     base,
-    'com.atproto.sync.getBlob',
+    ids.SyncGetBlob,
     { did: OWNER, ...params },
     params.method === 'PUT' ? { headers: await ownerAuth(base) } : {},
   )
@@ -44,7 +45,7 @@ const fetchBlob = async (
   params: Record<string, string>,
   init: RequestInit = {},
 ) => {
-  const url = new URL('/xrpc/com.atproto.sync.getBlob', base)
+  const url = new URL(`/xrpc/${ids.SyncGetBlob}`, base)
   for (const [k, v] of Object.entries({ did: OWNER, ...params })) {
     url.searchParams.set(k, v)
   }
@@ -243,7 +244,7 @@ describe('blobs: push, serve, signed URLs', () => {
       `sha512:${'a'.repeat(64)}`,
       'QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG',
     ]) {
-      const res = await xrpc(h.url, 'com.atproto.sync.getBlob', {
+      const res = await xrpc(h.url, ids.SyncGetBlob, {
         did: OWNER,
         cid,
       })
@@ -255,7 +256,7 @@ describe('blobs: push, serve, signed URLs', () => {
       method: 'POST',
     })
     expect(badMethod.status).toBe(400)
-    const noDid = await xrpc(h.url, 'com.atproto.sync.getBlob', {
+    const noDid = await xrpc(h.url, ids.SyncGetBlob, {
       cid: bigDigest,
     })
     expect(noDid.status).toBe(400)
@@ -433,7 +434,7 @@ describe('blobs: push, serve, signed URLs', () => {
     expect(signed.status).toBe(200)
     const put = await fetch(signed.body.url, { method: 'PUT', body: bytes })
     expect(put.status).toBe(201)
-    const res = await getBytes(h.url, 'com.atproto.sync.getBlob', {
+    const res = await getBytes(h.url, ids.SyncGetBlob, {
       did: OWNER,
       cid: `sha256:${sha256Hex(bytes)}`,
     })
@@ -447,7 +448,7 @@ describe('blobs: push, serve, signed URLs', () => {
     // Stop while a download is in flight: the download completes and the stop does not wait
     // for the keep-alive timeout.
     const inFlight = await fetch(
-      `${h.url}/xrpc/com.atproto.sync.getBlob?did=${OWNER}&cid=${bigDigest}`,
+      `${h.url}/xrpc/${ids.SyncGetBlob}?did=${OWNER}&cid=${bigDigest}`,
     )
     expect(inFlight.status).toBe(200)
     const started = Date.now()

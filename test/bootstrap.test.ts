@@ -1,15 +1,14 @@
 import { readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Secp256k1Keypair } from '@atproto/crypto'
-import { verifyRepoCar } from '@atproto/repo'
 import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import { envToCfg, envToSecrets, readEnv } from '../src/config.ts'
 import { HoldServer } from '../src/server.ts'
 import {
   atprotoKeyFromDidDoc,
   freePort,
-  getBytes,
   removeDir,
   runHoldToExit,
   spawnHold,
@@ -17,11 +16,12 @@ import {
   tempDir,
   xrpc,
 } from './_util.ts'
+import { verifiedRepo } from './_repo.ts'
 
 const OWNER = 'did:plc:ewvi7nxzyoun6zhxrhs64oiz'
 const OTHER_OWNER = 'did:plc:z72i7hdynmk6r22z27h6tvur'
-const CAPTAIN = 'io.atcr.hold.captain'
-const CREW = 'io.atcr.hold.crew'
+const CAPTAIN = ids.HoldCaptain
+const CREW = ids.HoldCrew
 /** A fixed public URL keeps the DID stable while each start listens on a fresh port. */
 const PUBLIC_URL = 'https://hold.bootstrap.test'
 const DID = 'did:web:hold.bootstrap.test'
@@ -91,7 +91,7 @@ const stop = async (s: Started) => {
 }
 
 const captainOf = async (url: string, did = DID) => {
-  const res = await xrpc<RecordView>(url, 'com.atproto.repo.getRecord', {
+  const res = await xrpc<RecordView>(url, ids.RepoGetRecord, {
     repo: did,
     collection: CAPTAIN,
     rkey: 'self',
@@ -101,11 +101,11 @@ const captainOf = async (url: string, did = DID) => {
 }
 
 const crewOf = async (url: string, did = DID) => {
-  const res = await xrpc<{ records: RecordView[] }>(
-    url,
-    'com.atproto.repo.listRecords',
-    { repo: did, collection: CREW, limit: 100 },
-  )
+  const res = await xrpc<{ records: RecordView[] }>(url, ids.RepoListRecords, {
+    repo: did,
+    collection: CREW,
+    limit: 100,
+  })
   expect(res.status).toBe(200)
   return res.body.records
 }
@@ -113,7 +113,7 @@ const crewOf = async (url: string, did = DID) => {
 const headOf = async (url: string, did = DID) => {
   const res = await xrpc<{ cid: string; rev: string }>(
     url,
-    'com.atproto.sync.getLatestCommit',
+    ids.SyncGetLatestCommit,
     { did },
   )
   expect(res.status).toBe(200)
@@ -122,13 +122,6 @@ const headOf = async (url: string, did = DID) => {
 
 const didDocOf = async (url: string) =>
   (await (await fetch(`${url}/.well-known/did.json`)).json()) as DidDoc
-
-const verifiedRepo = async (url: string, did = DID) => {
-  const key = atprotoKeyFromDidDoc(await didDocOf(url))
-  const car = await getBytes(url, 'com.atproto.sync.getRepo', { did })
-  expect(car.status).toBe(200)
-  return verifyRepoCar(car.bytes, did, key)
-}
 
 describe('bootstrap', () => {
   it("creates the captain record and the owner's crew record in one commit on first start", async () => {
@@ -157,7 +150,7 @@ describe('bootstrap', () => {
       permissions: ['blob:read', 'blob:write', 'crew:admin'],
       addedAt: expect.any(String),
     })
-    const repo = await verifiedRepo(s.url)
+    const repo = await verifiedRepo(s.url, DID)
     expect(repo.creates.map((c) => `${c.collection}/${c.rkey}`).sort()).toEqual(
       [`${CAPTAIN}/self`, `${CREW}/${OWNER}`],
     )
@@ -210,7 +203,7 @@ describe('bootstrap', () => {
       const headChanged = await headOf(changed.url)
       expect(headChanged.rev > headBefore.rev).toBe(true)
       expect(headChanged.rev).toBe(changed.commits()[0].rev)
-      await verifiedRepo(changed.url)
+      await verifiedRepo(changed.url, DID)
       await stop(changed)
 
       const unset = await start(dataDir, { HOLD_OWNER_DID: OWNER })
@@ -280,7 +273,7 @@ describe('bootstrap', () => {
     expect(handle).toBe(DID)
     expect(await headOf(again.url)).toEqual(head)
     expect((await readFile(keyFile, 'utf8')).trim()).toBe(stored)
-    await verifiedRepo(again.url)
+    await verifiedRepo(again.url, DID)
   })
 
   it('publishes and signs with HOLD_SIGNING_KEY when it is given, and keeps no copy of it in the data dir', async () => {
@@ -290,8 +283,9 @@ describe('bootstrap', () => {
     const s = await start(dataDir, { HOLD_SIGNING_KEY: hex })
     const expected = (await Secp256k1Keypair.import(hex)).did()
     expect(atprotoKeyFromDidDoc(await didDocOf(s.url))).toBe(expected)
-    const car = await getBytes(s.url, 'com.atproto.sync.getRepo', { did: DID })
-    await expect(verifyRepoCar(car.bytes, DID, expected)).resolves.toBeTruthy()
+    await expect(
+      verifiedRepo(s.url, DID, { key: expected }),
+    ).resolves.toBeTruthy()
     await expect(stat(join(dataDir, 'signing-key.hex'))).rejects.toMatchObject({
       code: 'ENOENT',
     })
@@ -313,7 +307,7 @@ describe('bootstrap', () => {
     const newKey = atprotoKeyFromDidDoc(await didDocOf(again.url))
     expect(newKey).toBe(key.did())
     expect(newKey).not.toBe(oldKey)
-    const repo = await verifiedRepo(again.url)
+    const repo = await verifiedRepo(again.url, DID)
     expect(repo.creates).toHaveLength(2)
     const head = await headOf(again.url)
     expect(head.rev > oldHead.rev).toBe(true)
@@ -324,7 +318,7 @@ describe('bootstrap', () => {
       HOLD_SIGNING_KEY: hex,
     })
     expect(await headOf(third.url)).toEqual(head)
-    await verifiedRepo(third.url)
+    await verifiedRepo(third.url, DID)
   })
 
   it.each([

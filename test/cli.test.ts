@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Secp256k1Keypair } from '@atproto/crypto'
-import { verifyRepoCar } from '@atproto/repo'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import { COMMANDS } from '../src/cli/cli.ts'
 import type { CommitEvent } from '../src/repo/writer.ts'
 import { statsRecordKey } from '../src/stats/rkey.ts'
@@ -19,13 +19,14 @@ import {
   xrpc,
   type TestHold,
 } from './_util.ts'
+import { verifiedRepo } from './_repo.ts'
 
 const PASSWORD = 'op-secret-7f3a'
 const OWNER = 'did:plc:clicaptain00000000000000'
 const ALICE = 'did:plc:clialice0000000000000000'
 const BOB = 'did:plc:clibob000000000000000000'
-const CREW = 'io.atcr.hold.crew'
-const STATS = 'io.atcr.hold.stats'
+const CREW = ids.HoldCrew
+const STATS = ids.HoldStats
 
 /** Exit code 0, nothing on stderr; the output's lines. */
 const ok = (r: CliResult): string[] => {
@@ -53,16 +54,14 @@ describe('operator CLI against a running hold', () => {
   const getRecord = (collection: string, rkey: string) =>
     xrpc<{ value: Record<string, unknown>; error?: string }>(
       h.url,
-      'com.atproto.repo.getRecord',
+      ids.RepoGetRecord,
       { repo: h.did, collection, rkey },
     )
   const head = async () =>
     (
-      await xrpc<{ rev: string; cid: string }>(
-        h.url,
-        'com.atproto.sync.getLatestCommit',
-        { did: h.did },
-      )
+      await xrpc<{ rev: string; cid: string }>(h.url, ids.SyncGetLatestCommit, {
+        did: h.did,
+      })
     ).body
 
   beforeAll(async () => {
@@ -152,7 +151,7 @@ describe('operator CLI against a running hold', () => {
     const pull = async (did: string, repo: string, n: number) => {
       for (let i = 0; i < n; i++) {
         const res = await fetch(
-          `${h.url}/xrpc/com.atproto.sync.getBlob?did=${did}&cid=${digest}&repo=${repo}`,
+          `${h.url}/xrpc/${ids.SyncGetBlob}?did=${did}&cid=${digest}&repo=${repo}`,
         )
         expect(res.status).toBe(200)
         await res.arrayBuffer()
@@ -257,7 +256,7 @@ describe('operator CLI against a running hold', () => {
 
   it('crew add, list and remove write io.atcr.hold.crew records and grant and revoke reads on a private hold', async () => {
     const { digest } = await pushBlob(h.url, randomBytes(256))
-    const blobUrl = `${h.url}/xrpc/com.atproto.sync.getBlob?did=${ALICE}&cid=${digest}`
+    const blobUrl = `${h.url}/xrpc/${ids.SyncGetBlob}?did=${ALICE}&cid=${digest}`
     await identity(ALICE)
     const asAlice = async () =>
       (
@@ -338,14 +337,9 @@ describe('operator CLI against a running hold', () => {
         `^exported the repo of ${h.did.replace(/%/g, '%')} to .*hold\\.car \\(`,
       ),
     )
-    const doc = (await (
-      await fetch(`${h.url}/.well-known/did.json`)
-    ).json()) as Parameters<typeof atprotoKeyFromDidDoc>[0]
-    const verified = await verifyRepoCar(
-      new Uint8Array(await readFile(file)),
-      h.did,
-      atprotoKeyFromDidDoc(doc),
-    )
+    const verified = await verifiedRepo(h.url, h.did, {
+      car: new Uint8Array(await readFile(file)),
+    })
     expect(verified.commit.rev).toBe((await head()).rev)
     const collections = verified.creates.map((c) => c.collection)
     expect(collections).toContain('io.atcr.hold.captain')
@@ -506,8 +500,8 @@ describe('operator CLI and the hold’s configuration', () => {
       h = await startHold({ env, dataDir, port })
       const captain = await xrpc<{ value: Record<string, unknown> }>(
         h.url,
-        'com.atproto.repo.getRecord',
-        { repo: h.did, collection: 'io.atcr.hold.captain', rkey: 'self' },
+        ids.RepoGetRecord,
+        { repo: h.did, collection: ids.HoldCaptain, rkey: 'self' },
       )
       expect(captain.body.value).toMatchObject({
         owner: OWNER,

@@ -13,6 +13,7 @@ import {
 } from '@atproto/repo'
 import type { NsidString } from '@atproto/syntax'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import { cborCidBytes } from '../src/repo/cid.ts'
 import {
   formatCommit,
@@ -32,8 +33,8 @@ import { startHold, type TestHold } from './_util.ts'
 // hold has no firehose yet, and its commit has no such blocks); and a block that a commit both
 // drops and writes again (two records swapping contents) is in the library's removed CIDs too.
 
-const STATS = 'io.atcr.hold.stats' as NsidString
-const CREW = 'io.atcr.hold.crew' as NsidString
+const STATS = ids.HoldStats as NsidString
+const CREW = ids.HoldCrew as NsidString
 const DID = 'did:web:commit-format.test'
 
 type Collection = typeof STATS | typeof CREW

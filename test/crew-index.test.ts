@@ -256,7 +256,7 @@ describe('requestCrew joins are limited per caller and per client address', () =
 
 const latest = async (h: TestHold) =>
   (
-    await xrpc<{ rev: string }>(h.url, 'com.atproto.sync.getLatestCommit', {
+    await xrpc<{ rev: string }>(h.url, ids.SyncGetLatestCommit, {
       did: h.did,
     })
   ).body.rev

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import { DataDirError } from '../src/data-dir.ts'
 import { testPlcUrl } from './_identity.ts'
 import {
@@ -76,7 +77,7 @@ describe('one hold per data dir', () => {
     try {
       const before = await xrpc<{ rev: string }>(
         first.url,
-        'com.atproto.sync.getLatestCommit',
+        ids.SyncGetLatestCommit,
         { did: first.did },
       )
       // A changed setting that would make the second start commit a new captain.
@@ -97,14 +98,14 @@ describe('one hold per data dir', () => {
       expect(await listening(secondPort)).toBe(false)
       const after = await xrpc<{ rev: string }>(
         first.url,
-        'com.atproto.sync.getLatestCommit',
+        ids.SyncGetLatestCommit,
         { did: first.did },
       )
       expect(after.body.rev).toBe(before.body.rev)
       const captain = await xrpc<{ value: { public: boolean } }>(
         first.url,
-        'com.atproto.repo.getRecord',
-        { repo: first.did, collection: 'io.atcr.hold.captain', rkey: 'self' },
+        ids.RepoGetRecord,
+        { repo: first.did, collection: ids.HoldCaptain, rkey: 'self' },
       )
       expect(captain.body.value.public).toBe(true)
     } finally {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parse } from 'smol-toml'
 import { afterEach, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import { ConfigError, envToCfg, readEnv } from '../src/config.ts'
 import type { DidDocument } from '../src/identity.ts'
 import type { HoldServer } from '../src/server.ts'
@@ -42,8 +43,7 @@ const errorOf = (env: Record<string, string>): unknown => {
 
 const PLAIN_HTTP = 'is plain http'
 const describeDid = async (url: string) =>
-  (await xrpc<{ did: string }>(url, 'com.atproto.server.describeServer')).body
-    .did
+  (await xrpc<{ did: string }>(url, ids.ServerDescribeServer)).body.did
 
 describe('where the hold runs: Fly, NODE_ENV=production, a laptop', () => {
   it('reads FLY_APP_NAME, NODE_ENV and HOLD_REBIND_FROM', () => {

@@ -2,6 +2,7 @@ import { execFileSync, spawn } from 'node:child_process'
 import { chmod, mkdir, open, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import { createRootLogger } from '../src/logger.ts'
 import { MAX_PENDING_PAIRS } from '../src/stats/counter-store.ts'
 import { testPlcUrl } from './_identity.ts'
@@ -164,10 +165,10 @@ describe('a full disk', () => {
     ].entries()) {
       const res = await xrpc<{ value: { pullCount: number } }>(
         h.url,
-        'com.atproto.repo.getRecord',
+        ids.RepoGetRecord,
         {
           repo: h.did,
-          collection: 'io.atcr.hold.stats',
+          collection: ids.HoldStats,
           rkey: Buffer.from(`${did}:app`).toString('base64url'),
         },
       )

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import { statsRecordKey } from '../src/stats/rkey.ts'
 import {
   freePort,
@@ -40,7 +41,7 @@ const acceptedFromLog = (output: string): Map<string, number> => {
     }
     if (
       entry.msg !== 'request' ||
-      entry.nsid !== 'com.atproto.sync.getBlob' ||
+      entry.nsid !== ids.SyncGetBlob ||
       entry.status !== 200
     ) {
       continue
@@ -88,7 +89,7 @@ describe('graceful drain on SIGTERM (child process)', () => {
       for (let i = 0; ; i++) {
         const pair = PAIRS[(w + i) % PAIRS.length]
         try {
-          const res = await xrpc(first.url, 'com.atproto.sync.getBlob', {
+          const res = await xrpc(first.url, ids.SyncGetBlob, {
             did: pair.did,
             cid: digest,
             repo: pair.repo,
@@ -164,15 +165,15 @@ describe('graceful drain on SIGTERM (child process)', () => {
       const k = key(did, repo)
       const stats = await xrpc<{ pullCount: number; pushCount: number }>(
         second.url,
-        'io.atcr.hold.getStats',
+        ids.HoldGetStats,
         { did, repo },
       )
       const record = await xrpc<{ value: { pullCount: number } }>(
         second.url,
-        'com.atproto.repo.getRecord',
+        ids.RepoGetRecord,
         {
           repo: second.did,
-          collection: 'io.atcr.hold.stats',
+          collection: ids.HoldStats,
           rkey: statsRecordKey(did, repo),
         },
       )

@@ -3,6 +3,7 @@ import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import type { ExportLimits } from '../src/repo/car-export.ts'
 import {
   removeDir,
@@ -13,7 +14,8 @@ import {
   type TestHold,
 } from './_util.ts'
 
-// A CAR of ~7 MB: more than the kernel's socket buffers take from a client that reads nothing.
+// Enough records for a CAR larger than the kernel's socket buffers take from a client that
+// reads nothing.
 const RECORDS = 20_000
 const CLIENT_HEADER = 'x-test-client'
 /** Client addresses, as the trusted proxy header gives them. */
@@ -45,7 +47,7 @@ const stalledExport = (h: TestHold, client: string): Promise<Stalled> =>
     const closed = new Promise<void>((r) => socket.once('close', () => r()))
     socket.once('error', () => undefined)
     socket.write(
-      `GET /xrpc/com.atproto.sync.getRepo?did=${encodeURIComponent(h.did)} HTTP/1.1\r\n` +
+      `GET /xrpc/${ids.SyncGetRepo}?did=${encodeURIComponent(h.did)} HTTP/1.1\r\n` +
         `host: localhost\r\n${CLIENT_HEADER}: ${client}\r\n\r\n`,
     )
     socket.once('data', (chunk: Buffer) => {
@@ -68,7 +70,7 @@ const stalledExport = (h: TestHold, client: string): Promise<Stalled> =>
 const xrpcAs = (h: TestHold, client: string) =>
   xrpc(
     h.url,
-    'com.atproto.sync.getRepo',
+    ids.SyncGetRepo,
     { did: h.did },
     { headers: { [CLIENT_HEADER]: client } },
   )

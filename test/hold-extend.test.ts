@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import type { App } from '../src/api/util.ts'
 import type { AppContext } from '../src/context.ts'
 import { pushBlob, startHold, xrpc, type TestHold } from './_util.ts'
@@ -17,7 +18,7 @@ describe('HoldServer.create with extend', () => {
       overrides: {
         extend: (app: App, ctx: AppContext) => {
           given = ctx
-          app.use('/xrpc/com.atproto.sync.getBlob', async (c, next) => {
+          app.use(`/xrpc/${ids.SyncGetBlob}`, async (c, next) => {
             await next()
             seen.push({
               status: c.res.status,
@@ -40,14 +41,14 @@ describe('HoldServer.create with extend', () => {
     const { digest } = await pushBlob(h.url, randomBytes(64))
     seen.length = 0
     const pulls = h.hold.ctx.stats.totals.pulls
-    const res = await xrpc(h.url, 'com.atproto.sync.getBlob', {
+    const res = await xrpc(h.url, ids.SyncGetBlob, {
       did: 'did:plc:extendalice',
       cid: digest,
       method: 'GET',
       repo: 'app',
     })
     expect(res.status).toBe(200)
-    const missing = await xrpc(h.url, 'com.atproto.sync.getBlob', {
+    const missing = await xrpc(h.url, ids.SyncGetBlob, {
       did: 'did:plc:extendalice',
       cid: `sha256:${'0'.repeat(64)}`,
       repo: 'app',

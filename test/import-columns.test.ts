@@ -2,6 +2,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import { JsonArraySplitter } from '../src/cli/json-array.ts'
 import { normalizeTimestamp } from '../src/stats/baseline.ts'
 import { cliFor, lines } from './_cli.ts'
@@ -33,7 +34,7 @@ describe('import-stats: columns, sqlite3 -json and exit codes', () => {
   let cli: ReturnType<typeof cliFor>
 
   const stats = async (did: string, repo: string) =>
-    (await xrpc(h.url, 'io.atcr.hold.getStats', { did, repo })).body
+    (await xrpc(h.url, ids.HoldGetStats, { did, repo })).body
   /** Counters and baselines on the hold: an import that stopped must have sent nothing. */
   const held = () => h.hold.ctx.stats.summary()
 

@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import type { CommitEvent } from '../src/repo/writer.ts'
 import { statsRecordKey } from '../src/stats/rkey.ts'
 import { cliFor, lines, runCli } from './_cli.ts'
@@ -17,7 +18,7 @@ import {
 } from './_util.ts'
 
 const PASSWORD = 'import-secret-42'
-const STATS = 'io.atcr.hold.stats'
+const STATS = ids.HoldStats
 const DIDS = 60
 const REPOS = 50
 const BASE = Date.UTC(2025, 0, 1)
@@ -149,7 +150,7 @@ describe('import-stats: the AppView’s counts as baselines', () => {
   const commits: CommitEvent[] = []
 
   const getStats = async (did: string, repo: string) => {
-    const res = await xrpc<StatsView>(h.url, 'io.atcr.hold.getStats', {
+    const res = await xrpc<StatsView>(h.url, ids.HoldGetStats, {
       did,
       repo,
     })
@@ -157,22 +158,18 @@ describe('import-stats: the AppView’s counts as baselines', () => {
     return res.body
   }
   const getRecord = (did: string, repo: string) =>
-    xrpc<{ value: Record<string, unknown> }>(
-      h.url,
-      'com.atproto.repo.getRecord',
-      {
-        repo: h.did,
-        collection: STATS,
-        rkey: statsRecordKey(did, repo),
-      },
-    )
+    xrpc<{ value: Record<string, unknown> }>(h.url, ids.RepoGetRecord, {
+      repo: h.did,
+      collection: STATS,
+      rkey: statsRecordKey(did, repo),
+    })
   const listAll = async (did: string) => {
     const all: StatsView[] = []
     let cursor: string | undefined
     do {
       const page = await xrpc<{ stats: StatsView[]; cursor?: string }>(
         h.url,
-        'io.atcr.hold.listStats',
+        ids.HoldListStats,
         { did, limit: 20, cursor },
       )
       expect(page.status).toBe(200)
@@ -183,7 +180,7 @@ describe('import-stats: the AppView’s counts as baselines', () => {
   }
   const rev = async () =>
     (
-      await xrpc<{ rev: string }>(h.url, 'com.atproto.sync.getLatestCommit', {
+      await xrpc<{ rev: string }>(h.url, ids.SyncGetLatestCommit, {
         did: h.did,
       })
     ).body.rev
@@ -295,7 +292,7 @@ describe('import-stats: the AppView’s counts as baselines', () => {
     const { digest } = await pushBlob(h.url, randomBytes(1000), { did, repo })
     for (let i = 0; i < 3; i++) {
       const res = await fetch(
-        `${h.url}/xrpc/com.atproto.sync.getBlob?did=${did}&cid=${digest}&repo=${repo}`,
+        `${h.url}/xrpc/${ids.SyncGetBlob}?did=${did}&cid=${digest}&repo=${repo}`,
       )
       expect(res.status).toBe(200)
       await res.arrayBuffer()

@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { verifyRepoCar } from '@atproto/repo'
 import { afterEach, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import {
   atprotoKeyFromDidDoc,
   ownerAuth,
@@ -15,6 +15,7 @@ import {
   xrpc,
   type SpawnedHold,
 } from './_util.ts'
+import { verifiedRepo } from './_repo.ts'
 
 const OWNER = 'did:plc:ewvi7nxzyoun6zhxrhs64oiz'
 
@@ -50,7 +51,7 @@ const identity = async (s: SpawnedHold) => {
   ).json()) as Parameters<typeof atprotoKeyFromDidDoc>[0]
   const head = await xrpc<{ cid: string; rev: string }>(
     s.url,
-    'com.atproto.sync.getLatestCommit',
+    ids.SyncGetLatestCommit,
     { did },
   )
   expect(head.status).toBe(200)
@@ -65,7 +66,7 @@ describe('process lifecycle', () => {
     const hex = createHash('sha256').update(payload).digest('hex')
     const signed = await xrpc<{ url: string }>(
       s.url,
-      'com.atproto.sync.getBlob',
+      ids.SyncGetBlob,
       { did: 'did:plc:x', cid: `sha256:${hex}`, method: 'PUT' },
       { headers: await ownerAuth(s.url) },
     )
@@ -118,7 +119,7 @@ describe('process lifecycle', () => {
     expect(existsSync(join(dataDir, 'hold.sqlite-wal'))).toBe(false)
 
     const again = await spawn({ dataDir, port: s.port })
-    const stored = await getBytes(again.url, 'com.atproto.sync.getBlob', {
+    const stored = await getBytes(again.url, ids.SyncGetBlob, {
       did: 'did:plc:x',
       cid: `sha256:${hex}`,
     })
@@ -150,10 +151,9 @@ describe('process lifecycle', () => {
     expect(after).toEqual(before)
     expect(second.output()).not.toContain('created repo')
     expect(second.output()).not.toContain('captain record')
-    const car = await getBytes(second.url, 'com.atproto.sync.getRepo', {
-      did: after.did,
+    const verified = await verifiedRepo(second.url, after.did, {
+      key: after.key,
     })
-    const verified = await verifyRepoCar(car.bytes, after.did, after.key)
     expect(verified.commit.rev).toBe(before.head.rev)
     second.proc.kill('SIGTERM')
     expect((await second.exited).code).toBe(0)

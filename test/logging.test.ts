@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { Writable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import { envToCfg, envToSecrets, readEnv } from '../src/config.ts'
 import { createRootLogger } from '../src/logger.ts'
 import { HoldServer } from '../src/server.ts'
@@ -71,12 +72,12 @@ describe('request logs', () => {
     const before = requestLines().length
     const signed = await xrpc<{ url: string }>(
       url,
-      'com.atproto.sync.getBlob',
+      ids.SyncGetBlob,
       { did: TEST_OWNER, cid: digest, method: 'PUT', repo: 'logged/app' },
       { headers: auth },
     )
     expect(signed.status).toBe(200)
-    const anonymous = await xrpc(url, 'io.atcr.hold.getStats', {
+    const anonymous = await xrpc(url, ids.HoldGetStats, {
       did: TEST_OWNER,
       repo: 'logged/app',
     })
@@ -112,7 +113,7 @@ describe('request logs', () => {
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`
     const signed = await xrpc<{ url: string }>(
       url,
-      'com.atproto.sync.getBlob',
+      ids.SyncGetBlob,
       { did: TEST_OWNER, cid: digest, method: 'PUT' },
       { headers: { authorization: token } },
     )
@@ -125,7 +126,7 @@ describe('request logs', () => {
     const forged = `Bearer ${token.split('.').slice(0, 2).join('.')}.c2lnbmF0dXJl`
     const refused = await xrpc(
       url,
-      'com.atproto.sync.getBlob',
+      ids.SyncGetBlob,
       { did: TEST_OWNER, cid: digest, method: 'PUT' },
       { headers: { authorization: forged } },
     )
@@ -160,7 +161,7 @@ describe('request logs', () => {
     const auth = await bearer({ iss: TEST_OWNER, aud: hold.ctx.cfg.did })
     const signed = await xrpc<{ url: string }>(
       url,
-      'com.atproto.sync.getBlob',
+      ids.SyncGetBlob,
       { did: TEST_OWNER, cid: `sha256:${hex}`, method: 'PUT' },
       { headers: auth },
     )
@@ -170,7 +171,7 @@ describe('request logs', () => {
 
     const leave = new AbortController()
     const res = await fetch(
-      `${url}/xrpc/com.atproto.sync.getBlob?did=${TEST_OWNER}&cid=sha256:${hex}`,
+      `${url}/xrpc/${ids.SyncGetBlob}?did=${TEST_OWNER}&cid=sha256:${hex}`,
       { signal: leave.signal },
     )
     expect(res.status).toBe(200)
@@ -180,7 +181,7 @@ describe('request logs', () => {
     const line = await waitFor(() =>
       requestLines().find(
         (l) =>
-          l.nsid === 'com.atproto.sync.getBlob' &&
+          l.nsid === ids.SyncGetBlob &&
           String(l.query).includes(hex) &&
           !String(l.query).includes('method='),
       ),
@@ -234,10 +235,7 @@ describe('the root logger', () => {
       pretty: true,
       destination: out.stream,
     })
-    log.info(
-      { nsid: 'io.atcr.hold.getStats', token: 'pretty-secret' },
-      'request',
-    )
+    log.info({ nsid: ids.HoldGetStats, token: 'pretty-secret' }, 'request')
     const text = await waitFor(() => out.raw.join(''))
     expect(text).toContain('INFO')
     expect(text).toContain('request')

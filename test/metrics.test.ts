@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import {
   pushBlob,
   removeDir,
@@ -69,7 +70,7 @@ afterEach(async () => {
 })
 
 const pull = (url: string, digest: string, repo?: string) =>
-  xrpc(url, 'com.atproto.sync.getBlob', {
+  xrpc(url, ids.SyncGetBlob, {
     did: TEST_OWNER,
     cid: digest,
     repo,
@@ -85,7 +86,7 @@ describe('GET /metrics', () => {
     for (let i = 0; i < 3; i++) {
       expect((await pull(url, digest, 'app')).status).toBe(200)
     }
-    const bad = await xrpc(url, 'com.atproto.sync.getBlob', {
+    const bad = await xrpc(url, ids.SyncGetBlob, {
       did: TEST_OWNER,
       cid: 'sha256:nothex',
     })
@@ -107,7 +108,7 @@ describe('GET /metrics', () => {
       })
       return downloads === 1 ? m : undefined
     }))!
-    const getBlob = 'com.atproto.sync.getBlob'
+    const getBlob = ids.SyncGetBlob
     expect(
       m.value('hold_http_requests_total', {
         route: getBlob,
@@ -171,7 +172,7 @@ describe('GET /metrics', () => {
     expect(before.value('hold_stats_pending_pairs')).toBe(0)
     expect(before.value('hold_stats_dirty_counters')).toBe(2)
     expect(
-      before.value('hold_repo_records', { collection: 'io.atcr.hold.stats' }),
+      before.value('hold_repo_records', { collection: ids.HoldStats }),
     ).toBeUndefined()
     expect(
       before.value('hold_repo_records', {
@@ -236,9 +237,9 @@ describe('GET /metrics', () => {
     expect(m2.value('hold_stats_counted_total', { kind: 'pull' })).toBe(0)
     expect(m1.value('hold_info', { did: one.did, version: 'test' })).toBe(1)
     expect(m2.value('hold_info', { did: two.did, version: 'test' })).toBe(1)
-    expect(
-      m2.samples.some((s) => s.labels.route === 'com.atproto.sync.getBlob'),
-    ).toBe(false)
+    expect(m2.samples.some((s) => s.labels.route === ids.SyncGetBlob)).toBe(
+      false,
+    )
     for (const m of [m1, m2]) {
       expect(m.value('process_cpu_user_seconds_total')).toBeGreaterThan(0)
       expect(m.value('nodejs_heap_size_used_bytes')).toBeGreaterThan(0)

@@ -9,6 +9,7 @@ import {
 } from '@atproto/repo'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import { cborCidBytes, cidString } from '../src/repo/cid.ts'
 import { decodeFlat, decodeNode, encodeFlat } from '../src/repo/mst-node.ts'
 import { encode } from '@atproto/lex-cbor'
@@ -29,7 +30,7 @@ import {
 const valueCid = (seed: string): Cid =>
   createCid(0x71, 0x12, createHash('sha256').update(seed).digest())
 
-const keyOf = (n: number, collection = 'io.atcr.hold.stats') =>
+const keyOf = (n: number, collection: string = ids.HoldStats) =>
   `${collection}/${createHash('sha256').update(String(n)).digest('base64url').slice(0, 20)}`
 
 /** Keys whose layer is exactly `layer`, from a deterministic search. */
@@ -227,6 +228,35 @@ const prng = (seed: number) => {
   }
 }
 
+/** Collections of different lengths, ours and others, for keys across collection boundaries. */
+const COLLECTIONS = [
+  ids.HoldStats,
+  ids.HoldCrew,
+  ids.HoldCaptain,
+  'app.bsky.feed.post',
+  'com.example.record',
+  'a.b',
+]
+const KEY_CHARS = [
+  ...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:~',
+]
+
+/**
+ * A key built from one of a few 64-character stems: its first 1-64 characters, the last one
+ * sometimes changed, so keys share prefixes of every length and some are prefixes of others.
+ */
+const mixedKey = fc.record({
+  collection: fc.constantFrom(...COLLECTIONS),
+  stem: fc.nat(),
+  length: fc.integer({ min: 1, max: 64 }),
+  last: fc.option(fc.constantFrom(...KEY_CHARS), { nil: undefined }),
+})
+type KeySpec = typeof mixedKey extends fc.Arbitrary<infer T> ? T : never
+const buildKey = (stems: string[], k: KeySpec) => {
+  const stem = stems[k.stem % stems.length]
+  return `${k.collection}/${stem.slice(0, k.length - 1)}${k.last ?? stem[k.length - 1]}`
+}
+
 describe('CIDs as bytes and strings', () => {
   it('match the library for dag-cbor, raw and random CIDs', async () => {
     for (let n = 0; n < 200; n++) {
@@ -418,5 +448,70 @@ describe('batched MST', () => {
     for (const ops of cases) {
       expect(() => applyMstOps(source, root, ops)).toThrow(MstOpError)
     }
+  })
+
+  it('matches the library for mixed collections and keys of 1-64 characters sharing prefixes', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.string({
+            unit: fc.constantFrom(...KEY_CHARS),
+            minLength: 64,
+            maxLength: 64,
+          }),
+          { minLength: 1, maxLength: 4 },
+        ),
+        fc.array(mixedKey, { maxLength: 300 }),
+        fc.array(
+          fc.array(
+            fc.oneof(
+              mixedKey.map((key) => ({ action: 'create' as const, key })),
+              fc.record({
+                action: fc.constantFrom('update' as const, 'delete' as const),
+                pick: fc.nat(),
+              }),
+            ),
+            { minLength: 1, maxLength: 60 },
+          ),
+          { minLength: 1, maxLength: 4 },
+        ),
+        async (stems, initial, rounds) => {
+          const tree = await LibraryTree.of([
+            ...new Set(initial.map((k) => buildKey(stems, k))),
+          ])
+          for (const [round, specs] of rounds.entries()) {
+            const existing = [...tree.values.keys()]
+            const ops = new Map<string, MstOp>()
+            for (const [i, spec] of specs.entries()) {
+              if (spec.action === 'create') {
+                const key = buildKey(stems, spec.key)
+                if (!tree.values.has(key) && !ops.has(key)) {
+                  ops.set(key, {
+                    action: 'create',
+                    key,
+                    cid: valueCid(`m${round}:${i}:${key}`),
+                  })
+                }
+              } else if (existing.length > 0) {
+                const key = existing[spec.pick % existing.length]
+                if (ops.has(key)) continue
+                ops.set(
+                  key,
+                  spec.action === 'delete'
+                    ? { action: 'delete', key }
+                    : {
+                        action: 'update',
+                        key,
+                        cid: valueCid(`u${round}:${i}:${key}`),
+                      },
+                )
+              }
+            }
+            if (ops.size > 0) await checkBatch(tree, [...ops.values()])
+          }
+        },
+      ),
+      { numRuns: 60 },
+    )
   })
 })

@@ -1,17 +1,14 @@
-import {
-  MemoryBlockstore,
-  MST,
-  readCarWithRoot,
-  verifyRepoCar,
-} from '@atproto/repo'
+import { MemoryBlockstore, MST, readCarWithRoot } from '@atproto/repo'
 import { decode } from '@atproto/lex-cbor'
 import type { Cid } from '@atproto/lex-data'
 import { describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import { NodeCache } from '../src/repo/node-cache.ts'
-import { getBytes, startHold, type TestHold } from './_util.ts'
+import { recordsIn, repoCar, verifiedRepo } from './_repo.ts'
+import { startHold, type TestHold } from './_util.ts'
 
 const OWNER = 'did:plc:ewvi7nxzyoun6zhxrhs64oiz'
-const STATS = 'io.atcr.hold.stats'
+const STATS = ids.HoldStats
 
 describe('NodeCache', () => {
   const block = (n: number) => new Uint8Array(n)
@@ -107,13 +104,7 @@ const withHold = async (
 }
 
 describe('the writer with its node cache', () => {
-  const exportRepo = async (h: TestHold) => {
-    const car = await getBytes(h.url, 'com.atproto.sync.getRepo', {
-      did: h.did,
-    })
-    expect(car.status).toBe(200)
-    return car.bytes
-  }
+  const exportRepo = (h: TestHold) => repoCar(h.url, h.did)
 
   it('after a walk holds exactly the nodes of the current tree, and commits keep it so', () =>
     withHold({}, async (h) => {
@@ -179,14 +170,7 @@ describe('the writer with its node cache', () => {
       await writer.putRecords(statsPuts(100, 200, 3))
       expect(writer.nodes.size).toBe(0)
       expect(await writer.warm()).toBe(0)
-      const car = await exportRepo(h)
-      const doc = (await (
-        await fetch(`${h.url}/.well-known/did.json`)
-      ).json()) as { verificationMethod: { publicKeyMultibase: string }[] }
-      const key = `did:key:${doc.verificationMethod[0].publicKeyMultibase}`
-      const repo = await verifyRepoCar(car, h.did, key)
-      expect(repo.creates.filter((c) => c.collection === STATS).length).toBe(
-        300,
-      )
+      const repo = await verifiedRepo(h.url, h.did)
+      expect(recordsIn(repo, STATS).length).toBe(300)
     }))
 })

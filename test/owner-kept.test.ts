@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import type { HoldServer } from '../src/server.ts'
 import { identity } from './_identity.ts'
 import { startLogged } from './_logged.ts'
@@ -8,8 +9,8 @@ import { ownerAuth, removeDir, tempDir, xrpc } from './_util.ts'
 const OWNER = 'did:plc:ownerkept000000000000000'
 const PUBLIC_URL = 'https://hold.owner-kept.test'
 const DID = 'did:web:hold.owner-kept.test'
-const CAPTAIN = 'io.atcr.hold.captain'
-const CREW = 'io.atcr.hold.crew'
+const CAPTAIN = ids.HoldCaptain
+const CREW = ids.HoldCrew
 
 const running: HoldServer[] = []
 const dirs: string[] = []
@@ -38,14 +39,14 @@ const captain = async (url: string) =>
   (
     await xrpc<{ cid: string; value: { owner: string } }>(
       url,
-      'com.atproto.repo.getRecord',
+      ids.RepoGetRecord,
       { repo: DID, collection: CAPTAIN, rkey: 'self' },
     )
   ).body
 
 const head = async (url: string) =>
   (
-    await xrpc<{ rev: string }>(url, 'com.atproto.sync.getLatestCommit', {
+    await xrpc<{ rev: string }>(url, ids.SyncGetLatestCommit, {
       did: DID,
     })
   ).body.rev
@@ -70,7 +71,7 @@ describe('HOLD_OWNER_DID left unset on a restart', () => {
     ).toMatchObject({ owner: OWNER })
     const crew = await xrpc<{ records: { value: { member: string } }[] }>(
       again.url,
-      'com.atproto.repo.listRecords',
+      ids.RepoListRecords,
       { repo: DID, collection: CREW },
     )
     expect(crew.body.records.map((r) => r.value.member)).toEqual([OWNER])
@@ -79,7 +80,7 @@ describe('HOLD_OWNER_DID left unset on a restart', () => {
     const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`
     const signed = await xrpc<{ url: string }>(
       again.url,
-      'com.atproto.sync.getBlob',
+      ids.SyncGetBlob,
       { did: OWNER, cid: digest, method: 'PUT', repo: 'app' },
       { headers: await ownerAuth(again.url) },
     )

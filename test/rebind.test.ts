@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import { verifyRepoCar } from '@atproto/repo'
 import { afterEach, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import type { DidDocument } from '../src/identity.ts'
 import { RepoIdentityError } from '../src/repo/writer.ts'
 import type { HoldServer } from '../src/server.ts'
@@ -8,7 +8,6 @@ import { addCrew } from './_access.ts'
 import { startLogged, type LoggedHold } from './_logged.ts'
 import {
   atprotoKeyFromDidDoc,
-  getBytes,
   pushBlob,
   removeDir,
   runHoldToExit,
@@ -16,10 +15,11 @@ import {
   TEST_OWNER,
   xrpc,
 } from './_util.ts'
+import { verifiedRepo } from './_repo.ts'
 
-const CAPTAIN = 'io.atcr.hold.captain'
-const CREW = 'io.atcr.hold.crew'
-const STATS = 'io.atcr.hold.stats'
+const CAPTAIN = ids.HoldCaptain
+const CREW = ids.HoldCrew
+const STATS = ids.HoldStats
 const NEW_URL = 'https://hold.rebind.test'
 const NEW_DID = 'did:web:hold.rebind.test'
 const MEMBER = 'did:plc:rebindmember00000000000'
@@ -61,7 +61,7 @@ const listAll = async (h: LoggedHold, collection: string) => {
   do {
     const page = await xrpc<{ records: RecordView[]; cursor?: string }>(
       h.url,
-      'com.atproto.repo.listRecords',
+      ids.RepoListRecords,
       { repo: h.did, collection, limit: 100, cursor },
     )
     expect(page.status).toBe(200)
@@ -73,7 +73,7 @@ const listAll = async (h: LoggedHold, collection: string) => {
 
 const captainOf = async (h: LoggedHold) =>
   (
-    await xrpc<RecordView>(h.url, 'com.atproto.repo.getRecord', {
+    await xrpc<RecordView>(h.url, ids.RepoGetRecord, {
       repo: h.did,
       collection: CAPTAIN,
       rkey: 'self',
@@ -82,11 +82,9 @@ const captainOf = async (h: LoggedHold) =>
 
 const headOf = async (h: LoggedHold) =>
   (
-    await xrpc<{ cid: string; rev: string }>(
-      h.url,
-      'com.atproto.sync.getLatestCommit',
-      { did: h.did },
-    )
+    await xrpc<{ cid: string; rev: string }>(h.url, ids.SyncGetLatestCommit, {
+      did: h.did,
+    })
   ).body
 
 /** The repo as a CAR, verified against the DID and the key its did.json publishes. */
@@ -95,9 +93,7 @@ const verified = async (h: LoggedHold) => {
     await fetch(`${h.url}/.well-known/did.json`)
   ).json()) as DidDocument
   expect(doc.id).toBe(h.did)
-  const car = await getBytes(h.url, 'com.atproto.sync.getRepo', { did: h.did })
-  expect(car.status).toBe(200)
-  return verifyRepoCar(car.bytes, h.did, atprotoKeyFromDidDoc(doc))
+  return verifiedRepo(h.url, h.did, { key: atprotoKeyFromDidDoc(doc) })
 }
 
 /** Stats records by their key, values only. */
@@ -119,7 +115,7 @@ const usedLocalHold = async () => {
   await pushBlob(h.url, randomBytes(500), { did: owner, repo: 'tools/cli' })
   for (let i = 0; i < 3; i++) {
     const res = await fetch(
-      `${h.url}/xrpc/com.atproto.sync.getBlob?did=${owner}&cid=${digest}&repo=web`,
+      `${h.url}/xrpc/${ids.SyncGetBlob}?did=${owner}&cid=${digest}&repo=web`,
     )
     expect(res.status).toBe(200)
     await res.arrayBuffer()
@@ -180,7 +176,7 @@ describe('HOLD_REBIND_FROM: moving a hold to a new DID', () => {
     const stats = await statsRecords(moved)
     expect(stats).toEqual(oldStats)
     for (const value of stats.values()) {
-      const view = await xrpc(moved.url, 'io.atcr.hold.getStats', {
+      const view = await xrpc(moved.url, ids.HoldGetStats, {
         did: value.did as string,
         repo: value.repository as string,
       })
@@ -211,12 +207,12 @@ describe('HOLD_REBIND_FROM: moving a hold to a new DID', () => {
       ].sort(),
     )
     // The old DID is gone; the blobs stay.
-    const gone = await xrpc(moved.url, 'com.atproto.repo.describeRepo', {
+    const gone = await xrpc(moved.url, ids.RepoDescribeRepo, {
       repo: oldDid,
     })
     expect(gone.status).toBe(404)
     const blob = await fetch(
-      `${moved.url}/xrpc/com.atproto.sync.getBlob?did=${owner}&cid=${digest}`,
+      `${moved.url}/xrpc/${ids.SyncGetBlob}?did=${owner}&cid=${digest}`,
     )
     expect(blob.status).toBe(200)
     expect((await blob.arrayBuffer()).byteLength).toBe(2000)

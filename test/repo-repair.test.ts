@@ -1,12 +1,11 @@
 import { DatabaseSync } from 'node:sqlite'
 import { join } from 'node:path'
-import { verifyRepoCar } from '@atproto/repo'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import { envToCfg, readEnv } from '../src/config.ts'
 import { decodeNode } from '../src/repo/mst-node.ts'
 import { statsRecordKey } from '../src/stats/rkey.ts'
 import {
-  getBytes,
   removeDir,
   runHoldToExit,
   startHold,
@@ -14,13 +13,14 @@ import {
   tempDir,
   xrpc,
 } from './_util.ts'
+import { recordsIn, verifiedRepo } from './_repo.ts'
 import { testPlcUrl } from './_identity.ts'
 
 const PAIRS = 600
 // Fixed (the DID names it) and on localhost, which a start takes without a warning.
 const PUBLIC_URL = 'http://localhost:1'
-const CREW = 'io.atcr.hold.crew'
-const STATS = 'io.atcr.hold.stats'
+const CREW = ids.HoldCrew
+const STATS = ids.HoldStats
 const didOf = (i: number) => `did:plc:repair${String(i).padStart(6, '0')}`
 
 /**
@@ -121,17 +121,13 @@ describe('a damaged repo', () => {
     })
     try {
       await h.hold.ctx.stats.flush()
-      const car = await getBytes(h.url, 'com.atproto.sync.getRepo', {
-        did: h.did,
-      })
-      expect(car.status).toBe(200)
-      const repo = await verifyRepoCar(car.bytes, h.did)
-      const stats = repo.creates.filter((r) => r.collection === STATS)
+      const repo = await verifiedRepo(h.url, h.did)
+      const stats = recordsIn(repo, STATS)
       expect(stats).toHaveLength(PAIRS)
       for (const i of [0, 7, 123, PAIRS - 1]) {
         const record = await xrpc<{ value: { pullCount: number } }>(
           h.url,
-          'com.atproto.repo.getRecord',
+          ids.RepoGetRecord,
           {
             repo: h.did,
             collection: STATS,
@@ -141,9 +137,9 @@ describe('a damaged repo', () => {
         expect(record.body.value.pullCount).toBe((i % 5) + 1)
       }
       expect(
-        repo.creates.filter((r) => r.collection === 'io.atcr.hold.captain'),
+        repo.creates.filter((r) => r.collection === ids.HoldCaptain),
       ).toHaveLength(1)
-      const crew = await xrpc(h.url, 'com.atproto.repo.getRecord', {
+      const crew = await xrpc(h.url, ids.RepoGetRecord, {
         repo: h.did,
         collection: CREW,
         rkey: 'did:plc:crewmember000001',

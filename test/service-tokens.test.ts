@@ -1,6 +1,7 @@
 import { Secp256k1Keypair } from '@atproto/crypto'
 import { createServiceJwt } from '@atproto/xrpc-server'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import {
   CREW,
   GET_BLOB,
@@ -62,7 +63,7 @@ describe('service tokens: which issuers a hold takes', () => {
     expect(await latestRev(h)).toBe(before)
     const crew = await xrpc<{ records: { value: { member: string } }[] }>(
       h.url,
-      'com.atproto.repo.listRecords',
+      ids.RepoListRecords,
       { repo: h.did, collection: CREW },
     )
     expect(crew.body.records.map((r) => r.value.member)).toEqual([TEST_OWNER])

@@ -1,13 +1,11 @@
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
-import { verifyRepoCar } from '@atproto/repo'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import { statsRecordKey } from '../src/stats/rkey.ts'
 import {
-  atprotoKeyFromDidDoc,
   freePort,
-  getBytes,
   pushBlob,
   removeDir,
   sleep,
@@ -17,8 +15,9 @@ import {
   xrpc,
   type SpawnedHold,
 } from './_util.ts'
+import { recordsIn, verifiedRepo } from './_repo.ts'
 
-const STATS = 'io.atcr.hold.stats'
+const STATS = ids.HoldStats
 // Only the drain on stop (and the flush at start) write records.
 const ENV = { HOLD_STATS_FLUSH_MS: '3600000', LOG_LEVEL: 'info' }
 
@@ -48,7 +47,7 @@ const makeCounts = async (url: string) => {
     expect(status).toBe(201)
     await Promise.all(
       Array.from({ length: pulls }, async (_, i) => {
-        const res = await xrpc(url, 'com.atproto.sync.getBlob', {
+        const res = await xrpc(url, ids.SyncGetBlob, {
           did,
           cid: digest,
           repo,
@@ -63,7 +62,7 @@ const makeCounts = async (url: string) => {
 const allStats = async (url: string) => {
   const out: StatsView[] = []
   for (const { did, repo } of PAIRS) {
-    const res = await xrpc<StatsView>(url, 'io.atcr.hold.getStats', {
+    const res = await xrpc<StatsView>(url, ids.HoldGetStats, {
       did,
       repo,
     })
@@ -74,11 +73,11 @@ const allStats = async (url: string) => {
 }
 
 const getRecord = (url: string, holdDid: string, did: string, repo: string) =>
-  xrpc<{ value: StatsView & { ownerDid: string } }>(
-    url,
-    'com.atproto.repo.getRecord',
-    { repo: holdDid, collection: STATS, rkey: statsRecordKey(did, repo) },
-  )
+  xrpc<{ value: StatsView & { ownerDid: string } }>(url, ids.RepoGetRecord, {
+    repo: holdDid,
+    collection: STATS,
+    rkey: statsRecordKey(did, repo),
+  })
 
 /** The counter table and the record index of a stopped hold, read straight from its database. */
 const readStopped = (dataDir: string) => {
@@ -108,21 +107,8 @@ const readStopped = (dataDir: string) => {
   }
 }
 
-const verifyCar = async (hold: SpawnedHold) => {
-  const doc = (await (
-    await fetch(`${hold.url}/.well-known/did.json`)
-  ).json()) as Parameters<typeof atprotoKeyFromDidDoc>[0]
-  const car = await getBytes(hold.url, 'com.atproto.sync.getRepo', {
-    did: hold.did,
-  })
-  expect(car.status).toBe(200)
-  const verified = await verifyRepoCar(
-    car.bytes,
-    hold.did,
-    atprotoKeyFromDidDoc(doc),
-  )
-  return verified.creates.filter((c) => c.collection === STATS)
-}
+const verifyCar = async (hold: SpawnedHold) =>
+  recordsIn(await verifiedRepo(hold.url, hold.did), STATS)
 
 describe('stats durability across stops and crashes (child process)', () => {
   const running: SpawnedHold[] = []
@@ -260,13 +246,13 @@ describe('stats durability across stops and crashes (child process)', () => {
       did,
       repo,
     })
-    const res = await xrpc(second.url, 'com.atproto.sync.getBlob', {
+    const res = await xrpc(second.url, ids.SyncGetBlob, {
       did,
       cid: digest,
       repo,
     })
     expect(res.status).toBe(200)
-    const after = await xrpc<StatsView>(second.url, 'io.atcr.hold.getStats', {
+    const after = await xrpc<StatsView>(second.url, ids.HoldGetStats, {
       did,
       repo,
     })

@@ -1,223 +1,38 @@
 import { randomBytes } from 'node:crypto'
-import http from 'node:http'
-import { Lexicons, type LexiconDoc } from '@atproto/lexicon'
-import { verifyRepoCar } from '@atproto/repo'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { CommitEvent } from '../src/repo/writer.ts'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import { statsRecordKey } from '../src/stats/rkey.ts'
 import {
-  atprotoKeyFromDidDoc,
-  getBytes,
-  ownerAuth,
-  pushBlob,
-  removeDir,
-  startHold,
-  xrpc,
-  type TestHold,
-} from './_util.ts'
-
-const STATS = 'io.atcr.hold.stats'
-
-/** io.atcr.hold.stats as ATCR publishes it (../shared/reference/atcr-published-lexicons.md). */
-const ATCR_STATS_LEXICON: LexiconDoc = {
-  lexicon: 1,
-  id: 'io.atcr.hold.stats',
-  defs: {
-    main: {
-      type: 'record',
-      key: 'any',
-      record: {
-        type: 'object',
-        required: [
-          'ownerDid',
-          'repository',
-          'pullCount',
-          'pushCount',
-          'updatedAt',
-        ],
-        properties: {
-          ownerDid: { type: 'string', format: 'did' },
-          repository: { type: 'string', maxLength: 256 },
-          pullCount: { type: 'integer', minimum: 0 },
-          pushCount: { type: 'integer', minimum: 0 },
-          lastPull: { type: 'string', format: 'datetime' },
-          lastPush: { type: 'string', format: 'datetime' },
-          updatedAt: { type: 'string', format: 'datetime' },
-        },
-      },
-    },
-  },
-}
-const atcr = new Lexicons([ATCR_STATS_LEXICON])
-
-type StatsView = {
-  did: string
-  repository: string
-  pullCount: number
-  pushCount: number
-  lastPull?: string
-  lastPush?: string
-}
-type StatsRecord = StatsView & {
-  $type: string
-  ownerDid: string
-  createdAt: string
-  updatedAt: string
-}
-
-/** A keep-alive agent that counts the TCP connections it opens. */
-class CountingAgent extends http.Agent {
-  opened = 0
-  createConnection(
-    ...args: Parameters<http.Agent['createConnection']>
-  ): ReturnType<http.Agent['createConnection']> {
-    this.opened++
-    return super.createConnection(...args)
-  }
-}
-
-type HttpResult = {
-  status: number
-  headers: http.IncomingHttpHeaders
-  body: Buffer
-}
-
-const request = (
-  url: string | URL,
-  opts: {
-    method?: string
-    headers?: Record<string, string>
-    agent?: http.Agent
-  } = {},
-): Promise<HttpResult> =>
-  new Promise((resolve, reject) => {
-    const req = http.request(
-      url,
-      {
-        method: opts.method ?? 'GET',
-        headers: opts.headers,
-        agent: opts.agent,
-      },
-      (res) => {
-        const chunks: Buffer[] = []
-        res.on('data', (c: Buffer) => chunks.push(c))
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode!,
-            headers: res.headers,
-            body: Buffer.concat(chunks),
-          }),
-        )
-        res.on('error', reject)
-      },
-    )
-    req.on('error', reject)
-    req.end()
-  })
-
-/** Runs tasks with at most `concurrency` in flight. */
-const pool = async (
-  tasks: (() => Promise<void>)[],
-  concurrency: number,
-): Promise<void> => {
-  let next = 0
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < tasks.length) await tasks[next++]()
-    }),
-  )
-}
-
-const plcDid = (tag: string) => `did:plc:${tag.padEnd(24, 'a').slice(0, 24)}`
+  CountingAgent,
+  STATS,
+  atcr,
+  plcDid,
+  pool,
+  request,
+  statsHold,
+  type HttpResult,
+  type StatsView,
+} from './_stats.ts'
+import { recordsIn, verifiedRepo } from './_repo.ts'
+import { ownerAuth, pushBlob, xrpc, type TestHold } from './_util.ts'
 
 describe('stats: counting, records, getStats and listStats', () => {
+  const s = statsHold()
   let h: TestHold
-  const blobs: string[] = []
-  let blobBytes: Buffer[] = []
-
-  const getBlobUrl = (params: Record<string, string>) => {
-    const url = new URL('/xrpc/com.atproto.sync.getBlob', h.url)
-    for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v)
-    return url
-  }
-  const getStats = async (did: string, repo: string) => {
-    const res = await xrpc<StatsView>(h.url, 'io.atcr.hold.getStats', {
-      did,
-      repo,
-    })
-    expect(res.status).toBe(200)
-    h.hold.ctx.lexicons.assertValidXrpcOutput('io.atcr.hold.getStats', res.body)
-    return res.body
-  }
-  const getRecord = (did: string, repo: string) =>
-    xrpc<{ uri: string; cid: string; value: StatsRecord; error?: string }>(
-      h.url,
-      'com.atproto.repo.getRecord',
-      { repo: h.did, collection: STATS, rkey: statsRecordKey(did, repo) },
-    )
-  const listAllRecords = async () => {
-    const out: { uri: string; cid: string; value: StatsRecord }[] = []
-    let cursor: string | undefined
-    do {
-      const res = await xrpc<{
-        records: { uri: string; cid: string; value: StatsRecord }[]
-        cursor?: string
-      }>(h.url, 'com.atproto.repo.listRecords', {
-        repo: h.did,
-        collection: STATS,
-        limit: 100,
-        cursor,
-      })
-      expect(res.status).toBe(200)
-      out.push(...res.body.records)
-      cursor = res.body.cursor
-    } while (cursor)
-    return out
-  }
-  const latestRev = async () => {
-    const res = await xrpc<{ rev: string; cid: string }>(
-      h.url,
-      'com.atproto.sync.getLatestCommit',
-      { did: h.did },
-    )
-    expect(res.status).toBe(200)
-    return res.body.rev
-  }
-  const commits: CommitEvent[] = []
-  const counterRow = (did: string, repo: string) =>
-    h.hold.ctx.db.db
-      .prepare('SELECT * FROM stats_counter WHERE did = ? AND repository = ?')
-      .get(did, repo)
-  /** Checks a stats record against the hold's lexicon and ATCR's published one. */
-  const assertValidBoth = (value: unknown) => {
-    h.hold.ctx.lexicons.assertValidRecord(STATS, value)
-    atcr.assertValidRecord(STATS, value)
-  }
-
-  beforeAll(async () => {
-    // Hundreds of anonymous new pairs below: the new-pair limit is test/new-pair-limit.test.ts's.
-    h = await startHold({
-      env: {
-        HOLD_STATS_FLUSH_MS: '3600000',
-        HOLD_NEW_PAIRS_PER_HOUR: '0',
-      },
-    })
-    h.hold.ctx.writer.onCommit((evt) => commits.push(evt))
-    blobBytes = [randomBytes(4096), randomBytes(300), randomBytes(20_000)]
-    for (const bytes of blobBytes) {
-      // Pushed without repo: counts nothing.
-      const { digest, status } = await pushBlob(h.url, bytes)
-      expect(status).toBe(201)
-      blobs.push(digest)
-    }
-    // The flush a start runs has nothing to write.
-    await h.hold.ctx.stats.flush()
+  beforeAll(() => {
+    h = s.hold()
   })
-  afterAll(async () => {
-    const dir = h.dataDir
-    await h.stop()
-    await removeDir(dir)
-  })
+  const {
+    blobs,
+    blobBytes,
+    commits,
+    getBlobUrl,
+    getStats,
+    getRecord,
+    listAllRecords,
+    latestRev,
+    assertValidBoth,
+  } = s
 
   it('counts N concurrent pulls over many connections exactly, in getStats at once and in the records after one flush', async () => {
     const N = 600
@@ -431,13 +246,9 @@ describe('stats: counting, records, getStats and listStats', () => {
       pullCount: 0,
       pushCount: 0,
     })
-    const list = await xrpc<{ stats: StatsView[] }>(
-      h.url,
-      'io.atcr.hold.listStats',
-      {
-        did,
-      },
-    )
+    const list = await xrpc<{ stats: StatsView[] }>(h.url, ids.HoldListStats, {
+      did,
+    })
     expect(list.body.stats).toEqual([])
     h.hold.ctx.stats.persist()
     expect(
@@ -459,16 +270,12 @@ describe('stats: counting, records, getStats and listStats', () => {
     expect((await getStats(did, repo)).pullCount).toBe(2)
 
     // Issuing a GET URL counts once; fetching it, however often, counts nothing more.
-    const signed = await xrpc<{ url: string }>(
-      h.url,
-      'com.atproto.sync.getBlob',
-      {
-        did,
-        cid,
-        repo,
-        method: 'GET',
-      },
-    )
+    const signed = await xrpc<{ url: string }>(h.url, ids.SyncGetBlob, {
+      did,
+      cid,
+      repo,
+      method: 'GET',
+    })
     expect(signed.status).toBe(200)
     expect((await getStats(did, repo)).pullCount).toBe(3)
     for (let i = 0; i < 4; i++) {
@@ -499,7 +306,7 @@ describe('stats: counting, records, getStats and listStats', () => {
     const other = randomBytes(8192)
     const signed = await xrpc<{ url: string }>(
       h.url,
-      'com.atproto.sync.getBlob',
+      ids.SyncGetBlob,
       {
         did,
         cid: `sha256:${'1'.repeat(64)}`,
@@ -520,13 +327,9 @@ describe('stats: counting, records, getStats and listStats', () => {
     expect(empty.status).toBe(201)
     view = await getStats(did, repo)
     expect(view.pushCount).toBe(1)
-    const list = await xrpc<{ stats: StatsView[] }>(
-      h.url,
-      'io.atcr.hold.listStats',
-      {
-        did,
-      },
-    )
+    const list = await xrpc<{ stats: StatsView[] }>(h.url, ids.HoldListStats, {
+      did,
+    })
     expect(list.body.stats.map((s) => s.repository)).toEqual([repo])
 
     await h.hold.ctx.stats.flush()
@@ -539,156 +342,6 @@ describe('stats: counting, records, getStats and listStats', () => {
     })
     expect(rec.body.value.lastPull).toBeUndefined()
     assertValidBoth(rec.body.value)
-  })
-
-  it('answers zeros for an unknown pair and writes nothing', async () => {
-    await h.hold.ctx.stats.flush()
-    const rev = await latestRev()
-    const commitsBefore = commits.length
-    const did = plcDid('nobody')
-    const view = await getStats(did, 'never/pulled')
-    expect(view).toEqual({
-      did,
-      repository: 'never/pulled',
-      pullCount: 0,
-      pushCount: 0,
-    })
-    const list = await xrpc<{ stats: StatsView[]; cursor?: string }>(
-      h.url,
-      'io.atcr.hold.listStats',
-      { did },
-    )
-    expect(list.status).toBe(200)
-    expect(list.body).toEqual({ stats: [] })
-    h.hold.ctx.lexicons.assertValidXrpcOutput(
-      'io.atcr.hold.listStats',
-      list.body,
-    )
-    h.hold.ctx.stats.persist()
-    expect(counterRow(did, 'never/pulled')).toBeUndefined()
-    expect(await h.hold.ctx.stats.flush()).toMatchObject({
-      records: 0,
-      commits: 0,
-    })
-    expect(await latestRev()).toBe(rev)
-    expect(commits.length).toBe(commitsBefore)
-    expect((await getRecord(did, 'never/pulled')).status).toBe(404)
-  })
-
-  it('refuses bad getStats and listStats parameters with 400', async () => {
-    const did = plcDid('alice')
-    for (const params of [
-      { did },
-      { did, repo: 'MyApp' },
-      { did, repo: 'a//b' },
-      { did: 'alice', repo: 'myapp' },
-      { repo: 'myapp' },
-    ]) {
-      const res = await xrpc(h.url, 'io.atcr.hold.getStats', params)
-      expect(res.status, JSON.stringify(params)).toBe(400)
-      expect(res.body.error).toBe('InvalidRequest')
-    }
-    for (const params of [
-      { did, limit: 0 },
-      { did, limit: 101 },
-      { did, limit: -1 },
-      { did, limit: 'ten' },
-      { did, cursor: '!!!' },
-      { did, cursor: Buffer.from('Bad Name').toString('base64url') },
-      { did: 'nope' },
-    ]) {
-      const res = await xrpc(h.url, 'io.atcr.hold.listStats', params)
-      expect(res.status, JSON.stringify(params)).toBe(400)
-      expect(res.body.error).toBe('InvalidRequest')
-    }
-  })
-
-  it('pages listStats through 7 repositories with limit=3, each once in name order, while counts change', async () => {
-    const did = plcDid('lister')
-    const names = [
-      'alpha',
-      'bravo',
-      'charlie',
-      'delta',
-      'echo',
-      'foxtrot',
-      'golf',
-    ]
-    const pull = async (repo: string, times = 1) => {
-      for (let i = 0; i < times; i++) {
-        const res = await request(
-          getBlobUrl({ did, cid: blobs[1], repo, method: 'GET' }),
-        )
-        expect(res.status).toBe(200)
-      }
-    }
-    // Counted out of order; some only in the table, some still in memory.
-    for (const [i, name] of ['golf', 'charlie', 'alpha', 'foxtrot'].entries()) {
-      await pull(name, i + 1)
-    }
-    h.hold.ctx.stats.persist()
-    for (const name of ['echo', 'bravo', 'delta']) await pull(name, 2)
-
-    const seen: StatsView[] = []
-    let cursor: string | undefined
-    let pages = 0
-    do {
-      const res = await xrpc<{ stats: StatsView[]; cursor?: string }>(
-        h.url,
-        'io.atcr.hold.listStats',
-        { did, limit: 3, cursor },
-      )
-      expect(res.status).toBe(200)
-      h.hold.ctx.lexicons.assertValidXrpcOutput(
-        'io.atcr.hold.listStats',
-        res.body,
-      )
-      expect(res.body.stats.length).toBeLessThanOrEqual(3)
-      seen.push(...res.body.stats)
-      cursor = res.body.cursor
-      pages++
-      // Counts change between pages: on a page already seen, on pages still to come, and a flush.
-      if (pages === 1) {
-        await pull('alpha', 5)
-        await pull('echo', 10)
-      }
-      if (pages === 2) {
-        await h.hold.ctx.stats.flush()
-        await pull('golf', 3)
-      }
-    } while (cursor && pages < 10)
-    expect(pages).toBe(3)
-    expect(seen.map((s) => s.repository)).toEqual(names)
-    const counts = Object.fromEntries(
-      seen.map((s) => [s.repository, s.pullCount]),
-    )
-    expect(counts).toEqual({
-      alpha: 3, // read before the 5 more
-      bravo: 2,
-      charlie: 2,
-      delta: 2,
-      echo: 12, // read after the 10 more
-      foxtrot: 4,
-      golf: 4, // read after the 3 more
-    })
-    for (const s of seen) expect(s.did).toBe(did)
-
-    // Without a limit, one page with everything and no cursor.
-    const all = await xrpc<{ stats: StatsView[]; cursor?: string }>(
-      h.url,
-      'io.atcr.hold.listStats',
-      { did },
-    )
-    expect(all.body.cursor).toBeUndefined()
-    expect(all.body.stats.map((s) => [s.repository, s.pullCount])).toEqual([
-      ['alpha', 8],
-      ['bravo', 2],
-      ['charlie', 2],
-      ['delta', 2],
-      ['echo', 12],
-      ['foxtrot', 4],
-      ['golf', 4],
-    ])
   })
 
   it('flushes more than 200 changed counters in ceil(n/200) commits of at most 200 operations, then commits nothing', async () => {
@@ -745,22 +398,9 @@ describe('stats: counting, records, getStats and listStats', () => {
 
   it('serves a repo CAR that still verifies after the flushes and holds every stats record', async () => {
     await h.hold.ctx.stats.flush()
-    const doc = (await (
-      await fetch(`${h.url}/.well-known/did.json`)
-    ).json()) as Parameters<typeof atprotoKeyFromDidDoc>[0]
-    const car = await getBytes(h.url, 'com.atproto.sync.getRepo', {
-      did: h.did,
-    })
-    expect(car.status).toBe(200)
-    const verified = await verifyRepoCar(
-      car.bytes,
-      h.did,
-      atprotoKeyFromDidDoc(doc),
-    )
+    const verified = await verifiedRepo(h.url, h.did)
     const inCar = new Map(
-      verified.creates
-        .filter((c) => c.collection === STATS)
-        .map((c) => [c.rkey, c.cid.toString()]),
+      recordsIn(verified, STATS).map((c) => [c.rkey, c.cid.toString()]),
     )
     const listed = await listAllRecords()
     expect(listed.length).toBeGreaterThan(450)

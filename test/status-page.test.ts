@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { afterEach, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import { renderStatusPage } from '../src/api/status-page.ts'
 import {
   pushBlob,
@@ -31,7 +32,7 @@ describe('GET / (status page)', () => {
         repo,
       })
       for (let i = 0; i < n; i++) {
-        const res = await xrpc(hold.url, 'com.atproto.sync.getBlob', {
+        const res = await xrpc(hold.url, ids.SyncGetBlob, {
           did: repo === 'beta' ? OTHER : TEST_OWNER,
           cid: digest,
           repo,

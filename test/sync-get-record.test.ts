@@ -1,18 +1,12 @@
 import { parseCid } from '@atproto/lex-data'
 import { verifyProofs, verifyRecords } from '@atproto/repo'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { DidDocument } from '../src/identity.ts'
+import { ids } from '../src/ids.ts'
 import { statsRecordKey } from '../src/stats/rkey.ts'
-import {
-  atprotoKeyFromDidDoc,
-  getBytes,
-  sleep,
-  startHold,
-  xrpc,
-  type TestHold,
-} from './_util.ts'
+import { getBytes, sleep, startHold, xrpc, type TestHold } from './_util.ts'
+import { publishedKey } from './_repo.ts'
 
-const STATS = 'io.atcr.hold.stats'
+const STATS = ids.HoldStats
 
 /** The writer's queue held by a write that does not end until released. */
 const blockWriter = (h: TestHold) => {
@@ -38,10 +32,7 @@ describe('sync.getRecord and the writer', () => {
 
   beforeAll(async () => {
     h = await startHold({ env: { HOLD_STATS_FLUSH_MS: '86400000' } })
-    const doc = (await (
-      await fetch(`${h.url}/.well-known/did.json`)
-    ).json()) as DidDocument
-    signingKey = atprotoKeyFromDidDoc(doc)
+    signingKey = await publishedKey(h.url)
     h.hold.ctx.stats.countPull('did:plc:proofalice', 'app')
     await h.hold.ctx.stats.flush()
   })
@@ -52,7 +43,7 @@ describe('sync.getRecord and the writer', () => {
     try {
       const res = await within(
         5000,
-        getBytes(h.url, 'com.atproto.sync.getRecord', {
+        getBytes(h.url, ids.SyncGetRecord, {
           did: h.did,
           collection: STATS,
           rkey,
@@ -64,11 +55,11 @@ describe('sync.getRecord and the writer', () => {
       const records = await verifyRecords(res.bytes, h.did, signingKey)
       expect(records).toHaveLength(1)
       expect(records[0].record).toMatchObject({ pullCount: 1 })
-      const view = await xrpc<{ cid: string }>(
-        h.url,
-        'com.atproto.repo.getRecord',
-        { repo: h.did, collection: STATS, rkey },
-      )
+      const view = await xrpc<{ cid: string }>(h.url, ids.RepoGetRecord, {
+        repo: h.did,
+        collection: STATS,
+        rkey,
+      })
       const proved = await verifyProofs(
         res.bytes,
         [{ collection: STATS, rkey, cid: parseCid(view.body.cid) }],
@@ -87,7 +78,7 @@ describe('sync.getRecord and the writer', () => {
     try {
       const res = await within(
         5000,
-        getBytes(h.url, 'com.atproto.sync.getRecord', {
+        getBytes(h.url, ids.SyncGetRecord, {
           did: h.did,
           collection: STATS,
           rkey: absent,
@@ -123,7 +114,7 @@ describe('sync.getRecord and the writer', () => {
     for (let i = 0; i < 20; i++) {
       stats.countPull('did:plc:proofalice', 'app')
       proofs.push(
-        getBytes(h.url, 'com.atproto.sync.getRecord', {
+        getBytes(h.url, ids.SyncGetRecord, {
           did: h.did,
           collection: STATS,
           rkey,

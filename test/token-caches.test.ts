@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net'
 import { Secp256k1Keypair, type Keypair } from '@atproto/crypto'
 import { createServiceJwt } from '@atproto/xrpc-server'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import {
   ServiceAuth,
   type ServiceAuthLimits,
@@ -11,7 +12,7 @@ import { Lru } from '../src/lru.ts'
 import { AuthRequiredError } from '../src/errors.ts'
 
 const HOLD = 'did:web:hold.caches.test'
-const NSID = 'com.atproto.sync.getBlob'
+const NSID = ids.SyncGetBlob
 
 /** A PLC-compatible directory with real keys that counts how often each DID is asked for. */
 class CountingPlc {

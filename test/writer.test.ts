@@ -6,22 +6,17 @@ import {
   readCarWithRoot,
   verifyDiffCar,
   verifyRecords,
-  verifyRepoCar,
 } from '@atproto/repo'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { ids } from '../src/ids.ts'
 import type { Commit } from '../src/repo/commit.ts'
 import type { CommitEvent, RecordPut } from '../src/repo/writer.ts'
-import {
-  atprotoKeyFromDidDoc,
-  getBytes,
-  startHold,
-  xrpc,
-  type TestHold,
-} from './_util.ts'
+import { getBytes, startHold, xrpc, type TestHold } from './_util.ts'
+import { publishedKey, repoCar, verifiedRepo } from './_repo.ts'
 
 const OWNER = 'did:plc:ewvi7nxzyoun6zhxrhs64oiz'
-const CREW = 'io.atcr.hold.crew'
-const CAPTAIN = 'io.atcr.hold.captain'
+const CREW = ids.HoldCrew
+const CAPTAIN = ids.HoldCaptain
 const ADDED_AT = '2026-01-02T03:04:05.000Z'
 
 type RecordView = { uri: string; cid: string; value: Record<string, unknown> }
@@ -47,33 +42,24 @@ describe('the single repo writer', () => {
 
   beforeEach(async () => {
     h = await startHold({ env: { HOLD_OWNER_DID: OWNER } })
-    const doc = (await (
-      await fetch(`${h.url}/.well-known/did.json`)
-    ).json()) as Parameters<typeof atprotoKeyFromDidDoc>[0]
-    signingKey = atprotoKeyFromDidDoc(doc)
+    signingKey = await publishedKey(h.url)
   })
   afterEach(() => h.stop())
 
   const head = async () => {
     const res = await xrpc<{ cid: string; rev: string }>(
       h.url,
-      'com.atproto.sync.getLatestCommit',
+      ids.SyncGetLatestCommit,
       { did: h.did },
     )
     expect(res.status).toBe(200)
     return res.body
   }
 
-  const fullRepo = async () => {
-    const car = await getBytes(h.url, 'com.atproto.sync.getRepo', {
-      did: h.did,
-    })
-    expect(car.status).toBe(200)
-    return car.bytes
-  }
+  const fullRepo = () => repoCar(h.url, h.did)
 
   const getRecord = (collection: string, rkey: string) =>
-    xrpc<RecordView>(h.url, 'com.atproto.repo.getRecord', {
+    xrpc<RecordView>(h.url, ids.RepoGetRecord, {
       repo: h.did,
       collection,
       rkey,
@@ -113,7 +99,7 @@ describe('the single repo writer', () => {
     const last = chain[chain.length - 1]
     expect(await head()).toEqual({ cid: last.cid.toString(), rev: last.rev })
 
-    const verified = await verifyRepoCar(await fullRepo(), h.did, signingKey)
+    const verified = await verifiedRepo(h.url, h.did, { key: signingKey })
     expect(verified.commit.rev).toBe(last.rev)
     const crewKeys = verified.creates
       .filter((c) => c.collection === CREW)
@@ -141,7 +127,7 @@ describe('the single repo writer', () => {
     expect(commits.every((c) => c !== null)).toBe(true)
     const res = await getRecord(CREW, rkey)
     expect(res.body.value.tier).toBe('tier-19')
-    await verifyRepoCar(await fullRepo(), h.did, signingKey)
+    await verifiedRepo(h.url, h.did, { key: signingKey })
   })
 
   describe('when two records share one block (identical content, one CID)', () => {
@@ -190,18 +176,14 @@ describe('the single repo writer', () => {
         expect(other.body.cid).toBe(sharedCid.toString())
         expect(other.body.value).toEqual(shared)
 
-        const verified = await verifyRepoCar(
-          await fullRepo(),
-          h.did,
-          signingKey,
-        )
+        const verified = await verifiedRepo(h.url, h.did, { key: signingKey })
         const twinB = verified.creates.find((c) => c.rkey === 'twin-b')
         expect(twinB?.cid.toString()).toBe(sharedCid.toString())
         expect(verified.creates.some((c) => c.rkey === 'twin-a')).toBe(
           action === 'updating',
         )
 
-        const proof = await getBytes(h.url, 'com.atproto.sync.getRecord', {
+        const proof = await getBytes(h.url, ids.SyncGetRecord, {
           did: h.did,
           collection: CREW,
           rkey: 'twin-b',
@@ -225,7 +207,7 @@ describe('the single repo writer', () => {
       await writer.deleteRecords([{ collection: CREW, rkey: 'twin-b' }])
       expect(await storage.has(sharedCid)).toBe(false)
       expect((await getRecord(CREW, 'twin-b')).status).toBe(404)
-      const verified = await verifyRepoCar(await fullRepo(), h.did, signingKey)
+      const verified = await verifiedRepo(h.url, h.did, { key: signingKey })
       expect(verified.creates.map((c) => c.rkey).sort()).toEqual(
         ['self', OWNER].sort(),
       )
@@ -245,7 +227,7 @@ describe('the single repo writer', () => {
       await writer.putRecords([
         { collection: CREW, rkey: 'twin-b', record: shared },
       ])
-      const diff = await getBytes(h.url, 'com.atproto.sync.getRepo', {
+      const diff = await getBytes(h.url, ids.SyncGetRepo, {
         did: h.did,
         since: previous.commit.rev,
       })
@@ -334,7 +316,7 @@ describe('the single repo writer', () => {
       expect(
         await writer.putRecords([crewPut('did:plc:afterwards')]),
       ).not.toBeNull()
-      await verifyRepoCar(await fullRepo(), h.did, signingKey)
+      await verifiedRepo(h.url, h.did, { key: signingKey })
     },
   )
 })

@@ -43,7 +43,7 @@ describe('the route helper', () => {
     )
     expect(xrpcPath(ids.HoldListStats)).toBe('/xrpc/io.atcr.hold.listStats')
     const res = await app.request(
-      `/xrpc/io.atcr.hold.listStats?did=${TEST_OWNER}&cursor=abc`,
+      `/xrpc/${ids.HoldListStats}?did=${TEST_OWNER}&cursor=abc`,
     )
     expect(res.status).toBe(200)
     expect(await res.json()).toEqual({
@@ -52,7 +52,7 @@ describe('the route helper', () => {
       limit: 50,
     })
     const limited = await app.request(
-      `/xrpc/io.atcr.hold.listStats?did=${TEST_OWNER}&limit=7`,
+      `/xrpc/${ids.HoldListStats}?did=${TEST_OWNER}&limit=7`,
     )
     expect(await limited.json()).toEqual({ did: TEST_OWNER, limit: 7 })
   })
@@ -80,7 +80,7 @@ describe('the route helper', () => {
       c.json(params),
     )
     const six = await app.request(
-      `/xrpc/io.atcr.hold.listStats?did=${TEST_OWNER}&cursor=x&limit=6`,
+      `/xrpc/${ids.HoldListStats}?did=${TEST_OWNER}&cursor=x&limit=6`,
     )
     expect(six.status).toBe(400)
     expect(await six.json()).toEqual({
@@ -88,7 +88,7 @@ describe('the route helper', () => {
       message: 'limit can not be greater than 5',
     })
     const noCursor = await app.request(
-      `/xrpc/io.atcr.hold.listStats?did=${TEST_OWNER}&limit=5`,
+      `/xrpc/${ids.HoldListStats}?did=${TEST_OWNER}&limit=5`,
     )
     expect(noCursor.status).toBe(400)
     expect(((await noCursor.json()) as { message: string }).message).toBe(
