@@ -17,6 +17,9 @@ import {
   loadUrlSecret,
   type DidDocument,
 } from './identity.ts'
+import { LayerIndex } from './layers/layer-index.ts'
+import { LayerService } from './layers/service.ts'
+import { BlobVisibility } from './layers/visibility.ts'
 import { ids, loadLexicons, type Lexicons } from './lexicons.ts'
 import { createRootLogger, type Logger } from './logger.ts'
 import { HoldMetrics } from './metrics.ts'
@@ -60,6 +63,9 @@ export type AppContextFields = {
   access: AccessControl
   metrics: HoldMetrics
   exportLimits: ExportLimits
+  layerIndex: LayerIndex
+  visibility: BlobVisibility
+  layers: LayerService
 }
 
 /** Everything a handler needs, built once and passed explicitly. */
@@ -93,6 +99,11 @@ export class AppContext {
   /** Prometheus metrics of this hold (GET /metrics). */
   readonly metrics: HoldMetrics
   readonly exportLimits: ExportLimits
+  /** What notifyManifest recorded: layer records, per-user usage, manifests' blobs. */
+  readonly layerIndex: LayerIndex
+  /** Blobs only private manifests name (getBlob's check). */
+  readonly visibility: BlobVisibility
+  readonly layers: LayerService
 
   private constructor(f: AppContextFields) {
     this.cfg = f.cfg
@@ -118,6 +129,9 @@ export class AppContext {
     this.access = f.access
     this.metrics = f.metrics
     this.exportLimits = f.exportLimits
+    this.layerIndex = f.layerIndex
+    this.visibility = f.visibility
+    this.layers = f.layers
   }
 
   private lock: DataDirLock | undefined
@@ -223,6 +237,8 @@ export class AppContext {
         plcUrl: cfg.plcUrl,
         allowLocalDids: cfg.devAllowLocalDids,
       })
+      const layerIndex = new LayerIndex(db)
+      const visibility = new BlobVisibility(layerIndex)
       const limiter = new CountLimiter(cfg.statsMaxPerMinute)
       const newPairs = new TokenBuckets(cfg.newPairsPerHour)
       const crewJoins = new TokenBuckets(cfg.crewJoinsPerHour)
@@ -257,6 +273,9 @@ export class AppContext {
           crewJoins,
         }),
         exportLimits: { ...DEFAULT_EXPORT_LIMITS, ...overrides.exportLimits },
+        layerIndex,
+        visibility,
+        layers: new LayerService(layerIndex, writer, blobs, visibility),
       }
       return new AppContext({
         ...fields,

@@ -12,6 +12,8 @@ export const ids = {
   HoldGetStats: 'io.atcr.hold.getStats',
   HoldListStats: 'io.atcr.hold.listStats',
   HoldRequestCrew: 'io.atcr.hold.requestCrew',
+  HoldLayer: 'io.atcr.hold.layer',
+  HoldNotifyManifest: 'io.atcr.hold.notifyManifest',
   // Bluesky's methods, served as a PDS serves them (getBlob with our extension,
   // io.atcr.hold.defs#getBlobExtension).
   ServerDescribeServer: 'com.atproto.server.describeServer',

@@ -18,6 +18,7 @@ import * as listRepos from './com/atproto/sync/listRepos.ts'
 import * as getStats from './io/atcr/hold/getStats.ts'
 import * as listStats from './io/atcr/hold/listStats.ts'
 import * as metrics from './metrics.ts'
+import * as notifyManifest from './io/atcr/hold/notifyManifest.ts'
 import * as requestCrew from './io/atcr/hold/requestCrew.ts'
 import * as statusPage from './status-page.ts'
 import type { App } from './util.ts'
@@ -42,6 +43,7 @@ export const registerRoutes = (app: App, ctx: AppContext): void => {
   getStats.register(app, ctx)
   listStats.register(app, ctx)
   requestCrew.register(app, ctx)
+  notifyManifest.register(app, ctx)
   blobUrl.register(app, ctx)
   metrics.register(app, ctx)
   statusPage.register(app, ctx)
