@@ -25,6 +25,7 @@ export type ServerEnvironment = {
   devAllowLocalDids?: string
   logLevel?: string
   rebindFrom?: string
+  quotasFile?: string
   /** Set by Fly.io on every machine: the app's name. */
   flyAppName?: string
   nodeEnv?: string
@@ -56,6 +57,7 @@ export const readEnv = (
   devAllowLocalDids: env.HOLD_DEV_ALLOW_LOCAL_DIDS,
   logLevel: env.LOG_LEVEL,
   rebindFrom: env.HOLD_REBIND_FROM,
+  quotasFile: env.HOLD_QUOTAS_FILE,
   flyAppName: env.FLY_APP_NAME,
   nodeEnv: env.NODE_ENV,
 })
@@ -104,6 +106,8 @@ export type ServerConfig = {
   deployedBy: 'FLY_APP_NAME' | 'NODE_ENV=production' | undefined
   /** HOLD_REBIND_FROM: the DID whose repo in the data dir is rebuilt under `did`. */
   rebindFrom: string | undefined
+  /** HOLD_QUOTAS_FILE: the tiers file (YAML or JSON); undefined: no quotas */
+  quotasFile: string | undefined
 }
 
 export type ServerSecrets = {
@@ -267,6 +271,7 @@ export const envToCfg = (
         ? 'NODE_ENV=production'
         : undefined,
     rebindFrom,
+    quotasFile: nonEmpty(env.quotasFile),
   }
 }
 

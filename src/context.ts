@@ -24,6 +24,8 @@ import { ids, loadLexicons, type Lexicons } from './lexicons.ts'
 import { createRootLogger, type Logger } from './logger.ts'
 import { HoldMetrics } from './metrics.ts'
 import { DEFAULT_EXPORT_LIMITS, type ExportLimits } from './repo/car-export.ts'
+import { Quotas } from './quota/quotas.ts'
+import { loadTiers } from './quota/tiers.ts'
 import { RecordReader } from './repo/reader.ts'
 import { SqlRepoStorage } from './repo/storage.ts'
 import { RepoWriter } from './repo/writer.ts'
@@ -66,6 +68,7 @@ export type AppContextFields = {
   layerIndex: LayerIndex
   visibility: BlobVisibility
   layers: LayerService
+  quotas: Quotas
 }
 
 /** Everything a handler needs, built once and passed explicitly. */
@@ -104,6 +107,8 @@ export class AppContext {
   /** Blobs only private manifests name (getBlob's check). */
   readonly visibility: BlobVisibility
   readonly layers: LayerService
+  /** HOLD_QUOTAS_FILE's tiers and each user's limit. */
+  readonly quotas: Quotas
 
   private constructor(f: AppContextFields) {
     this.cfg = f.cfg
@@ -132,6 +137,7 @@ export class AppContext {
     this.layerIndex = f.layerIndex
     this.visibility = f.visibility
     this.layers = f.layers
+    this.quotas = f.quotas
   }
 
   private lock: DataDirLock | undefined
@@ -178,6 +184,8 @@ export class AppContext {
     overrides: AppContextOverrides,
     logger: Logger,
   ): Promise<AppContext> {
+    // A bad tiers file stops the start before anything in the data dir is touched.
+    const tiers = cfg.quotasFile ? loadTiers(cfg.quotasFile) : undefined
     const keypair = await loadSigningKey(cfg.dataDir, secrets.signingKeyHex)
     const urlSecret = await loadUrlSecret(cfg.dataDir)
     const db = new Database(
@@ -276,6 +284,7 @@ export class AppContext {
         layerIndex,
         visibility,
         layers: new LayerService(layerIndex, writer, blobs, visibility),
+        quotas: new Quotas(tiers, crew, layerIndex),
       }
       return new AppContext({
         ...fields,

@@ -14,6 +14,8 @@ export const ids = {
   HoldRequestCrew: 'io.atcr.hold.requestCrew',
   HoldLayer: 'io.atcr.hold.layer',
   HoldNotifyManifest: 'io.atcr.hold.notifyManifest',
+  HoldGetQuota: 'io.atcr.hold.getQuota',
+  HoldListTiers: 'io.atcr.hold.listTiers',
   // Bluesky's methods, served as a PDS serves them (getBlob with our extension,
   // io.atcr.hold.defs#getBlobExtension).
   ServerDescribeServer: 'com.atproto.server.describeServer',

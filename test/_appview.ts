@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { Lexicons, type LexiconDoc } from '@atproto/lexicon'
 import { cborToLexRecord, readCarWithRoot, verifyRepo } from '@atproto/repo'
-import { bearer } from './_identity.ts'
+import { bearer, identity } from './_identity.ts'
 import {
   atprotoKeyFromDidDoc,
   getBytes,
@@ -212,4 +212,29 @@ export const headRev = async (base: string): Promise<string> => {
     { did },
   )
   return res.body.rev
+}
+
+/** Adds `member` to the crew with blob:read and blob:write, in `tier` when given (as the owner). */
+export const addMember = async (
+  base: string,
+  owner: string,
+  member: string,
+  tier?: string,
+): Promise<void> => {
+  await identity(member)
+  const res = await callAs(base, 'com.atproto.repo.createRecord', owner, {
+    repo: (await holdInfo(base)).did,
+    collection: 'io.atcr.hold.crew',
+    record: {
+      $type: 'io.atcr.hold.crew',
+      member,
+      role: 'write',
+      permissions: ['blob:read', 'blob:write'],
+      addedAt: new Date().toISOString(),
+      ...(tier ? { tier } : {}),
+    },
+  })
+  if (res.status !== 200) {
+    throw new Error(`createRecord: ${res.status} ${JSON.stringify(res.body)}`)
+  }
 }

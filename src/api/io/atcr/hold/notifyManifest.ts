@@ -58,7 +58,10 @@ export const register: Register = (app, ctx) => {
           return c.json({ success: true, operation, statsUpdated: false })
         }
         try {
-          const result = await ctx.layers.recordPush(manifest, undefined)
+          const result = await ctx.layers.recordPush(
+            manifest,
+            ctx.quotas.limitFor(did).limit,
+          )
           return c.json({
             success: true,
             operation,
