@@ -5,6 +5,7 @@ import { ids } from '../../../../lexicons.ts'
 import { parseRepoParam } from '../../../../stats/rkey.ts'
 import { blobResponse, parseRange } from '../../../blob-response.ts'
 import { countPull } from '../../../count.ts'
+import { assertMayReadPrivate } from '../../../private-blob.ts'
 import { Params, type Register } from '../../../util.ts'
 import { atprotoQuery } from '../../../xrpc.ts'
 
@@ -32,6 +33,9 @@ export const register: Register = (app, ctx) => {
       ids.SyncGetBlob,
     )
     c.set('caller', caller)
+    if (method !== 'PUT' && ctx.visibility.isPrivate(hex)) {
+      assertMayReadPrivate(ctx, caller.did)
+    }
 
     if (method === 'PUT') {
       // The push is counted when the upload through this URL completes.
