@@ -16,6 +16,8 @@ export const ids = {
   HoldNotifyManifest: 'io.atcr.hold.notifyManifest',
   HoldGetQuota: 'io.atcr.hold.getQuota',
   HoldListTiers: 'io.atcr.hold.listTiers',
+  HoldExportUserData: 'io.atcr.hold.exportUserData',
+  HoldDeleteUserData: 'io.atcr.hold.deleteUserData',
   // Bluesky's methods, served as a PDS serves them (getBlob with our extension,
   // io.atcr.hold.defs#getBlobExtension).
   ServerDescribeServer: 'com.atproto.server.describeServer',

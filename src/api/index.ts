@@ -18,6 +18,8 @@ import * as listRepos from './com/atproto/sync/listRepos.ts'
 import * as getStats from './io/atcr/hold/getStats.ts'
 import * as listStats from './io/atcr/hold/listStats.ts'
 import * as metrics from './metrics.ts'
+import * as deleteUserData from './io/atcr/hold/deleteUserData.ts'
+import * as exportUserData from './io/atcr/hold/exportUserData.ts'
 import * as getQuota from './io/atcr/hold/getQuota.ts'
 import * as listTiers from './io/atcr/hold/listTiers.ts'
 import * as notifyManifest from './io/atcr/hold/notifyManifest.ts'
@@ -48,6 +50,8 @@ export const registerRoutes = (app: App, ctx: AppContext): void => {
   notifyManifest.register(app, ctx)
   getQuota.register(app, ctx)
   listTiers.register(app, ctx)
+  exportUserData.register(app, ctx)
+  deleteUserData.register(app, ctx)
   blobUrl.register(app, ctx)
   metrics.register(app, ctx)
   statusPage.register(app, ctx)

@@ -208,8 +208,10 @@ export class LayerIndex {
 
   /** Forgets what userDid's manifests name; returns those digests (in a transaction). */
   deleteManifestBlobs(userDid: string): string[] {
-    return (
-      this.deleteManifestBlobsStmt.all(userDid) as { digest: string }[]
-    ).map((r) => r.digest)
+    return this.database.transaction(() =>
+      (this.deleteManifestBlobsStmt.all(userDid) as { digest: string }[]).map(
+        (r) => r.digest,
+      ),
+    )
   }
 }

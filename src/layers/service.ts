@@ -150,4 +150,43 @@ export class LayerService {
     this.visibility.refresh(push.blobs)
     return { created: rows.length, missing }
   }
+
+  /** Every layer row of userDid, in key order. */
+  rowsOf(userDid: string): LayerRow[] {
+    const rows: LayerRow[] = []
+    for (let cursor = ''; ;) {
+      const page = this.index.page(userDid, cursor, PAGE)
+      rows.push(...page)
+      if (page.length < PAGE) return rows
+      cursor = page[page.length - 1].rkey
+    }
+  }
+
+  /**
+   * Deletes userDid's layer records, at most 200 per commit with their index rows, until none
+   * is left (a push racing the deletion is deleted too), then what its manifests said about
+   * visibility. Returns how many records were deleted.
+   */
+  async deleteUser(userDid: string): Promise<number> {
+    let deleted = 0
+    for (;;) {
+      const page = this.index.page(userDid, '', PAGE)
+      if (page.length === 0) break
+      const rkeys = page.map((r) => r.rkey)
+      const commit = await this.writer.deleteRecords(
+        rkeys.map((rkey) => ({ collection: ids.HoldLayer, rkey })),
+        () => this.index.delete(rkeys),
+      )
+      if (commit) deleted += rkeys.length
+    }
+    let digests: string[] = []
+    await this.writer.run(async () => {
+      digests = this.index.deleteManifestBlobs(userDid)
+    })
+    this.visibility.refresh(digests)
+    return deleted
+  }
 }
+
+/** Layer rows read or deleted at a time: one commit's worth. */
+const PAGE = 200
