@@ -224,12 +224,19 @@ export class AppContext {
         logger.child({ name: 'hold:stats' }),
         { persistMs: cfg.statsPersistMs, flushMs: cfg.statsFlushMs },
       )
+      const layerIndex = new LayerIndex(db)
       if (writer.repaired) {
         // Every stats record is derived again from the counter table at the next flush (only
         // those that differ are committed); other lost records are named for the operator.
         rewriteAllStats(db)
+        layerIndex.dropLost(
+          writer.repaired.lost
+            .filter((r) => r.collection === ids.HoldLayer)
+            .map((r) => r.rkey),
+        )
         const lost = writer.repaired.lost.filter(
-          (r) => r.collection !== ids.HoldStats,
+          (r) =>
+            r.collection !== ids.HoldStats && r.collection !== ids.HoldLayer,
         )
         if (lost.length > 0) {
           logger.warn(
@@ -245,7 +252,6 @@ export class AppContext {
         plcUrl: cfg.plcUrl,
         allowLocalDids: cfg.devAllowLocalDids,
       })
-      const layerIndex = new LayerIndex(db)
       const visibility = new BlobVisibility(layerIndex)
       const limiter = new CountLimiter(cfg.statsMaxPerMinute)
       const newPairs = new TokenBuckets(cfg.newPairsPerHour)

@@ -206,6 +206,18 @@ export class LayerIndex {
     }))
   }
 
+  /**
+   * Drops the rows of layer records the repo no longer has (a repair lost their blocks), so
+   * quotas stop counting them and notifying their manifest again records them anew.
+   */
+  dropLost(lost: string[]): number {
+    return this.database.transaction(() => {
+      let n = 0
+      for (const rkey of lost) n += Number(this.deleteStmt.run(rkey).changes)
+      return n
+    })
+  }
+
   /** Forgets what userDid's manifests name; returns those digests (in a transaction). */
   deleteManifestBlobs(userDid: string): string[] {
     return this.database.transaction(() =>
