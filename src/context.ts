@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Secp256k1Keypair } from '@atproto/crypto'
-import { HoldAccess, type AccessControl } from './access.ts'
+import { HoldAccess } from './auth/access.ts'
 import { CrewIndex } from './auth/crew.ts'
 import { ServiceAuth } from './auth/service-auth.ts'
 import { DiskBlobStore } from './blobs/disk-store.ts'
@@ -27,24 +27,48 @@ import { DEFAULT_EXPORT_LIMITS, type ExportLimits } from './repo/car-export.ts'
 import { Quotas } from './quota/quotas.ts'
 import { loadTiers } from './quota/tiers.ts'
 import { RecordReader } from './repo/reader.ts'
+import { RecordIndex } from './repo/record-index.ts'
 import { SqlRepoStorage } from './repo/storage.ts'
 import { RepoWriter } from './repo/writer.ts'
 import { CountLimiter, TokenBuckets } from './stats/limiter.ts'
-import { rewriteAllStats, StatsService, type Counter } from './stats/service.ts'
+import { rewriteAllStats } from './stats/publisher.ts'
+import { StatsService, type FlushResult } from './stats/service.ts'
 
 export type AppContextOverrides = Partial<{
   logger: Logger
-  access: AccessControl
-  /** Replaces what getBlob and uploads count with (benchmarks compare designs through it). */
-  counter: (fields: Omit<AppContextFields, 'counter'>) => Counter
   /** Limits of getRepo exports (tests shorten them). */
   exportLimits: Partial<ExportLimits>
 }>
 
-export type AppContextFields = {
+/** The hold's named loggers, children of one root, made once. */
+export type Loggers = {
+  server: Logger
+  http: Logger
+  admin: Logger
+  repo: Logger
+  stats: Logger
+  db: Logger
+  identity: Logger
+}
+
+const namedLoggers = (root: Logger): Loggers => {
+  const named = (name: string) => root.child({ name: `hold:${name}` })
+  return {
+    server: named('server'),
+    http: named('http'),
+    admin: named('admin'),
+    repo: named('repo'),
+    stats: named('stats'),
+    db: named('db'),
+    identity: named('identity'),
+  }
+}
+
+type AppContextFields = {
   cfg: ServerConfig
   secrets: ServerSecrets
   logger: Logger
+  log: Loggers
   db: Database
   keypair: Secp256k1Keypair
   didDoc: DidDocument
@@ -56,13 +80,12 @@ export type AppContextFields = {
   urlSigner: BlobUrlSigner
   uploadGrants: UploadGrants
   stats: StatsService
-  counter: Counter
   limiter: CountLimiter
   newPairs: TokenBuckets
   crewJoins: TokenBuckets
   crew: CrewIndex
   serviceAuth: ServiceAuth
-  access: AccessControl
+  access: HoldAccess
   metrics: HoldMetrics
   exportLimits: ExportLimits
   layerIndex: LayerIndex
@@ -71,11 +94,19 @@ export type AppContextFields = {
   quotas: Quotas
 }
 
-/** Everything a handler needs, built once and passed explicitly. */
+/**
+ * Everything a handler needs, built once and passed explicitly; and the owner of what the hold
+ * holds open. Each resource is registered for teardown the moment it is acquired, so
+ * `destroy()` (or a failed start) releases them in reverse: the stats timers stop and every
+ * count is written, the writer's queue drains, the database closes (its checkpoint worker
+ * with it), and the data dir's lock goes last.
+ */
 export class AppContext {
   readonly cfg: ServerConfig
   readonly secrets: ServerSecrets
+  /** The root logger; named children in `log`. */
   readonly logger: Logger
+  readonly log: Loggers
   readonly db: Database
   readonly keypair: Secp256k1Keypair
   readonly didDoc: DidDocument
@@ -88,9 +119,7 @@ export class AppContext {
   /** Which upload URLs have been used (each stores and counts once). */
   readonly uploadGrants: UploadGrants
   readonly stats: StatsService
-  /** Where the request path counts: `stats` unless overridden. */
-  readonly counter: Counter
-  /** HOLD_STATS_MAX_PER_MINUTE, applied before `counter`. */
+  /** HOLD_STATS_MAX_PER_MINUTE, applied before a count is taken. */
   readonly limiter: CountLimiter
   /** HOLD_NEW_PAIRS_PER_HOUR: first counts of pairs from unrelated clients. */
   readonly newPairs: TokenBuckets
@@ -98,7 +127,7 @@ export class AppContext {
   readonly crewJoins: TokenBuckets
   readonly crew: CrewIndex
   readonly serviceAuth: ServiceAuth
-  readonly access: AccessControl
+  readonly access: HoldAccess
   /** Prometheus metrics of this hold (GET /metrics). */
   readonly metrics: HoldMetrics
   readonly exportLimits: ExportLimits
@@ -110,10 +139,16 @@ export class AppContext {
   /** HOLD_QUOTAS_FILE's tiers and each user's limit. */
   readonly quotas: Quotas
 
-  private constructor(f: AppContextFields) {
+  private readonly resources: AsyncDisposableStack
+  private started = false
+  private destroying: Promise<FlushResult | undefined> | undefined
+  private lastFlush: FlushResult | undefined
+
+  private constructor(f: AppContextFields, resources: AsyncDisposableStack) {
     this.cfg = f.cfg
     this.secrets = f.secrets
     this.logger = f.logger
+    this.log = f.log
     this.db = f.db
     this.keypair = f.keypair
     this.didDoc = f.didDoc
@@ -125,7 +160,6 @@ export class AppContext {
     this.urlSigner = f.urlSigner
     this.uploadGrants = f.uploadGrants
     this.stats = f.stats
-    this.counter = f.counter
     this.limiter = f.limiter
     this.newPairs = f.newPairs
     this.crewJoins = f.crewJoins
@@ -138,23 +172,68 @@ export class AppContext {
     this.visibility = f.visibility
     this.layers = f.layers
     this.quotas = f.quotas
+    this.resources = resources
   }
 
-  private lock: DataDirLock | undefined
+  /**
+   * Starts the background work: the WAL checkpoint worker, the stats timers (stopped, with a
+   * last flush, by destroy), the read of the repo's tree into memory, and a flush of whatever a
+   * crash left in the counter table.
+   */
+  start(): void {
+    if (this.started || this.destroying) return
+    this.started = true
+    const log = this.log.server
+    this.db.startCheckpointer((err) =>
+      log.error(
+        { err },
+        'WAL checkpoint worker failed; SQLite checkpoints inline',
+      ),
+    )
+    this.stats.start()
+    this.resources.defer(async () => {
+      this.lastFlush = await this.stats.stop()
+    })
+    // The MST's nodes into memory in the background, so early flushes find their paths there.
+    const warmStarted = performance.now()
+    this.writer
+      .warm({ stopped: () => this.destroying !== undefined })
+      .then((nodes) =>
+        log.debug(
+          {
+            nodes,
+            ms: Math.round(performance.now() - warmStarted),
+            cacheMb: +(this.writer.nodes.usedBytes / 2 ** 20).toFixed(1),
+          },
+          'repo tree read into memory',
+        ),
+      )
+      .catch((err) => log.warn({ err }, 'reading the repo tree failed'))
+    // Counters a crash left behind in the table reach the repo now, not at the first flush.
+    this.stats
+      .flush()
+      .catch((err) =>
+        log.error({ err }, 'initial stats flush failed; will retry'),
+      )
+  }
 
-  /** Closes the database and gives up the data dir (no flush: HoldServer.destroy drains first). */
-  async close(): Promise<void> {
-    try {
-      await this.db.close()
-    } finally {
-      this.lock?.release()
-      this.lock = undefined
-    }
+  /**
+   * Releases everything, once, in reverse order of acquisition: stats (a last flush, when
+   * started), the writer's queue, the database, the data dir. Resolves with that last flush.
+   */
+  destroy(): Promise<FlushResult | undefined> {
+    this.destroying ??= this.resources.disposeAsync().then(() => this.lastFlush)
+    return this.destroying
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.destroy()
   }
 
   /**
    * Takes the data dir (one process at a time), then opens everything in it. A disk or
-   * permission failure on the way is a DataDirError with one line for the operator.
+   * permission failure on the way is a DataDirError with one line for the operator; what was
+   * opened before it is closed again.
    */
   static async fromConfig(
     cfg: ServerConfig,
@@ -162,18 +241,19 @@ export class AppContext {
     overrides: AppContextOverrides = {},
   ): Promise<AppContext> {
     const logger = overrides.logger ?? createRootLogger(cfg.logLevel)
-    const lock = await asDataDirError(cfg.dataDir, async () => {
-      await mkdir(cfg.dataDir, { recursive: true })
-      return DataDirLock.acquire(cfg.dataDir)
-    })
+    const resources = new AsyncDisposableStack()
     try {
-      const ctx = await asDataDirError(cfg.dataDir, () =>
-        AppContext.open(cfg, secrets, overrides, logger),
+      const lock = await asDataDirError(cfg.dataDir, async () => {
+        await mkdir(cfg.dataDir, { recursive: true })
+        return DataDirLock.acquire(cfg.dataDir)
+      })
+      resources.defer(() => lock.release())
+      return await asDataDirError(cfg.dataDir, () =>
+        AppContext.open(cfg, secrets, overrides, logger, resources),
       )
-      ctx.lock = lock
-      return ctx
     } catch (err) {
-      lock.release()
+      // The first failure is the one to report; closing what was opened comes second.
+      await resources.disposeAsync().catch(() => undefined)
       throw err
     }
   }
@@ -183,83 +263,84 @@ export class AppContext {
     secrets: ServerSecrets,
     overrides: AppContextOverrides,
     logger: Logger,
+    resources: AsyncDisposableStack,
   ): Promise<AppContext> {
+    const log = namedLoggers(logger)
     // A bad tiers file stops the start before anything in the data dir is touched.
     const tiers = cfg.quotasFile ? loadTiers(cfg.quotasFile) : undefined
     const keypair = await loadSigningKey(cfg.dataDir, secrets.signingKeyHex)
     const urlSecret = await loadUrlSecret(cfg.dataDir)
-    const db = new Database(
-      join(cfg.dataDir, 'hold.sqlite'),
-      logger.child({ name: 'hold:db' }),
-    )
-    try {
-      const lexicons = loadLexicons()
-      const storage = new SqlRepoStorage(db)
-      checkIdentity(cfg, {
-        hasRepo: storage.getRootSync() !== null,
-        log: logger.child({ name: 'hold:identity' }),
-      })
-      const writer = await RepoWriter.open({
-        database: db,
-        storage,
-        did: cfg.did,
-        keypair,
-        lexicons,
-        log: logger.child({ name: 'hold:repo' }),
-        nodeCacheBytes: cfg.repoCacheMb * 1024 * 1024,
-        repair: cfg.repair === 'rebuild-tree',
-        rebind: cfg.rebindFrom
-          ? {
-              from: cfg.rebindFrom,
-              skip: [ids.HoldStats],
-              inTxn: () => rewriteAllStats(db),
-            }
-          : undefined,
-      })
-      const blobs = new DiskBlobStore(cfg.dataDir)
-      await blobs.init()
-      const stats = new StatsService(
-        db,
-        writer,
-        logger.child({ name: 'hold:stats' }),
-        { persistMs: cfg.statsPersistMs, flushMs: cfg.statsFlushMs },
+    const db = new Database(join(cfg.dataDir, 'hold.sqlite'), log.db)
+    resources.defer(() => db.close())
+    const lexicons = loadLexicons()
+    const records = new RecordIndex(db.db)
+    const storage = new SqlRepoStorage(db, records)
+    checkIdentity(cfg, {
+      hasRepo: storage.getRootSync() !== null,
+      log: log.identity,
+    })
+    const writer = await RepoWriter.open({
+      database: db,
+      storage,
+      records,
+      did: cfg.did,
+      keypair,
+      lexicons,
+      log: log.repo,
+      nodeCacheBytes: cfg.repoCacheMb * 1024 * 1024,
+      repair: cfg.repair === 'rebuild-tree',
+      rebind: cfg.rebindFrom
+        ? {
+            from: cfg.rebindFrom,
+            skip: [ids.HoldStats],
+            inTxn: () => rewriteAllStats(db),
+          }
+        : undefined,
+    })
+    resources.defer(() => writer.drain())
+    const blobs = new DiskBlobStore(cfg.dataDir)
+    await blobs.init()
+    const stats = new StatsService(db, writer, log.stats, {
+      persistMs: cfg.statsPersistMs,
+      flushMs: cfg.statsFlushMs,
+    })
+    const layerIndex = new LayerIndex(db)
+    if (writer.repaired) {
+      // Every stats record is derived again from the counter table at the next flush (only
+      // those that differ are committed); other lost records are named for the operator.
+      rewriteAllStats(db)
+      layerIndex.dropLost(
+        writer.repaired.lost
+          .filter((r) => r.collection === ids.HoldLayer)
+          .map((r) => r.rkey),
       )
-      const layerIndex = new LayerIndex(db)
-      if (writer.repaired) {
-        // Every stats record is derived again from the counter table at the next flush (only
-        // those that differ are committed); other lost records are named for the operator.
-        rewriteAllStats(db)
-        layerIndex.dropLost(
-          writer.repaired.lost
-            .filter((r) => r.collection === ids.HoldLayer)
-            .map((r) => r.rkey),
+      const lost = writer.repaired.lost.filter(
+        (r) => r.collection !== ids.HoldStats && r.collection !== ids.HoldLayer,
+      )
+      if (lost.length > 0) {
+        log.repo.warn(
+          { lost: lost.map((r) => `${r.collection}/${r.rkey}`) },
+          'records lost in the repair (the captain is written again at start; re-add crew members)',
         )
-        const lost = writer.repaired.lost.filter(
-          (r) =>
-            r.collection !== ids.HoldStats && r.collection !== ids.HoldLayer,
-        )
-        if (lost.length > 0) {
-          logger.warn(
-            { lost: lost.map((r) => `${r.collection}/${r.rkey}`) },
-            'records lost in the repair (the captain is written again at start; re-add crew members)',
-          )
-        }
       }
-      const reader = new RecordReader(db, storage)
-      const crew = new CrewIndex(reader, writer)
-      const serviceAuth = new ServiceAuth({
-        ownDid: cfg.did,
-        plcUrl: cfg.plcUrl,
-        allowLocalDids: cfg.devAllowLocalDids,
-      })
-      const visibility = new BlobVisibility(layerIndex)
-      const limiter = new CountLimiter(cfg.statsMaxPerMinute)
-      const newPairs = new TokenBuckets(cfg.newPairsPerHour)
-      const crewJoins = new TokenBuckets(cfg.crewJoinsPerHour)
-      const fields = {
+    }
+    const reader = new RecordReader(records, storage)
+    const crew = new CrewIndex(reader, writer)
+    const serviceAuth = new ServiceAuth({
+      ownDid: cfg.did,
+      plcUrl: cfg.plcUrl,
+      allowLocalDids: cfg.devAllowLocalDids,
+    })
+    const visibility = new BlobVisibility(layerIndex)
+    const limiter = new CountLimiter(cfg.statsMaxPerMinute)
+    const newPairs = new TokenBuckets(cfg.newPairsPerHour)
+    const crewJoins = new TokenBuckets(cfg.crewJoinsPerHour)
+    return new AppContext(
+      {
         cfg,
         secrets,
         logger,
+        log,
         db,
         keypair,
         didDoc: didDocument(cfg, keypair),
@@ -276,7 +357,7 @@ export class AppContext {
         crewJoins,
         crew,
         serviceAuth,
-        access: overrides.access ?? new HoldAccess(serviceAuth, crew),
+        access: new HoldAccess(serviceAuth, crew),
         metrics: new HoldMetrics({
           cfg,
           stats,
@@ -291,14 +372,8 @@ export class AppContext {
         visibility,
         layers: new LayerService(layerIndex, writer, blobs, visibility),
         quotas: new Quotas(tiers, crew, layerIndex),
-      }
-      return new AppContext({
-        ...fields,
-        counter: overrides.counter?.(fields) ?? stats,
-      })
-    } catch (err) {
-      await db.close()
-      throw err
-    }
+      },
+      resources,
+    )
   }
 }
