@@ -26,6 +26,7 @@ export type ServerEnvironment = {
   logLevel?: string
   rebindFrom?: string
   quotasFile?: string
+  countSource?: string
   /** Set by Fly.io on every machine: the app's name. */
   flyAppName?: string
   nodeEnv?: string
@@ -58,6 +59,7 @@ export const readEnv = (
   logLevel: env.LOG_LEVEL,
   rebindFrom: env.HOLD_REBIND_FROM,
   quotasFile: env.HOLD_QUOTAS_FILE,
+  countSource: env.HOLD_COUNT_SOURCE,
   flyAppName: env.FLY_APP_NAME,
   nodeEnv: env.NODE_ENV,
 })
@@ -108,7 +110,14 @@ export type ServerConfig = {
   rebindFrom: string | undefined
   /** HOLD_QUOTAS_FILE: the tiers file (YAML or JSON); undefined: no quotas */
   quotasFile: string | undefined
+  /**
+   * HOLD_COUNT_SOURCE: what pullCount and pushCount count, blob requests (getBlob's `repo`,
+   * uploads) or manifests (notifyManifest); the other source is answered and not counted
+   */
+  countSource: CountSource
 }
+
+export type CountSource = 'blob' | 'manifest'
 
 export type ServerSecrets = {
   /** 64 hex characters, or undefined to use (or create) the key in the data dir */
@@ -188,6 +197,12 @@ export const envToCfg = (
   if (rebindFrom !== undefined && !isValidDid(rebindFrom)) {
     throw new ConfigError(
       `HOLD_REBIND_FROM must be the DID the data dir's repo belongs to (e.g. did:web:localhost%3A8080), got "${rebindFrom}"`,
+    )
+  }
+  const countSource = nonEmpty(env.countSource) ?? 'blob'
+  if (countSource !== 'blob' && countSource !== 'manifest') {
+    throw new ConfigError(
+      `HOLD_COUNT_SOURCE must be "blob" (getBlob requests with repo, and uploads) or "manifest" (notifyManifest), got "${countSource}"`,
     )
   }
   const logLevel = nonEmpty(env.logLevel) ?? 'info'
@@ -272,6 +287,7 @@ export const envToCfg = (
         : undefined,
     rebindFrom,
     quotasFile: nonEmpty(env.quotasFile),
+    countSource,
   }
 }
 

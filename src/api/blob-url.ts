@@ -29,6 +29,7 @@ const hexParam = (c: Ctx): string => {
 /** The URLs getBlob signs: downloads (GET, HEAD) and uploads (PUT). Fetching never counts. */
 export const register: Register = (app, ctx) => {
   const path = `${BLOB_URL_PATH}:hex`
+  const countBlobs = ctx.cfg.countSource === 'blob'
 
   app.on(['GET', 'HEAD'], path, async (c) => {
     const hex = hexParam(c)
@@ -102,7 +103,9 @@ export const register: Register = (app, ctx) => {
       }
       throw err
     }
-    if (grant.repo) countPush(ctx, c, grant.caller, grant.did, grant.repo)
+    if (countBlobs && grant.repo) {
+      countPush(ctx, c, grant.caller, grant.did, grant.repo)
+    }
     return c.json({ digest: `sha256:${hex}`, size }, 201)
   })
 }

@@ -10,6 +10,8 @@ import { Params, type Register } from '../../../util.ts'
 import { atprotoQuery } from '../../../xrpc.ts'
 
 export const register: Register = (app, ctx) => {
+  // HOLD_COUNT_SOURCE=manifest: `repo` is still checked, and counts nothing.
+  const countBlobs = ctx.cfg.countSource === 'blob'
   atprotoQuery(app, ids.SyncGetBlob, async (c) => {
     const params = new Params(c)
     const did = params.did('did')
@@ -63,7 +65,9 @@ export const register: Register = (app, ctx) => {
       return c.json({ method, ...ctx.urlSigner.sign(grant) })
     }
     if (method === 'GET') {
-      if (repo && !head) countPull(ctx, c, caller.did, did, repo)
+      if (countBlobs && repo && !head) {
+        countPull(ctx, c, caller.did, did, repo)
+      }
       const grant: UrlGrant = {
         method,
         hex,
@@ -75,7 +79,12 @@ export const register: Register = (app, ctx) => {
     }
     const range = parseRange(c.req.header('range'), size)
     // A range that does not start at byte 0 resumes a download already counted.
-    if (repo && !head && (range === undefined || range.start === 0)) {
+    if (
+      countBlobs &&
+      repo &&
+      !head &&
+      (range === undefined || range.start === 0)
+    ) {
       countPull(ctx, c, caller.did, did, repo)
     }
     return blobResponse(ctx.blobs, hex, size, range, head)

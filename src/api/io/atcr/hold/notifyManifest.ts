@@ -9,6 +9,7 @@ import {
   LayerSizeError,
   QuotaExceededError,
 } from '../../../../layers/service.ts'
+import { countPull, countPush } from '../../../../stats/counting.ts'
 import type { Register } from '../../../util.ts'
 import { atcrProcedure } from '../../../xrpc.ts'
 import { checkManifest, type NotifyInput } from './manifest-input.ts'
@@ -54,18 +55,24 @@ export const register: Register = (app, ctx) => {
             throw new ForbiddenError(`access denied for ${need}: ${missing}`)
           }
         }
+        // Only the source HOLD_COUNT_SOURCE names counts: one unit per field.
+        const counts = ctx.cfg.countSource === 'manifest'
         if (operation === 'pull') {
-          return c.json({ success: true, operation, statsUpdated: false })
+          const statsUpdated =
+            counts && countPull(ctx, c, did, did, manifest.repository)
+          return c.json({ success: true, operation, statsUpdated })
         }
         try {
           const result = await ctx.layers.recordPush(
             manifest,
             ctx.quotas.limitFor(did).limit,
           )
+          const statsUpdated =
+            counts && countPush(ctx, c, did, did, manifest.repository)
           return c.json({
             success: true,
             operation,
-            statsUpdated: false,
+            statsUpdated,
             layersCreated: result.created,
             ...(result.missing.length > 0
               ? { missingLayers: result.missing }
