@@ -18,6 +18,7 @@ export const ids = {
   HoldListTiers: 'io.atcr.hold.listTiers',
   HoldExportUserData: 'io.atcr.hold.exportUserData',
   HoldDeleteUserData: 'io.atcr.hold.deleteUserData',
+  HoldSetStats: 'io.atcr.hold.setStats',
   // Bluesky's methods, served as a PDS serves them (getBlob with our extension,
   // io.atcr.hold.defs#getBlobExtension).
   ServerDescribeServer: 'com.atproto.server.describeServer',

@@ -20,6 +20,7 @@ import * as listStats from './io/atcr/hold/listStats.ts'
 import * as metrics from './metrics.ts'
 import * as deleteUserData from './io/atcr/hold/deleteUserData.ts'
 import * as exportUserData from './io/atcr/hold/exportUserData.ts'
+import * as setStats from './io/atcr/hold/setStats.ts'
 import * as getQuota from './io/atcr/hold/getQuota.ts'
 import * as listTiers from './io/atcr/hold/listTiers.ts'
 import * as notifyManifest from './io/atcr/hold/notifyManifest.ts'
@@ -52,6 +53,7 @@ export const registerRoutes = (app: App, ctx: AppContext): void => {
   listTiers.register(app, ctx)
   exportUserData.register(app, ctx)
   deleteUserData.register(app, ctx)
+  setStats.register(app, ctx)
   blobUrl.register(app, ctx)
   metrics.register(app, ctx)
   statusPage.register(app, ctx)
