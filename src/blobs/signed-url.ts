@@ -32,7 +32,7 @@ export const BLOB_URL_PATH = '/blobs/sha256/'
  */
 export class BlobUrlSigner {
   // A KeyObject, not the raw Buffer: createHmac re-imports a Buffer key on every call, which
-  // costs several times the HMAC itself on the getBlob hot path.
+  // costs more than the HMAC itself on the getBlob hot path.
   private readonly key: KeyObject
   private readonly base: string
   private readonly ttlMs: number

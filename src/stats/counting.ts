@@ -38,7 +38,7 @@ const related = (
  * whether the pair is new is answered from memory unless the pair was never seen.
  */
 const count = (
-  kind: 'countPull' | 'countPush',
+  kind: 'pull' | 'push',
   ctx: CountingContext,
   c: ClientRequest,
   callerDid: string | undefined,
@@ -59,7 +59,7 @@ const count = (
   ) {
     return false
   }
-  counters[kind](did, repo)
+  counters.count(kind, did, repo)
   return true
 }
 
@@ -69,7 +69,7 @@ export const countPull = (
   callerDid: string | undefined,
   did: string,
   repo: string,
-): boolean => count('countPull', ctx, c, callerDid, did, repo)
+): boolean => count('pull', ctx, c, callerDid, did, repo)
 
 export const countPush = (
   ctx: CountingContext,
@@ -77,4 +77,4 @@ export const countPush = (
   callerDid: string | undefined,
   did: string,
   repo: string,
-): boolean => count('countPush', ctx, c, callerDid, did, repo)
+): boolean => count('push', ctx, c, callerDid, did, repo)

@@ -39,40 +39,21 @@ export const register: Register = (app, ctx) => {
       assertMayReadPrivate(ctx, caller.did)
     }
 
-    if (method === 'PUT') {
-      // The push is counted when the upload through this URL completes.
-      const grant: UrlGrant = {
-        method,
-        hex,
-        did,
-        repo,
-        caller: caller.did,
-      }
-      return c.json({ method, ...ctx.urlSigner.sign(grant) })
-    }
-    const size = await ctx.blobs.size(hex)
+    // A PUT URL is for a blob not stored yet; its push is counted when the upload completes.
+    const size = method === 'PUT' ? 0 : await ctx.blobs.size(hex)
     if (size === null) {
       throw new NotFoundError(`Blob not found: sha256:${hex}`, 'BlobNotFound')
     }
-    if (method === 'HEAD') {
-      const grant: UrlGrant = {
-        method,
-        hex,
-        did,
-        repo: undefined,
-        caller: caller.did,
-      }
-      return c.json({ method, ...ctx.urlSigner.sign(grant) })
-    }
-    if (method === 'GET') {
-      if (countBlobs && repo && !head) {
+    if (method !== undefined) {
+      if (countBlobs && method === 'GET' && repo && !head) {
         countPull(ctx, c, caller.did, did, repo)
       }
+      // A HEAD URL names no repo: what it answers is never counted.
       const grant: UrlGrant = {
         method,
         hex,
         did,
-        repo,
+        repo: method === 'HEAD' ? undefined : repo,
         caller: caller.did,
       }
       return c.json({ method, ...ctx.urlSigner.sign(grant) })
