@@ -34,6 +34,8 @@ export type ServerEnvironment = {
   devAllowLocalDids?: string
   logLevel?: string
   rebindFrom?: string
+  quotasFile?: string
+  countSource?: string
   /** Set by Fly.io on every machine: the app's name. */
   flyAppName?: string
   nodeEnv?: string
@@ -68,6 +70,8 @@ export const readEnv = (
   devAllowLocalDids: env.HOLD_DEV_ALLOW_LOCAL_DIDS,
   logLevel: env.LOG_LEVEL,
   rebindFrom: env.HOLD_REBIND_FROM,
+  quotasFile: env.HOLD_QUOTAS_FILE,
+  countSource: env.HOLD_COUNT_SOURCE,
   flyAppName: env.FLY_APP_NAME,
   nodeEnv: env.NODE_ENV,
 })
@@ -122,7 +126,16 @@ export type ServerConfig = {
   deployedBy: 'FLY_APP_NAME' | 'NODE_ENV=production' | undefined
   /** HOLD_REBIND_FROM: the DID whose repo in the data dir is rebuilt under `did`. */
   rebindFrom: string | undefined
+  /** HOLD_QUOTAS_FILE: the tiers file (YAML or JSON); undefined: no quotas */
+  quotasFile: string | undefined
+  /**
+   * HOLD_COUNT_SOURCE: what pullCount and pushCount count, blob requests (getBlob's `repo`,
+   * uploads) or manifests (notifyManifest); the other source is answered and not counted
+   */
+  countSource: CountSource
 }
+
+export type CountSource = 'blob' | 'manifest'
 
 export type ServerSecrets = {
   /** 64 hex characters, or undefined to use (or create) the key in the data dir */
@@ -202,6 +215,12 @@ export const envToCfg = (
   if (rebindFrom !== undefined && !isValidDid(rebindFrom)) {
     throw new ConfigError(
       `HOLD_REBIND_FROM must be the DID the data dir's repo belongs to (e.g. did:web:localhost%3A8080), got "${rebindFrom}"`,
+    )
+  }
+  const countSource = nonEmpty(env.countSource) ?? 'blob'
+  if (countSource !== 'blob' && countSource !== 'manifest') {
+    throw new ConfigError(
+      `HOLD_COUNT_SOURCE must be "blob" (getBlob requests with repo, and uploads) or "manifest" (notifyManifest), got "${countSource}"`,
     )
   }
   const logLevel = nonEmpty(env.logLevel) ?? 'info'
@@ -300,6 +319,8 @@ export const envToCfg = (
         ? 'NODE_ENV=production'
         : undefined,
     rebindFrom,
+    quotasFile: nonEmpty(env.quotasFile),
+    countSource,
   }
 }
 

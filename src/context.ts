@@ -21,6 +21,9 @@ import {
   loadUrlSecret,
   type DidDocument,
 } from './identity.ts'
+import { LayerIndex } from './layers/layer-index.ts'
+import { LayerService } from './layers/service.ts'
+import { BlobVisibility } from './layers/visibility.ts'
 import { ids, loadLexicons, type Lexicons } from './lexicons.ts'
 import { createRootLogger, type Logger } from './logger.ts'
 import { HoldMetrics } from './metrics.ts'
@@ -34,6 +37,8 @@ import {
   DEFAULT_EXPORT_LIMITS,
   type ExportLimits,
 } from './repo/car-export.ts'
+import { Quotas } from './quota/quotas.ts'
+import { loadTiers } from './quota/tiers.ts'
 import { RecordReader } from './repo/reader.ts'
 import { RecordIndex } from './repo/record-index.ts'
 import { SqlRepoStorage } from './repo/storage.ts'
@@ -105,6 +110,10 @@ type AppContextFields = {
   firehose: SubscribeRepos
   crawlers: Crawlers
   carSpooler: CarSpooler
+  layerIndex: LayerIndex
+  visibility: BlobVisibility
+  layers: LayerService
+  quotas: Quotas
 }
 
 /**
@@ -150,6 +159,13 @@ export class AppContext {
   readonly crawlers: Crawlers
   /** Writes getRepo exports in a worker thread, off the event loop. */
   readonly carSpooler: CarSpooler
+  /** What notifyManifest recorded: layer records, per-user usage, manifests' blobs. */
+  readonly layerIndex: LayerIndex
+  /** Blobs only private manifests name (getBlob's check). */
+  readonly visibility: BlobVisibility
+  readonly layers: LayerService
+  /** HOLD_QUOTAS_FILE's tiers and each user's limit. */
+  readonly quotas: Quotas
 
   private readonly resources: AsyncDisposableStack
   private started = false
@@ -183,6 +199,10 @@ export class AppContext {
     this.firehose = f.firehose
     this.crawlers = f.crawlers
     this.carSpooler = f.carSpooler
+    this.layerIndex = f.layerIndex
+    this.visibility = f.visibility
+    this.layers = f.layers
+    this.quotas = f.quotas
     this.resources = resources
   }
 
@@ -288,6 +308,8 @@ export class AppContext {
     resources: AsyncDisposableStack,
   ): Promise<AppContext> {
     const log = namedLoggers(logger)
+    // A bad tiers file stops the start before anything in the data dir is touched.
+    const tiers = cfg.quotasFile ? loadTiers(cfg.quotasFile) : undefined
     const keypair = await loadSigningKey(cfg.dataDir, secrets.signingKeyHex)
     const urlSecret = await loadUrlSecret(cfg.dataDir)
     const db = new Database(join(cfg.dataDir, 'hold.sqlite'), log.db)
@@ -329,12 +351,18 @@ export class AppContext {
       persistMs: cfg.statsPersistMs,
       flushMs: cfg.statsFlushMs,
     })
+    const layerIndex = new LayerIndex(db)
     if (writer.repaired) {
       // Every stats record is derived again from the counter table at the next flush (only
       // those that differ are committed); other lost records are named for the operator.
       rewriteAllStats(db)
+      layerIndex.dropLost(
+        writer.repaired.lost
+          .filter((r) => r.collection === ids.HoldLayer)
+          .map((r) => r.rkey),
+      )
       const lost = writer.repaired.lost.filter(
-        (r) => r.collection !== ids.HoldStats,
+        (r) => r.collection !== ids.HoldStats && r.collection !== ids.HoldLayer,
       )
       if (lost.length > 0) {
         log.repo.warn(
@@ -351,6 +379,7 @@ export class AppContext {
       allowLocalDids: cfg.devAllowLocalDids,
       failedPerMinute: cfg.failedAuthPerMinute,
     })
+    const visibility = new BlobVisibility(layerIndex)
     const limiter = new CountLimiter(cfg.statsMaxPerMinute)
     const newPairs = new TokenBuckets(cfg.newPairsPerHour)
     const crewJoins = new TokenBuckets(cfg.crewJoinsPerHour)
@@ -407,6 +436,10 @@ export class AppContext {
         firehose,
         crawlers,
         carSpooler,
+        layerIndex,
+        visibility,
+        layers: new LayerService(layerIndex, writer, blobs, visibility),
+        quotas: new Quotas(tiers, crew, layerIndex),
       },
       resources,
     )

@@ -468,6 +468,67 @@ export const MIGRATIONS: string[] = [
     frame BLOB NOT NULL
   );
   `,
+  // What notifyManifest recorded: one row per io.atcr.hold.layer record (the unique index makes
+  // a repeated notification write nothing), each user's distinct blobs with how many records
+  // name them, and per-user totals kept by triggers so getQuota reads one row. manifest_blob is
+  // every blob a manifest names with its visibility: a blob is private while only private
+  // manifests name it.
+  `
+  CREATE TABLE layer_index (
+    rkey TEXT PRIMARY KEY,
+    user_did TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    manifest_digest TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE UNIQUE INDEX layer_index_manifest_idx
+    ON layer_index (user_did, repository, manifest_digest, digest);
+  CREATE TABLE user_blob (
+    user_did TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    refs INTEGER NOT NULL,
+    PRIMARY KEY (user_did, digest)
+  ) WITHOUT ROWID;
+  CREATE TABLE user_usage (
+    user_did TEXT PRIMARY KEY,
+    unique_blobs INTEGER NOT NULL,
+    total_size INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE TRIGGER layer_index_insert AFTER INSERT ON layer_index BEGIN
+    INSERT INTO user_blob (user_did, digest, size, refs)
+      VALUES (new.user_did, new.digest, new.size, 1)
+      ON CONFLICT (user_did, digest) DO UPDATE SET refs = refs + 1;
+  END;
+  CREATE TRIGGER layer_index_delete AFTER DELETE ON layer_index BEGIN
+    UPDATE user_blob SET refs = refs - 1
+      WHERE user_did = old.user_did AND digest = old.digest;
+    DELETE FROM user_blob
+      WHERE user_did = old.user_did AND digest = old.digest AND refs <= 0;
+  END;
+  CREATE TRIGGER user_blob_insert AFTER INSERT ON user_blob BEGIN
+    INSERT INTO user_usage (user_did, unique_blobs, total_size)
+      VALUES (new.user_did, 1, new.size)
+      ON CONFLICT (user_did) DO UPDATE SET
+        unique_blobs = unique_blobs + 1, total_size = total_size + new.size;
+  END;
+  CREATE TRIGGER user_blob_delete AFTER DELETE ON user_blob BEGIN
+    UPDATE user_usage SET
+      unique_blobs = unique_blobs - 1, total_size = total_size - old.size
+      WHERE user_did = old.user_did;
+    DELETE FROM user_usage WHERE user_did = old.user_did AND unique_blobs <= 0;
+  END;
+  CREATE TABLE manifest_blob (
+    digest TEXT NOT NULL,
+    user_did TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    manifest_digest TEXT NOT NULL,
+    private INTEGER NOT NULL,
+    PRIMARY KEY (digest, user_did, repository, manifest_digest)
+  ) WITHOUT ROWID;
+  CREATE INDEX manifest_blob_user_idx ON manifest_blob (user_did);
+  `,
 ]
 
 const migrate = (db: DatabaseSync): void => {

@@ -12,6 +12,13 @@ export const ids = {
   HoldGetStats: 'io.atcr.hold.getStats',
   HoldListStats: 'io.atcr.hold.listStats',
   HoldRequestCrew: 'io.atcr.hold.requestCrew',
+  HoldLayer: 'io.atcr.hold.layer',
+  HoldNotifyManifest: 'io.atcr.hold.notifyManifest',
+  HoldGetQuota: 'io.atcr.hold.getQuota',
+  HoldListTiers: 'io.atcr.hold.listTiers',
+  HoldExportUserData: 'io.atcr.hold.exportUserData',
+  HoldDeleteUserData: 'io.atcr.hold.deleteUserData',
+  HoldSetStats: 'io.atcr.hold.setStats',
   // Bluesky's methods, served as a PDS serves them (getBlob with our extension,
   // io.atcr.hold.defs#getBlobExtension).
   ServerDescribeServer: 'com.atproto.server.describeServer',

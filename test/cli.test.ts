@@ -223,7 +223,13 @@ describe('operator CLI against a running hold', () => {
     expect(
       (await xrpc(h.url, 'io.atcr.hold.getStats', { did: ALICE, repo: 'web' }))
         .body,
-    ).toEqual({ did: ALICE, repository: 'web', pullCount: 0, pushCount: 0 })
+    ).toEqual({
+      did: ALICE,
+      repository: 'web',
+      pullCount: 0,
+      pushCount: 0,
+      countSource: 'blob',
+    })
 
     const all = JSON.parse(
       (await cli(['stats', 'reset', ALICE, '-y', '--json'])).stdout,

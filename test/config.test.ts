@@ -111,6 +111,7 @@ describe('envToCfg and envToSecrets', () => {
       trustedProxyHops: 1,
       logLevel: 'info',
       version: '0.0.0',
+      countSource: 'blob',
     })
     expect(secrets).toEqual({
       signingKeyHex: undefined,

@@ -185,7 +185,7 @@ describe('HOLD_REBIND_FROM: moving a hold to a new DID', () => {
       expect(Date.parse(createdAt as string)).toBeLessThanOrEqual(
         Date.parse(updatedAt as string),
       )
-      expect(view.body).toEqual(counts)
+      expect(view.body).toEqual({ ...counts, countSource: 'blob' })
     }
     expect(
       (

@@ -37,7 +37,7 @@ describe('stats: getStats and listStats answers', () => {
       { did },
     )
     expect(list.status).toBe(200)
-    expect(list.body).toEqual({ stats: [] })
+    expect(list.body).toEqual({ countSource: 'blob', stats: [] })
     h.hold.ctx.lexicons.assertValidXrpcOutput(ids.HoldListStats, list.body)
     h.hold.ctx.stats.persist()
     expect(counterRow(did, 'never/pulled')).toBeUndefined()

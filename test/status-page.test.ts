@@ -96,6 +96,7 @@ describe('renderStatusPage', () => {
       owner: evil,
       public: true,
       allowAllCrew: false,
+      countSource: 'blob',
       totals: { pairs: 1, pulls: 3, pushes: 0 },
       top: [{ did: evil, repository: evil, pullCount: 3, pushCount: 0 }],
       generatedAt: evil,

@@ -9,6 +9,7 @@ import {
   PayloadTooLargeError,
   XRPCError,
 } from '../errors.ts'
+import type { AppContext } from '../context.ts'
 import { blobResponse, parseRange } from './blob-response.ts'
 import { countPush } from '../stats/counting.ts'
 import type { Ctx, Register } from './util.ts'
@@ -28,6 +29,7 @@ const hexParam = (c: Ctx): string => {
 /** The URLs getBlob signs: downloads (GET, HEAD) and uploads (PUT). Fetching never counts. */
 export const register: Register = (app, ctx) => {
   const path = `${BLOB_URL_PATH}:hex`
+  const countBlobs = ctx.cfg.countSource === 'blob'
 
   app.on(['GET', 'HEAD'], path, async (c) => {
     const hex = hexParam(c)
@@ -62,6 +64,9 @@ export const register: Register = (app, ctx) => {
       throw new PayloadTooLargeError(
         `blob is larger than HOLD_MAX_BLOB_BYTES (${ctx.cfg.maxBlobBytes} bytes)`,
       )
+    }
+    if (declared !== undefined && grant.caller) {
+      quotaCheck(ctx, grant.caller, hex, Number(declared))
     }
     try {
       ctx.uploadGrants.claim(grant.sig)
@@ -98,9 +103,38 @@ export const register: Register = (app, ctx) => {
       }
       throw err
     }
-    if (grant.repo) countPush(ctx, c, grant.caller, grant.did, grant.repo)
+    if (countBlobs && grant.repo) {
+      countPush(ctx, c, grant.caller, grant.did, grant.repo)
+    }
     return c.json({ digest: `sha256:${hex}`, size }, 201)
   })
+}
+
+/**
+ * An upload that cannot fit the caller's quota is refused before a byte is read: its declared
+ * size on top of what the caller's layer records already name (a blob they name costs nothing
+ * again). notifyManifest checks again with the sizes stored, for uploads without a length.
+ */
+const quotaCheck = (
+  ctx: AppContext,
+  caller: string,
+  hex: string,
+  size: number,
+): void => {
+  const { limit } = ctx.quotas.limitFor(caller)
+  if (limit === undefined) return
+  const added = ctx.layerIndex.addedBytes(
+    caller,
+    new Map([[`sha256:${hex}`, size]]),
+  )
+  const usage = ctx.layerIndex.usage(caller).totalSize
+  if (added > 0 && usage + added > limit) {
+    throw new XRPCError(
+      403,
+      `quota exceeded: ${usage} bytes stored and this ${size}-byte upload would pass the limit of ${limit} bytes`,
+      'QuotaExceeded',
+    )
+  }
 }
 
 const bodyStream = (req: Request): Readable =>

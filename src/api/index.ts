@@ -21,6 +21,12 @@ import * as subscribeRepos from './com/atproto/sync/subscribeRepos.ts'
 import * as getStats from './io/atcr/hold/getStats.ts'
 import * as listStats from './io/atcr/hold/listStats.ts'
 import * as metrics from './metrics.ts'
+import * as deleteUserData from './io/atcr/hold/deleteUserData.ts'
+import * as exportUserData from './io/atcr/hold/exportUserData.ts'
+import * as setStats from './io/atcr/hold/setStats.ts'
+import * as getQuota from './io/atcr/hold/getQuota.ts'
+import * as listTiers from './io/atcr/hold/listTiers.ts'
+import * as notifyManifest from './io/atcr/hold/notifyManifest.ts'
 import * as requestCrew from './io/atcr/hold/requestCrew.ts'
 import * as statusPage from './status-page.ts'
 import type { App } from './util.ts'
@@ -48,6 +54,12 @@ export const registerRoutes = (app: App, ctx: AppContext): void => {
   getStats.register(app, ctx)
   listStats.register(app, ctx)
   requestCrew.register(app, ctx)
+  notifyManifest.register(app, ctx)
+  getQuota.register(app, ctx)
+  listTiers.register(app, ctx)
+  exportUserData.register(app, ctx)
+  deleteUserData.register(app, ctx)
+  setStats.register(app, ctx)
   blobUrl.register(app, ctx)
   metrics.register(app, ctx)
   statusPage.register(app, ctx)

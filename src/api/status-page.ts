@@ -1,3 +1,4 @@
+import type { CountSource } from '../config.ts'
 import type { StatsView } from '../stats/service.ts'
 import { ids } from '../lexicons.ts'
 import type { Register } from './util.ts'
@@ -10,6 +11,8 @@ export type StatusData = {
   owner: string
   public: boolean
   allowAllCrew: boolean
+  /** HOLD_COUNT_SOURCE: what a pull and a push are. */
+  countSource: CountSource
   totals: { pairs: number; pulls: number; pushes: number }
   /** Most pulled first. */
   top: StatsView[]
@@ -51,6 +54,7 @@ export const register: Register = (app, ctx) => {
           owner: captain.owner,
           public: captain.public,
           allowAllCrew: captain.allowAllCrew,
+          countSource: ctx.cfg.countSource,
           totals: ctx.stats.overall(),
           top: ctx.stats.top(TOP).filter((s) => s.pullCount > 0),
           firehose: {
@@ -121,6 +125,7 @@ export const renderStatusPage = (d: StatusData): string => {
 <dt>Owner</dt><dd><code id="owner-did">${escapeHtml(d.owner)}</code></dd>
 <dt>Blob reads</dt><dd id="access">${d.public ? 'public: anyone may pull' : 'private: owner and crew only'}</dd>
 <dt>Crew</dt><dd>${d.allowAllCrew ? 'open to any authenticated account' : 'by invitation'}</dd>
+<dt>Counting</dt><dd id="count-source">${d.countSource === 'manifest' ? 'manifests: one pull or push per image manifest (notifyManifest)' : 'blob requests: one pull per blob fetched, one push per blob uploaded'}</dd>
 ${d.firehose ? firehose(d.firehose) : ''}
 </dl>
 </section>

@@ -11,6 +11,8 @@ export type CrewMember = {
   member: string
   role: string
   permissions: Set<string>
+  /** The quota tier the record names (HOLD_QUOTAS_FILE), if any. */
+  tier: string | undefined
 }
 
 type Crew = {
@@ -129,6 +131,7 @@ const toMember = (
   member: value.member as string,
   role: value.role as string,
   permissions: new Set(value.permissions as string[]),
+  tier: typeof value.tier === 'string' ? value.tier : undefined,
 })
 
 const PAGE = 500

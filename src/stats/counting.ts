@@ -33,7 +33,7 @@ const related = (
 /**
  * Counts a pull or a push for (did, repo), charged to the client for HOLD_STATS_MAX_PER_MINUTE,
  * and, when the pair has never been counted and the caller is not related to it, for
- * HOLD_NEW_PAIRS_PER_HOUR. A count over either limit is not taken; the call is served.
+ * HOLD_NEW_PAIRS_PER_HOUR. A count over either limit is not taken (false); the call is served.
  * The client key is only worked out when a limit needs it (the socket address is a syscall);
  * whether the pair is new is answered from memory unless the pair was never seen.
  */
@@ -44,12 +44,12 @@ const count = (
   callerDid: string | undefined,
   did: string,
   repo: string,
-): void => {
+): boolean => {
   const { counters } = ctx.stats
   let client: string | undefined
   if (ctx.limiter.enabled) {
     client = clientKey(ctx, c, callerDid)
-    if (!ctx.limiter.allow(client)) return
+    if (!ctx.limiter.allow(client)) return false
   }
   if (
     ctx.newPairs.enabled &&
@@ -57,9 +57,10 @@ const count = (
     !related(ctx, callerDid, did) &&
     !ctx.newPairs.take(client ?? clientKey(ctx, c, callerDid))
   ) {
-    return
+    return false
   }
   counters.count(kind, did, repo)
+  return true
 }
 
 export const countPull = (
@@ -68,7 +69,7 @@ export const countPull = (
   callerDid: string | undefined,
   did: string,
   repo: string,
-): void => count('pull', ctx, c, callerDid, did, repo)
+): boolean => count('pull', ctx, c, callerDid, did, repo)
 
 export const countPush = (
   ctx: CountingContext,
@@ -76,4 +77,4 @@ export const countPush = (
   callerDid: string | undefined,
   did: string,
   repo: string,
-): void => count('push', ctx, c, callerDid, did, repo)
+): boolean => count('push', ctx, c, callerDid, did, repo)

@@ -69,6 +69,20 @@ export class StatsMaintenance {
     this.sql = prepareAll(database.db, SQL)
   }
 
+  /** The pair's baseline; zeros when it has none. */
+  baselineOf(did: string, repository: string): Baseline {
+    const row = this.sql.getBaseline.get(did, repository) as
+      BaselineRow | undefined
+    return {
+      did,
+      repository,
+      pullCount: row?.pull_count ?? 0,
+      pushCount: row?.push_count ?? 0,
+      ...(row?.last_pull ? { lastPull: row.last_pull } : {}),
+      ...(row?.last_push ? { lastPush: row.last_push } : {}),
+    }
+  }
+
   /**
    * Sets the baselines of the pairs given (replacing what an earlier import set), in one
    * transaction. A pair whose baseline changes is marked for the next flush; an identical one

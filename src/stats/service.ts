@@ -143,6 +143,52 @@ export class StatsService {
     return this.maintenance.importBaselines(rows, now)
   }
 
+  /**
+   * io.atcr.hold.setStats: the pair shows these counts from now on, through its baseline (the
+   * value less what the hold has counted itself, pending counts included), so counts taken
+   * later add on top. A count not given keeps its baseline; a timestamp given replaces the
+   * baseline's (what is shown is the later of it and the hold's own). Synchronous: nothing is
+   * counted between the read and the write.
+   */
+  setStats(
+    set: {
+      did: string
+      repository: string
+      pullCount?: number
+      pushCount?: number
+      lastPull?: string
+      lastPush?: string
+    },
+    now?: number,
+  ): ImportResult {
+    const { did, repository } = set
+    const shown = this.queries.get(did, repository)
+    const base = this.maintenance.baselineOf(did, repository)
+    const pullCount =
+      set.pullCount === undefined
+        ? base.pullCount
+        : set.pullCount - (shown.pullCount - base.pullCount)
+    const pushCount =
+      set.pushCount === undefined
+        ? base.pushCount
+        : set.pushCount - (shown.pushCount - base.pushCount)
+    const lastPull = set.lastPull ?? base.lastPull
+    const lastPush = set.lastPush ?? base.lastPush
+    return this.maintenance.importBaselines(
+      [
+        {
+          did,
+          repository,
+          pullCount,
+          pushCount,
+          ...(lastPull ? { lastPull } : {}),
+          ...(lastPush ? { lastPush } : {}),
+        },
+      ],
+      now,
+    )
+  }
+
   reset(did: string, repository?: string): Promise<ResetResult> {
     return this.maintenance.reset(did, repository)
   }

@@ -5,10 +5,13 @@ import { ids } from '../../../../lexicons.ts'
 import { parseRepoParam } from '../../../../stats/rkey.ts'
 import { blobResponse, parseRange } from '../../../blob-response.ts'
 import { countPull } from '../../../../stats/counting.ts'
+import { assertMayReadPrivate } from '../../../private-blob.ts'
 import { Params, type Register } from '../../../util.ts'
 import { atprotoQuery } from '../../../xrpc.ts'
 
 export const register: Register = (app, ctx) => {
+  // HOLD_COUNT_SOURCE=manifest: `repo` is still checked, and counts nothing.
+  const countBlobs = ctx.cfg.countSource === 'blob'
   atprotoQuery(app, ids.SyncGetBlob, async (c) => {
     const params = new Params(c)
     const did = params.did('did')
@@ -32,6 +35,9 @@ export const register: Register = (app, ctx) => {
       ids.SyncGetBlob,
     )
     c.set('caller', caller)
+    if (method !== 'PUT' && ctx.visibility.isPrivate(hex)) {
+      assertMayReadPrivate(ctx, caller.did)
+    }
 
     // A PUT URL is for a blob not stored yet; its push is counted when the upload completes.
     const size = method === 'PUT' ? 0 : await ctx.blobs.size(hex)
@@ -39,7 +45,7 @@ export const register: Register = (app, ctx) => {
       throw new NotFoundError(`Blob not found: sha256:${hex}`, 'BlobNotFound')
     }
     if (method !== undefined) {
-      if (method === 'GET' && repo && !head) {
+      if (countBlobs && method === 'GET' && repo && !head) {
         countPull(ctx, c, caller.did, did, repo)
       }
       // A HEAD URL names no repo: what it answers is never counted.
@@ -54,7 +60,12 @@ export const register: Register = (app, ctx) => {
     }
     const range = parseRange(c.req.header('range'), size)
     // A range that does not start at byte 0 resumes a download already counted.
-    if (repo && !head && (range === undefined || range.start === 0)) {
+    if (
+      countBlobs &&
+      repo &&
+      !head &&
+      (range === undefined || range.start === 0)
+    ) {
       countPull(ctx, c, caller.did, did, repo)
     }
     return blobResponse(ctx.blobs, hex, size, range, head)

@@ -9,6 +9,10 @@ export const register: Register = (app, ctx) => {
     ctx.lexicons,
     ids.HoldGetStats,
     // The lexicon bounds repo; the OCI grammar and the record key's length are the hold's own.
-    (c, { did, repo }) => c.json(ctx.stats.get(did, checkRepoParam(did, repo))),
+    (c, { did, repo }) =>
+      c.json({
+        ...ctx.stats.get(did, checkRepoParam(did, repo)),
+        countSource: ctx.cfg.countSource,
+      }),
   )
 }

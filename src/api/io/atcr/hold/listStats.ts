@@ -13,6 +13,7 @@ export const register: Register = (app, ctx) => {
       const after = cursor === undefined ? '' : decodeCursor(cursor)
       const page = ctx.stats.list(did, limit, after)
       return c.json({
+        countSource: ctx.cfg.countSource,
         stats: page.stats,
         cursor:
           page.cursor === undefined ? undefined : encodeCursor(page.cursor),
