@@ -6,6 +6,7 @@ import { CrewIndex } from './auth/crew.ts'
 import { ServiceAuth } from './auth/service-auth.ts'
 import { DiskBlobStore } from './blobs/disk-store.ts'
 import { BlobUrlSigner } from './blobs/signed-url.ts'
+import type { BlobStore } from './blobs/store.ts'
 import { UploadGrants } from './blobs/upload-grants.ts'
 import type { ServerConfig, ServerSecrets } from './config.ts'
 import { asDataDirError, DataDirLock } from './data-dir.ts'
@@ -47,7 +48,7 @@ export type AppContextFields = {
   storage: SqlRepoStorage
   reader: RecordReader
   writer: RepoWriter
-  blobs: DiskBlobStore
+  blobs: BlobStore
   urlSigner: BlobUrlSigner
   uploadGrants: UploadGrants
   stats: StatsService
@@ -74,7 +75,7 @@ export class AppContext {
   readonly storage: SqlRepoStorage
   readonly reader: RecordReader
   readonly writer: RepoWriter
-  readonly blobs: DiskBlobStore
+  readonly blobs: BlobStore
   readonly urlSigner: BlobUrlSigner
   /** Which upload URLs have been used (each stores and counts once). */
   readonly uploadGrants: UploadGrants
@@ -194,7 +195,7 @@ export class AppContext {
             }
           : undefined,
       })
-      const blobs = new DiskBlobStore(cfg.dataDir)
+      const blobs = new DiskBlobStore(cfg.dataDir, db)
       await blobs.init()
       const stats = new StatsService(
         db,

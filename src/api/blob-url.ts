@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream'
-import { BlobTooLargeError, DigestMismatchError } from '../blobs/disk-store.ts'
+import { BlobTooLargeError, DigestMismatchError } from '../blobs/errors.ts'
 import { BLOB_URL_PATH } from '../blobs/signed-url.ts'
 import { UploadUrlUsedError } from '../blobs/upload-grants.ts'
 import {
