@@ -91,6 +91,7 @@ describe('envToCfg and envToSecrets', () => {
       crewJoinsPerHour: 30,
       plcUrl: 'https://plc.directory',
       storage: 'disk',
+      uploadTtlMs: 86400000,
       maxBlobBytes: 10737418240,
       statsFlushMs: 1000,
       statsPersistMs: expect.any(Number),
@@ -253,7 +254,7 @@ describe('envToCfg and envToSecrets', () => {
     ['HOLD_REPO_CACHE_MB', '-1'],
     ['HOLD_REPO_CACHE_MB', 'lots'],
     ['HOLD_MAX_BLOB_BYTES', '0'],
-    ['HOLD_STORAGE', 's3'],
+    ['HOLD_STORAGE', 'nfs'],
     ['HOLD_PLC_URL', 'ftp://plc.example.com'],
     ['LOG_LEVEL', 'loud'],
   ])('refuse %s=%s with a ConfigError naming the variable', (name, value) => {
