@@ -355,6 +355,7 @@ export type TestS3 = {
   secretAccessKey: string
   /** The bucket as the hold's S3 store reaches it (path style: s3rver has no bucket hosts). */
   target: S3Target
+  /** Stops the server (a second call does nothing). */
   close(): Promise<void>
 }
 
@@ -386,6 +387,7 @@ export const startS3 = async (
   server.minPartSize = opts.minPartSize ?? 0
   const { port } = await server.run()
   const endpoint = `http://127.0.0.1:${port}`
+  let closed = false
   return {
     endpoint,
     region: 'us-east-1',
@@ -401,6 +403,8 @@ export const startS3 = async (
       secretAccessKey,
     },
     close: async () => {
+      if (closed) return
+      closed = true
       await server.close()
       await rm(dir, { recursive: true, force: true })
     },
