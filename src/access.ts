@@ -1,5 +1,6 @@
 import type { ServiceAuth } from './auth/service-auth.ts'
 import type { CrewIndex } from './auth/crew.ts'
+import type { Permission } from './auth/crew-rules.ts'
 import { AuthRequiredError, ForbiddenError } from './errors.ts'
 
 /**
@@ -7,8 +8,6 @@ import { AuthRequiredError, ForbiddenError } from './errors.ts'
  * one needs the owner or a crew member with blob:read or blob:write. Any write needs the owner
  * or crew with blob:write. The getBlob path and uploads ask this before they count or write.
  */
-export type Permission = 'blob:read' | 'blob:write' | 'crew:admin'
-
 export type Caller = { did?: string }
 
 export interface AccessControl {

@@ -68,4 +68,8 @@ const readOnlyCors = async (c: Ctx, next: () => Promise<void>) => {
 }
 
 const xrpcError = (c: Ctx, err: XRPCError) =>
-  c.json({ error: err.error, message: err.message }, err.status as 400)
+  c.json(
+    { error: err.error, message: err.message },
+    err.status as 400,
+    err.headers,
+  )

@@ -19,11 +19,4 @@ export const loadLexiconDocs = (dir = LEXICON_DIR): LexiconDoc[] =>
 export const loadLexicons = (dir = LEXICON_DIR): Lexicons =>
   new LexiconSet(loadLexiconDocs(dir))
 
-export const ids = {
-  HoldCaptain: 'io.atcr.hold.captain',
-  HoldCrew: 'io.atcr.hold.crew',
-  HoldStats: 'io.atcr.hold.stats',
-  HoldGetStats: 'io.atcr.hold.getStats',
-  HoldListStats: 'io.atcr.hold.listStats',
-  SyncGetBlob: 'com.atproto.sync.getBlob',
-} as const
+export { ids, type AtcrNsid, type AtprotoNsid, type Nsid } from './ids.ts'

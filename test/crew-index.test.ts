@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { CrewIndex } from '../src/auth/crew.ts'
 import { ids } from '../src/lexicons.ts'
-import { crewRecordKey } from '../src/repo/bootstrap.ts'
+import { crewRecordKey } from '../src/auth/crew-rules.ts'
 import {
   REQUEST_CREW,
   addCrew,

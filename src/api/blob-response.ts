@@ -33,8 +33,8 @@ export const parseRange = (
 const unsatisfiable = (size: number) =>
   new XRPCError(
     416,
-    'InvalidRange',
     `requested range is not satisfiable for a blob of ${size} bytes`,
+    'InvalidRange',
   )
 
 export const BLOB_HEADERS = {

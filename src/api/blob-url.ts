@@ -38,7 +38,7 @@ export const register: Register = (app, ctx) => {
     }
     const size = await ctx.blobs.size(hex)
     if (size === null) {
-      throw new NotFoundError('BlobNotFound', `Blob not found: sha256:${hex}`)
+      throw new NotFoundError(`Blob not found: sha256:${hex}`, 'BlobNotFound')
     }
     const range = parseRange(c.req.header('range'), size)
     return blobResponse(ctx.blobs, hex, size, range, head)
@@ -67,7 +67,7 @@ export const register: Register = (app, ctx) => {
       ctx.uploadGrants.claim(grant.sig)
     } catch (err) {
       if (err instanceof UploadUrlUsedError) {
-        throw new XRPCError(409, 'UrlAlreadyUsed', err.message)
+        throw new XRPCError(409, err.message, 'UrlAlreadyUsed')
       }
       throw err
     }
@@ -92,8 +92,8 @@ export const register: Register = (app, ctx) => {
       if (c.env?.incoming && !c.env.incoming.complete) {
         throw new XRPCError(
           499,
-          'UploadAborted',
           'the upload ended before its body did; nothing was stored',
+          'UploadAborted',
         )
       }
       throw err

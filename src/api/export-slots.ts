@@ -1,4 +1,4 @@
-import { XRPCError } from '../errors.ts'
+import { RateLimitExceededError, XRPCError } from '../errors.ts'
 import type { ExportLimits } from '../repo/car-export.ts'
 
 /**
@@ -18,17 +18,15 @@ export class ExportSlots {
   take(client: string): () => void {
     const mine = this.byClient.get(client) ?? 0
     if (mine >= this.limits.perClient) {
-      throw new XRPCError(
-        429,
-        'RateLimitExceeded',
+      throw new RateLimitExceededError(
         `at most ${this.limits.perClient} getRepo exports at a time per client; retry when one has finished`,
       )
     }
     if (this.active >= this.limits.total) {
       throw new XRPCError(
         503,
-        'NotEnoughResources',
         `the hold is serving ${this.limits.total} getRepo exports, its most at once; retry in a minute`,
+        'NotEnoughResources',
       )
     }
     this.byClient.set(client, mine + 1)

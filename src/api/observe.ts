@@ -1,6 +1,7 @@
 import type { MiddlewareHandler } from 'hono'
 import { BLOB_URL_PATH } from '../blobs/signed-url.ts'
 import type { AppContext } from '../context.ts'
+import { ids } from '../lexicons.ts'
 import { redactQuery } from '../logger.ts'
 import type { App, Ctx, Env } from './util.ts'
 
@@ -16,10 +17,10 @@ const METHODS = new Set([
 ])
 const BLOB_ROUTE = `${BLOB_URL_PATH}:hex`
 /** Routes whose bodies can be large streams: timed to their last byte, not to the headers. */
-const STREAMED = new Set([
-  'com.atproto.sync.getBlob',
-  'com.atproto.sync.getRepo',
-  'com.atproto.sync.getRecord',
+const STREAMED = new Set<string>([
+  ids.SyncGetBlob,
+  ids.SyncGetRepo,
+  ids.SyncGetRecord,
   BLOB_ROUTE,
 ])
 
@@ -107,7 +108,7 @@ export const observe = (app: App, ctx: AppContext): MiddlewareHandler<Env> => {
     // getBlob with `method` answers a small JSON document, not the bytes.
     const streamed =
       STREAMED.has(route) &&
-      !(route === 'com.atproto.sync.getBlob' && c.req.url.includes('method='))
+      !(route === ids.SyncGetBlob && c.req.url.includes('method='))
     if (!streamed || !outgoing || outgoing.writableFinished) {
       record(c, route, started, false)
       return

@@ -1,5 +1,7 @@
 import type { StatsView } from '../stats/service.ts'
+import { ids } from '../lexicons.ts'
 import type { Register } from './util.ts'
+import { xrpcPath } from './xrpc.ts'
 
 export type StatusData = {
   did: string
@@ -74,7 +76,7 @@ const truncate = (s: string, max: number) =>
   s.length > max ? `${s.slice(0, max - 1)}…` : s
 
 export const renderStatusPage = (d: StatusData): string => {
-  const records = `/xrpc/com.atproto.repo.listRecords?repo=${encodeURIComponent(d.did)}&collection=io.atcr.hold.stats`
+  const records = `${xrpcPath(ids.RepoListRecords)}?repo=${encodeURIComponent(d.did)}&collection=${ids.HoldStats}`
   return `<!doctype html>
 <html lang="en">
 <head>

@@ -94,13 +94,19 @@ export class Params {
     return value
   }
 
-  int(name: string, opts: { min: number; max: number; def: number }): number {
+  /** An integer in decimal digits, or undefined when absent or empty. */
+  integer(name: string): number | undefined {
     const value = this.string(name, { maxLength: 16 })
-    if (value === undefined || value === '') return opts.def
+    if (value === undefined || value === '') return undefined
     if (!/^-?\d+$/.test(value)) {
       throw new InvalidRequestError(`${name} must be an integer`)
     }
-    const n = Number(value)
+    return Number(value)
+  }
+
+  int(name: string, opts: { min: number; max: number; def: number }): number {
+    const n = this.integer(name)
+    if (n === undefined) return opts.def
     if (n < opts.min || n > opts.max) {
       throw new InvalidRequestError(
         `${name} must be between ${opts.min} and ${opts.max}`,
@@ -109,12 +115,17 @@ export class Params {
     return n
   }
 
-  bool(name: string, def: boolean): boolean {
+  /** `true` or `false`, or undefined when absent or empty. */
+  boolean(name: string): boolean | undefined {
     const value = this.string(name, { maxLength: 8 })
-    if (value === undefined || value === '') return def
+    if (value === undefined || value === '') return undefined
     if (value === 'true') return true
     if (value === 'false') return false
     throw new InvalidRequestError(`${name} must be true or false`)
+  }
+
+  bool(name: string, def: boolean): boolean {
+    return this.boolean(name) ?? def
   }
 }
 
@@ -135,8 +146,8 @@ export const assertOwnRepo = (
     )
   }
   throw new NotFoundError(
-    'RepoNotFound',
     `Could not find repo: ${value} (this hold serves only ${ctx.cfg.did})`,
+    'RepoNotFound',
   )
 }
 

@@ -1,6 +1,7 @@
+import { cidForLex } from '@atproto/lex-cbor'
 import { WriteOpAction, type RecordWriteOp } from '@atproto/repo'
-import { ids } from '../lexicons.ts'
-import type { RecordReader } from '../repo/reader.ts'
+import { ids, type Lexicons } from '../lexicons.ts'
+import type { RecordReader, StoredRecord } from '../repo/reader.ts'
 import type { RepoWriter } from '../repo/writer.ts'
 
 export type Captain = { owner: string; public: boolean; allowAllCrew: boolean }
@@ -109,22 +110,12 @@ export class CrewIndex {
       byRkey: new Map(),
       records: new Map(),
     }
-    let cursor: string | undefined
-    for (;;) {
-      const page = this.reader.list(ids.HoldCrew, {
-        limit: 500,
-        cursor,
-        reverse: true,
-      })
-      for (const { rkey, value } of page) {
-        const m = toMember(rkey, value)
-        // Keys ascend, so of two records naming one member the later key counts.
-        crew.byMember.set(m.member, m)
-        crew.byRkey.set(rkey, m)
-        crew.records.set(m.member, (crew.records.get(m.member) ?? 0) + 1)
-      }
-      if (page.length < 500) break
-      cursor = page[page.length - 1].rkey
+    for (const { rkey, value } of crewRecords(this.reader)) {
+      const m = toMember(rkey, value)
+      // Keys ascend, so of two records naming one member the later key counts.
+      crew.byMember.set(m.member, m)
+      crew.byRkey.set(rkey, m)
+      crew.records.set(m.member, (crew.records.get(m.member) ?? 0) + 1)
     }
     return crew
   }
@@ -139,3 +130,48 @@ const toMember = (
   role: value.role as string,
   permissions: new Set(value.permissions as string[]),
 })
+
+const PAGE = 500
+
+/** Every crew record, in ascending key order, read page by page from the record index. */
+export function* crewRecords(reader: RecordReader): Generator<StoredRecord> {
+  let cursor: string | undefined
+  for (;;) {
+    const page = reader.list(ids.HoldCrew, {
+      limit: PAGE,
+      cursor,
+      reverse: true,
+    })
+    yield* page
+    if (page.length < PAGE) return
+    cursor = page[page.length - 1].rkey
+  }
+}
+
+/**
+ * Every crew record naming `did`, whatever its key: records written by other tools (an AppView
+ * calling createRecord) may not use the member's DID as key. Crews are small, so a scan is fine.
+ */
+export const crewRecordsOf = (
+  reader: RecordReader,
+  did: string,
+): StoredRecord[] =>
+  Array.from(crewRecords(reader)).filter((rec) => rec.value.member === did)
+
+/**
+ * Why `value` is not a crew record the hold can store, or undefined: it must pass the
+ * io.atcr.hold.crew lexicon and be AT data (valid JSON may hold floats or unsafe integers,
+ * which no record can encode).
+ */
+export const crewRecordProblem = async (
+  lexicons: Lexicons,
+  value: Record<string, unknown>,
+): Promise<string | undefined> => {
+  try {
+    lexicons.assertValidRecord(ids.HoldCrew, value)
+    await cidForLex(value as never)
+    return undefined
+  } catch (err) {
+    return `record is not a valid ${ids.HoldCrew}: ${(err as Error).message}`
+  }
+}

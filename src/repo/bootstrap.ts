@@ -1,13 +1,14 @@
-import { isValidRecordKey } from '@atproto/syntax'
-import type { ServerConfig } from '../config.ts'
+import {
+  crewRecord,
+  crewRecordKey,
+  memberProblem,
+  PERMISSIONS,
+} from '../auth/crew-rules.ts'
+import { ConfigError, type ServerConfig } from '../config.ts'
 import { ids } from '../lexicons.ts'
 import type { Logger } from '../logger.ts'
 import type { RecordReader } from './reader.ts'
 import type { RecordPut, RepoWriter } from './writer.ts'
-
-/** Crew records are keyed by the member's DID, as ATCR's holds do, when it is a legal key. */
-export const crewRecordKey = (did: string): string =>
-  isValidRecordKey(did) ? did : Buffer.from(did).toString('base64url')
 
 /**
  * Makes the captain record (and the owner's crew record) match the configuration, in one
@@ -55,18 +56,19 @@ export const bootstrapRecords = async (opts: {
     { collection: ids.HoldCaptain, rkey: 'self', record: captain },
   ]
   if (cfg.ownerDid) {
+    const problem = memberProblem(cfg.ownerDid)
+    if (problem) throw new ConfigError(`HOLD_OWNER_DID: ${problem}`)
     const rkey = crewRecordKey(cfg.ownerDid)
     if (!reader.get(ids.HoldCrew, rkey)) {
       puts.push({
         collection: ids.HoldCrew,
         rkey,
-        record: {
-          $type: ids.HoldCrew,
+        record: crewRecord({
           member: cfg.ownerDid,
           role: 'owner',
-          permissions: ['blob:read', 'blob:write', 'crew:admin'],
+          permissions: PERMISSIONS,
           addedAt: now,
-        },
+        }),
       })
     }
   }

@@ -40,8 +40,11 @@ export const parseStatsRecordKey = (
 export const parseRepoParam = (
   did: string,
   repo: string | undefined,
-): string | undefined => {
-  if (repo === undefined || repo === '') return undefined
+): string | undefined =>
+  repo === undefined || repo === '' ? undefined : checkRepoParam(did, repo)
+
+/** Validates a `repo` parameter that is given, as parseRepoParam does. */
+export const checkRepoParam = (did: string, repo: string): string => {
   if (repo.length > MAX_REPOSITORY_LENGTH) {
     throw new InvalidRequestError(
       `repo is longer than ${MAX_REPOSITORY_LENGTH} characters`,

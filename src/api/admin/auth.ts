@@ -1,12 +1,21 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { MiddlewareHandler } from 'hono'
 import type { AppContext } from '../../context.ts'
+import {
+  AuthRequiredError,
+  ForbiddenError,
+  RateLimitExceededError,
+} from '../../errors.ts'
 import { Lru } from '../../lru.ts'
 import { clientKey } from '../count.ts'
 import type { Env } from '../util.ts'
 
 export const ADMIN_USER = 'admin'
-const REALM = 'Basic realm="atcr-hold admin", charset="UTF-8"'
+const CHALLENGE = {
+  headers: {
+    'www-authenticate': 'Basic realm="atcr-hold admin", charset="UTF-8"',
+  },
+}
 
 /** Wrong passwords a client may send before it is locked out. */
 export const FREE_FAILURES = 10
@@ -78,13 +87,9 @@ export const adminAuth = (ctx: AppContext): MiddlewareHandler<Env> => {
   const log = ctx.logger.child({ name: 'hold:admin' })
   return async (c, next) => {
     if (!expected) {
-      return c.json(
-        {
-          error: 'AdminDisabled',
-          message:
-            'the admin API is off on this hold: set HOLD_ADMIN_PASSWORD on the hold to enable it',
-        },
-        403,
+      throw new ForbiddenError(
+        'the admin API is off on this hold: set HOLD_ADMIN_PASSWORD on the hold to enable it',
+        'AdminDisabled',
       )
     }
     const client = clientKey(ctx, c, undefined)
@@ -92,25 +97,19 @@ export const adminAuth = (ctx: AppContext): MiddlewareHandler<Env> => {
     if (locked > 0) {
       ctx.metrics.adminLocked.inc()
       const seconds = Math.ceil(locked / 1000)
-      return c.json(
-        {
-          error: 'RateLimitExceeded',
-          message: `too many wrong admin passwords from this client: try again in ${seconds} s`,
-        },
-        429,
-        { 'retry-after': String(seconds) },
+      throw new RateLimitExceededError(
+        `too many wrong admin passwords from this client: try again in ${seconds} s`,
+        'RateLimitExceeded',
+        seconds,
       )
     }
     const header = c.req.header('authorization') ?? ''
     const m = /^Basic ([A-Za-z0-9+/=]+)$/.exec(header)
     if (!m) {
-      return c.json(
-        {
-          error: 'AuthRequired',
-          message: 'the admin API needs HTTP Basic credentials (user "admin")',
-        },
-        401,
-        { 'www-authenticate': REALM },
+      throw new AuthRequiredError(
+        'the admin API needs HTTP Basic credentials (user "admin")',
+        'AuthRequired',
+        CHALLENGE,
       )
     }
     const decoded = Buffer.from(m[1], 'base64').toString('utf8')
@@ -127,13 +126,10 @@ export const adminAuth = (ctx: AppContext): MiddlewareHandler<Env> => {
           'admin API locked for a client after repeated wrong passwords',
         )
       }
-      return c.json(
-        {
-          error: 'InvalidCredentials',
-          message: 'wrong admin user or password',
-        },
-        401,
-        { 'www-authenticate': REALM },
+      throw new AuthRequiredError(
+        'wrong admin user or password',
+        'InvalidCredentials',
+        CHALLENGE,
       )
     }
     lockout.succeed(client)

@@ -1,17 +1,13 @@
+import {
+  isPermission,
+  PERMISSIONS,
+  type CrewRecord,
+} from '../../auth/crew-rules.ts'
+import { ids } from '../../ids.ts'
 import type { Command } from '../command.ts'
 import { UsageError } from '../errors.ts'
 import { json, table } from '../format.ts'
 import { checkDid } from './stats.ts'
-
-const PERMISSIONS = ['blob:read', 'blob:write', 'crew:admin']
-const CREW = 'io.atcr.hold.crew'
-
-type CrewRecord = {
-  member: string
-  role: string
-  permissions: string[]
-  addedAt: string
-}
 
 export const crewAdd: Command = {
   name: 'crew add',
@@ -45,7 +41,7 @@ export const crewAdd: Command = {
         .split(',')
         .map((p) => p.trim())
         .filter(Boolean)
-      const unknown = permissions.filter((p) => !PERMISSIONS.includes(p))
+      const unknown = permissions.filter((p) => !isPermission(p))
       if (permissions.length === 0 || unknown.length > 0) {
         throw new UsageError(
           `--permissions takes a comma-separated list of ${PERMISSIONS.join(', ')}${unknown.length ? `; unknown: ${unknown.join(', ')}` : ''}`,
@@ -92,7 +88,7 @@ export const crewList: Command = {
   options: { json: { type: 'boolean', description: 'print JSON' } },
   run: async ({ io, opts, client }) => {
     const { did } = await client().xrpc<{ did: string }>(
-      'com.atproto.server.describeServer',
+      ids.ServerDescribeServer,
     )
     const crew: (CrewRecord & { rkey: string })[] = []
     let cursor: string | undefined
@@ -100,9 +96,9 @@ export const crewList: Command = {
       const page = await client().xrpc<{
         records: { uri: string; value: CrewRecord }[]
         cursor?: string
-      }>('com.atproto.repo.listRecords', {
+      }>(ids.RepoListRecords, {
         repo: did,
-        collection: CREW,
+        collection: ids.HoldCrew,
         limit: 100,
         reverse: 'true',
         cursor,

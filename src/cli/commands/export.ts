@@ -2,6 +2,7 @@ import { createWriteStream } from 'node:fs'
 import { rename, rm } from 'node:fs/promises'
 import { Readable, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
+import { ids } from '../../ids.ts'
 import type { Command } from '../command.ts'
 import { CliError } from '../errors.ts'
 import { Progress, bytes } from '../progress.ts'
@@ -26,9 +27,9 @@ export const exportRepo: Command = {
   run: async ({ io, args, opts, client }) => {
     const file = args[0]
     const { did } = await client().xrpc<{ did: string }>(
-      'com.atproto.server.describeServer',
+      ids.ServerDescribeServer,
     )
-    const res = await client().stream('/xrpc/com.atproto.sync.getRepo', {
+    const res = await client().stream(`/xrpc/${ids.SyncGetRepo}`, {
       did,
       since: opts.since as string | undefined,
     })

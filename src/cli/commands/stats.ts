@@ -1,4 +1,5 @@
 import { isValidDid } from '@atproto/syntax'
+import { ids } from '../../ids.ts'
 import { isValidRepository } from '../../stats/rkey.ts'
 import type { Command, Io } from '../command.ts'
 import { UsageError } from '../errors.ts'
@@ -59,7 +60,7 @@ export const statsGet: Command = {
   run: async ({ io, args, opts, client }) => {
     const did = checkDid(args[0])
     const repo = checkRepo(args[1])
-    const s = await client().xrpc<StatsView>('io.atcr.hold.getStats', {
+    const s = await client().xrpc<StatsView>(ids.HoldGetStats, {
       did,
       repo,
     })
@@ -82,7 +83,7 @@ export const statsList: Command = {
     let cursor: string | undefined
     do {
       const page = await client().xrpc<{ stats: StatsView[]; cursor?: string }>(
-        'io.atcr.hold.listStats',
+        ids.HoldListStats,
         { did, limit: 100, cursor },
       )
       all.push(...page.stats)

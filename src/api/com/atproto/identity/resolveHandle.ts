@@ -1,9 +1,11 @@
 import { isValidHandle } from '@atproto/syntax'
 import { InvalidRequestError, NotFoundError } from '../../../../errors.ts'
 import { Params, type Register } from '../../../util.ts'
+import { ids } from '../../../../lexicons.ts'
+import { atprotoQuery } from '../../../xrpc.ts'
 
 export const register: Register = (app, ctx) => {
-  app.get('/xrpc/com.atproto.identity.resolveHandle', (c) => {
+  atprotoQuery(app, ids.IdentityResolveHandle, (c) => {
     const handle = new Params(c)
       .required('handle', { maxLength: 253 })
       .toLowerCase()
@@ -12,8 +14,8 @@ export const register: Register = (app, ctx) => {
       throw new InvalidRequestError(`handle must be a handle, got "${handle}"`)
     }
     throw new NotFoundError(
-      'HandleNotFound',
       `Unable to resolve handle: ${handle} (this hold resolves only ${ctx.cfg.handle})`,
+      'HandleNotFound',
     )
   })
 }

@@ -1,19 +1,22 @@
-import { cidForLex } from '@atproto/lex-cbor'
+import { crewRecordProblem } from '../../../../auth/crew.ts'
+import { crewRecordKey, memberProblem } from '../../../../auth/crew-rules.ts'
 import { ForbiddenError, InvalidRequestError } from '../../../../errors.ts'
 import { ids } from '../../../../lexicons.ts'
-import { crewRecordKey } from '../../../../repo/bootstrap.ts'
 import type { Register } from '../../../util.ts'
+import { atprotoProcedure } from '../../../xrpc.ts'
 import { commitView, crewWriteRequest } from './util.ts'
-
-const NSID = 'com.atproto.repo.createRecord'
 
 /**
  * Adds (or replaces) a crew member. Only io.atcr.hold.crew is writable through the API, by the
  * owner or a crew:admin member; the hold writes every other collection itself.
  */
 export const register: Register = (app, ctx) => {
-  app.post(`/xrpc/${NSID}`, async (c) => {
-    const { caller, input } = await crewWriteRequest(ctx, c, NSID)
+  atprotoProcedure(app, ids.RepoCreateRecord, async (c) => {
+    const { caller, input } = await crewWriteRequest(
+      ctx,
+      c,
+      ids.RepoCreateRecord,
+    )
     const record = input.record
     if (
       typeof record !== 'object' ||
@@ -26,17 +29,10 @@ export const register: Register = (app, ctx) => {
       ...(record as Record<string, unknown>),
       $type: ids.HoldCrew,
     }
-    try {
-      ctx.lexicons.assertValidRecord(ids.HoldCrew, value)
-      // Valid JSON is not always AT data (floats, unsafe integers): refuse what cannot be
-      // encoded as a record here, not as a 500 from the writer.
-      await cidForLex(value as never)
-    } catch (err) {
-      throw new InvalidRequestError(
-        `record is not a valid ${ids.HoldCrew}: ${(err as Error).message}`,
-      )
-    }
     const member = value.member as string
+    const problem =
+      (await crewRecordProblem(ctx.lexicons, value)) ?? memberProblem(member)
+    if (problem) throw new InvalidRequestError(problem)
     const rkey = crewRecordKey(member)
     if (input.rkey !== undefined && input.rkey !== rkey) {
       throw new InvalidRequestError(

@@ -3,13 +3,16 @@ import { ids } from '../../../../lexicons.ts'
 import { isValidRecordKey } from '@atproto/syntax'
 import type { Register } from '../../../util.ts'
 import { commitView, crewWriteRequest } from './util.ts'
-
-const NSID = 'com.atproto.repo.deleteRecord'
+import { atprotoProcedure } from '../../../xrpc.ts'
 
 /** Removes a crew member: the owner or a crew:admin member only. Deleting nothing is not an error. */
 export const register: Register = (app, ctx) => {
-  app.post(`/xrpc/${NSID}`, async (c) => {
-    const { caller, input } = await crewWriteRequest(ctx, c, NSID)
+  atprotoProcedure(app, ids.RepoDeleteRecord, async (c) => {
+    const { caller, input } = await crewWriteRequest(
+      ctx,
+      c,
+      ids.RepoDeleteRecord,
+    )
     if (typeof input.rkey !== 'string' || !isValidRecordKey(input.rkey)) {
       throw new InvalidRequestError('rkey must be a record key')
     }

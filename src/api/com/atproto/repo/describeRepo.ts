@@ -1,7 +1,9 @@
 import { assertOwnRepo, Params, type Register } from '../../../util.ts'
+import { ids } from '../../../../lexicons.ts'
+import { atprotoQuery } from '../../../xrpc.ts'
 
 export const register: Register = (app, ctx) => {
-  app.get('/xrpc/com.atproto.repo.describeRepo', (c) => {
+  atprotoQuery(app, ids.RepoDescribeRepo, (c) => {
     assertOwnRepo(ctx, new Params(c).required('repo'), { allowHandle: true })
     return c.json({
       handle: ctx.cfg.handle,

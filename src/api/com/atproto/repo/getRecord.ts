@@ -1,9 +1,11 @@
 import { lexToJson } from '@atproto/lex-json'
 import { InvalidRequestError, NotFoundError } from '../../../../errors.ts'
 import { assertOwnRepo, Params, type Register } from '../../../util.ts'
+import { ids } from '../../../../lexicons.ts'
+import { atprotoQuery } from '../../../xrpc.ts'
 
 export const register: Register = (app, ctx) => {
-  app.get('/xrpc/com.atproto.repo.getRecord', (c) => {
+  atprotoQuery(app, ids.RepoGetRecord, (c) => {
     const params = new Params(c)
     assertOwnRepo(ctx, params.required('repo'), { allowHandle: true })
     const collection = params.nsid('collection')
@@ -15,8 +17,8 @@ export const register: Register = (app, ctx) => {
         throw new InvalidRequestError('cid must be a CID')
       }
       throw new NotFoundError(
-        'RecordNotFound',
         `Could not locate record: at://${ctx.cfg.did}/${collection}/${rkey}`,
+        'RecordNotFound',
       )
     }
     return c.json({

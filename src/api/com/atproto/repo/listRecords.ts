@@ -2,9 +2,11 @@ import { lexToJson } from '@atproto/lex-json'
 import { isValidRecordKey } from '@atproto/syntax'
 import { InvalidRequestError } from '../../../../errors.ts'
 import { assertOwnRepo, Params, type Register } from '../../../util.ts'
+import { ids } from '../../../../lexicons.ts'
+import { atprotoQuery } from '../../../xrpc.ts'
 
 export const register: Register = (app, ctx) => {
-  app.get('/xrpc/com.atproto.repo.listRecords', (c) => {
+  atprotoQuery(app, ids.RepoListRecords, (c) => {
     const params = new Params(c)
     assertOwnRepo(ctx, params.required('repo'), { allowHandle: true })
     const collection = params.nsid('collection')

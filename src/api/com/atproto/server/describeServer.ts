@@ -1,7 +1,9 @@
 import type { Register } from '../../../util.ts'
+import { ids } from '../../../../lexicons.ts'
+import { atprotoQuery } from '../../../xrpc.ts'
 
 export const register: Register = (app, ctx) => {
-  app.get('/xrpc/com.atproto.server.describeServer', (c) =>
+  atprotoQuery(app, ids.ServerDescribeServer, (c) =>
     c.json({
       did: ctx.cfg.did,
       availableUserDomains: [],

@@ -6,9 +6,10 @@ import { parseRepoParam } from '../../../../stats/rkey.ts'
 import { blobResponse, parseRange } from '../../../blob-response.ts'
 import { countPull } from '../../../count.ts'
 import { Params, type Register } from '../../../util.ts'
+import { atprotoQuery } from '../../../xrpc.ts'
 
 export const register: Register = (app, ctx) => {
-  app.get('/xrpc/com.atproto.sync.getBlob', async (c) => {
+  atprotoQuery(app, ids.SyncGetBlob, async (c) => {
     const params = new Params(c)
     const did = params.did('did')
     const hex = parseBlobId(params.required('cid', { maxLength: 128 }))
@@ -45,7 +46,7 @@ export const register: Register = (app, ctx) => {
     }
     const size = await ctx.blobs.size(hex)
     if (size === null) {
-      throw new NotFoundError('BlobNotFound', `Blob not found: sha256:${hex}`)
+      throw new NotFoundError(`Blob not found: sha256:${hex}`, 'BlobNotFound')
     }
     if (method === 'HEAD') {
       const grant: UrlGrant = {

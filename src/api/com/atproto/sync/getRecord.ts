@@ -7,9 +7,11 @@ import {
   Params,
   type Register,
 } from '../../../util.ts'
+import { ids } from '../../../../lexicons.ts'
+import { atprotoQuery } from '../../../xrpc.ts'
 
 export const register: Register = (app, ctx) => {
-  app.get('/xrpc/com.atproto.sync.getRecord', async (c) => {
+  atprotoQuery(app, ids.SyncGetRecord, async (c) => {
     const params = new Params(c)
     assertOwnRepo(ctx, params.required('did'), { allowHandle: false })
     const collection = params.nsid('collection')
@@ -31,8 +33,8 @@ export const register: Register = (app, ctx) => {
     })
     if (!car) {
       throw new NotFoundError(
-        'RecordNotFound',
         `Could not find record: at://${ctx.cfg.did}/${collection}/${rkey}`,
+        'RecordNotFound',
       )
     }
     return c.body(car, 200, {

@@ -15,12 +15,14 @@ import {
   Params,
   type Register,
 } from '../../../util.ts'
+import { ids } from '../../../../lexicons.ts'
+import { atprotoQuery } from '../../../xrpc.ts'
 
 export const register: Register = (app, ctx) => {
   const limits = ctx.exportLimits
   const slots = new ExportSlots(limits)
   const log = ctx.logger.child({ name: 'hold:repo' })
-  app.get('/xrpc/com.atproto.sync.getRepo', async (c) => {
+  atprotoQuery(app, ids.SyncGetRepo, async (c) => {
     const params = new Params(c)
     assertOwnRepo(ctx, params.required('did'), { allowHandle: false })
     const since = params.string('since', { maxLength: 32 }) || undefined

@@ -1,7 +1,9 @@
 import { Params, type Register } from '../../../util.ts'
+import { ids } from '../../../../lexicons.ts'
+import { atprotoQuery } from '../../../xrpc.ts'
 
 export const register: Register = (app, ctx) => {
-  app.get('/xrpc/com.atproto.sync.listRepos', (c) => {
+  atprotoQuery(app, ids.SyncListRepos, (c) => {
     const params = new Params(c)
     params.int('limit', { min: 1, max: 1000, def: 500 })
     const cursor = params.string('cursor', { maxLength: 2048 })

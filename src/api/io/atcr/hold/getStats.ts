@@ -1,13 +1,14 @@
-import { parseRepoParam } from '../../../../stats/rkey.ts'
-import { InvalidRequestError } from '../../../../errors.ts'
-import { Params, type Register } from '../../../util.ts'
+import { ids } from '../../../../lexicons.ts'
+import { checkRepoParam } from '../../../../stats/rkey.ts'
+import type { Register } from '../../../util.ts'
+import { atcrQuery } from '../../../xrpc.ts'
 
 export const register: Register = (app, ctx) => {
-  app.get('/xrpc/io.atcr.hold.getStats', (c) => {
-    const params = new Params(c)
-    const did = params.did('did')
-    const repo = parseRepoParam(did, params.string('repo', { maxLength: 512 }))
-    if (!repo) throw new InvalidRequestError('missing required parameter: repo')
-    return c.json(ctx.stats.get(did, repo))
-  })
+  atcrQuery<{ did: string; repo: string }>(
+    app,
+    ctx.lexicons,
+    ids.HoldGetStats,
+    // The lexicon bounds repo; the OCI grammar and the record key's length are the hold's own.
+    (c, { did, repo }) => c.json(ctx.stats.get(did, checkRepoParam(did, repo))),
+  )
 }

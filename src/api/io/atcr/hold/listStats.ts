@@ -1,20 +1,24 @@
 import { InvalidRequestError } from '../../../../errors.ts'
+import { ids } from '../../../../lexicons.ts'
 import { isValidRepository } from '../../../../stats/rkey.ts'
-import { Params, type Register } from '../../../util.ts'
+import type { Register } from '../../../util.ts'
+import { atcrQuery } from '../../../xrpc.ts'
 
 export const register: Register = (app, ctx) => {
-  app.get('/xrpc/io.atcr.hold.listStats', (c) => {
-    const params = new Params(c)
-    const did = params.did('did')
-    const limit = params.int('limit', { min: 1, max: 100, def: 50 })
-    const cursor = params.string('cursor', { maxLength: 512 }) || undefined
-    const after = cursor === undefined ? '' : decodeCursor(cursor)
-    const page = ctx.stats.list(did, limit, after)
-    return c.json({
-      stats: page.stats,
-      cursor: page.cursor === undefined ? undefined : encodeCursor(page.cursor),
-    })
-  })
+  atcrQuery<{ did: string; limit: number; cursor?: string }>(
+    app,
+    ctx.lexicons,
+    ids.HoldListStats,
+    (c, { did, limit, cursor }) => {
+      const after = cursor === undefined ? '' : decodeCursor(cursor)
+      const page = ctx.stats.list(did, limit, after)
+      return c.json({
+        stats: page.stats,
+        cursor:
+          page.cursor === undefined ? undefined : encodeCursor(page.cursor),
+      })
+    },
+  )
 }
 
 // Opaque to clients; inside, the last repository name of the page (pages are ordered by name,
