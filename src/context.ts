@@ -5,10 +5,15 @@ import { HoldAccess, type AccessControl } from './access.ts'
 import { CrewIndex } from './auth/crew.ts'
 import { ServiceAuth } from './auth/service-auth.ts'
 import { DiskBlobStore } from './blobs/disk-store.ts'
+import { MeteredBlobStore, meterUploads } from './blobs/metered-store.ts'
+import { checkBucket } from './blobs/s3/check.ts'
+import { S3BlobStore } from './blobs/s3-store.ts'
 import { BlobUrlSigner } from './blobs/signed-url.ts'
 import type { BlobStore } from './blobs/store.ts'
 import { UploadGrants } from './blobs/upload-grants.ts'
-import { ConfigError, type ServerConfig, type ServerSecrets } from './config.ts'
+import { Uploads } from './blobs/uploads.ts'
+import type { S3ClientOptions } from './blobs/s3/client.ts'
+import type { ServerConfig, ServerSecrets } from './config.ts'
 import { asDataDirError, DataDirLock } from './data-dir.ts'
 import { Database } from './db.ts'
 import {
@@ -35,6 +40,8 @@ export type AppContextOverrides = Partial<{
   counter: (fields: Omit<AppContextFields, 'counter'>) => Counter
   /** Limits of getRepo exports (tests shorten them). */
   exportLimits: Partial<ExportLimits>
+  /** S3 client settings (tests turn retries off). */
+  s3Client: S3ClientOptions
 }>
 
 export type AppContextFields = {
@@ -49,6 +56,7 @@ export type AppContextFields = {
   reader: RecordReader
   writer: RepoWriter
   blobs: BlobStore
+  uploads: Uploads
   urlSigner: BlobUrlSigner
   uploadGrants: UploadGrants
   stats: StatsService
@@ -75,7 +83,10 @@ export class AppContext {
   readonly storage: SqlRepoStorage
   readonly reader: RecordReader
   readonly writer: RepoWriter
+  /** HOLD_STORAGE: the data dir or an S3 bucket, metered. */
   readonly blobs: BlobStore
+  /** ATCR's multipart upload procedures over `blobs`. */
+  readonly uploads: Uploads
   readonly urlSigner: BlobUrlSigner
   /** Which upload URLs have been used (each stores and counts once). */
   readonly uploadGrants: UploadGrants
@@ -107,6 +118,7 @@ export class AppContext {
     this.reader = f.reader
     this.writer = f.writer
     this.blobs = f.blobs
+    this.uploads = f.uploads
     this.urlSigner = f.urlSigner
     this.uploadGrants = f.uploadGrants
     this.stats = f.stats
@@ -126,6 +138,7 @@ export class AppContext {
   /** Closes the database and gives up the data dir (no flush: HoldServer.destroy drains first). */
   async close(): Promise<void> {
     try {
+      await this.blobs.close()
       await this.db.close()
     } finally {
       this.lock?.release()
@@ -142,25 +155,29 @@ export class AppContext {
     secrets: ServerSecrets,
     overrides: AppContextOverrides = {},
   ): Promise<AppContext> {
-    if (cfg.storage === 's3') {
-      // The S3 store exists (src/blobs/s3-store.ts); getBlob's presigned URLs, the upload
-      // procedures and the start-up check are not wired to it yet.
-      throw new ConfigError(
-        'HOLD_STORAGE=s3 is not served by this version yet (object storage is being wired in); use HOLD_STORAGE=disk',
-      )
-    }
     const logger = overrides.logger ?? createRootLogger(cfg.logLevel)
+    // A wrong bucket or bad credentials stop the start before the data dir is touched.
+    const s3 = s3Store(cfg, secrets, overrides)
+    if (s3) {
+      try {
+        await checkBucket(s3.client, cfg.s3!)
+      } catch (err) {
+        await s3.close()
+        throw err
+      }
+    }
     const lock = await asDataDirError(cfg.dataDir, async () => {
       await mkdir(cfg.dataDir, { recursive: true })
       return DataDirLock.acquire(cfg.dataDir)
     })
     try {
       const ctx = await asDataDirError(cfg.dataDir, () =>
-        AppContext.open(cfg, secrets, overrides, logger),
+        AppContext.open(cfg, secrets, overrides, logger, s3),
       )
       ctx.lock = lock
       return ctx
     } catch (err) {
+      await s3?.close()
       lock.release()
       throw err
     }
@@ -171,6 +188,7 @@ export class AppContext {
     secrets: ServerSecrets,
     overrides: AppContextOverrides,
     logger: Logger,
+    s3: S3BlobStore | undefined,
   ): Promise<AppContext> {
     const keypair = await loadSigningKey(cfg.dataDir, secrets.signingKeyHex)
     const urlSecret = await loadUrlSecret(cfg.dataDir)
@@ -202,8 +220,8 @@ export class AppContext {
             }
           : undefined,
       })
-      const blobs = new DiskBlobStore(cfg.dataDir, db)
-      await blobs.init()
+      const store = s3 ?? new DiskBlobStore(cfg.dataDir, db)
+      await store.init()
       const stats = new StatsService(
         db,
         writer,
@@ -234,6 +252,22 @@ export class AppContext {
       const limiter = new CountLimiter(cfg.statsMaxPerMinute)
       const newPairs = new TokenBuckets(cfg.newPairsPerHour)
       const crewJoins = new TokenBuckets(cfg.crewJoinsPerHour)
+      const metrics = new HoldMetrics({
+        cfg,
+        stats,
+        writer,
+        reader,
+        limiter,
+        newPairs,
+        crewJoins,
+      })
+      const blobs = new MeteredBlobStore(store, metrics.registry)
+      const uploads = new Uploads(blobs, db, {
+        ttlMs: cfg.uploadTtlMs,
+        maxBlobBytes: cfg.maxBlobBytes,
+        log: logger.child({ name: 'hold:uploads' }),
+      })
+      meterUploads(metrics.registry, uploads)
       const fields = {
         cfg,
         secrets,
@@ -246,6 +280,7 @@ export class AppContext {
         reader,
         writer,
         blobs,
+        uploads,
         urlSigner: new BlobUrlSigner(urlSecret, cfg.publicUrl),
         uploadGrants: new UploadGrants(db),
         stats,
@@ -255,15 +290,7 @@ export class AppContext {
         crew,
         serviceAuth,
         access: overrides.access ?? new HoldAccess(serviceAuth, crew),
-        metrics: new HoldMetrics({
-          cfg,
-          stats,
-          writer,
-          reader,
-          limiter,
-          newPairs,
-          crewJoins,
-        }),
+        metrics,
         exportLimits: { ...DEFAULT_EXPORT_LIMITS, ...overrides.exportLimits },
       }
       return new AppContext({
@@ -275,4 +302,31 @@ export class AppContext {
       throw err
     }
   }
+}
+
+/** The S3 store HOLD_STORAGE=s3 names, or undefined for disk. */
+const s3Store = (
+  cfg: ServerConfig,
+  secrets: ServerSecrets,
+  overrides: AppContextOverrides,
+): S3BlobStore | undefined => {
+  if (cfg.storage !== 's3') return undefined
+  const s3 = cfg.s3
+  const keys = secrets.s3Credentials
+  if (!s3 || !keys) throw new Error('HOLD_STORAGE=s3 without its configuration')
+  return new S3BlobStore({
+    target: {
+      endpoint: s3.endpoint,
+      region: s3.region,
+      bucket: s3.bucket,
+      pathStyle: s3.pathStyle,
+      accessKeyId: keys.accessKeyId,
+      secretAccessKey: keys.secretAccessKey,
+      sessionToken: keys.sessionToken,
+    },
+    prefix: s3.prefix,
+    cdnUrl: s3.cdnUrl,
+    spoolDir: join(cfg.dataDir, 'blobs', 's3-spool'),
+    client: overrides.s3Client,
+  })
 }

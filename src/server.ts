@@ -7,6 +7,7 @@ import type { App } from './api/util.ts'
 import type { ServerConfig, ServerSecrets } from './config.ts'
 import { AppContext, type AppContextOverrides } from './context.ts'
 import { asDataDirError } from './data-dir.ts'
+import type { Logger } from './logger.ts'
 import { bootstrapRecords } from './repo/bootstrap.ts'
 
 export const packageVersion = (): string =>
@@ -24,6 +25,8 @@ export class HoldServer {
   /** How long in-flight requests may run after a stop begins. */
   drainGraceMs = 20_000
   private destroying: Promise<void> | undefined
+  private sweeper: NodeJS.Timeout | undefined
+  private sweeping: Promise<unknown> | undefined
 
   readonly ctx: AppContext
   readonly app: App
@@ -89,6 +92,7 @@ export class HoldServer {
       ),
     )
     stats.start()
+    this.startSweeper(logger)
     // The MST's nodes into memory in the background, so early flushes find their paths there.
     const warmStarted = performance.now()
     this.ctx.writer
@@ -120,6 +124,26 @@ export class HoldServer {
       'hold started',
     )
     return this
+  }
+
+  /**
+   * Aborts multipart uploads older than HOLD_UPLOAD_TTL_HOURS, and what crashed uploads left in
+   * the store: at start, then every quarter of the TTL (at most every 15 minutes).
+   */
+  private startSweeper(logger: Logger): void {
+    const sweep = () => {
+      if (this.sweeping || this.destroying) return
+      this.sweeping = this.ctx.uploads
+        .sweep()
+        .catch((err) => logger.warn({ err }, 'upload sweep failed; will retry'))
+        .finally(() => (this.sweeping = undefined))
+    }
+    sweep()
+    this.sweeper = setInterval(
+      sweep,
+      Math.min(this.ctx.cfg.uploadTtlMs / 4, 15 * 60 * 1000),
+    )
+    this.sweeper.unref()
   }
 
   /** Stops accepting, lets in-flight requests finish, drains every count, closes the database. */
@@ -164,6 +188,8 @@ export class HoldServer {
       clearInterval(sweep)
       clearTimeout(deadline)
     }
+    clearInterval(this.sweeper)
+    await this.sweeping
     let flushed
     try {
       flushed = await stats.stop()

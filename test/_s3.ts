@@ -410,3 +410,19 @@ export const startS3 = async (
     },
   }
 }
+
+/** The environment that points a hold at this server, as an operator would set it. */
+export const s3Env = (
+  s3: TestS3,
+  extra: Record<string, string> = {},
+): Record<string, string> => ({
+  HOLD_STORAGE: 's3',
+  BUCKET_NAME: s3.bucket,
+  AWS_ENDPOINT_URL_S3: s3.endpoint,
+  AWS_REGION: s3.region,
+  AWS_ACCESS_KEY_ID: s3.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+  HOLD_S3_PATH_STYLE: 'true',
+  HOLD_S3_PREFIX: 'hold',
+  ...extra,
+})

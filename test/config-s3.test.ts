@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ConfigError, envToCfg, envToSecrets, readEnv } from '../src/config.ts'
-import { removeDir, runHoldToExit, tempDir } from './_util.ts'
+import { freePort, removeDir, runHoldToExit, tempDir } from './_util.ts'
 
 const configFrom = (env: Record<string, string>) => {
   const raw = readEnv(env)
@@ -166,17 +166,18 @@ describe('HOLD_STORAGE=s3 at start', () => {
   })
   afterAll(() => removeDir(dir))
 
-  it('stops with one line until the server serves it, before touching the data dir', async () => {
+  it('stops with one line naming the variable when the endpoint cannot be reached, before touching the data dir', async () => {
     const dataDir = join(dir, 'never-created')
     const { code, output } = await runHoldToExit({
       ...FLY,
+      AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${await freePort()}`,
       HOLD_PORT: '0',
       HOLD_DATA_DIR: dataDir,
     })
     expect(code).toBe(1)
     const lines = output.trim().split('\n')
     expect(lines).toHaveLength(1)
-    expect(lines[0]).toContain('HOLD_STORAGE=s3')
+    expect(lines[0]).toMatch(/cannot be reached.*AWS_ENDPOINT_URL_S3/)
     expect(output).not.toContain(SECRET)
     expect(existsSync(dataDir)).toBe(false)
   })

@@ -74,7 +74,12 @@ export const register: Register = (app, ctx) => {
     const body = c.env?.incoming ?? bodyStream(c.req.raw)
     let size: number
     try {
-      size = await ctx.blobs.put(hex, body, ctx.cfg.maxBlobBytes)
+      // S3 takes a body of known length straight to the blob's key; without one it spools.
+      const length =
+        declared !== undefined && /^\d+$/.test(declared)
+          ? Number(declared)
+          : undefined
+      size = await ctx.blobs.put(hex, body, ctx.cfg.maxBlobBytes, length)
       ctx.uploadGrants.use(grant.sig, grant.exp)
     } catch (err) {
       // A failed upload leaves the URL unused: the client may retry with it.
@@ -106,7 +111,8 @@ export const register: Register = (app, ctx) => {
   })
 }
 
-const bodyStream = (req: Request): Readable =>
+/** The request body as a Node stream (the adapter's own when there is one). */
+export const bodyStream = (req: Request): Readable =>
   req.body
     ? Readable.fromWeb(req.body as import('node:stream/web').ReadableStream)
     : Readable.from([])

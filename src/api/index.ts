@@ -19,6 +19,7 @@ import * as getStats from './io/atcr/hold/getStats.ts'
 import * as listStats from './io/atcr/hold/listStats.ts'
 import * as metrics from './metrics.ts'
 import * as requestCrew from './io/atcr/hold/requestCrew.ts'
+import * as uploads from './io/atcr/hold/uploads.ts'
 import * as statusPage from './status-page.ts'
 import type { App } from './util.ts'
 import * as wellKnown from './well-known.ts'
@@ -42,6 +43,7 @@ export const registerRoutes = (app: App, ctx: AppContext): void => {
   getStats.register(app, ctx)
   listStats.register(app, ctx)
   requestCrew.register(app, ctx)
+  uploads.register(app, ctx)
   blobUrl.register(app, ctx)
   metrics.register(app, ctx)
   statusPage.register(app, ctx)

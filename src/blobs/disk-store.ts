@@ -1,6 +1,14 @@
 import { createHash, randomUUID } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises'
+import { constants, createReadStream, createWriteStream } from 'node:fs'
+import {
+  access,
+  mkdir,
+  open,
+  readdir,
+  rename,
+  rm,
+  stat,
+} from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
@@ -243,6 +251,18 @@ export class DiskBlobStore implements BlobStore {
       removed++
     }
     return removed
+  }
+
+  async ping(): Promise<void> {
+    try {
+      await access(this.root, constants.R_OK | constants.W_OK)
+    } catch (err) {
+      throw new BlobStoreError(
+        'StorageUnavailable',
+        `the blob directory cannot be used: ${(err as Error).message}`,
+        { cause: err },
+      )
+    }
   }
 
   async close(): Promise<void> {}

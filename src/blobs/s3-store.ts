@@ -325,6 +325,10 @@ export class S3BlobStore implements BlobStore {
     return removed
   }
 
+  ping(): Promise<void> {
+    return s3Call('StorageUnavailable', () => this.client.headBucket())
+  }
+
   async close(): Promise<void> {
     this.client.close()
   }

@@ -113,6 +113,9 @@ export interface BlobStore {
     before: number,
   ): Promise<number>
 
+  /** Fails (StorageUnavailable) when the store cannot be reached now: the health check. */
+  ping(): Promise<void>
+
   /** Lets go of connections and handles. */
   close(): Promise<void>
 }

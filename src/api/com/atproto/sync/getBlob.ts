@@ -49,6 +49,8 @@ export const register: Register = (app, ctx) => {
       throw new NotFoundError(`Blob not found: sha256:${hex}`, 'BlobNotFound')
     }
     if (method === 'HEAD') {
+      const direct = ctx.blobs.directUrl(hex, method)
+      if (direct) return c.json({ method, ...direct })
       const grant: UrlGrant = {
         method,
         hex,
@@ -65,6 +67,9 @@ export const register: Register = (app, ctx) => {
         const counted = countPull(ctx, c, caller.did, did, repo)
         if (counted) await counted
       }
+      // S3 presigns its own URL: the bytes never pass through the hold.
+      const direct = ctx.blobs.directUrl(hex, method)
+      if (direct) return c.json({ method, ...direct })
       const grant: UrlGrant = {
         method,
         hex,
