@@ -12,14 +12,19 @@
  *   bytes       getBlob returning the bytes, no repo (not counted)
  *   bytes+repo  the same with repo (counted)
  *   auth        url+repo on a private hold with the owner's service token (verification cost)
+ *   s3-url+repo url+repo on a hold with HOLD_STORAGE=s3 (a test S3 server in this process): the
+ *               answer is a presigned S3 URL instead of one the hold signs
  *   seed        url+repo on a hold that counts the seed's way: one signed commit per count,
  *               made as a PDS makes it (the library's formatCommit, with covering proofs)
  *   seed-lite   the same on the hold's lighter commit path (no covering proofs)
  * then getStats and listStats at 1,000 req/s while url+repo runs flat out, and checks that no
- * count was lost in any design and how many commits ours made.
+ * count was lost in any design and how many commits ours made; last, uploadPart throughput
+ * (scripts/bench-upload.ts; `--only upload` runs it alone).
  */
 import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
+import { s3Env, startS3 } from '../test/_s3.ts'
+import { benchUpload, printUploadRuns } from './bench-upload.ts'
 import {
   getJson,
   load,
@@ -132,13 +137,16 @@ const main = async () => {
   const priv = await startHold({ env: { ...env, HOLD_PUBLIC: 'false' } })
   const seed = await startHold({ counter: 'seed', env })
   const seedLite = await startHold({ counter: 'seed-lite', env })
-  const holds = [ours, priv, seed, seedLite]
+  const s3 = await startS3()
+  const onS3 = await startHold({ env: { ...env, ...s3Env(s3) } })
+  const holds = [ours, priv, seed, seedLite, onS3]
   try {
     const blob = randomBytes(1024)
     const digest = await pushBlob(ours, blob)
     await pushBlob(priv, blob)
     await pushBlob(seed, blob)
     await pushBlob(seedLite, blob)
+    await pushBlob(onS3, blob)
     const token = await ownerToken(priv.did, 'com.atproto.sync.getBlob')
     const url = (repo: boolean) => blobPaths(digest, { method: 'GET', repo })
     const all: Scenario[] = [
@@ -183,6 +191,13 @@ const main = async () => {
         paths: url(true),
         amount: REQUESTS,
         headers: { authorization: `Bearer ${token}` },
+        counted: true,
+      },
+      {
+        name: 's3-url+repo',
+        hold: onS3,
+        paths: url(true),
+        amount: REQUESTS,
         counted: true,
       },
       {
@@ -297,6 +312,7 @@ const main = async () => {
     ratio('bytes+repo', 'bytes', '>= 0.9')
     ratio('url+repo', 'bare', '>= 0.4')
     ratio('auth', 'url+repo', '(cost of token verification)')
+    ratio('s3-url+repo', 'url+repo', '>= 0.8')
     ratio('url+repo', 'seed', '>= 20')
     ratio('url+repo', 'seed-lite', '(seed design on our lighter commit path)')
 
@@ -326,9 +342,11 @@ const main = async () => {
           ? 'ours'
           : h === priv
             ? 'ours (private)'
-            : h === seed
-              ? 'seed'
-              : 'seed-lite'
+            : h === onS3
+              ? 'ours (s3)'
+              : h === seed
+                ? 'seed'
+                : 'seed-lite'
       // Duration-limited runs (the stats-read phase) may be cut with requests in flight, which
       // the hold counted but whose responses autocannon dropped: those can only add counts.
       const exact =
@@ -353,6 +371,11 @@ const main = async () => {
     }
   } finally {
     for (const h of holds) await stopHold(h)
+    await s3.close()
+  }
+  if (!ONLY || ONLY.includes('upload')) {
+    const opts = { mib: 256, partMib: 16, rounds: ROUNDS }
+    printUploadRuns(await benchUpload(opts), opts)
   }
 }
 
