@@ -81,8 +81,8 @@ export class DiskAssembly {
     const fileSize = await sizeOf(a.assemblyPath)
     if (fileSize === null) {
       throw new BlobStoreError(
-        'InvalidUploadId',
         `the files of upload ${id} are gone; start a new upload`,
+        'InvalidUploadId',
       )
     }
     for (const row of parts.list(id)) {
@@ -144,8 +144,8 @@ export class DiskAssembly {
   private checkOpen(): void {
     if (this.closed) {
       throw new BlobStoreError(
-        'InvalidUploadId',
         `upload ${this.id} was completed or aborted`,
+        'InvalidUploadId',
       )
     }
   }
@@ -252,8 +252,8 @@ export class DiskAssembly {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         if (pos - start + chunk.length > maxBytes) {
           throw new BlobStoreError(
-            'PayloadTooLarge',
             `part ${n} is larger than ${maxBytes} bytes`,
+            'PayloadTooLarge',
           )
         }
         hash.update(chunk)
@@ -287,8 +287,8 @@ export class DiskAssembly {
     if (size !== s.size) {
       await this.cut(this.appended.length - 1, false)
       throw new BlobStoreError(
-        'CompletionFailed',
         `part ${n} has ${size} bytes on disk, not ${s.size}; upload it again`,
+        'CompletionFailed',
       )
     }
     this.parts.move(this.id, n, s.etag, start)
@@ -353,28 +353,28 @@ export class DiskAssembly {
       this.checkOpen()
       if (this.appending) {
         throw new BlobStoreError(
-          'MissingParts',
           'a part is still being uploaded; complete once every part is stored',
+          'MissingParts',
         )
       }
       let total = 0
       for (const { partNumber: n, etag } of parts) {
         const latest = this.latest(n)
         if (!latest) {
-          throw new BlobStoreError('MissingParts', `part ${n} was not uploaded`)
+          throw new BlobStoreError(`part ${n} was not uploaded`, 'MissingParts')
         }
         if (latest.etag !== unquote(etag)) {
           throw new BlobStoreError(
-            'MissingParts',
             `part ${n}: ETag ${etag} is not that of its latest upload`,
+            'MissingParts',
           )
         }
         total += latest.size
       }
       if (total > maxBytes) {
         throw new BlobStoreError(
-          'PayloadTooLarge',
           `the parts add up to ${total} bytes, more than ${maxBytes}`,
+          'PayloadTooLarge',
         )
       }
       let k = 0
@@ -452,8 +452,8 @@ const writeLimited = async (
           size += chunk.length
           if (size > max) {
             throw new BlobStoreError(
-              'PayloadTooLarge',
               `part is larger than ${max} bytes`,
+              'PayloadTooLarge',
             )
           }
           yield chunk

@@ -215,8 +215,8 @@ export class DiskBlobStore implements BlobStore {
     try {
       if (done.hex !== hex) {
         throw new BlobStoreError(
-          'InvalidDigest',
           `the assembled bytes hash to sha256:${done.hex}, not sha256:${hex}; nothing was stored`,
+          'InvalidDigest',
         )
       }
       // The same digest stored already: the same bytes, kept as they are.
@@ -258,8 +258,8 @@ export class DiskBlobStore implements BlobStore {
       await access(this.root, constants.R_OK | constants.W_OK)
     } catch (err) {
       throw new BlobStoreError(
-        'StorageUnavailable',
         `the blob directory cannot be used: ${(err as Error).message}`,
+        'StorageUnavailable',
         { cause: err },
       )
     }

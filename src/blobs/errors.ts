@@ -15,9 +15,10 @@ export type BlobErrorCode =
   | 'BlobNotFound'
   | 'StorageUnavailable'
 
+/** Message first, the lexicon's error name second, as the XRPC errors take them. */
 export class BlobStoreError extends Error {
   readonly code: BlobErrorCode
-  constructor(code: BlobErrorCode, message: string, options?: ErrorOptions) {
+  constructor(message: string, code: BlobErrorCode, options?: ErrorOptions) {
     super(message, options)
     this.code = code
   }

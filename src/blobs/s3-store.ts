@@ -102,8 +102,8 @@ export class S3BlobStore implements BlobStore {
     const bytes = Buffer.concat(chunks)
     if (bytes.length !== length) {
       throw new BlobStoreError(
-        'StorageUnavailable',
         `S3 sent ${bytes.length} bytes of blob ${hex}, not ${length}`,
+        'StorageUnavailable',
       )
     }
     return bytes
@@ -270,14 +270,14 @@ export class S3BlobStore implements BlobStore {
       }
       if (err.code === 'InvalidPart' || err.code === 'InvalidPartOrder') {
         throw new BlobStoreError(
-          'MissingParts',
           `a listed part was not uploaded, or its ETag is not that of its latest upload (${err.code})`,
+          'MissingParts',
         )
       }
       if (err.code === 'EntityTooSmall') {
         throw new BlobStoreError(
-          'CompletionFailed',
           'every part but the last must have at least 5 MiB (EntityTooSmall)',
+          'CompletionFailed',
         )
       }
       throw toStoreError(err, 'CompletionFailed')
@@ -346,23 +346,23 @@ const storeIdOf = (upload: StoreUpload): string => {
 const toStoreError = (err: unknown, code: BlobErrorCode): unknown => {
   if (err instanceof S3Unreachable) {
     return new BlobStoreError(
-      'StorageUnavailable',
       `S3 cannot be reached: ${err.message}`,
+      'StorageUnavailable',
       { cause: err },
     )
   }
   if (!(err instanceof S3Error)) return err
   if (err.code === 'NoSuchUpload') {
     return new BlobStoreError(
-      'InvalidUploadId',
       'the upload is gone from the bucket; start a new upload',
+      'InvalidUploadId',
       { cause: err },
     )
   }
   const storage = err.status >= 500 || err.status === 403
   return new BlobStoreError(
-    storage ? 'StorageUnavailable' : code,
     `S3 answered ${err.message}`,
+    storage ? 'StorageUnavailable' : code,
     { cause: err },
   )
 }

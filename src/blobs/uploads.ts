@@ -27,8 +27,8 @@ export const parseUploadDigest = (digest: unknown): string => {
   const m = typeof digest === 'string' ? DIGEST_RE.exec(digest) : null
   if (!m) {
     throw new BlobStoreError(
-      'InvalidDigest',
       'digest must be sha256: followed by 64 lowercase hex characters',
+      'InvalidDigest',
     )
   }
   return m[1]
@@ -132,8 +132,8 @@ export class Uploads {
     const n = checkPartNumber(partNumber)
     if (length !== undefined && length > this.maxPartBytes) {
       throw new BlobStoreError(
-        'PayloadTooLarge',
         `a part may have at most ${this.maxPartBytes} bytes`,
+        'PayloadTooLarge',
       )
     }
     return storeCall('UploadFailed', () =>
@@ -228,8 +228,8 @@ export class Uploads {
         : undefined
     if (!upload || upload.caller !== caller) {
       throw new BlobStoreError(
-        'InvalidUploadId',
         'no such upload was started by this caller (or it has ended)',
+        'InvalidUploadId',
       )
     }
     return upload
@@ -242,8 +242,8 @@ export class Uploads {
   ): Promise<T> {
     if (this.busy.has(id)) {
       throw new BlobStoreError(
-        code,
         'this upload is being completed or aborted by another call',
+        code,
       )
     }
     this.busy.add(id)
@@ -269,8 +269,8 @@ const checkPartNumber = (n: unknown): number => {
     n > MAX_PART_NUMBER
   ) {
     throw new BlobStoreError(
-      'InvalidPartNumber',
       `partNumber must be a whole number from ${MIN_PART_NUMBER} to ${MAX_PART_NUMBER}`,
+      'InvalidPartNumber',
     )
   }
   return n
@@ -279,7 +279,7 @@ const checkPartNumber = (n: unknown): number => {
 /** The listed parts in ascending order; each part once, each a part that could exist. */
 const checkParts = (parts: unknown): ListedPart[] => {
   if (!Array.isArray(parts) || parts.length === 0) {
-    throw new BlobStoreError('MissingParts', 'parts must list the upload parts')
+    throw new BlobStoreError('parts must list the upload parts', 'MissingParts')
   }
   const listed: ListedPart[] = parts.map((p: unknown) => {
     const { partNumber, etag } = (p ?? {}) as Record<string, unknown>
@@ -293,8 +293,8 @@ const checkParts = (parts: unknown): ListedPart[] => {
       etag.length > MAX_ID_LENGTH
     ) {
       throw new BlobStoreError(
-        'MissingParts',
         'each part must have a partNumber from 1 to 10000 and the etag its upload answered',
+        'MissingParts',
       )
     }
     return { partNumber, etag }
@@ -303,8 +303,8 @@ const checkParts = (parts: unknown): ListedPart[] => {
   for (let i = 1; i < listed.length; i++) {
     if (listed[i].partNumber === listed[i - 1].partNumber) {
       throw new BlobStoreError(
-        'MissingParts',
         `part ${listed[i].partNumber} is listed more than once`,
+        'MissingParts',
       )
     }
   }
@@ -320,6 +320,6 @@ const storeCall = async <T>(
     return await fn()
   } catch (err) {
     if (err instanceof BlobStoreError) throw err
-    throw new BlobStoreError(code, (err as Error).message, { cause: err })
+    throw new BlobStoreError((err as Error).message, code, { cause: err })
   }
 }

@@ -32,8 +32,8 @@ export const promote = async (
   const head = await client.headObject(temp)
   if (!head) {
     throw new BlobStoreError(
-      'InvalidUploadId',
       'the assembled upload is gone from the bucket; start a new upload',
+      'InvalidUploadId',
     )
   }
   const refuse = async (err: BlobStoreError): Promise<never> => {
@@ -43,8 +43,8 @@ export const promote = async (
   if (head.size > opts.maxBytes) {
     await refuse(
       new BlobStoreError(
-        'PayloadTooLarge',
         `the assembled blob has ${head.size} bytes, more than ${opts.maxBytes}`,
+        'PayloadTooLarge',
       ),
     )
   }
@@ -52,8 +52,8 @@ export const promote = async (
   if (actual !== hex) {
     await refuse(
       new BlobStoreError(
-        'InvalidDigest',
         `the assembled bytes hash to sha256:${actual}, not sha256:${hex}; nothing was stored`,
+        'InvalidDigest',
       ),
     )
   }

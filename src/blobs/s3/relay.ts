@@ -102,4 +102,4 @@ const relaySpooled = async (
 }
 
 const tooLarge = (message: string) =>
-  new BlobStoreError('PayloadTooLarge', message)
+  new BlobStoreError(message, 'PayloadTooLarge')

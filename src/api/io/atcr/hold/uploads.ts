@@ -142,8 +142,8 @@ export const register: Register = (app, ctx) => {
 const partNumberOf = (raw: string | undefined): number => {
   if (raw === undefined || !/^\d{1,6}$/.test(raw)) {
     throw new BlobStoreError(
-      'InvalidPartNumber',
       'the part number (X-Part-Number) must be a whole number from 1 to 10000',
+      'InvalidPartNumber',
     )
   }
   return Number(raw)
