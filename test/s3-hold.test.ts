@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { readdir } from 'node:fs/promises'
+import { createConnection, createServer, type Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { expectXrpcError, getStats } from './_access.ts'
 import { startS3, s3Env, type TestS3 } from './_s3.ts'
@@ -197,6 +198,58 @@ describe('an S3 outage', () => {
       expect((await getStats(h, TEST_OWNER, 'outage/app')).pushCount).toBe(1)
     } finally {
       await h.stop()
+    }
+  })
+})
+
+/** A TCP proxy to `port` that can be told to hang: to accept connections and never answer. */
+const hangable = async (port: number) => {
+  let hang = false
+  const open = new Set<Socket>()
+  const server = createServer((client) => {
+    open.add(client)
+    client.on('close', () => open.delete(client))
+    client.on('error', () => {})
+    if (hang) return
+    const upstream = createConnection(port, '127.0.0.1')
+    open.add(upstream)
+    upstream.on('close', () => open.delete(upstream))
+    upstream.on('error', () => client.destroy())
+    client.pipe(upstream).pipe(client)
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+    hang: () => {
+      hang = true
+      for (const socket of open) socket.destroy()
+    },
+    close: () => {
+      for (const socket of open) socket.destroy()
+      return new Promise((r) => server.close(r))
+    },
+  }
+}
+
+describe('a hung S3', () => {
+  it('reads as down on _health within the health check timeout', async () => {
+    const s3 = await startS3()
+    const proxy = await hangable(Number(new URL(s3.endpoint).port))
+    const h = await startHold({
+      env: s3Env(s3, { AWS_ENDPOINT_URL_S3: proxy.endpoint }),
+      overrides: { s3Client: { retryDelaysMs: [] } },
+    })
+    try {
+      expect((await xrpc(h.url, '_health')).status).toBe(200)
+      proxy.hang()
+      const started = Date.now()
+      expectXrpcError(await xrpc(h.url, '_health'), 503, 'StorageUnavailable')
+      // Well before the S3 client's own 30 s silence timeout, which would answer too.
+      expect(Date.now() - started).toBeLessThan(15_000)
+    } finally {
+      await h.stop()
+      await proxy.close()
+      await s3.close()
     }
   })
 })

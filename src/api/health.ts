@@ -1,3 +1,4 @@
+import type { BlobStore } from '../blobs/store.ts'
 import type { Register } from './util.ts'
 
 export const register: Register = (app, ctx) => {
@@ -10,10 +11,7 @@ export const register: Register = (app, ctx) => {
       return c.json({ error: 'WritesFailing', message: failure.reason }, 503)
     }
     // The blob store is reached too: an S3 outage is not a healthy hold, though counts go on.
-    const storeDown = await ctx.blobs.ping().then(
-      () => undefined,
-      (err: unknown) => (err as Error).message,
-    )
+    const storeDown = await pingWithin(ctx.blobs, PING_TIMEOUT_MS)
     if (storeDown) {
       return c.json(
         {
@@ -25,4 +23,29 @@ export const register: Register = (app, ctx) => {
     }
     return c.json({ version: ctx.cfg.version })
   })
+}
+
+/** Within the platform's health-check timeout (fly.toml: 5 s), so a hung store reads as down. */
+const PING_TIMEOUT_MS = 3000
+
+/** Why the store cannot be reached now, or undefined when it answered in time. */
+const pingWithin = async (
+  blobs: BlobStore,
+  ms: number,
+): Promise<string | undefined> => {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve(`no answer within ${ms} ms`), ms)
+  })
+  try {
+    return await Promise.race([
+      blobs.ping().then(
+        () => undefined,
+        (err: unknown) => (err as Error).message,
+      ),
+      late,
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
 }
