@@ -1,7 +1,6 @@
 /**
  * Scale benchmark (not part of `npm test`):
- *   npm run bench:scale [-- --dids 10000 --repos 10 --data-dir /tmp/atcr-scale --pin
- *                          --commit library]
+ *   npm run bench:scale [-- --dids 10000 --repos 10 --data-dir /tmp/atcr-scale --pin]
  *
  * Seeds a hold with dids x repos io.atcr.hold.stats records (100,000 by default) through the
  * real counting path (counter table, then flushes of 200 records per commit), then starts it as a
@@ -9,8 +8,7 @@
  * getStats and listStats latency at 1,000 req/s (open loop, with a bare route as the floor and
  * the hold's event-loop delay), and the time to export the repo with getRepo. With --data-dir
  * an already seeded directory is reused (seeding takes ~25 s). --pin puts the hold and this
- * process on separate cores (taskset). With --commit library the hold commits through
- * @atproto/repo's Repo.formatCommit, for comparison.
+ * process on separate cores (taskset).
  */
 import { execFileSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
@@ -42,9 +40,6 @@ const { values: args } = parseArgs({
     verify: { type: 'boolean', default: false },
     // The hold's DID names its port, so seeding and measuring use the same one.
     port: { type: 'string', default: '18877' },
-    // 'library': commits made by @atproto/repo's Repo.formatCommit instead of the hold's own
-    // batched MST walk, for comparison (the flushes then also change the data dir's repo).
-    commit: { type: 'string', default: 'hold' },
     pin: { type: 'boolean', default: false },
   },
 })
@@ -110,10 +105,7 @@ const main = async () => {
   const h = await startHold({
     dataDir,
     port: Number(args.port),
-    env: {
-      HOLD_STATS_FLUSH_MS: '86400000',
-      ...(args.commit === 'library' ? { BENCH_COMMIT: 'library' } : {}),
-    },
+    env: { HOLD_STATS_FLUSH_MS: '86400000' },
   })
   const rows: [string, string, string][] = []
   try {

@@ -1,83 +1,73 @@
 /**
  * A hold for benchmarks: the real server, plus two routes the benchmark reads (a bare Hono route,
  * the ceiling of this stack, and commit counters), and with BENCH_COUNTER=seed the seed
- * document's counting design in place of ours. Prints `READY <port>` when it listens.
+ * document's counting design around the real getBlob. Prints `READY <port>` when it listens.
  */
 import { readFileSync } from 'node:fs'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import type { LexMap } from '@atproto/lex-data'
+import type { App } from '../src/api/util.ts'
 import { envToCfg, envToSecrets, readEnv } from '../src/config.ts'
-import type { AppContextFields } from '../src/context.ts'
+import type { AppContext } from '../src/context.ts'
 import { ids } from '../src/lexicons.ts'
 import { HoldServer } from '../src/server.ts'
 import { statsRecordKey } from '../src/stats/rkey.ts'
-import type { Counter } from '../src/stats/service.ts'
 
 /**
- * The seed's design (`IncrementPullCount`): read the record, add one, write it back as one
- * signed commit per count. Serialised through the single writer, with the read inside the
- * writer's turn, so that it loses nothing, and awaited, so a counted request costs its commit.
+ * The seed's design (`IncrementPullCount`), installed around the real getBlob: after a counted
+ * 2xx (a GET with a repository, answered with a URL or the bytes from byte 0), read the stats
+ * record, add one and write it back as one signed commit, serialised through the single writer
+ * with the read inside the writer's turn, so that it loses nothing, and awaited, so a counted
+ * request costs its commit. The commit is the hold's own. The hold also counts the request its
+ * own way; give it a HOLD_STATS_FLUSH_MS longer than the run, so the records are the seed
+ * design's alone (the benchmark checks that both agree).
  */
-class SeedDesignCounter implements Counter {
-  private readonly f: Omit<AppContextFields, 'counter'>
-  constructor(f: Omit<AppContextFields, 'counter'>) {
-    this.f = f
-  }
-  countPull(did: string, repository: string) {
-    return this.bump(did, repository, 'pull')
-  }
-  countPush(did: string, repository: string) {
-    return this.bump(did, repository, 'push')
-  }
-  has(did: string, repository: string) {
-    return (
-      this.f.reader.get(ids.HoldStats, statsRecordKey(did, repository)) !== null
-    )
-  }
-  private async bump(did: string, repository: string, kind: 'pull' | 'push') {
-    const rkey = statsRecordKey(did, repository)
-    await this.f.writer.putRecordsFrom(() => {
-      const now = new Date().toISOString()
-      const cur = this.f.reader.get(ids.HoldStats, rkey)?.value
-      const rec: LexMap = cur
-        ? { ...cur }
-        : {
-            $type: ids.HoldStats,
-            did,
-            ownerDid: did,
-            repository,
-            pullCount: 0,
-            pushCount: 0,
-            createdAt: now,
-          }
-      if (kind === 'pull') {
-        rec.pullCount = (rec.pullCount as number) + 1
-        rec.lastPull = now
-      } else {
-        rec.pushCount = (rec.pushCount as number) + 1
-        rec.lastPush = now
-      }
-      rec.updatedAt = now
-      return [{ collection: ids.HoldStats, rkey, record: rec }]
-    })
-  }
+const seedDesign = (app: App, ctx: AppContext) => {
+  app.use('/xrpc/com.atproto.sync.getBlob', async (c, next) => {
+    await next()
+    if (c.req.method !== 'GET' || c.res.status < 200 || c.res.status >= 300) {
+      return
+    }
+    const query = new URL(c.req.url).searchParams
+    const did = query.get('did')
+    const repository = query.get('repo')
+    const method = query.get('method')
+    const range = c.req.header('range')
+    if (!did || !repository || (method !== null && method !== 'GET')) return
+    if (range !== undefined && !/^bytes=0-/.test(range)) return
+    await bump(ctx, did, repository)
+  })
+}
+
+const bump = async (ctx: AppContext, did: string, repository: string) => {
+  const rkey = statsRecordKey(did, repository)
+  await ctx.writer.putRecordsFrom(() => {
+    const now = new Date().toISOString()
+    const cur = ctx.reader.get(ids.HoldStats, rkey)?.value
+    const rec: LexMap = cur
+      ? { ...cur }
+      : {
+          $type: ids.HoldStats,
+          did,
+          ownerDid: did,
+          repository,
+          pullCount: 0,
+          pushCount: 0,
+          createdAt: now,
+        }
+    rec.pullCount = (rec.pullCount as number) + 1
+    rec.lastPull = now
+    rec.updatedAt = now
+    return [{ collection: ids.HoldStats, rkey, record: rec }]
+  })
 }
 
 const env = readEnv()
-const seed = process.env.BENCH_COUNTER === 'seed'
-const seedLite = process.env.BENCH_COUNTER === 'seed-lite'
 const hold = await HoldServer.create(
   envToCfg(env, 'bench'),
   envToSecrets(env),
-  {
-    counter: seed || seedLite ? (f) => new SeedDesignCounter(f) : undefined,
-  },
+  { extend: process.env.BENCH_COUNTER === 'seed' ? seedDesign : undefined },
 )
-// The seed's design is one commit per count as a PDS makes it, covering proofs included (the
-// firehose event carries them); BENCH_COUNTER=seed-lite keeps the hold's lighter commit path.
-if (seed || process.env.BENCH_COMMIT === 'library') {
-  hold.ctx.writer.commitFormat = 'library'
-}
 const commits = { count: 0, ops: 0, maxOps: 0 }
 hold.ctx.writer.onCommit(({ ops }) => {
   commits.count++

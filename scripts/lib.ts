@@ -47,7 +47,7 @@ export const freePort = (): Promise<number> =>
  * The hold resolves DIDs through a directory in this process, so owner tokens are real.
  */
 export const startHold = async (opts: {
-  counter?: 'ours' | 'seed' | 'seed-lite'
+  counter?: 'ours' | 'seed'
   env?: Record<string, string>
   dataDir?: string
   port?: number

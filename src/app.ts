@@ -1,6 +1,7 @@
 import { Hono } from 'hono'
 import { registerRoutes } from './api/index.ts'
-import { observe } from './api/observe.ts'
+import { readOnlyCors } from './api/middleware/cors.ts'
+import { observe } from './api/middleware/observe.ts'
 import type { App, Ctx } from './api/util.ts'
 import { blobXrpcError } from './api/blob-errors.ts'
 import { BlobStoreError } from './blobs/errors.ts'
@@ -12,13 +13,20 @@ import {
   XRPCError,
 } from './errors.ts'
 
-/** The hold's HTTP application: routes, XRPC error shapes, CORS for reads. */
-export const createApp = (ctx: AppContext): App => {
-  const log = ctx.logger.child({ name: 'hold:http' })
+/** Installs middleware or routes on the app before the hold's own routes. */
+export type Extend = (app: App, ctx: AppContext) => void
+
+/**
+ * The hold's HTTP application: routes, XRPC error shapes, CORS for reads. `extend` runs after
+ * the request observer and CORS are installed and before the routes (HoldServer.create).
+ */
+export const createApp = (ctx: AppContext, extend?: Extend): App => {
+  const log = ctx.log.http
   const app: App = new Hono()
   app.use(observe(app, ctx))
   app.use('/xrpc/*', readOnlyCors)
   app.use('/.well-known/*', readOnlyCors)
+  extend?.(app, ctx)
   registerRoutes(app, ctx)
 
   const paths = new Set(app.routes.map((r) => r.path))
@@ -54,25 +62,6 @@ export const createApp = (ctx: AppContext): App => {
     )
   })
   return app
-}
-
-/**
- * CORS for the read-only methods: any origin may read. The header is set before the handler
- * runs, so it lands in the response as it is built (hono/cors sets it afterwards, which makes
- * the Node adapter materialise every response: a tenth of a getBlob's cost).
- */
-const readOnlyCors = async (c: Ctx, next: () => Promise<void>) => {
-  if (c.req.method === 'OPTIONS') {
-    return c.body(null, 204, {
-      'access-control-allow-origin': '*',
-      'access-control-allow-methods': 'GET, HEAD, OPTIONS',
-      'access-control-allow-headers':
-        c.req.header('access-control-request-headers') ?? '',
-      'access-control-max-age': '86400',
-    })
-  }
-  c.header('access-control-allow-origin', '*')
-  await next()
 }
 
 const xrpcError = (c: Ctx, err: XRPCError) =>

@@ -30,13 +30,13 @@ const main = async (): Promise<void> => {
     process.once(signal, () => stop.abort(signal))
   }
   stop.signal.addEventListener('abort', () => {
-    hold.ctx.logger.info({ signal: stop.signal.reason }, 'stopping')
+    hold.ctx.log.server.info({ signal: stop.signal.reason }, 'stopping')
     hold.destroy().then(
       () => {
         process.exitCode = 0
       },
       (err) => {
-        hold.ctx.logger.error({ err }, 'unclean stop')
+        hold.ctx.log.server.error({ err }, 'unclean stop')
         process.exitCode = 1
       },
     )

@@ -1,18 +1,18 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Secp256k1Keypair } from '@atproto/crypto'
-import { HoldAccess, type AccessControl } from './access.ts'
+import { HoldAccess } from './auth/access.ts'
 import { CrewIndex } from './auth/crew.ts'
 import { ServiceAuth } from './auth/service-auth.ts'
 import { DiskBlobStore } from './blobs/disk-store.ts'
 import { MeteredBlobStore, meterUploads } from './blobs/metered-store.ts'
 import { checkBucket } from './blobs/s3/check.ts'
+import type { S3ClientOptions } from './blobs/s3/client.ts'
 import { S3BlobStore } from './blobs/s3-store.ts'
 import { BlobUrlSigner } from './blobs/signed-url.ts'
 import type { BlobStore } from './blobs/store.ts'
 import { UploadGrants } from './blobs/upload-grants.ts'
 import { Uploads } from './blobs/uploads.ts'
-import type { S3ClientOptions } from './blobs/s3/client.ts'
 import type { ServerConfig, ServerSecrets } from './config.ts'
 import { asDataDirError, DataDirLock } from './data-dir.ts'
 import { Database } from './db.ts'
@@ -28,26 +28,52 @@ import { createRootLogger, type Logger } from './logger.ts'
 import { HoldMetrics } from './metrics.ts'
 import { DEFAULT_EXPORT_LIMITS, type ExportLimits } from './repo/car-export.ts'
 import { RecordReader } from './repo/reader.ts'
+import { RecordIndex } from './repo/record-index.ts'
 import { SqlRepoStorage } from './repo/storage.ts'
 import { RepoWriter } from './repo/writer.ts'
 import { CountLimiter, TokenBuckets } from './stats/limiter.ts'
-import { rewriteAllStats, StatsService, type Counter } from './stats/service.ts'
+import { rewriteAllStats } from './stats/publisher.ts'
+import { StatsService, type FlushResult } from './stats/service.ts'
 
 export type AppContextOverrides = Partial<{
   logger: Logger
-  access: AccessControl
-  /** Replaces what getBlob and uploads count with (benchmarks compare designs through it). */
-  counter: (fields: Omit<AppContextFields, 'counter'>) => Counter
   /** Limits of getRepo exports (tests shorten them). */
   exportLimits: Partial<ExportLimits>
   /** S3 client settings (tests turn retries off). */
   s3Client: S3ClientOptions
 }>
 
-export type AppContextFields = {
+/** The hold's named loggers, children of one root, made once. */
+export type Loggers = {
+  server: Logger
+  http: Logger
+  admin: Logger
+  repo: Logger
+  stats: Logger
+  db: Logger
+  identity: Logger
+  uploads: Logger
+}
+
+const namedLoggers = (root: Logger): Loggers => {
+  const named = (name: string) => root.child({ name: `hold:${name}` })
+  return {
+    server: named('server'),
+    http: named('http'),
+    admin: named('admin'),
+    repo: named('repo'),
+    stats: named('stats'),
+    db: named('db'),
+    identity: named('identity'),
+    uploads: named('uploads'),
+  }
+}
+
+type AppContextFields = {
   cfg: ServerConfig
   secrets: ServerSecrets
   logger: Logger
+  log: Loggers
   db: Database
   keypair: Secp256k1Keypair
   didDoc: DidDocument
@@ -60,22 +86,29 @@ export type AppContextFields = {
   urlSigner: BlobUrlSigner
   uploadGrants: UploadGrants
   stats: StatsService
-  counter: Counter
   limiter: CountLimiter
   newPairs: TokenBuckets
   crewJoins: TokenBuckets
   crew: CrewIndex
   serviceAuth: ServiceAuth
-  access: AccessControl
+  access: HoldAccess
   metrics: HoldMetrics
   exportLimits: ExportLimits
 }
 
-/** Everything a handler needs, built once and passed explicitly. */
+/**
+ * Everything a handler needs, built once and passed explicitly; and the owner of what the hold
+ * holds open. Each resource is registered for teardown the moment it is acquired, so
+ * `destroy()` (or a failed start) releases them in reverse: the stats timers stop and every
+ * count is written, the writer's queue drains, the database closes (its checkpoint worker
+ * with it), and the data dir's lock goes last.
+ */
 export class AppContext {
   readonly cfg: ServerConfig
   readonly secrets: ServerSecrets
+  /** The root logger; named children in `log`. */
   readonly logger: Logger
+  readonly log: Loggers
   readonly db: Database
   readonly keypair: Secp256k1Keypair
   readonly didDoc: DidDocument
@@ -91,9 +124,7 @@ export class AppContext {
   /** Which upload URLs have been used (each stores and counts once). */
   readonly uploadGrants: UploadGrants
   readonly stats: StatsService
-  /** Where the request path counts: `stats` unless overridden. */
-  readonly counter: Counter
-  /** HOLD_STATS_MAX_PER_MINUTE, applied before `counter`. */
+  /** HOLD_STATS_MAX_PER_MINUTE, applied before a count is taken. */
   readonly limiter: CountLimiter
   /** HOLD_NEW_PAIRS_PER_HOUR: first counts of pairs from unrelated clients. */
   readonly newPairs: TokenBuckets
@@ -101,15 +132,21 @@ export class AppContext {
   readonly crewJoins: TokenBuckets
   readonly crew: CrewIndex
   readonly serviceAuth: ServiceAuth
-  readonly access: AccessControl
+  readonly access: HoldAccess
   /** Prometheus metrics of this hold (GET /metrics). */
   readonly metrics: HoldMetrics
   readonly exportLimits: ExportLimits
 
-  private constructor(f: AppContextFields) {
+  private readonly resources: AsyncDisposableStack
+  private started = false
+  private destroying: Promise<FlushResult | undefined> | undefined
+  private lastFlush: FlushResult | undefined
+
+  private constructor(f: AppContextFields, resources: AsyncDisposableStack) {
     this.cfg = f.cfg
     this.secrets = f.secrets
     this.logger = f.logger
+    this.log = f.log
     this.db = f.db
     this.keypair = f.keypair
     this.didDoc = f.didDoc
@@ -122,7 +159,6 @@ export class AppContext {
     this.urlSigner = f.urlSigner
     this.uploadGrants = f.uploadGrants
     this.stats = f.stats
-    this.counter = f.counter
     this.limiter = f.limiter
     this.newPairs = f.newPairs
     this.crewJoins = f.crewJoins
@@ -131,24 +167,96 @@ export class AppContext {
     this.access = f.access
     this.metrics = f.metrics
     this.exportLimits = f.exportLimits
+    this.resources = resources
   }
 
-  private lock: DataDirLock | undefined
+  /**
+   * Starts the background work: the WAL checkpoint worker, the stats timers (stopped, with a
+   * last flush, by destroy), the read of the repo's tree into memory, and a flush of whatever a
+   * crash left in the counter table.
+   */
+  start(): void {
+    if (this.started || this.destroying) return
+    this.started = true
+    const log = this.log.server
+    this.db.startCheckpointer((err) =>
+      log.error(
+        { err },
+        'WAL checkpoint worker failed; SQLite checkpoints inline',
+      ),
+    )
+    this.stats.start()
+    this.resources.defer(async () => {
+      this.lastFlush = await this.stats.stop()
+    })
+    // The MST's nodes into memory in the background, so early flushes find their paths there.
+    const warmStarted = performance.now()
+    this.writer
+      .warm({ stopped: () => this.destroying !== undefined })
+      .then((nodes) =>
+        log.debug(
+          {
+            nodes,
+            ms: Math.round(performance.now() - warmStarted),
+            cacheMb: +(this.writer.nodes.usedBytes / 2 ** 20).toFixed(1),
+          },
+          'repo tree read into memory',
+        ),
+      )
+      .catch((err) => log.warn({ err }, 'reading the repo tree failed'))
+    // Counters a crash left behind in the table reach the repo now, not at the first flush.
+    this.stats
+      .flush()
+      .catch((err) =>
+        log.error({ err }, 'initial stats flush failed; will retry'),
+      )
+    this.startSweeper()
+  }
 
-  /** Closes the database and gives up the data dir (no flush: HoldServer.destroy drains first). */
-  async close(): Promise<void> {
-    try {
-      await this.blobs.close()
-      await this.db.close()
-    } finally {
-      this.lock?.release()
-      this.lock = undefined
+  /**
+   * Aborts multipart uploads older than HOLD_UPLOAD_TTL_HOURS, and what crashed uploads left in
+   * the store: now, then every quarter of the TTL (at most every 15 minutes). Destroy stops it
+   * and waits for a sweep under way, before the store and the database close.
+   */
+  private startSweeper(): void {
+    const log = this.log.uploads
+    let sweeping: Promise<unknown> | undefined
+    const sweep = () => {
+      if (sweeping || this.destroying) return
+      sweeping = this.uploads
+        .sweep()
+        .catch((err) => log.warn({ err }, 'upload sweep failed; will retry'))
+        .finally(() => (sweeping = undefined))
     }
+    sweep()
+    const timer = setInterval(
+      sweep,
+      Math.min(this.cfg.uploadTtlMs / 4, 15 * 60 * 1000),
+    )
+    timer.unref()
+    this.resources.defer(async () => {
+      clearInterval(timer)
+      await sweeping
+    })
+  }
+
+  /**
+   * Releases everything, once, in reverse order of acquisition: stats (a last flush, when
+   * started), the writer's queue, the database, the data dir. Resolves with that last flush.
+   */
+  destroy(): Promise<FlushResult | undefined> {
+    this.destroying ??= this.resources.disposeAsync().then(() => this.lastFlush)
+    return this.destroying
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.destroy()
   }
 
   /**
    * Takes the data dir (one process at a time), then opens everything in it. A disk or
-   * permission failure on the way is a DataDirError with one line for the operator.
+   * permission failure on the way is a DataDirError with one line for the operator; what was
+   * opened before it is closed again.
    */
   static async fromConfig(
     cfg: ServerConfig,
@@ -156,29 +264,25 @@ export class AppContext {
     overrides: AppContextOverrides = {},
   ): Promise<AppContext> {
     const logger = overrides.logger ?? createRootLogger(cfg.logLevel)
-    // A wrong bucket or bad credentials stop the start before the data dir is touched.
-    const s3 = s3Store(cfg, secrets, overrides)
-    if (s3) {
-      try {
-        await checkBucket(s3.client, cfg.s3!)
-      } catch (err) {
-        await s3.close()
-        throw err
-      }
-    }
-    const lock = await asDataDirError(cfg.dataDir, async () => {
-      await mkdir(cfg.dataDir, { recursive: true })
-      return DataDirLock.acquire(cfg.dataDir)
-    })
+    const resources = new AsyncDisposableStack()
     try {
-      const ctx = await asDataDirError(cfg.dataDir, () =>
-        AppContext.open(cfg, secrets, overrides, logger, s3),
+      // A wrong bucket or bad credentials stop the start before the data dir is touched.
+      const s3 = s3Store(cfg, secrets, overrides)
+      if (s3) {
+        resources.defer(() => s3.close())
+        await checkBucket(s3.client, cfg.s3!)
+      }
+      const lock = await asDataDirError(cfg.dataDir, async () => {
+        await mkdir(cfg.dataDir, { recursive: true })
+        return DataDirLock.acquire(cfg.dataDir)
+      })
+      resources.defer(() => lock.release())
+      return await asDataDirError(cfg.dataDir, () =>
+        AppContext.open(cfg, secrets, overrides, logger, resources, s3),
       )
-      ctx.lock = lock
-      return ctx
     } catch (err) {
-      await s3?.close()
-      lock.release()
+      // The first failure is the one to report; closing what was opened comes second.
+      await resources.disposeAsync().catch(() => undefined)
       throw err
     }
   }
@@ -188,90 +292,92 @@ export class AppContext {
     secrets: ServerSecrets,
     overrides: AppContextOverrides,
     logger: Logger,
+    resources: AsyncDisposableStack,
     s3: S3BlobStore | undefined,
   ): Promise<AppContext> {
+    const log = namedLoggers(logger)
     const keypair = await loadSigningKey(cfg.dataDir, secrets.signingKeyHex)
     const urlSecret = await loadUrlSecret(cfg.dataDir)
-    const db = new Database(
-      join(cfg.dataDir, 'hold.sqlite'),
-      logger.child({ name: 'hold:db' }),
-    )
-    try {
-      const lexicons = loadLexicons()
-      const storage = new SqlRepoStorage(db)
-      checkIdentity(cfg, {
-        hasRepo: storage.getRootSync() !== null,
-        log: logger.child({ name: 'hold:identity' }),
-      })
-      const writer = await RepoWriter.open({
-        database: db,
-        storage,
-        did: cfg.did,
-        keypair,
-        lexicons,
-        log: logger.child({ name: 'hold:repo' }),
-        nodeCacheBytes: cfg.repoCacheMb * 1024 * 1024,
-        repair: cfg.repair === 'rebuild-tree',
-        rebind: cfg.rebindFrom
-          ? {
-              from: cfg.rebindFrom,
-              skip: [ids.HoldStats],
-              inTxn: () => rewriteAllStats(db),
-            }
-          : undefined,
-      })
-      const store = s3 ?? new DiskBlobStore(cfg.dataDir, db)
-      await store.init()
-      const stats = new StatsService(
-        db,
-        writer,
-        logger.child({ name: 'hold:stats' }),
-        { persistMs: cfg.statsPersistMs, flushMs: cfg.statsFlushMs },
+    const db = new Database(join(cfg.dataDir, 'hold.sqlite'), log.db)
+    resources.defer(() => db.close())
+    const lexicons = loadLexicons()
+    const records = new RecordIndex(db.db)
+    const storage = new SqlRepoStorage(db, records)
+    checkIdentity(cfg, {
+      hasRepo: storage.getRootSync() !== null,
+      log: log.identity,
+    })
+    const writer = await RepoWriter.open({
+      database: db,
+      storage,
+      records,
+      did: cfg.did,
+      keypair,
+      lexicons,
+      log: log.repo,
+      nodeCacheBytes: cfg.repoCacheMb * 1024 * 1024,
+      repair: cfg.repair === 'rebuild-tree',
+      rebind: cfg.rebindFrom
+        ? {
+            from: cfg.rebindFrom,
+            skip: [ids.HoldStats],
+            inTxn: () => rewriteAllStats(db),
+          }
+        : undefined,
+    })
+    resources.defer(() => writer.drain())
+    const store = s3 ?? new DiskBlobStore(cfg.dataDir, db)
+    await store.init()
+    const stats = new StatsService(db, writer, log.stats, {
+      persistMs: cfg.statsPersistMs,
+      flushMs: cfg.statsFlushMs,
+    })
+    if (writer.repaired) {
+      // Every stats record is derived again from the counter table at the next flush (only
+      // those that differ are committed); other lost records are named for the operator.
+      rewriteAllStats(db)
+      const lost = writer.repaired.lost.filter(
+        (r) => r.collection !== ids.HoldStats,
       )
-      if (writer.repaired) {
-        // Every stats record is derived again from the counter table at the next flush (only
-        // those that differ are committed); other lost records are named for the operator.
-        rewriteAllStats(db)
-        const lost = writer.repaired.lost.filter(
-          (r) => r.collection !== ids.HoldStats,
+      if (lost.length > 0) {
+        log.repo.warn(
+          { lost: lost.map((r) => `${r.collection}/${r.rkey}`) },
+          'records lost in the repair (the captain is written again at start; re-add crew members)',
         )
-        if (lost.length > 0) {
-          logger.warn(
-            { lost: lost.map((r) => `${r.collection}/${r.rkey}`) },
-            'records lost in the repair (the captain is written again at start; re-add crew members)',
-          )
-        }
       }
-      const reader = new RecordReader(db, storage)
-      const crew = new CrewIndex(reader, writer)
-      const serviceAuth = new ServiceAuth({
-        ownDid: cfg.did,
-        plcUrl: cfg.plcUrl,
-        allowLocalDids: cfg.devAllowLocalDids,
-      })
-      const limiter = new CountLimiter(cfg.statsMaxPerMinute)
-      const newPairs = new TokenBuckets(cfg.newPairsPerHour)
-      const crewJoins = new TokenBuckets(cfg.crewJoinsPerHour)
-      const metrics = new HoldMetrics({
-        cfg,
-        stats,
-        writer,
-        reader,
-        limiter,
-        newPairs,
-        crewJoins,
-      })
-      const blobs = new MeteredBlobStore(store, metrics.registry)
-      const uploads = new Uploads(blobs, db, {
-        ttlMs: cfg.uploadTtlMs,
-        maxBlobBytes: cfg.maxBlobBytes,
-        log: logger.child({ name: 'hold:uploads' }),
-      })
-      meterUploads(metrics.registry, uploads)
-      const fields = {
+    }
+    const reader = new RecordReader(records, storage)
+    const crew = new CrewIndex(reader, writer)
+    const serviceAuth = new ServiceAuth({
+      ownDid: cfg.did,
+      plcUrl: cfg.plcUrl,
+      allowLocalDids: cfg.devAllowLocalDids,
+    })
+    const limiter = new CountLimiter(cfg.statsMaxPerMinute)
+    const newPairs = new TokenBuckets(cfg.newPairsPerHour)
+    const crewJoins = new TokenBuckets(cfg.crewJoinsPerHour)
+    const metrics = new HoldMetrics({
+      cfg,
+      stats,
+      writer,
+      reader,
+      limiter,
+      newPairs,
+      crewJoins,
+    })
+    const blobs = new MeteredBlobStore(store, metrics.registry)
+    const uploads = new Uploads(blobs, db, {
+      ttlMs: cfg.uploadTtlMs,
+      maxBlobBytes: cfg.maxBlobBytes,
+      log: log.uploads,
+    })
+    meterUploads(metrics.registry, uploads)
+    return new AppContext(
+      {
         cfg,
         secrets,
         logger,
+        log,
         db,
         keypair,
         didDoc: didDocument(cfg, keypair),
@@ -289,18 +395,12 @@ export class AppContext {
         crewJoins,
         crew,
         serviceAuth,
-        access: overrides.access ?? new HoldAccess(serviceAuth, crew),
+        access: new HoldAccess(serviceAuth, crew),
         metrics,
         exportLimits: { ...DEFAULT_EXPORT_LIMITS, ...overrides.exportLimits },
-      }
-      return new AppContext({
-        ...fields,
-        counter: overrides.counter?.(fields) ?? stats,
-      })
-    } catch (err) {
-      await db.close()
-      throw err
-    }
+      },
+      resources,
+    )
   }
 }
 

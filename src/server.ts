@@ -2,12 +2,11 @@ import { readFileSync } from 'node:fs'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Server } from 'node:http'
 import { createAdaptorServer } from '@hono/node-server'
-import { createApp } from './app.ts'
+import { createApp, type Extend } from './app.ts'
 import type { App } from './api/util.ts'
 import type { ServerConfig, ServerSecrets } from './config.ts'
 import { AppContext, type AppContextOverrides } from './context.ts'
 import { asDataDirError } from './data-dir.ts'
-import type { Logger } from './logger.ts'
 import { bootstrapRecords } from './repo/bootstrap.ts'
 
 export const packageVersion = (): string =>
@@ -17,6 +16,14 @@ export const packageVersion = (): string =>
     ) as { version: string }
   ).version
 
+/**
+ * What a caller may change in a hold: the context's overrides (tests), and `extend`, which
+ * installs middleware or routes before the hold's own routes, so a script can add behaviour
+ * around them without the hold's types knowing (scripts/bench-server.ts models the seed's
+ * counting design this way).
+ */
+export type HoldOptions = AppContextOverrides & { extend?: Extend }
+
 /** The hold: create (open data, bootstrap records), start (listen), destroy (drain, close). */
 export class HoldServer {
   private server: Server | undefined
@@ -25,8 +32,6 @@ export class HoldServer {
   /** How long in-flight requests may run after a stop begins. */
   drainGraceMs = 20_000
   private destroying: Promise<void> | undefined
-  private sweeper: NodeJS.Timeout | undefined
-  private sweeping: Promise<unknown> | undefined
 
   readonly ctx: AppContext
   readonly app: App
@@ -39,8 +44,9 @@ export class HoldServer {
   static async create(
     cfg: ServerConfig,
     secrets: ServerSecrets,
-    overrides?: AppContextOverrides,
+    opts: HoldOptions = {},
   ): Promise<HoldServer> {
+    const { extend, ...overrides } = opts
     const ctx = await AppContext.fromConfig(cfg, secrets, overrides)
     try {
       await asDataDirError(cfg.dataDir, () =>
@@ -48,14 +54,14 @@ export class HoldServer {
           cfg,
           reader: ctx.reader,
           writer: ctx.writer,
-          log: ctx.logger.child({ name: 'hold:repo' }),
+          log: ctx.log.repo,
         }),
       )
     } catch (err) {
-      await ctx.close()
+      await ctx.destroy().catch(() => undefined)
       throw err
     }
-    return new HoldServer(ctx, createApp(ctx))
+    return new HoldServer(ctx, createApp(ctx, extend))
   }
 
   get port(): number {
@@ -63,8 +69,7 @@ export class HoldServer {
   }
 
   async start(): Promise<this> {
-    const { cfg, stats } = this.ctx
-    const logger = this.ctx.logger.child({ name: 'hold:server' })
+    const { cfg } = this.ctx
     const server = createAdaptorServer({ fetch: this.app.fetch }) as Server
     // Slow clients: headers must arrive within 30 s; a whole request may take as long as a
     // large layer upload needs, but a connection that moves no bytes for 2 minutes (a stalled
@@ -85,36 +90,8 @@ export class HoldServer {
         resolve()
       })
     })
-    this.ctx.db.startCheckpointer((err) =>
-      logger.error(
-        { err },
-        'WAL checkpoint worker failed; SQLite checkpoints inline',
-      ),
-    )
-    stats.start()
-    this.startSweeper(logger)
-    // The MST's nodes into memory in the background, so early flushes find their paths there.
-    const warmStarted = performance.now()
-    this.ctx.writer
-      .warm({ stopped: () => this.destroying !== undefined })
-      .then((nodes) =>
-        logger.debug(
-          {
-            nodes,
-            ms: Math.round(performance.now() - warmStarted),
-            cacheMb: +(this.ctx.writer.nodes.usedBytes / 2 ** 20).toFixed(1),
-          },
-          'repo tree read into memory',
-        ),
-      )
-      .catch((err) => logger.warn({ err }, 'reading the repo tree failed'))
-    // Counters a crash left behind in the table reach the repo now, not at the first flush.
-    stats
-      .flush()
-      .catch((err) =>
-        logger.error({ err }, 'initial stats flush failed; will retry'),
-      )
-    logger.info(
+    this.ctx.start()
+    this.ctx.log.server.info(
       {
         did: cfg.did,
         url: cfg.publicUrl,
@@ -126,26 +103,6 @@ export class HoldServer {
     return this
   }
 
-  /**
-   * Aborts multipart uploads older than HOLD_UPLOAD_TTL_HOURS, and what crashed uploads left in
-   * the store: at start, then every quarter of the TTL (at most every 15 minutes).
-   */
-  private startSweeper(logger: Logger): void {
-    const sweep = () => {
-      if (this.sweeping || this.destroying) return
-      this.sweeping = this.ctx.uploads
-        .sweep()
-        .catch((err) => logger.warn({ err }, 'upload sweep failed; will retry'))
-        .finally(() => (this.sweeping = undefined))
-    }
-    sweep()
-    this.sweeper = setInterval(
-      sweep,
-      Math.min(this.ctx.cfg.uploadTtlMs / 4, 15 * 60 * 1000),
-    )
-    this.sweeper.unref()
-  }
-
   /** Stops accepting, lets in-flight requests finish, drains every count, closes the database. */
   destroy(): Promise<void> {
     this.destroying ??= this.destroyNow()
@@ -153,8 +110,7 @@ export class HoldServer {
   }
 
   private async destroyNow(): Promise<void> {
-    const { stats, writer } = this.ctx
-    const logger = this.ctx.logger.child({ name: 'hold:server' })
+    const logger = this.ctx.log.server
     const server = this.server
     if (server) {
       const closed = new Promise<void>((resolve) =>
@@ -188,16 +144,9 @@ export class HoldServer {
       clearInterval(sweep)
       clearTimeout(deadline)
     }
-    clearInterval(this.sweeper)
-    await this.sweeping
-    let flushed
-    try {
-      flushed = await stats.stop()
-      await writer.drain()
-    } finally {
-      await this.ctx.close()
-    }
-    logger.info(flushed, 'hold stopped')
+    // Stats drain into the table and the repo, then the writer, the database, the data dir.
+    const flushed = await this.ctx.destroy()
+    logger.info(flushed ?? {}, 'hold stopped')
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

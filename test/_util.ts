@@ -4,8 +4,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { envToCfg, envToSecrets, readEnv } from '../src/config.ts'
-import type { AppContextOverrides } from '../src/context.ts'
-import { HoldServer } from '../src/server.ts'
+import { HoldServer, type HoldOptions } from '../src/server.ts'
 import { bearer, identity, testPlcUrl } from './_identity.ts'
 
 export const ROOT = new URL('..', import.meta.url).pathname
@@ -63,7 +62,7 @@ export const startHold = async (
     env?: Record<string, string>
     dataDir?: string
     port?: number
-    overrides?: AppContextOverrides
+    overrides?: HoldOptions
   } = {},
 ): Promise<TestHold> => {
   const port = opts.port ?? (await freePort())

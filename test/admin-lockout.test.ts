@@ -1,6 +1,9 @@
 import { Writable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { AdminLockout, FREE_FAILURES } from '../src/api/admin/auth.ts'
+import {
+  AdminLockout,
+  FREE_FAILURES,
+} from '../src/api/middleware/admin-auth.ts'
 import { envToCfg, envToSecrets, readEnv } from '../src/config.ts'
 import { createRootLogger } from '../src/logger.ts'
 import { HoldServer } from '../src/server.ts'

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   addressFromHeader,
   normalizeAddress,
-} from '../src/api/client-address.ts'
+} from '../src/auth/client-address.ts'
 import { envToCfg, readEnv } from '../src/config.ts'
 import {
   GET_BLOB,

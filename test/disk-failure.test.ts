@@ -3,7 +3,7 @@ import { chmod, mkdir, open, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRootLogger } from '../src/logger.ts'
-import { MAX_PENDING_PAIRS } from '../src/stats/service.ts'
+import { MAX_PENDING_PAIRS } from '../src/stats/counter-store.ts'
 import { testPlcUrl } from './_identity.ts'
 import {
   removeDir,

@@ -28,7 +28,7 @@ const seedDirtyCounters = async (dataDir: string, port: number) => {
       pushCount: 0,
     })),
   )
-  await hold.ctx.close()
+  await hold.ctx.destroy()
 }
 
 describe('a large flush and other requests', () => {

@@ -3,7 +3,8 @@ import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { afterAll, describe, expect, it } from 'vitest'
 import { Database, MIGRATIONS } from '../src/db.ts'
-import { TOP_KEPT, TOTALS_SQL } from '../src/stats/service.ts'
+import { TOTALS_SQL } from '../src/stats/queries.ts'
+import { TOP_KEPT } from '../src/stats/top-pairs.ts'
 import { GET_BLOB, sha256Hex } from './_access.ts'
 import {
   TEST_OWNER,

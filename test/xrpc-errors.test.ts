@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import ts from 'typescript'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { FREE_FAILURES } from '../src/api/admin/auth.ts'
+import { FREE_FAILURES } from '../src/api/middleware/admin-auth.ts'
 import {
   AuthRequiredError,
   ForbiddenError,

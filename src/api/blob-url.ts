@@ -10,7 +10,7 @@ import {
   XRPCError,
 } from '../errors.ts'
 import { blobResponse, parseRange } from './blob-response.ts'
-import { countPush } from './count.ts'
+import { countPush } from '../stats/counting.ts'
 import type { Ctx, Register } from './util.ts'
 
 const HEX_RE = /^[0-9a-f]{64}$/
@@ -103,10 +103,7 @@ export const register: Register = (app, ctx) => {
       }
       throw err
     }
-    if (grant.repo) {
-      const counted = countPush(ctx, c, grant.caller, grant.did, grant.repo)
-      if (counted) await counted
-    }
+    if (grant.repo) countPush(ctx, c, grant.caller, grant.did, grant.repo)
     return c.json({ digest: `sha256:${hex}`, size }, 201)
   })
 }

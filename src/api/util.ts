@@ -1,7 +1,7 @@
 import type { HttpBindings } from '@hono/node-server'
 import { isValidDid, isValidNsid, isValidRecordKey } from '@atproto/syntax'
 import type { Context, Hono } from 'hono'
-import type { Caller } from '../access.ts'
+import type { Caller } from '../auth/access.ts'
 import type { AppContext } from '../context.ts'
 import {
   InvalidRequestError,

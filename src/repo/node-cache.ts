@@ -17,8 +17,7 @@ export class NodeCache {
    */
   static readonly OVERHEAD = 300
   readonly maxBytes: number
-  hits = 0
-  misses = 0
+  /** Blocks pushed out to make room (the start-up walk stops at the first). */
   evictions = 0
 
   constructor(maxBytes: number) {
@@ -35,11 +34,7 @@ export class NodeCache {
 
   get(cid: string): Uint8Array | undefined {
     const block = this.map.get(cid)
-    if (block === undefined) {
-      this.misses++
-      return undefined
-    }
-    this.hits++
+    if (block === undefined) return undefined
     // Most recently used goes to the end of the Map's order.
     this.map.delete(cid)
     this.map.set(cid, block)

@@ -15,6 +15,7 @@ import { ids } from '../lexicons.ts'
 import type { Logger } from '../logger.ts'
 import { cborCidBytes, cidString } from './cid.ts'
 import { fromLibraryCommit } from './commit.ts'
+import type { RecordIndex } from './record-index.ts'
 import type { SqlRepoStorage } from './storage.ts'
 
 /** HOLD_REBIND_FROM: the DID whose repo in the data dir may be rebuilt under the configured one. */
@@ -38,19 +39,16 @@ export type Rebind = {
 export const rebuildRepo = async (opts: {
   database: Database
   storage: SqlRepoStorage
+  records: RecordIndex
   old: Repo
   did: string
   keypair: Keypair
   rebind: Rebind
   log: Logger
 }): Promise<void> => {
-  const { database, storage, old, did, keypair, rebind, log } = opts
+  const { database, storage, records, old, did, keypair, rebind, log } = opts
   const { db } = database
-  const rows = db
-    .prepare(
-      'SELECT collection, rkey, cid FROM record ORDER BY collection, rkey',
-    )
-    .all() as { collection: string; rkey: string; cid: string }[]
+  const rows = records.all()
   const writes: (RecordCreateOp & { bytes: Uint8Array })[] = []
   const copied: Record<string, number> = {}
   for (const row of rows) {
@@ -84,12 +82,9 @@ export const rebuildRepo = async (opts: {
     TID.nextStr(old.commit.rev),
   )
   const now = new Date().toISOString()
-  const insertRecord = db.prepare(
-    'INSERT INTO record (collection, rkey, cid, repo_rev, indexed_at) VALUES (?, ?, ?, ?, ?)',
-  )
   let marked = 0
   database.transaction(() => {
-    db.exec('DELETE FROM record')
+    records.clear()
     db.exec('DELETE FROM repo_block')
     db.exec('DELETE FROM repo_root')
     for (const w of writes) {
@@ -97,7 +92,7 @@ export const rebuildRepo = async (opts: {
       if (!commit.newBlocks.has(parseCid(cid))) {
         throw new Error(`the rebuilt repo lacks ${w.collection}/${w.rkey}`)
       }
-      insertRecord.run(w.collection, w.rkey, cid, commit.rev, now)
+      records.put(w.collection, w.rkey, cid, commit.rev, now)
     }
     storage.applyCommitSync(fromLibraryCommit(commit))
     marked = rebind.inTxn?.() ?? 0

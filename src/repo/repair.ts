@@ -11,6 +11,7 @@ import type { RepoHead } from './commit.ts'
 import { applyMstOps, type BlockSource, type MstOp } from './mst.ts'
 import { decodeNode, encodeFlat, type NodeData } from './mst-node.ts'
 import type { NodeCache } from './node-cache.ts'
+import type { RecordIndex } from './record-index.ts'
 import type { SqlRepoStorage } from './storage.ts'
 
 /** Blocks a repo's head reaches that storage does not have. */
@@ -164,22 +165,20 @@ const EMPTY_CID = cborCidBytes(EMPTY_NODE)
 export const rebuildTree = async (opts: {
   database: Database
   storage: SqlRepoStorage
+  records: RecordIndex
   did: string
   rev: string
   keypair: Keypair
 }): Promise<RebuildResult> => {
-  const { database, storage, did, keypair } = opts
+  const { database, storage, records, did, keypair } = opts
   const { db } = database
   const hasBlockStmt: StatementSync = db.prepare(
     'SELECT 1 FROM repo_block WHERE cid = ?',
   )
-  const records = db
-    .prepare('SELECT collection, rkey, cid FROM record')
-    .all() as { collection: string; rkey: string; cid: string }[]
   const ops: MstOp[] = []
   const lost: { collection: string; rkey: string }[] = []
   const keep = new Set<string>()
-  for (const r of records) {
+  for (const r of records.all()) {
     if (hasBlockStmt.get(r.cid)) {
       ops.push({
         action: 'create',
@@ -208,10 +207,7 @@ export const rebuildTree = async (opts: {
   if (mst.root.cid === cidString(EMPTY_CID)) nodes.set(mst.root.cid, EMPTY_NODE)
   let removedBlocks = 0
   database.transaction(() => {
-    const dropRecord = db.prepare(
-      'DELETE FROM record WHERE collection = ? AND rkey = ?',
-    )
-    for (const r of lost) dropRecord.run(r.collection, r.rkey)
+    for (const r of lost) records.delete(r.collection, r.rkey)
     for (const [cid, bytes] of nodes) storage.putBlockSync(cid, bytes, rev)
     storage.putBlockSync(cidString(commitCid), commitBytes, rev)
     storage.updateRootSync(decodeCid(commitCid), rev)

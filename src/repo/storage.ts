@@ -4,6 +4,7 @@ import { parseCid, type Cid } from '@atproto/lex-data'
 import type { DatabaseSync, StatementSync } from 'node:sqlite'
 import type { Database } from '../db.ts'
 import { fromLibraryCommit, type Commit } from './commit.ts'
+import { RecordIndex } from './record-index.ts'
 
 export type RepoRoot = { cid: Cid; rev: string }
 
@@ -15,15 +16,17 @@ export type RepoRoot = { cid: Cid; rev: string }
 export class SqlRepoStorage extends ReadableBlockstore implements RepoStorage {
   private readonly getBlockStmt: StatementSync
   private readonly putBlockStmt: StatementSync
-  private readonly deleteBlockIfUnusedStmt: StatementSync
+  private readonly deleteBlockStmt: StatementSync
   private readonly getRootStmt: StatementSync
   private readonly putRootStmt: StatementSync
 
   readonly database: Database
+  private readonly records: RecordIndex
 
-  constructor(database: Database) {
+  constructor(database: Database, records: RecordIndex) {
     super()
     this.database = database
+    this.records = records
     const { db } = database
     this.getBlockStmt = db.prepare(
       'SELECT content FROM repo_block WHERE cid = ?',
@@ -34,10 +37,7 @@ export class SqlRepoStorage extends ReadableBlockstore implements RepoStorage {
       `INSERT INTO repo_block (cid, repo_rev, size, content) VALUES (?, ?, ?, ?)
        ON CONFLICT (cid) DO UPDATE SET repo_rev = excluded.repo_rev WHERE excluded.repo_rev > repo_block.repo_rev`,
     )
-    // A removed record block stays while another record with identical content still names it.
-    this.deleteBlockIfUnusedStmt = db.prepare(
-      'DELETE FROM repo_block WHERE cid = ?1 AND NOT EXISTS (SELECT 1 FROM record WHERE cid = ?1)',
-    )
+    this.deleteBlockStmt = db.prepare('DELETE FROM repo_block WHERE cid = ?')
     this.getRootStmt = db.prepare('SELECT cid, rev FROM repo_root WHERE id = 1')
     this.putRootStmt = db.prepare(
       `INSERT INTO repo_root (id, cid, rev, indexed_at) VALUES (1, ?, ?, ?)
@@ -116,7 +116,10 @@ export class SqlRepoStorage extends ReadableBlockstore implements RepoStorage {
       this.putBlockSync(cid, bytes, commit.rev)
     }
     for (const cid of commit.removed) {
-      if (!commit.newBlocks.has(cid)) this.deleteBlockIfUnusedStmt.run(cid)
+      // A removed record block stays while another record with identical content names it.
+      if (!commit.newBlocks.has(cid) && !this.records.usesCid(cid)) {
+        this.deleteBlockStmt.run(cid)
+      }
     }
     this.updateRootSync(commit.cid, commit.rev)
   }
@@ -131,7 +134,7 @@ export class SqlRepoStorage extends ReadableBlockstore implements RepoStorage {
 type SnapshotStmts = {
   block: StatementSync
   root: StatementSync
-  record: StatementSync
+  records: RecordIndex
 }
 
 const snapshotStmts = new WeakMap<DatabaseSync, SnapshotStmts>()
@@ -151,9 +154,7 @@ export class SnapshotBlocks extends ReadableBlockstore {
       stmts = {
         block: reader.prepare('SELECT content FROM repo_block WHERE cid = ?'),
         root: reader.prepare('SELECT cid FROM repo_root WHERE id = 1'),
-        record: reader.prepare(
-          'SELECT cid FROM record WHERE collection = ? AND rkey = ?',
-        ),
+        records: new RecordIndex(reader),
       }
       snapshotStmts.set(reader, stmts)
     }
@@ -168,9 +169,7 @@ export class SnapshotBlocks extends ReadableBlockstore {
 
   /** The CID of a record in the index, or null. */
   recordCidSync(collection: string, rkey: string): string | null {
-    const row = this.stmts.record.get(collection, rkey) as
-      { cid: string } | undefined
-    return row?.cid ?? null
+    return this.stmts.records.cid(collection, rkey) ?? null
   }
 
   getBytesSync(cid: Cid): Uint8Array | null {

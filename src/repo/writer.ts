@@ -1,7 +1,7 @@
 import { TID } from '@atproto/common'
 import type { Keypair } from '@atproto/crypto'
-import { decode, encode } from '@atproto/lex-cbor'
-import { decodeCid, type Cid } from '@atproto/lex-data'
+import { encode } from '@atproto/lex-cbor'
+import { decodeCid } from '@atproto/lex-data'
 import type { LexMap } from '@atproto/lex-data'
 import {
   Repo,
@@ -9,7 +9,6 @@ import {
   WriteOpAction,
   type RecordWriteOp,
 } from '@atproto/repo'
-import type { StatementSync } from 'node:sqlite'
 import type { Database } from '../db.ts'
 import type { Lexicons } from '../lexicons.ts'
 import type { Logger } from '../logger.ts'
@@ -31,6 +30,7 @@ import {
   type RepoHead,
 } from './commit.ts'
 import { rebuildRepo, type Rebind } from './rebind.ts'
+import type { RecordIndex } from './record-index.ts'
 import type { SqlRepoStorage } from './storage.ts'
 
 /** MST nodes kept in memory by default: the whole tree of a repo of ~220k records. */
@@ -54,20 +54,14 @@ export class RepoWriter {
   private head: RepoHead
   private tail: Promise<unknown> = Promise.resolve()
   private readonly listeners: ((evt: CommitEvent) => void)[] = []
-  private readonly upsertRecordStmt: StatementSync
-  private readonly deleteRecordStmt: StatementSync
-  private readonly getRecordCidStmt: StatementSync
 
   private readonly database: Database
   readonly storage: SqlRepoStorage
+  /** The record index, which moves with each commit. */
+  readonly records: RecordIndex
   private readonly keypair: Keypair
   private readonly lexicons: Lexicons
   private readonly log: Logger
-  /**
-   * 'library': `Repo.formatCommit` as a PDS with a firehose runs it, covering proofs included.
-   * The benchmark's model of the seed design commits this way; the hold itself does not.
-   */
-  commitFormat: 'fast' | 'library' = 'fast'
   readonly nodes: NodeCache
   private readonly nodeSource: BlockSource
   private warming: Promise<number> | undefined
@@ -75,6 +69,7 @@ export class RepoWriter {
   private constructor(
     database: Database,
     storage: SqlRepoStorage,
+    records: RecordIndex,
     keypair: Keypair,
     lexicons: Lexicons,
     log: Logger,
@@ -93,21 +88,11 @@ export class RepoWriter {
     }
     this.database = database
     this.storage = storage
+    this.records = records
     this.keypair = keypair
     this.lexicons = lexicons
     this.log = log
     this.head = head
-    const { db } = database
-    this.upsertRecordStmt = db.prepare(
-      `INSERT INTO record (collection, rkey, cid, repo_rev, indexed_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (collection, rkey) DO UPDATE SET cid = excluded.cid, repo_rev = excluded.repo_rev, indexed_at = excluded.indexed_at`,
-    )
-    this.deleteRecordStmt = db.prepare(
-      'DELETE FROM record WHERE collection = ? AND rkey = ?',
-    )
-    this.getRecordCidStmt = db.prepare(
-      'SELECT cid FROM record WHERE collection = ? AND rkey = ?',
-    )
   }
 
   /**
@@ -119,6 +104,7 @@ export class RepoWriter {
   static async open(opts: {
     database: Database
     storage: SqlRepoStorage
+    records: RecordIndex
     did: string
     keypair: Keypair
     lexicons: Lexicons
@@ -130,11 +116,13 @@ export class RepoWriter {
     /** Rebuild a damaged tree instead of refusing it. */
     repair?: boolean
   }): Promise<RepoWriter> {
-    const { database, storage, did, keypair, lexicons, log, rebind } = opts
+    const { database, storage, records, did, keypair, lexicons, log, rebind } =
+      opts
     const make = (head: RepoHead) =>
       new RepoWriter(
         database,
         storage,
+        records,
         keypair,
         lexicons,
         log,
@@ -174,6 +162,7 @@ export class RepoWriter {
       await rebuildRepo({
         database,
         storage,
+        records,
         old: repo,
         did,
         keypair,
@@ -245,6 +234,7 @@ export class RepoWriter {
     const result = await rebuildTree({
       database: this.database,
       storage: this.storage,
+      records: this.records,
       did: this.head.did,
       rev: this.head.rev,
       keypair: this.keypair,
@@ -310,11 +300,11 @@ export class RepoWriter {
         this.lexicons.assertValidRecord(collection, record)
         const bytes = encode(record)
         const cidBytes = cborCidBytes(bytes)
-        const current = this.getRecordCidStmt.get(collection, rkey) as
-          { cid: string } | undefined
-        if (current && current.cid === cidString(cidBytes)) continue
+        const current = this.records.cid(collection, rkey)
+        if (current === cidString(cidBytes)) continue
         ops.push({
-          action: current ? WriteOpAction.Update : WriteOpAction.Create,
+          action:
+            current === undefined ? WriteOpAction.Create : WriteOpAction.Update,
           collection,
           rkey,
           record,
@@ -336,8 +326,9 @@ export class RepoWriter {
   ): Promise<Commit | null> {
     return this.run(async () => {
       const ops = paths
-        .filter(({ collection, rkey }) =>
-          this.getRecordCidStmt.get(collection, rkey),
+        .filter(
+          ({ collection, rkey }) =>
+            this.records.cid(collection, rkey) !== undefined,
         )
         .map(
           ({ collection, rkey }) =>
@@ -422,17 +413,19 @@ export class RepoWriter {
         `a commit carries at most ${MAX_OPS_PER_COMMIT} operations, got ${ops.length}`,
       )
     }
-    const { commit, head, nodes } =
-      this.commitFormat === 'fast'
-        ? await formatCommit(this.nodeSource, this.head, ops, this.keypair)
-        : await this.libraryCommit(ops)
+    const { commit, head, nodes } = await formatCommit(
+      this.nodeSource,
+      this.head,
+      ops,
+      this.keypair,
+    )
     const now = new Date().toISOString()
     this.database.transaction(() => {
       ops.forEach((op) => {
         if (op.action === WriteOpAction.Delete) {
-          this.deleteRecordStmt.run(op.collection, op.rkey)
+          this.records.delete(op.collection, op.rkey)
         } else {
-          this.upsertRecordStmt.run(
+          this.records.put(
             op.collection,
             op.rkey,
             cidString(op.cid.bytes),
@@ -456,27 +449,6 @@ export class RepoWriter {
       }
     }
     return commit
-  }
-
-  /** The library's own commit, from a repo loaded at the head (as a PDS loads it per write). */
-  private async libraryCommit(ops: PreparedWrite[]): Promise<{
-    commit: Commit
-    head: RepoHead
-    nodes: Map<string, Uint8Array>
-  }> {
-    const repo = await Repo.load(this.storage, this.head.cid)
-    const commit = await repo.formatCommit(ops, this.keypair)
-    const signed = decode(commit.newBlocks.get(commit.cid)!) as { data: Cid }
-    return {
-      commit: fromLibraryCommit(commit),
-      head: {
-        ...this.head,
-        cid: commit.cid,
-        rev: commit.rev,
-        data: signed.data,
-      },
-      nodes: new Map(),
-    }
   }
 }
 

@@ -5,7 +5,7 @@ import type { Register } from '../util.ts'
 import { bodyBool, readAdminBody } from './util.ts'
 
 export const register: Register = (app, ctx) => {
-  const log = ctx.logger.child({ name: 'hold:admin' })
+  const log = ctx.log.admin
 
   // Read and written in one writer turn, so no other write can slip between.
   app.post('/admin/captain', async (c) => {

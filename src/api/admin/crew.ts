@@ -15,7 +15,7 @@ import type { Register } from '../util.ts'
 import { bodyDid, readAdminBody } from './util.ts'
 
 export const register: Register = (app, ctx) => {
-  const log = ctx.logger.child({ name: 'hold:admin' })
+  const log = ctx.log.admin
 
   app.post('/admin/crew/add', async (c) => {
     const body = await readAdminBody(c)

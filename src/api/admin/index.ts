@@ -1,5 +1,5 @@
 import type { Register } from '../util.ts'
-import { adminAuth } from './auth.ts'
+import { adminAuth } from '../middleware/admin-auth.ts'
 import * as captain from './captain.ts'
 import * as crew from './crew.ts'
 import * as stats from './stats.ts'

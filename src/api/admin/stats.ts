@@ -8,7 +8,7 @@ import { bodyDid, readAdminBody } from './util.ts'
 export const MAX_BASELINES_PER_CALL = 1000
 
 export const register: Register = (app, ctx) => {
-  const log = ctx.logger.child({ name: 'hold:admin' })
+  const log = ctx.log.admin
   app.get('/admin/stats/top', (c) => {
     const limit = new Params(c).int('limit', { min: 1, max: 1000, def: 20 })
     return c.json({ stats: ctx.stats.top(limit) })

@@ -1,4 +1,4 @@
-import type { Caller } from '../../../../access.ts'
+import type { Caller } from '../../../../auth/access.ts'
 import type { AppContext } from '../../../../context.ts'
 import { ForbiddenError, InvalidRequestError } from '../../../../errors.ts'
 import { ids } from '../../../../lexicons.ts'

@@ -4,7 +4,7 @@ import { InvalidRequestError, NotFoundError } from '../../../../errors.ts'
 import { ids } from '../../../../lexicons.ts'
 import { parseRepoParam } from '../../../../stats/rkey.ts'
 import { blobResponse, parseRange } from '../../../blob-response.ts'
-import { countPull } from '../../../count.ts'
+import { countPull } from '../../../../stats/counting.ts'
 import { Params, type Register } from '../../../util.ts'
 import { atprotoQuery } from '../../../xrpc.ts'
 
@@ -61,12 +61,7 @@ export const register: Register = (app, ctx) => {
       return c.json({ method, ...ctx.urlSigner.sign(grant) })
     }
     if (method === 'GET') {
-      if (repo && !head) {
-        // Only a counter that returns a promise (the benchmark's seed model) is awaited: an
-        // await of nothing still costs the request a trip through the microtask queue.
-        const counted = countPull(ctx, c, caller.did, did, repo)
-        if (counted) await counted
-      }
+      if (repo && !head) countPull(ctx, c, caller.did, did, repo)
       // S3 presigns its own URL: the bytes never pass through the hold.
       const direct = ctx.blobs.directUrl(hex, method)
       if (direct) return c.json({ method, ...direct })
@@ -82,8 +77,7 @@ export const register: Register = (app, ctx) => {
     const range = parseRange(c.req.header('range'), size)
     // A range that does not start at byte 0 resumes a download already counted.
     if (repo && !head && (range === undefined || range.start === 0)) {
-      const counted = countPull(ctx, c, caller.did, did, repo)
-      if (counted) await counted
+      countPull(ctx, c, caller.did, did, repo)
     }
     return blobResponse(ctx.blobs, hex, size, range, head)
   })

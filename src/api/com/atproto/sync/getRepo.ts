@@ -7,7 +7,7 @@ import {
   type ExportLimits,
   type SpooledCar,
 } from '../../../../repo/car-export.ts'
-import { clientKey } from '../../../count.ts'
+import { clientKey } from '../../../../auth/client-address.ts'
 import { ExportSlots } from '../../../export-slots.ts'
 import {
   assertOwnRepo,
@@ -21,7 +21,7 @@ import { atprotoQuery } from '../../../xrpc.ts'
 export const register: Register = (app, ctx) => {
   const limits = ctx.exportLimits
   const slots = new ExportSlots(limits)
-  const log = ctx.logger.child({ name: 'hold:repo' })
+  const log = ctx.log.repo
   atprotoQuery(app, ids.SyncGetRepo, async (c) => {
     const params = new Params(c)
     assertOwnRepo(ctx, params.required('did'), { allowHandle: false })

@@ -15,7 +15,7 @@ import {
   RateLimitExceededError,
 } from '../../../../errors.ts'
 import { ids } from '../../../../lexicons.ts'
-import { clientAddress } from '../../../client-address.ts'
+import { clientAddress } from '../../../../auth/client-address.ts'
 import type { Register } from '../../../util.ts'
 import { atcrProcedure } from '../../../xrpc.ts'
 

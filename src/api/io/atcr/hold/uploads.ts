@@ -3,9 +3,9 @@ import { parseUploadDigest } from '../../../../blobs/uploads.ts'
 import { BlobStoreError } from '../../../../blobs/errors.ts'
 import { ForbiddenError } from '../../../../errors.ts'
 import { ids, type AtcrNsid } from '../../../../lexicons.ts'
+import { countPush } from '../../../../stats/counting.ts'
 import { parseRepoParam } from '../../../../stats/rkey.ts'
 import { bodyStream } from '../../../blob-url.ts'
-import { countPush } from '../../../count.ts'
 import type { Ctx, Register } from '../../../util.ts'
 import { atcrProcedure, atcrRawProcedure } from '../../../xrpc.ts'
 
@@ -88,8 +88,7 @@ export const register: Register = (app, ctx) => {
           input.parts,
         )
         if (done.did && done.repo) {
-          const counted = countPush(ctx, c, caller, done.did, done.repo)
-          if (counted) await counted
+          countPush(ctx, c, caller, done.did, done.repo)
         }
         return c.json({
           status: 'completed',

@@ -1,6 +1,15 @@
 import { isIP } from 'node:net'
-import type { AppContext } from '../context.ts'
-import type { Ctx } from './util.ts'
+
+/** HOLD_TRUSTED_PROXY_HEADER and HOLD_TRUSTED_PROXY_HOPS, as the hold's config has them. */
+export type TrustedProxy = {
+  cfg: { trustedProxyHeader: string | undefined; trustedProxyHops: number }
+}
+
+/** The parts of a request its client is told by (a Hono context has them). */
+export type ClientRequest = {
+  req: { header(name: string): string | undefined }
+  env?: { incoming?: { socket?: { remoteAddress?: string } } }
+}
 
 /**
  * The address a request came from, as a limit keys on it (`ip:<address>`): the entry of
@@ -9,7 +18,7 @@ import type { Ctx } from './util.ts'
  * X-Forwarded-For list; only the entries appended by proxies in front of the hold are trusted,
  * so the address is taken HOLD_TRUSTED_PROXY_HOPS entries from the right.
  */
-export const clientAddress = (ctx: AppContext, c: Ctx): string => {
+export const clientAddress = (ctx: TrustedProxy, c: ClientRequest): string => {
   const header = ctx.cfg.trustedProxyHeader
   if (header) {
     const value = c.req.header(header)
@@ -22,6 +31,17 @@ export const clientAddress = (ctx: AppContext, c: Ctx): string => {
   const peer = c.env?.incoming?.socket?.remoteAddress
   return `ip:${(peer && normalizeAddress(peer)) ?? 'unknown'}`
 }
+
+/**
+ * The client a per-client limit charges: the caller's DID when authenticated, else the client
+ * address (from HOLD_TRUSTED_PROXY_HEADER when configured, since behind a proxy every socket is
+ * the proxy's).
+ */
+export const clientKey = (
+  ctx: TrustedProxy,
+  c: ClientRequest,
+  callerDid: string | undefined,
+): string => callerDid || clientAddress(ctx, c)
 
 /**
  * The client's address in a proxy header: `hops` entries from the right of a comma-separated

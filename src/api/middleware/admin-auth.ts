@@ -7,7 +7,7 @@ import {
   RateLimitExceededError,
 } from '../../errors.ts'
 import { Lru } from '../../lru.ts'
-import { clientKey } from '../count.ts'
+import { clientKey } from '../../auth/client-address.ts'
 import type { Env } from '../util.ts'
 
 export const ADMIN_USER = 'admin'
@@ -84,7 +84,7 @@ export const adminAuth = (ctx: AppContext): MiddlewareHandler<Env> => {
   const password = ctx.secrets.adminPassword
   const expected = password === undefined ? undefined : digest(password)
   const lockout = new AdminLockout()
-  const log = ctx.logger.child({ name: 'hold:admin' })
+  const log = ctx.log.admin
   return async (c, next) => {
     if (!expected) {
       throw new ForbiddenError(

@@ -1,9 +1,9 @@
 import type { MiddlewareHandler } from 'hono'
-import { BLOB_URL_PATH, PART_URL_PATH } from '../blobs/signed-url.ts'
-import type { AppContext } from '../context.ts'
-import { ids } from '../lexicons.ts'
-import { redactQuery } from '../logger.ts'
-import type { App, Ctx, Env } from './util.ts'
+import { BLOB_URL_PATH, PART_URL_PATH } from '../../blobs/signed-url.ts'
+import type { AppContext } from '../../context.ts'
+import { ids } from '../../lexicons.ts'
+import { redactQuery } from '../../logger.ts'
+import type { App, Ctx, Env } from '../util.ts'
 
 const MAX_LOGGED_QUERY = 1024
 const METHODS = new Set([
@@ -33,7 +33,7 @@ const STREAMED = new Set<string>([
  * which for a small body is the same moment and costs no listener.
  */
 export const observe = (app: App, ctx: AppContext): MiddlewareHandler<Env> => {
-  const log = ctx.logger.child({ name: 'hold:http' })
+  const log = ctx.log.http
   const metrics = ctx.metrics
   const { requests, requestDuration } = metrics
   // Label lookups are the costly part of a sample: resolve each combination once.

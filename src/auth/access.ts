@@ -1,7 +1,7 @@
-import type { ServiceAuth } from './auth/service-auth.ts'
-import type { CrewIndex } from './auth/crew.ts'
-import type { Permission } from './auth/crew-rules.ts'
-import { AuthRequiredError, ForbiddenError } from './errors.ts'
+import type { ServiceAuth } from './service-auth.ts'
+import type { CrewIndex } from './crew.ts'
+import type { Permission } from './crew-rules.ts'
+import { AuthRequiredError, ForbiddenError } from '../errors.ts'
 
 /**
  * Who may call what, as ATCR's holds decide it: a public hold lets anyone read blobs; a private
@@ -10,16 +10,7 @@ import { AuthRequiredError, ForbiddenError } from './errors.ts'
  */
 export type Caller = { did?: string }
 
-export interface AccessControl {
-  /** The caller, verified when the request carries credentials; 401 for bad credentials. */
-  authenticate(req: Request, nsid: string): Promise<Caller>
-  /** Resolves to the caller when allowed; throws 401 (no credentials) or 403 otherwise. */
-  authorize(req: Request, need: Permission, nsid: string): Promise<Caller>
-  /** Why did lacks a permission now, or undefined when it has it (re-checks a signed URL). */
-  missing(did: string, need: Permission): string | undefined
-}
-
-export class HoldAccess implements AccessControl {
+export class HoldAccess {
   private readonly auth: ServiceAuth
   private readonly crew: CrewIndex
 
@@ -28,6 +19,7 @@ export class HoldAccess implements AccessControl {
     this.crew = crew
   }
 
+  /** The caller, verified when the request carries credentials; 401 for bad credentials. */
   async authenticate(req: Request, nsid: string): Promise<Caller> {
     const did = await this.auth.verify(
       req.headers.get('authorization') ?? undefined,
@@ -36,6 +28,7 @@ export class HoldAccess implements AccessControl {
     return { did }
   }
 
+  /** Resolves to the caller when allowed; throws 401 (no credentials) or 403 otherwise. */
   async authorize(
     req: Request,
     need: Permission,
@@ -54,7 +47,7 @@ export class HoldAccess implements AccessControl {
     return caller
   }
 
-  /** Why did lacks a permission, or undefined when it has it. */
+  /** Why did lacks a permission now, or undefined when it has it (re-checks a signed URL). */
   missing(did: string, need: Permission): string | undefined {
     if (did === this.crew.captain.owner) return undefined
     const member = this.crew.member(did)

@@ -1,24 +1,27 @@
-import type { AppContext } from '../context.ts'
-import { clientAddress } from './client-address.ts'
-import type { Ctx } from './util.ts'
+import {
+  clientKey,
+  type ClientRequest,
+  type TrustedProxy,
+} from '../auth/client-address.ts'
+import type { CounterStore } from './counter-store.ts'
+import type { CountLimiter, TokenBuckets } from './limiter.ts'
 
-/**
- * The client a per-client limit charges: the caller's DID when authenticated, else the client
- * address (from HOLD_TRUSTED_PROXY_HEADER when configured, since behind a proxy every socket is
- * the proxy's).
- */
-export const clientKey = (
-  ctx: AppContext,
-  c: Ctx,
-  callerDid: string | undefined,
-): string => callerDid || clientAddress(ctx, c)
+/** What counting needs of the hold (the AppContext has it). */
+export type CountingContext = TrustedProxy & {
+  stats: { counters: CounterStore }
+  /** HOLD_STATS_MAX_PER_MINUTE */
+  limiter: CountLimiter
+  /** HOLD_NEW_PAIRS_PER_HOUR */
+  newPairs: TokenBuckets
+  crew: { captain: { owner: string }; member(did: string): unknown }
+}
 
 /**
  * Whether caller may start counting a pair of did's without the new-pair limit: the pair's own
  * owner, and the hold's owner and crew, are trusted with their own repositories and the hold's.
  */
 const related = (
-  ctx: AppContext,
+  ctx: CountingContext,
   callerDid: string | undefined,
   did: string,
 ): boolean =>
@@ -36,12 +39,13 @@ const related = (
  */
 const count = (
   kind: 'countPull' | 'countPush',
-  ctx: AppContext,
-  c: Ctx,
+  ctx: CountingContext,
+  c: ClientRequest,
   callerDid: string | undefined,
   did: string,
   repo: string,
-): void | Promise<void> => {
+): void => {
+  const { counters } = ctx.stats
   let client: string | undefined
   if (ctx.limiter.enabled) {
     client = clientKey(ctx, c, callerDid)
@@ -49,27 +53,27 @@ const count = (
   }
   if (
     ctx.newPairs.enabled &&
-    !ctx.counter.has(did, repo) &&
+    !counters.has(did, repo) &&
     !related(ctx, callerDid, did) &&
     !ctx.newPairs.take(client ?? clientKey(ctx, c, callerDid))
   ) {
     return
   }
-  return ctx.counter[kind](did, repo)
+  counters[kind](did, repo)
 }
 
 export const countPull = (
-  ctx: AppContext,
-  c: Ctx,
+  ctx: CountingContext,
+  c: ClientRequest,
   callerDid: string | undefined,
   did: string,
   repo: string,
-) => count('countPull', ctx, c, callerDid, did, repo)
+): void => count('countPull', ctx, c, callerDid, did, repo)
 
 export const countPush = (
-  ctx: AppContext,
-  c: Ctx,
+  ctx: CountingContext,
+  c: ClientRequest,
   callerDid: string | undefined,
   did: string,
   repo: string,
-) => count('countPush', ctx, c, callerDid, did, repo)
+): void => count('countPush', ctx, c, callerDid, did, repo)

@@ -1,0 +1,105 @@
+import { ids } from '../lexicons.ts'
+
+/** A pair's counts as getStats and listStats answer them. */
+export type StatsView = {
+  did: string
+  repository: string
+  pullCount: number
+  pushCount: number
+  lastPull?: string
+  lastPush?: string
+}
+
+/** A row of stats_counter with its baseline (stats_baseline), as COUNTER_SELECT reads it. */
+export type CounterRow = {
+  did: string
+  repository: string
+  pull_count: number
+  push_count: number
+  last_pull: string | null
+  last_push: string | null
+  created_at: string
+  updated_at: string
+  version: number
+  /** From stats_baseline (imported counts), null when the pair has none. */
+  base_pull: number | null
+  base_push: number | null
+  base_last_pull: string | null
+  base_last_push: string | null
+}
+
+/** Counts taken in memory and not yet in the table (times in ms, 0 for none). */
+export type PendingCounts = {
+  pulls: number
+  pushes: number
+  lastPull: number
+  lastPush: number
+}
+
+// A counter with its baseline: the hold's own counts plus what was imported.
+export const COUNTER_SELECT = `
+  SELECT c.*, b.pull_count AS base_pull, b.push_count AS base_push,
+         b.last_pull AS base_last_pull, b.last_push AS base_last_push
+  FROM stats_counter c
+  LEFT JOIN stats_baseline b ON b.did = c.did AND b.repository = c.repository`
+
+/** The key of a pair in memory. */
+export const keyOf = (did: string, repository: string) => `${did} ${repository}`
+
+export const iso = (ms: number) => new Date(ms).toISOString()
+
+/** The later of ISO timestamps (all written with ms and Z, so they compare as strings). */
+export const latest = (...values: (string | null | undefined)[]) =>
+  values.reduce<string | undefined>(
+    (a, b) => (b && (!a || b > a) ? b : a),
+    undefined,
+  )
+
+/** A pair's counts: its row (own and imported counts added) and what is still pending. */
+export const toView = (
+  row: CounterRow | null,
+  pending: PendingCounts | undefined,
+  did: string,
+  repository: string,
+): StatsView => {
+  const view: StatsView = {
+    did,
+    repository,
+    pullCount:
+      (row?.pull_count ?? 0) + (row?.base_pull ?? 0) + (pending?.pulls ?? 0),
+    pushCount:
+      (row?.push_count ?? 0) + (row?.base_push ?? 0) + (pending?.pushes ?? 0),
+  }
+  const lastPull = latest(
+    pending?.lastPull ? iso(pending.lastPull) : undefined,
+    row?.last_pull,
+    row?.base_last_pull,
+  )
+  const lastPush = latest(
+    pending?.lastPush ? iso(pending.lastPush) : undefined,
+    row?.last_push,
+    row?.base_last_push,
+  )
+  if (lastPull) view.lastPull = lastPull
+  if (lastPush) view.lastPush = lastPush
+  return view
+}
+
+/** The io.atcr.hold.stats record of a counter row. */
+export const toRecord = (row: CounterRow) => {
+  const record: Record<string, string | number> = {
+    $type: ids.HoldStats,
+    did: row.did,
+    ownerDid: row.did,
+    repository: row.repository,
+    pullCount: row.pull_count + (row.base_pull ?? 0),
+    pushCount: row.push_count + (row.base_push ?? 0),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  }
+  const lastPull = latest(row.last_pull, row.base_last_pull)
+  const lastPush = latest(row.last_push, row.base_last_push)
+  if (lastPull) record.lastPull = lastPull
+  if (lastPush) record.lastPush = lastPush
+  return record
+}

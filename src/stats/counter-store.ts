@@ -1,0 +1,252 @@
+import type { StatementSync } from 'node:sqlite'
+import type { Database } from '../db.ts'
+import type { Logger } from '../logger.ts'
+import { iso, keyOf, type PendingCounts } from './counter-row.ts'
+import type { TopPairs } from './top-pairs.ts'
+
+/**
+ * Pairs kept in memory while the counter table cannot be written (a full disk): counts for
+ * these go on adding up; a count for any other pair is dropped (`unrecorded`).
+ */
+export const MAX_PENDING_PAIRS = 100_000
+/** While writes fail, how often pending counts are tried again (instead of every persist). */
+const FAILING_RETRY_MS = 1000
+/** Pairs remembered as having a counter row, so most checks for a new pair never reach SQLite. */
+const KNOWN_PAIRS = 50_000
+
+/** A pair's counts taken since the last persist. */
+export type Delta = PendingCounts & {
+  did: string
+  repository: string
+  /** When the first of them was taken. */
+  first: number
+}
+
+/**
+ * Where counts are taken and kept: a count is a map update in memory (no I/O on the request
+ * path), and every `persistMs` the pending deltas go into the `stats_counter` table in one
+ * transaction, the durability point. While the table cannot be written the deltas stay in
+ * memory, at most MAX_PENDING_PAIRS pairs of them, and are tried again once a second.
+ */
+export class CounterStore {
+  private pending = new Map<string, Delta>()
+  private readonly known = new Set<string>()
+  /** Counts taken since the process started. */
+  readonly totals = { pulls: 0, pushes: 0 }
+  /** Counts dropped because MAX_PENDING_PAIRS pairs were waiting for the table already. */
+  unrecorded = 0
+  private lastPersistTry = 0
+  private persistTimer: NodeJS.Timeout | undefined
+  private readonly upsertStmt: StatementSync
+  /** The upsert, answering the pair's counts: used while the most pulled pairs are kept. */
+  private readonly upsertRankedStmt: StatementSync
+  private readonly hasCounterStmt: StatementSync
+
+  private readonly database: Database
+  private readonly top: TopPairs
+  private readonly log: Logger
+
+  constructor(database: Database, top: TopPairs, log: Logger) {
+    this.database = database
+    this.top = top
+    this.log = log
+    const { db } = database
+    this.upsertStmt = db.prepare(`
+      INSERT INTO stats_counter
+        (did, repository, pull_count, push_count, last_pull, last_push, created_at, updated_at)
+      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+      ON CONFLICT (did, repository) DO UPDATE SET
+        pull_count = pull_count + excluded.pull_count,
+        push_count = push_count + excluded.push_count,
+        last_pull = CASE WHEN excluded.last_pull IS NOT NULL AND (last_pull IS NULL OR excluded.last_pull > last_pull)
+                    THEN excluded.last_pull ELSE last_pull END,
+        last_push = CASE WHEN excluded.last_push IS NOT NULL AND (last_push IS NULL OR excluded.last_push > last_push)
+                    THEN excluded.last_push ELSE last_push END,
+        updated_at = CASE WHEN excluded.updated_at > updated_at THEN excluded.updated_at ELSE updated_at END,
+        version = version + 1`)
+    this.upsertRankedStmt = db.prepare(`${this.upsertStmt.sourceSQL}
+      RETURNING pull_count + baseline_pull AS pulls, push_count + baseline_push AS pushes`)
+    this.hasCounterStmt = db.prepare(
+      'SELECT 1 FROM stats_counter WHERE did = ? AND repository = ?',
+    )
+  }
+
+  countPull(did: string, repository: string, now = Date.now()): void {
+    const d = this.delta(did, repository, now)
+    if (!d) return
+    d.pulls++
+    d.lastPull = now
+    this.totals.pulls++
+  }
+
+  countPush(did: string, repository: string, now = Date.now()): void {
+    const d = this.delta(did, repository, now)
+    if (!d) return
+    d.pushes++
+    d.lastPush = now
+    this.totals.pushes++
+  }
+
+  private delta(
+    did: string,
+    repository: string,
+    now: number,
+  ): Delta | undefined {
+    const key = keyOf(did, repository)
+    let d = this.pending.get(key)
+    if (!d) {
+      if (this.pending.size >= MAX_PENDING_PAIRS) {
+        this.unrecorded++
+        return undefined
+      }
+      d = {
+        did,
+        repository,
+        pulls: 0,
+        pushes: 0,
+        lastPull: 0,
+        lastPush: 0,
+        first: now,
+      }
+      this.pending.set(key, d)
+    }
+    return d
+  }
+
+  /**
+   * Whether (did, repository) has been counted before (or has imported counts): pending in
+   * memory, remembered, or in the counter table. Only a miss in memory asks SQLite.
+   */
+  has(did: string, repository: string): boolean {
+    const key = keyOf(did, repository)
+    if (this.pending.has(key) || this.known.has(key)) return true
+    if (!this.hasCounterStmt.get(did, repository)) return false
+    if (this.known.size >= KNOWN_PAIRS) {
+      // The oldest entry first: Sets iterate in insertion order.
+      this.known.delete(this.known.values().next().value!)
+    }
+    this.known.add(key)
+    return true
+  }
+
+  /** What is pending for a pair, not yet in the table. */
+  pendingOf(did: string, repository: string): Delta | undefined {
+    return this.pending.get(keyOf(did, repository))
+  }
+
+  /** Every pair with pending counts. */
+  pendingDeltas(): Iterable<Delta> {
+    return this.pending.values()
+  }
+
+  /** Pairs counted in memory and not yet in the counter table. */
+  get pendingPairs(): number {
+    return this.pending.size
+  }
+
+  /**
+   * Drops what is pending for a DID's pairs (all, or one repository) and what is remembered of
+   * every pair: a reset makes them new again.
+   */
+  forget(did: string, repository: string | null): void {
+    this.known.clear()
+    for (const [key, d] of this.pending) {
+      if (
+        d.did === did &&
+        (repository === null || d.repository === repository)
+      ) {
+        this.pending.delete(key)
+      }
+    }
+  }
+
+  /** Moves pending deltas into the counter table, in one transaction. */
+  persist(): number {
+    if (this.pending.size === 0) return 0
+    const batch = this.pending
+    this.pending = new Map()
+    const top = this.top.keeping ? this.top : undefined
+    try {
+      this.database.transaction(() => {
+        for (const d of batch.values()) {
+          const last = Math.max(d.lastPull, d.lastPush, d.first)
+          const args = [
+            d.did,
+            d.repository,
+            d.pulls,
+            d.pushes,
+            d.lastPull ? iso(d.lastPull) : null,
+            d.lastPush ? iso(d.lastPush) : null,
+            iso(last),
+          ] as const
+          if (!top) {
+            this.upsertStmt.run(...args)
+            continue
+          }
+          const counts = this.upsertRankedStmt.get(...args) as {
+            pulls: number
+            pushes: number
+          }
+          top.saw(d.did, d.repository, counts)
+        }
+      })
+    } catch (err) {
+      // The kept most pulled pairs may hold counts the rollback took back.
+      this.top.forget()
+      this.putBack(batch)
+      throw err
+    }
+    return batch.size
+  }
+
+  /** Deltas a failed persist took out go back, added to any counted since: nothing is lost. */
+  private putBack(batch: Map<string, Delta>): void {
+    for (const [key, d] of batch) {
+      const cur = this.pending.get(key)
+      if (!cur) this.pending.set(key, d)
+      else {
+        cur.pulls += d.pulls
+        cur.pushes += d.pushes
+        cur.lastPull = Math.max(cur.lastPull, d.lastPull)
+        cur.lastPush = Math.max(cur.lastPush, d.lastPush)
+        cur.first = Math.min(cur.first, d.first)
+      }
+    }
+  }
+
+  /** persist(), for a read that can do without: a disk failure leaves the counts pending. */
+  persistIfWritable(): void {
+    try {
+      this.persist()
+    } catch (err) {
+      if (!this.database.writeFailure) throw err
+    }
+  }
+
+  /** Persists every `persistMs`, or once a second while the disk refuses writes. */
+  start(persistMs: number): void {
+    this.persistTimer = setInterval(() => {
+      // While the disk refuses writes, a retry every persist would only burn CPU.
+      const now = Date.now()
+      if (
+        this.database.writeFailure &&
+        now - this.lastPersistTry < FAILING_RETRY_MS
+      ) {
+        return
+      }
+      this.lastPersistTry = now
+      try {
+        this.persist()
+      } catch (err) {
+        // A disk failure is logged by the database (at most once a minute).
+        if (!this.database.writeFailure) {
+          this.log.error({ err }, 'persisting stats failed; will retry')
+        }
+      }
+    }, persistMs)
+  }
+
+  stop(): void {
+    clearInterval(this.persistTimer)
+  }
+}

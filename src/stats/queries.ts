@@ -1,0 +1,143 @@
+import type { StatementSync } from 'node:sqlite'
+import type { Database } from '../db.ts'
+import {
+  COUNTER_SELECT,
+  toView,
+  type CounterRow,
+  type StatsView,
+} from './counter-row.ts'
+import type { CounterStore } from './counter-store.ts'
+import type { StatsPublisher } from './publisher.ts'
+import type { TopPairs } from './top-pairs.ts'
+
+/** The hold's totals, kept by triggers (the status page reads them at every refresh). */
+export const TOTALS_SQL =
+  'SELECT pairs, pulls, pushes FROM stats_total WHERE id = 1'
+
+/**
+ * What the hold answers about counts: the counter table with its baselines, plus what is still
+ * pending in memory, so a count is visible as soon as it is accepted.
+ */
+export class StatsQueries {
+  private readonly getStmt: StatementSync
+  private readonly listStmt: StatementSync
+  private readonly totalsStmt: StatementSync
+  private readonly summaryStmt: StatementSync
+
+  private readonly counters: CounterStore
+  private readonly topPairs: TopPairs
+  private readonly publisher: StatsPublisher
+
+  constructor(
+    database: Database,
+    counters: CounterStore,
+    top: TopPairs,
+    publisher: StatsPublisher,
+  ) {
+    this.counters = counters
+    this.topPairs = top
+    this.publisher = publisher
+    const { db } = database
+    this.getStmt = db.prepare(
+      `${COUNTER_SELECT} WHERE c.did = ? AND c.repository = ?`,
+    )
+    this.listStmt = db.prepare(
+      `${COUNTER_SELECT} WHERE c.did = ? AND c.repository > ? ORDER BY c.repository LIMIT ?`,
+    )
+    this.totalsStmt = db.prepare(TOTALS_SQL)
+    this.summaryStmt = db.prepare(`
+      SELECT (SELECT count(*) FROM stats_counter) AS counters,
+             (SELECT count(*) FROM stats_baseline) AS baselines`)
+  }
+
+  get(did: string, repository: string): StatsView {
+    const row = this.getStmt.get(did, repository) as CounterRow | undefined
+    return toView(
+      row ?? null,
+      this.counters.pendingOf(did, repository),
+      did,
+      repository,
+    )
+  }
+
+  /** A DID's pairs by repository, after the cursor `after`. */
+  list(
+    did: string,
+    limit: number,
+    after = '',
+  ): { stats: StatsView[]; cursor?: string } {
+    const rows = this.listStmt.all(did, after, limit) as CounterRow[]
+    const byRepo = new Map<string, StatsView>()
+    for (const row of rows) {
+      byRepo.set(
+        row.repository,
+        toView(
+          row,
+          this.counters.pendingOf(did, row.repository),
+          did,
+          row.repository,
+        ),
+      )
+    }
+    // Pairs counted since the last persist may not be in the table yet.
+    for (const d of this.counters.pendingDeltas()) {
+      if (d.did === did && d.repository > after && !byRepo.has(d.repository)) {
+        const row = this.getStmt.get(did, d.repository) as
+          CounterRow | undefined
+        byRepo.set(d.repository, toView(row ?? null, d, did, d.repository))
+      }
+    }
+    const stats = [...byRepo.values()]
+      .sort((a, b) => (a.repository < b.repository ? -1 : 1))
+      .slice(0, limit)
+    const more = rows.length === limit || byRepo.size > limit
+    return {
+      stats,
+      cursor:
+        more && stats.length > 0
+          ? stats[stats.length - 1].repository
+          : undefined,
+    }
+  }
+
+  /**
+   * The pairs with the most pulls (then pushes) on this hold, own and imported counts added.
+   * Up to TOP_KEPT of them come from memory (one read of the whole table first, and again after
+   * an import or a reset); more are a sort of the table.
+   */
+  top(limit: number): StatsView[] {
+    this.counters.persistIfWritable()
+    return this.topPairs
+      .rows(limit)
+      .map((row) => toView(row, undefined, row.did, row.repository))
+  }
+
+  /** Pairs, pulls and pushes across the hold, own and imported counts added (status page). */
+  overall(): { pairs: number; pulls: number; pushes: number } {
+    this.counters.persistIfWritable()
+    return this.totalsStmt.get() as {
+      pairs: number
+      pulls: number
+      pushes: number
+    }
+  }
+
+  /** Counter and baseline totals, and what is not yet in the table or the repo. */
+  summary(): {
+    counters: number
+    baselines: number
+    pendingPairs: number
+    dirtyCounters: number
+  } {
+    const { counters, baselines } = this.summaryStmt.get() as {
+      counters: number
+      baselines: number
+    }
+    return {
+      counters,
+      baselines,
+      pendingPairs: this.counters.pendingPairs,
+      dirtyCounters: this.publisher.dirtyCounters(),
+    }
+  }
+}
