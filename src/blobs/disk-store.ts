@@ -1,14 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto'
-import { constants, createReadStream, createWriteStream } from 'node:fs'
 import {
-  access,
-  mkdir,
-  open,
-  readdir,
-  rename,
-  rm,
-  stat,
-} from 'node:fs/promises'
+  accessSync,
+  constants,
+  createReadStream,
+  createWriteStream,
+} from 'node:fs'
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
@@ -255,7 +252,9 @@ export class DiskBlobStore implements BlobStore {
 
   async ping(): Promise<void> {
     try {
-      await access(this.root, constants.R_OK | constants.W_OK)
+      // One quick syscall in place: the thread pool may be busy, and _health must not queue
+      // behind it.
+      accessSync(this.root, constants.R_OK | constants.W_OK)
     } catch (err) {
       throw new BlobStoreError(
         `the blob directory cannot be used: ${(err as Error).message}`,
