@@ -45,12 +45,18 @@ export const freePort = (): Promise<number> =>
 /**
  * Starts scripts/bench-server.ts (the real hold plus bench routes) and waits until it listens.
  * The hold resolves DIDs through a directory in this process, so owner tokens are real.
+ * `tree` runs the hold of another checkout (an older commit, to compare with), `nodeFlags` are
+ * added to the Node flags of `npm start`, and `stderr: 'pipe'` leaves the hold's stderr to the
+ * caller (`proc.stderr`) instead of this process's.
  */
 export const startHold = async (opts: {
   counter?: 'ours' | 'seed'
   env?: Record<string, string>
   dataDir?: string
   port?: number
+  tree?: string
+  nodeFlags?: string[]
+  stderr?: 'inherit' | 'pipe'
 }): Promise<Hold & { startMs: number }> => {
   const port = opts.port ?? (await freePort())
   const dir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'atcr-bench-')))
@@ -58,9 +64,9 @@ export const startHold = async (opts: {
   const started = performance.now()
   const proc = spawn(
     process.execPath,
-    [...NODE_FLAGS, 'scripts/bench-server.ts'],
+    [...NODE_FLAGS, ...(opts.nodeFlags ?? []), 'scripts/bench-server.ts'],
     {
-      cwd: ROOT,
+      cwd: opts.tree ?? ROOT,
       env: {
         PATH: process.env.PATH,
         HOLD_HOST: '127.0.0.1',
@@ -72,7 +78,7 @@ export const startHold = async (opts: {
         BENCH_COUNTER: opts.counter ?? 'ours',
         ...opts.env,
       },
-      stdio: ['ignore', 'pipe', 'inherit'],
+      stdio: ['ignore', 'pipe', opts.stderr ?? 'inherit'],
     },
   )
   await new Promise<void>((resolve, reject) => {
@@ -91,10 +97,21 @@ export const startHold = async (opts: {
   return { proc, base, did, dir, keep: !!opts.dataDir, startMs }
 }
 
-export const stopHold = async (h: Hold): Promise<void> => {
-  const exited = new Promise((r) => h.proc.once('exit', r))
-  h.proc.kill('SIGTERM')
-  await exited
+/** SIGTERM, and SIGKILL after `killAfterMs` (default: never); a hold that already exited is left be. */
+export const stopHold = async (
+  h: Hold,
+  opts: { killAfterMs?: number } = {},
+): Promise<void> => {
+  if (h.proc.exitCode === null && h.proc.signalCode === null) {
+    const exited = new Promise((r) => h.proc.once('exit', r))
+    h.proc.kill('SIGTERM')
+    const timer =
+      opts.killAfterMs === undefined
+        ? undefined
+        : setTimeout(() => h.proc.kill('SIGKILL'), opts.killAfterMs)
+    await exited
+    clearTimeout(timer)
+  }
   if (!h.keep) await rm(h.dir, { recursive: true, force: true })
 }
 
@@ -161,6 +178,8 @@ export const openLoad = (opts: {
   rate: number
   duration: number
   connections?: number
+  /** A request not answered within this many ms is an error (default: wait for it) */
+  timeoutMs?: number
 }): Promise<OpenRun> =>
   new Promise((resolve, reject) => {
     const worker = new Worker(OPEN_LOAD_WORKER, {
@@ -177,7 +196,7 @@ export const openLoad = (opts: {
 const OPEN_LOAD_WORKER = `
 const { workerData, parentPort } = require('node:worker_threads')
 const http = require('node:http')
-const { base, paths, rate, duration, connections } = workerData
+const { base, paths, rate, duration, connections, timeoutMs } = workerData
 const url = new URL(base)
 const host = url.hostname === 'localhost' ? '127.0.0.1' : url.hostname
 const agent = new http.Agent({ keepAlive: true, maxSockets: connections })
@@ -207,23 +226,27 @@ const finish = () => {
 }
 const send = (i) => {
   const due = t0 + i * interval
+  // Exactly once per request, however it ends (an answer, an error, a cut or a timeout).
+  let settled = false
+  const settle = (good) => {
+    if (settled) return
+    settled = true
+    latency[i] = performance.now() - due
+    if (good) ok++
+    else errors++
+    finish()
+  }
   const req = http.request(
     { host, port: url.port, path: paths[i % paths.length], agent },
     (res) => {
       res.resume()
-      res.on('end', () => {
-        latency[i] = performance.now() - due
-        if (res.statusCode >= 200 && res.statusCode < 300) ok++
-        else errors++
-        finish()
-      })
+      res.on('end', () => settle(res.statusCode >= 200 && res.statusCode < 300))
+      res.on('error', () => settle(false))
+      res.on('close', () => settle(false))
     },
   )
-  req.on('error', () => {
-    latency[i] = performance.now() - due
-    errors++
-    finish()
-  })
+  req.on('error', () => settle(false))
+  if (timeoutMs) req.setTimeout(timeoutMs, () => req.destroy(new Error('timeout')))
   req.end()
 }
 const tick = () => {
