@@ -7,7 +7,7 @@
  * child process and measures: start-up time, RSS, the time to flush 200 changed records,
  * getStats and listStats latency at 1,000 req/s (open loop, with a bare route as the floor and
  * the hold's event-loop delay), and the time to export the repo with getRepo. With --data-dir
- * an already seeded directory is reused (seeding takes ~25 s). --pin puts the hold and this
+ * an already seeded directory is reused (seeding is the slow part). --pin puts the hold and this
  * process on separate cores (taskset).
  */
 import { execFileSync } from 'node:child_process'

@@ -1,7 +1,7 @@
 /**
  * A hold for benchmarks: the real server, plus two routes the benchmark reads (a bare Hono route,
- * the ceiling of this stack, and commit counters), and with BENCH_COUNTER=seed the seed
- * document's counting design around the real getBlob. Prints `READY <port>` when it listens.
+ * the ceiling of this stack, and commit counters), and with BENCH_COUNTER=seed one signed commit
+ * per count around the real getBlob. Prints `READY <port>` when it listens.
  */
 import { readFileSync } from 'node:fs'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
@@ -14,15 +14,16 @@ import { HoldServer } from '../src/server.ts'
 import { statsRecordKey } from '../src/stats/rkey.ts'
 
 /**
- * The seed's design (`IncrementPullCount`), installed around the real getBlob: after a counted
+ * One signed commit per count, the design first sketched for ATCR's hold stats
+ * (`IncrementPullCount`), installed around the real getBlob: after a counted
  * 2xx (a GET with a repository, answered with a URL or the bytes from byte 0), read the stats
  * record, add one and write it back as one signed commit, serialised through the single writer
  * with the read inside the writer's turn, so that it loses nothing, and awaited, so a counted
  * request costs its commit. The commit is the hold's own. The hold also counts the request its
- * own way; give it a HOLD_STATS_FLUSH_MS longer than the run, so the records are the seed
- * design's alone (the benchmark checks that both agree).
+ * own way; give it a HOLD_STATS_FLUSH_MS longer than the run, so the records are the per-count
+ * commits' alone (the benchmark checks that both agree).
  */
-const seedDesign = (app: App, ctx: AppContext) => {
+const commitPerCount = (app: App, ctx: AppContext) => {
   app.use('/xrpc/com.atproto.sync.getBlob', async (c, next) => {
     await next()
     if (c.req.method !== 'GET' || c.res.status < 200 || c.res.status >= 300) {
@@ -66,7 +67,7 @@ const env = readEnv()
 const hold = await HoldServer.create(
   envToCfg(env, 'bench'),
   envToSecrets(env),
-  { extend: process.env.BENCH_COUNTER === 'seed' ? seedDesign : undefined },
+  { extend: process.env.BENCH_COUNTER === 'seed' ? commitPerCount : undefined },
 )
 const commits = { count: 0, ops: 0, maxOps: 0 }
 hold.ctx.writer.onCommit(({ ops }) => {

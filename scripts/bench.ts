@@ -2,8 +2,9 @@
  * Throughput benchmark (not part of `npm test`):
  *   npm run bench [-- --rounds 3 --requests 20000 --seed-requests 1000 --only a,b]
  *
- * Starts real holds as child processes (ours public, ours private, and one counting the seed's
- * way as well as its own), stores a 1 KiB blob in each, then drives them over HTTP with autocannon from this process.
+ * Starts real holds as child processes (ours public, ours private, and one that also counts with
+ * one signed commit per count), stores a 1 KiB blob in each, then drives them over HTTP with
+ * autocannon from this process.
  * Every scenario is measured in the same run, alternating order round by round, and reported as
  * medians and ratios (the machine is shared and noisy; only ratios from one run are compared):
  *   bare        a Hono route returning fixed JSON: the ceiling of this stack here
@@ -14,8 +15,9 @@
  *   auth        url+repo on a private hold with the owner's service token (verification cost)
  *   s3-url+repo url+repo on a hold with HOLD_STORAGE=s3 (a test S3 server in this process): the
  *               answer is a presigned S3 URL instead of one the hold signs
- *   seed        url+repo on a hold that also counts the seed's way: one signed commit per
- *               count, read-modify-write of the stats record through the single writer
+ *   seed        one signed commit per count, the design first sketched for ATCR's hold stats:
+ *               url+repo on a hold that also reads the stats record, adds one and writes it
+ *               back in a signed commit of its own through the single writer, awaited
  * then getStats and listStats at 1,000 req/s while url+repo runs flat out, and checks that no
  * count was lost in any design and how many commits ours made; last, uploadPart throughput
  * (scripts/bench-upload.ts; `--only upload` runs it alone).
@@ -134,7 +136,7 @@ const main = async () => {
   const env = { HOLD_STATS_FLUSH_MS: String(FLUSH_MS) }
   const ours = await startHold({ env })
   const priv = await startHold({ env: { ...env, HOLD_PUBLIC: 'false' } })
-  // The seed hold's own flush is pushed past the run: its records are the seed design's.
+  // The seed hold's own flush is pushed past the run: its records are the per-count commits'.
   const seed = await startHold({
     counter: 'seed',
     env: { HOLD_STATS_FLUSH_MS: String(24 * 3600 * 1000) },
@@ -327,7 +329,7 @@ const main = async () => {
             0,
           ) + (h === ours ? readsCounted : 0)
       const recorded = await recordPulls(h)
-      // The seed hold counts its own way too: getStats and the seed design's records agree.
+      // The seed hold counts its own way too: getStats and the per-count commits' records agree.
       const counted = await totalPulls(h)
       const name =
         h === ours

@@ -346,7 +346,7 @@ export class AppContext {
         )
       }
     }
-    const reader = new RecordReader(records, storage)
+    const reader = new RecordReader(storage)
     const crew = new CrewIndex(reader, writer)
     const serviceAuth = new ServiceAuth({
       ownDid: cfg.did,

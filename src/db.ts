@@ -1,10 +1,23 @@
 import { statSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { DatabaseSync } from 'node:sqlite'
+import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Worker } from 'node:worker_threads'
 import { describeStorageError } from './data-dir.ts'
 import type { Logger } from './logger.ts'
+
+/** A table of SQL statements by name, prepared once on one connection. */
+export type Statements<K extends string> = Record<K, StatementSync>
+
+/** Prepares every statement of `sql` on `db`, under the same names. */
+export const prepareAll = <K extends string>(
+  db: DatabaseSync,
+  sql: Record<K, string>,
+): Statements<K> => {
+  const out = {} as Statements<K>
+  for (const name of Object.keys(sql) as K[]) out[name] = db.prepare(sql[name])
+  return out
+}
 
 /** Writes to the data dir failing (a full disk, a read-only volume): since when and why. */
 export type WriteFailure = { reason: string; since: number; failures: number }
@@ -46,10 +59,9 @@ export class Database {
   }
 
   /**
-   * Moves WAL checkpoints (which copy the WAL into the database and fsync it: ~300 ms after a
-   * large commit here) off the event loop, into a worker thread with its own connection.
-   * Without it SQLite checkpoints inside whichever COMMIT crosses 1000 pages, stalling every
-   * request for that long.
+   * Moves WAL checkpoints (which copy the WAL into the database and fsync it) off the event
+   * loop, into a worker thread with its own connection. Without it SQLite checkpoints inside
+   * whichever COMMIT crosses 1000 pages, stalling every request while it copies.
    *
    * A passive checkpoint never waits, but under steady writes it never catches up either, and
    * the WAL only starts over once one has. So a bulk writer (a stats flush) waits between its
@@ -347,9 +359,9 @@ export const MIGRATIONS: string[] = [
   ) WITHOUT ROWID;
   `,
   // Blocks by rev served getRepo?since= an ordered range, but every commit paid for it: a
-  // stats flush replaces ~1,000 blocks spread over the whole index, a quarter of the pages a
-  // flush dirties. A since= export now filters a scan of repo_block instead (~100 ms at 100k
-  // records, a fraction of a full export).
+  // stats flush replaces blocks spread over the whole index, so the index took a large share of
+  // the pages a flush wrote. A since= export now filters a scan of repo_block instead, a
+  // fraction of a full export (BENCHMARKS.md).
   `
   DROP INDEX IF EXISTS repo_block_rev_idx;
   `,

@@ -93,47 +93,30 @@ export class HoldMetrics {
         }
       },
     })
-    let seenDropped = 0
-    this.droppedCounts = new Counter({
-      name: 'hold_stats_dropped_total',
-      help: 'Counts not taken because a client passed a per-client limit (HOLD_STATS_MAX_PER_MINUTE, HOLD_NEW_PAIRS_PER_HOUR)',
+    this.droppedCounts = following(
       registers,
-      collect() {
-        const now = limiter.dropped + newPairs.refused
-        this.inc(now - seenDropped)
-        seenDropped = now
-      },
-    })
-    let seenNewPairs = 0
-    new Counter({
-      name: 'hold_stats_new_pairs_dropped_total',
-      help: 'First counts of new (DID, repository) pairs not taken because a client passed HOLD_NEW_PAIRS_PER_HOUR',
+      'hold_stats_dropped_total',
+      'Counts not taken because a client passed a per-client limit (HOLD_STATS_MAX_PER_MINUTE, HOLD_NEW_PAIRS_PER_HOUR)',
+      () => limiter.dropped + newPairs.refused,
+    )
+    following(
       registers,
-      collect() {
-        this.inc(newPairs.refused - seenNewPairs)
-        seenNewPairs = newPairs.refused
-      },
-    })
-    let seenJoins = 0
-    new Counter({
-      name: 'hold_crew_joins_refused_total',
-      help: 'requestCrew joins refused because a caller or client address passed HOLD_CREW_JOINS_PER_HOUR',
+      'hold_stats_new_pairs_dropped_total',
+      'First counts of new (DID, repository) pairs not taken because a client passed HOLD_NEW_PAIRS_PER_HOUR',
+      () => newPairs.refused,
+    )
+    following(
       registers,
-      collect() {
-        this.inc(crewJoins.refused - seenJoins)
-        seenJoins = crewJoins.refused
-      },
-    })
-    let seenUnrecorded = 0
-    new Counter({
-      name: 'hold_stats_unrecorded_total',
-      help: 'Counts dropped because the counter table could not be written and the pairs kept in memory were at their bound',
+      'hold_crew_joins_refused_total',
+      'requestCrew joins refused because a caller or client address passed HOLD_CREW_JOINS_PER_HOUR',
+      () => crewJoins.refused,
+    )
+    following(
       registers,
-      collect() {
-        this.inc(stats.unrecorded - seenUnrecorded)
-        seenUnrecorded = stats.unrecorded
-      },
-    })
+      'hold_stats_unrecorded_total',
+      'Counts dropped because the counter table could not be written and the pairs kept in memory were at their bound',
+      () => stats.unrecorded,
+    )
     new Gauge({
       name: 'hold_stats_pending_pairs',
       help: '(DID, repository) pairs counted in memory and not yet in the counter table',
@@ -218,6 +201,29 @@ export class HoldMetrics {
   async text(): Promise<string> {
     return (await this.registry.metrics()) + (await processRegistry().metrics())
   }
+}
+
+/**
+ * A counter that follows a number kept elsewhere, which only grows in the process: at every
+ * scrape it adds what the number grew by. `inc()` on it adds on top.
+ */
+const following = (
+  registers: Registry[],
+  name: string,
+  help: string,
+  read: () => number,
+): Counter => {
+  let seen = 0
+  return new Counter({
+    name,
+    help,
+    registers,
+    collect() {
+      const now = read()
+      this.inc(now - seen)
+      seen = now
+    },
+  })
 }
 
 let processMetrics: Registry | undefined

@@ -19,8 +19,8 @@ export const packageVersion = (): string =>
 /**
  * What a caller may change in a hold: the context's overrides (tests), and `extend`, which
  * installs middleware or routes before the hold's own routes, so a script can add behaviour
- * around them without the hold's types knowing (scripts/bench-server.ts models the seed's
- * counting design this way).
+ * around them without the hold's types knowing (scripts/bench-server.ts adds one signed commit
+ * per count this way).
  */
 export type HoldOptions = AppContextOverrides & { extend?: Extend }
 

@@ -151,10 +151,25 @@ export const assertOwnRepo = (
   )
 }
 
+/** The query of a `com.atproto.sync` method, whose `did` must name this hold. */
+export const syncParams = (c: Ctx, ctx: AppContext): Params => {
+  const params = new Params(c)
+  assertOwnRepo(ctx, params.required('did'), { allowHandle: false })
+  return params
+}
+
 const looksLikeHandle = (value: string) =>
   /^[a-zA-Z0-9.-]{1,253}$/.test(value) && value.includes('.')
 
-export const CAR_TYPE = 'application/vnd.ipld.car'
+/** The headers of a CAR answer; its length when known (a HEAD has none). */
+export const carHeaders = (length?: number): Record<string, string> => {
+  const headers: Record<string, string> = {
+    'content-type': 'application/vnd.ipld.car',
+    'x-content-type-options': 'nosniff',
+  }
+  if (length !== undefined) headers['content-length'] = String(length)
+  return headers
+}
 
 export const MAX_JSON_BODY_BYTES = 64 * 1024
 

@@ -7,7 +7,13 @@ const ENTRY_OVERHEAD = 512
 /** How soon a stale entry whose refresh failed is tried again. */
 const RETRY_MS = 60_000
 
-type Entry = { doc: DidDocument; updatedAt: number; refreshAt: number }
+type Entry = {
+  doc: DidDocument
+  updatedAt: number
+  refreshAt: number
+  /** What the entry counts against `maxBytes`. */
+  bytes: number
+}
 
 /**
  * The DID documents of token issuers, for @atproto/identity's resolver in place of its
@@ -32,8 +38,7 @@ export class BoundedDidCache implements DidCache {
     this.entries = new Lru({
       maxEntries: Infinity,
       maxWeight: opts.maxBytes,
-      weigh: (did, { doc }) =>
-        did.length + JSON.stringify(doc).length + ENTRY_OVERHEAD,
+      weigh: (_did, entry) => entry.bytes,
     })
   }
 
@@ -47,6 +52,7 @@ export class BoundedDidCache implements DidCache {
       doc,
       updatedAt: now,
       refreshAt: now + this.staleTtlMs,
+      bytes: did.length + JSON.stringify(doc).length + ENTRY_OVERHEAD,
     })
   }
 

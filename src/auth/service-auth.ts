@@ -52,8 +52,9 @@ export class ServiceAuth {
   private readonly audiences: Set<string>
   private readonly limits: ServiceAuthLimits
   /**
-   * Tokens already verified, keyed by method and token: a secp256k1 verification costs about
-   * 2 ms, and a client reuses its token for a burst of blob requests. An entry lives until the
+   * Tokens already verified, keyed by method and token: a secp256k1 verification in JavaScript
+   * is slow next to the rest of a request, and a client reuses its token for a burst of blob
+   * requests. An entry lives until the
    * token expires or for `verifiedTtlMs`, whichever is first, so a token signed with a key the
    * issuer has since rotated away stays usable for at most that long after its first use.
    */

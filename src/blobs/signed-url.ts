@@ -37,7 +37,7 @@ export type PartGrant = { uploadId: string; partNumber: number; caller: string }
  */
 export class BlobUrlSigner {
   // A KeyObject, not the raw Buffer: createHmac re-imports a Buffer key on every call, which
-  // costs several times the HMAC itself on the getBlob hot path.
+  // costs more than the HMAC itself on the getBlob hot path.
   private readonly key: KeyObject
   private readonly base: string
   private readonly partBase: string

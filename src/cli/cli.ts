@@ -1,6 +1,6 @@
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util'
 import { HoldClient, readCliEnv } from './client.ts'
-import type { Command, Io } from './command.ts'
+import { checkArgs, optionsOf, type Command, type Io } from './command.ts'
 import { captainSet } from './commands/captain.ts'
 import { crewAdd, crewList, crewRemove } from './commands/crew.ts'
 import { exportRepo } from './commands/export.ts'
@@ -85,7 +85,7 @@ const optionLine = (flag: string, description: string): string =>
     : `  ${flag.padEnd(28)} ${description}`
 
 const commandHelp = (cmd: Command): string => {
-  const opts = Object.entries(cmd.options ?? {}).map(([name, o]) => {
+  const opts = Object.entries(optionsOf(cmd)).map(([name, o]) => {
     const flag = `${o.short ? `-${o.short}, ` : ''}--${name}${o.value ? ` ${o.value}` : ''}`
     const neg = o.negatable ? `, --no-${name}` : ''
     return optionLine(flag + neg, o.description)
@@ -155,7 +155,7 @@ export const runCli = async (
       help: { type: 'boolean', short: 'h' },
     }
     let allowNegative = false
-    for (const [name, o] of Object.entries(cmd.options ?? {})) {
+    for (const [name, o] of Object.entries(optionsOf(cmd))) {
       options[name] = { type: o.type, ...(o.short ? { short: o.short } : {}) }
       if (o.negatable) allowNegative = true
     }
@@ -182,16 +182,12 @@ export const runCli = async (
     // parseArgs accepts --no-x for every boolean once allowNegative is on; only negatable ones may.
     for (const arg of rest) {
       const m = /^--no-(.+)$/.exec(arg)
-      if (m && !cmd.options?.[m[1]]?.negatable) {
+      if (m && !optionsOf(cmd)[m[1]]?.negatable) {
         throw new UsageError(`${cmd.name}: unknown option '${arg}'`)
       }
     }
     const args = parsed.positionals
-    if (args.length < cmd.minArgs || args.length > cmd.maxArgs) {
-      throw new UsageError(
-        `${cmd.name} takes ${cmd.args || 'no arguments'}, got ${args.length === 0 ? 'none' : args.map((a) => `"${a}"`).join(' ')}`,
-      )
-    }
+    checkArgs(cmd, args)
     let client: HoldClient | undefined
     await cmd.run({
       io,

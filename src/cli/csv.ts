@@ -1,3 +1,5 @@
+import { ByteOrderMark } from './bom.ts'
+
 /** One CSV record, or why it could not be read; `line` is where the record starts (1-based). */
 export type CsvRecord =
   { line: number; fields: string[] } | { line: number; error: string }
@@ -16,15 +18,11 @@ export class CsvParser {
   private recordLine = 1
   private fresh = true
   private error = ''
-  private first = true
+  private readonly bom = new ByteOrderMark()
 
   push(text: string): CsvRecord[] {
     const out: CsvRecord[] = []
-    let i = 0
-    if (this.first && text.length > 0) {
-      this.first = false
-      if (text.charCodeAt(0) === 0xfeff) i = 1 // byte order mark
-    }
+    let i = this.bom.skip(text)
     for (; i < text.length; i++) {
       const ch = text[i]
       if (this.state === 'cr') {

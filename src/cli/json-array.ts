@@ -1,18 +1,23 @@
+import { ByteOrderMark } from './bom.ts'
+
 /** One element of a JSON array as text, or why the array could not be read there. */
 export type JsonElement =
   { line: number; text: string } | { line: number; error: string }
 
-const QUOTE = 0x22
-const BACKSLASH = 0x5c
-const COMMA = 0x2c
-const OPEN_BRACE = 0x7b
-const CLOSE_BRACE = 0x7d
-const OPEN_BRACKET = 0x5b
-const CLOSE_BRACKET = 0x5d
-const NEWLINE = 0x0a
+/** The characters the splitter looks at, as char codes. */
+const CH = {
+  quote: 0x22,
+  backslash: 0x5c,
+  comma: 0x2c,
+  openBrace: 0x7b,
+  closeBrace: 0x7d,
+  openBracket: 0x5b,
+  closeBracket: 0x5d,
+  newline: 0x0a,
+} as const
 
 const isJsonSpace = (c: number) =>
-  c === 0x20 || c === NEWLINE || c === 0x0d || c === 0x09
+  c === 0x20 || c === CH.newline || c === 0x0d || c === 0x09
 
 /**
  * Splits a top-level JSON array (what `sqlite3 -json` writes: `[{...},\n{...}]`) into its
@@ -28,21 +33,17 @@ export class JsonArraySplitter {
   private depth = 0
   private inString = false
   private escaped = false
-  private first = true
+  private readonly bom = new ByteOrderMark()
   private reportedAfter = false
 
   push(chunk: string): JsonElement[] {
     const out: JsonElement[] = []
-    let i = 0
-    if (this.first && chunk.length > 0) {
-      this.first = false
-      if (chunk.charCodeAt(0) === 0xfeff) i = 1
-    }
+    let i = this.bom.skip(chunk)
     // Where the current element's text starts in this chunk.
     let from = this.state === 'element' ? i : -1
     for (; i < chunk.length; i++) {
       const c = chunk.charCodeAt(i)
-      if (c === NEWLINE) this.line++
+      if (c === CH.newline) this.line++
       if (this.state !== 'element') {
         if (isJsonSpace(c)) continue
         if (!this.outside(c, out)) continue
@@ -50,14 +51,20 @@ export class JsonArraySplitter {
       }
       if (this.inString) {
         if (this.escaped) this.escaped = false
-        else if (c === BACKSLASH) this.escaped = true
-        else if (c === QUOTE) this.inString = false
-      } else if (this.depth === 0 && (c === COMMA || c === CLOSE_BRACKET)) {
+        else if (c === CH.backslash) this.escaped = true
+        else if (c === CH.quote) this.inString = false
+      } else if (
+        this.depth === 0 &&
+        (c === CH.comma || c === CH.closeBracket)
+      ) {
         this.emit(out, (this.text + chunk.slice(from, i)).trim())
-        this.state = c === COMMA ? 'between' : 'done'
-      } else if (c === QUOTE) this.inString = true
-      else if (c === OPEN_BRACE || c === OPEN_BRACKET) this.depth++
-      else if ((c === CLOSE_BRACE || c === CLOSE_BRACKET) && this.depth > 0) {
+        this.state = c === CH.comma ? 'between' : 'done'
+      } else if (c === CH.quote) this.inString = true
+      else if (c === CH.openBrace || c === CH.openBracket) this.depth++
+      else if (
+        (c === CH.closeBrace || c === CH.closeBracket) &&
+        this.depth > 0
+      ) {
         if (--this.depth === 0) {
           this.emit(out, this.text + chunk.slice(from, i + 1))
           this.state = 'after'
@@ -89,7 +96,7 @@ export class JsonArraySplitter {
   private outside(c: number, out: JsonElement[]): boolean {
     switch (this.state) {
       case 'before':
-        if (c === OPEN_BRACKET) this.state = 'between'
+        if (c === CH.openBracket) this.state = 'between'
         else {
           out.push({ line: this.line, error: 'a JSON array starts with [' })
           this.state = 'done'
@@ -97,14 +104,14 @@ export class JsonArraySplitter {
         }
         return false
       case 'between':
-        if (c === CLOSE_BRACKET) this.state = 'done'
-        else if (c === COMMA) {
+        if (c === CH.closeBracket) this.state = 'done'
+        else if (c === CH.comma) {
           out.push({ line: this.line, error: 'is an empty array element' })
         } else return this.begin()
         return false
       case 'after':
-        if (c === COMMA) this.state = 'between'
-        else if (c === CLOSE_BRACKET) this.state = 'done'
+        if (c === CH.comma) this.state = 'between'
+        else if (c === CH.closeBracket) this.state = 'done'
         else {
           out.push({ line: this.line, error: 'has no comma before this row' })
           return this.begin()

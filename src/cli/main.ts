@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import { enableCompileCache } from 'node:module'
 
-// Compiled (and type-stripped) modules are cached in the OS temp dir across runs, which makes
-// every command start two to three times faster. Set before the CLI's modules load.
+// Compiled (and type-stripped) modules are cached in the OS temp dir across runs, so a command
+// starts without compiling the CLI again. Set before the CLI's modules load.
 enableCompileCache()
 const { runCli } = await import('./cli.ts')
 

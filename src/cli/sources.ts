@@ -2,19 +2,13 @@ import { createReadStream } from 'node:fs'
 import { open, stat } from 'node:fs/promises'
 import { extname } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
+import type { Baseline } from '../stats/baseline.ts'
 import { CsvParser } from './csv.ts'
 import { JsonArraySplitter, type JsonElement } from './json-array.ts'
 import { CliError } from './errors.ts'
 
 /** One input row's fields, by their names in the AppView's table, values as found. */
-export type RawRow = {
-  did: unknown
-  repository: unknown
-  pullCount: unknown
-  pushCount: unknown
-  lastPull: unknown
-  lastPush: unknown
-}
+export type RawRow = Record<keyof Baseline, unknown>
 
 /** A row, or why it could not be read; `where` is "row 12" (SQLite) or "line 12" (text). */
 export type SourceItem =

@@ -62,7 +62,7 @@ export const cidBytes = (cid: string): Uint8Array => {
 
 /** The CIDv1 (dag-cbor, sha2-256) bytes of a DAG-CBOR block. */
 export const cborCidBytes = (block: Uint8Array): Uint8Array => {
-  // Pooled memory (a commit makes ~1,000 of these), not an ArrayBuffer each.
+  // Pooled memory (a commit makes one per block), not an ArrayBuffer each.
   const out = Buffer.allocUnsafe(36)
   out[0] = 1
   out[1] = DAG_CBOR

@@ -46,8 +46,9 @@ export const fromLibraryCommit = (commit: CommitData): Commit => {
 
 /**
  * A signed commit of `writes` on top of `head`: the same blocks, root and signature as
- * `Repo.formatCommit` (test/commit-format.test.ts), without its per-write covering proofs (`relevantBlocks`, which exist
- * for the firehose and cost about 1 ms a write on a large tree; the hold has no firehose yet).
+ * `Repo.formatCommit` (test/commit-format.test.ts), without its per-write covering proofs
+ * (`relevantBlocks`, which exist for the firehose and cost a walk of the tree per write; the hold
+ * has no firehose yet).
  * The MST changes are applied as one batch (src/repo/mst.ts) straight from storage, so no tree
  * is kept in memory between commits.
  */

@@ -21,8 +21,8 @@ let scratch = new Uint8Array(4096)
 
 /**
  * Encodes into one scratch buffer reused across nodes, and copies each result into Node's
- * pooled Buffer memory: a commit writes ~800 nodes, and a separate ArrayBuffer for each (two,
- * with a growing buffer) costs more in the garbage collector than the encoding itself.
+ * pooled Buffer memory: a commit writes hundreds of nodes, and a separate ArrayBuffer for each
+ * (two, with a growing buffer) costs more in the garbage collector than the encoding itself.
  */
 class Writer {
   buf: Uint8Array = scratch
@@ -102,12 +102,8 @@ class Writer {
   }
 }
 
-const E = 0x65
-const K = 0x6b
-const L = 0x6c
-const P = 0x70
-const T = 0x74
-const V = 0x76
+/** The node's one-letter map keys, as their ASCII codes. */
+const KEY = { e: 0x65, k: 0x6b, l: 0x6c, p: 0x70, t: 0x74, v: 0x76 } as const
 
 /**
  * A node in the form the MST code works with: the full keys in order, their values, and the
@@ -130,24 +126,24 @@ const sharedPrefix = (a: string, b: string): number => {
 export const encodeFlat = (node: FlatNode): Uint8Array => {
   const w = new Writer()
   w.byte(0xa2) // map(2)
-  w.key(E)
+  w.key(KEY.e)
   w.head(4, node.keys.length)
   let last = ''
   for (let i = 0; i < node.keys.length; i++) {
     const key = node.keys[i]
     const p = sharedPrefix(last, key)
     w.byte(0xa4) // map(4)
-    w.key(K)
+    w.key(KEY.k)
     w.asciiBytes(key, p)
-    w.key(P)
+    w.key(KEY.p)
     w.head(0, p)
-    w.key(T)
+    w.key(KEY.t)
     w.linkOrNull(node.trees[i + 1])
-    w.key(V)
+    w.key(KEY.v)
     w.linkOrNull(node.values[i])
     last = key
   }
-  w.key(L)
+  w.key(KEY.l)
   w.linkOrNull(node.trees[0])
   return Buffer.from(w.buf.subarray(0, w.len))
 }
@@ -241,22 +237,22 @@ class Reader {
 export const decodeNode = (bytes: Uint8Array): NodeData => {
   try {
     const r = new Reader(bytes)
-    r.expect(0xa2, 0x61, E)
+    r.expect(0xa2, 0x61, KEY.e)
     const count = r.head(4)
     const e: NodeEntry[] = []
     for (let i = 0; i < count; i++) {
-      r.expect(0xa4, 0x61, K)
+      r.expect(0xa4, 0x61, KEY.k)
       const k = r.bytes()
-      r.expect(0x61, P)
+      r.expect(0x61, KEY.p)
       const p = r.head(0)
-      r.expect(0x61, T)
+      r.expect(0x61, KEY.t)
       const t = r.linkOrNull()
-      r.expect(0x61, V)
+      r.expect(0x61, KEY.v)
       const v = r.linkOrNull()
       if (v === null) throw new Malformed()
       e.push({ p, k, v, t })
     }
-    r.expect(0x61, L)
+    r.expect(0x61, KEY.l)
     const l = r.linkOrNull()
     if (r.pos !== bytes.length) throw new Malformed()
     return { l, e }

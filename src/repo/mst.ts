@@ -8,7 +8,7 @@ import { decodeFlat, encodeFlat, type FlatNode, type Link } from './mst-node.ts'
  *
  * `@atproto/repo`'s MST applies one key at a time: each change copies the nodes on its path,
  * and a commit then serialises the new tree and diffs it against the old one. For a stats flush
- * (200 keys spread over 100k records) that is most of the flush. Here a whole batch is applied
+ * (a batch of keys spread over a large tree) that is most of the flush. Here a whole batch is applied
  * in one walk: each node on a changed path is read, changed and serialised once, and the blocks
  * the commit adds and removes fall out of the walk, without a diff.
  *

@@ -8,12 +8,14 @@ export type StoredRecord = { rkey: string; cid: string; value: LexMap }
 
 /** Reads records through the record index, without walking the MST. */
 export class RecordReader {
-  private readonly records: RecordIndex
   private readonly storage: SqlRepoStorage
 
-  constructor(records: RecordIndex, storage: SqlRepoStorage) {
-    this.records = records
+  constructor(storage: SqlRepoStorage) {
     this.storage = storage
+  }
+
+  private get records(): RecordIndex {
+    return this.storage.records
   }
 
   get(collection: string, rkey: string): StoredRecord | null {

@@ -1,4 +1,5 @@
-import type { DatabaseSync, StatementSync } from 'node:sqlite'
+import type { DatabaseSync } from 'node:sqlite'
+import { prepareAll, type Statements } from '../db.ts'
 
 /** A record as the index knows it: where it is in the repo and the CID of its block. */
 export type IndexedRecord = { collection: string; rkey: string; cid: string }
@@ -10,58 +11,40 @@ export type IndexedRecord = { collection: string; rkey: string; cid: string }
  * here. It reads and writes on the connection it is given (the writer's, or a snapshot
  * reader's); the writer's changes run inside the commit's transaction.
  */
+const SQL = {
+  cid: 'SELECT cid FROM record WHERE collection = ? AND rkey = ?',
+  cidUsed: 'SELECT 1 FROM record WHERE cid = ? LIMIT 1',
+  put: `INSERT INTO record (collection, rkey, cid, repo_rev, indexed_at) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (collection, rkey) DO UPDATE SET cid = excluded.cid, repo_rev = excluded.repo_rev, indexed_at = excluded.indexed_at`,
+  delete: 'DELETE FROM record WHERE collection = ? AND rkey = ?',
+  listAsc:
+    'SELECT rkey, cid FROM record WHERE collection = ? AND rkey > ? ORDER BY rkey ASC LIMIT ?',
+  listDesc:
+    'SELECT rkey, cid FROM record WHERE collection = ? AND rkey < ? ORDER BY rkey DESC LIMIT ?',
+  collections: 'SELECT DISTINCT collection FROM record ORDER BY collection',
+  counts:
+    'SELECT collection, count(*) AS n FROM record GROUP BY collection ORDER BY collection',
+  all: 'SELECT collection, rkey, cid FROM record ORDER BY collection, rkey',
+  clear: 'DELETE FROM record',
+}
+
 export class RecordIndex {
-  private readonly cidStmt: StatementSync
-  private readonly cidUsedStmt: StatementSync
-  private readonly putStmt: StatementSync
-  private readonly deleteStmt: StatementSync
-  private readonly listAscStmt: StatementSync
-  private readonly listDescStmt: StatementSync
-  private readonly collectionsStmt: StatementSync
-  private readonly countsStmt: StatementSync
-  private readonly allStmt: StatementSync
-  private readonly clearStmt: StatementSync
+  private readonly sql: Statements<keyof typeof SQL>
 
   constructor(db: DatabaseSync) {
-    this.cidStmt = db.prepare(
-      'SELECT cid FROM record WHERE collection = ? AND rkey = ?',
-    )
-    this.cidUsedStmt = db.prepare('SELECT 1 FROM record WHERE cid = ? LIMIT 1')
-    this.putStmt = db.prepare(
-      `INSERT INTO record (collection, rkey, cid, repo_rev, indexed_at) VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (collection, rkey) DO UPDATE SET cid = excluded.cid, repo_rev = excluded.repo_rev, indexed_at = excluded.indexed_at`,
-    )
-    this.deleteStmt = db.prepare(
-      'DELETE FROM record WHERE collection = ? AND rkey = ?',
-    )
-    this.listAscStmt = db.prepare(
-      'SELECT rkey, cid FROM record WHERE collection = ? AND rkey > ? ORDER BY rkey ASC LIMIT ?',
-    )
-    this.listDescStmt = db.prepare(
-      'SELECT rkey, cid FROM record WHERE collection = ? AND rkey < ? ORDER BY rkey DESC LIMIT ?',
-    )
-    this.collectionsStmt = db.prepare(
-      'SELECT DISTINCT collection FROM record ORDER BY collection',
-    )
-    this.countsStmt = db.prepare(
-      'SELECT collection, count(*) AS n FROM record GROUP BY collection ORDER BY collection',
-    )
-    this.allStmt = db.prepare(
-      'SELECT collection, rkey, cid FROM record ORDER BY collection, rkey',
-    )
-    this.clearStmt = db.prepare('DELETE FROM record')
+    this.sql = prepareAll(db, SQL)
   }
 
   /** The CID of the record's block, or undefined when the repo has no such record. */
   cid(collection: string, rkey: string): string | undefined {
-    const row = this.cidStmt.get(collection, rkey) as
+    const row = this.sql.cid.get(collection, rkey) as
       { cid: string } | undefined
     return row?.cid
   }
 
   /** Whether any record's block is this one (identical records share one block). */
   usesCid(cid: string): boolean {
-    return this.cidUsedStmt.get(cid) !== undefined
+    return this.sql.cidUsed.get(cid) !== undefined
   }
 
   put(
@@ -71,11 +54,11 @@ export class RecordIndex {
     rev: string,
     indexedAt: string,
   ): void {
-    this.putStmt.run(collection, rkey, cid, rev, indexedAt)
+    this.sql.put.run(collection, rkey, cid, rev, indexedAt)
   }
 
   delete(collection: string, rkey: string): void {
-    this.deleteStmt.run(collection, rkey)
+    this.sql.delete.run(collection, rkey)
   }
 
   /** A page of a collection: newest (highest) keys first, as the reference PDS lists, unless reverse. */
@@ -85,8 +68,8 @@ export class RecordIndex {
   ): { rkey: string; cid: string }[] {
     return (
       opts.reverse
-        ? this.listAscStmt.all(collection, opts.cursor ?? '', opts.limit)
-        : this.listDescStmt.all(
+        ? this.sql.listAsc.all(collection, opts.cursor ?? '', opts.limit)
+        : this.sql.listDesc.all(
             collection,
             opts.cursor ?? '\u{10ffff}',
             opts.limit,
@@ -95,7 +78,7 @@ export class RecordIndex {
   }
 
   collections(): string[] {
-    return (this.collectionsStmt.all() as { collection: string }[]).map(
+    return (this.sql.collections.all() as { collection: string }[]).map(
       (r) => r.collection,
     )
   }
@@ -103,7 +86,7 @@ export class RecordIndex {
   /** Records per collection. */
   counts(): Record<string, number> {
     const out: Record<string, number> = {}
-    for (const row of this.countsStmt.all() as {
+    for (const row of this.sql.counts.all() as {
       collection: string
       n: number
     }[]) {
@@ -114,11 +97,11 @@ export class RecordIndex {
 
   /** Every record, by collection and key (a rebuild of the whole repo). */
   all(): IndexedRecord[] {
-    return this.allStmt.all() as IndexedRecord[]
+    return this.sql.all.all() as IndexedRecord[]
   }
 
   /** Forgets every record (a rebuild of the whole repo, inside its transaction). */
   clear(): void {
-    this.clearStmt.run()
+    this.sql.clear.run()
   }
 }

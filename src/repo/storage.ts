@@ -2,69 +2,29 @@ import { BlockMap, ReadableBlockstore, type CommitData } from '@atproto/repo'
 import type { RepoStorage } from '@atproto/repo'
 import { parseCid, type Cid } from '@atproto/lex-data'
 import type { DatabaseSync, StatementSync } from 'node:sqlite'
-import type { Database } from '../db.ts'
+import { prepareAll, type Database, type Statements } from '../db.ts'
 import { fromLibraryCommit, type Commit } from './commit.ts'
 import { RecordIndex } from './record-index.ts'
 
 export type RepoRoot = { cid: Cid; rev: string }
 
-/**
- * `@atproto/repo` storage on SQLite: blocks tagged with the rev that added them (so
- * `getRepo?since=` can select newer blocks) and the root. Only the RepoWriter calls the
- * mutating methods, always inside its transaction.
- */
-export class SqlRepoStorage extends ReadableBlockstore implements RepoStorage {
-  private readonly getBlockStmt: StatementSync
-  private readonly putBlockStmt: StatementSync
-  private readonly deleteBlockStmt: StatementSync
-  private readonly getRootStmt: StatementSync
-  private readonly putRootStmt: StatementSync
+const BLOCK_SQL = 'SELECT content FROM repo_block WHERE cid = ?'
 
-  readonly database: Database
-  private readonly records: RecordIndex
+const SQL = {
+  getBlock: BLOCK_SQL,
+  // A block a new commit adds again (a record identical to an older one) takes the newer rev,
+  // so `getRepo?since=` still sends it to a consumer that must see it as a new leaf.
+  putBlock: `INSERT INTO repo_block (cid, repo_rev, size, content) VALUES (?, ?, ?, ?)
+             ON CONFLICT (cid) DO UPDATE SET repo_rev = excluded.repo_rev WHERE excluded.repo_rev > repo_block.repo_rev`,
+  deleteBlock: 'DELETE FROM repo_block WHERE cid = ?',
+  getRoot: 'SELECT cid, rev FROM repo_root WHERE id = 1',
+  putRoot: `INSERT INTO repo_root (id, cid, rev, indexed_at) VALUES (1, ?, ?, ?)
+            ON CONFLICT (id) DO UPDATE SET cid = excluded.cid, rev = excluded.rev, indexed_at = excluded.indexed_at`,
+}
 
-  constructor(database: Database, records: RecordIndex) {
-    super()
-    this.database = database
-    this.records = records
-    const { db } = database
-    this.getBlockStmt = db.prepare(
-      'SELECT content FROM repo_block WHERE cid = ?',
-    )
-    // A block a new commit adds again (a record identical to an older one) takes the newer rev,
-    // so `getRepo?since=` still sends it to a consumer that must see it as a new leaf.
-    this.putBlockStmt = db.prepare(
-      `INSERT INTO repo_block (cid, repo_rev, size, content) VALUES (?, ?, ?, ?)
-       ON CONFLICT (cid) DO UPDATE SET repo_rev = excluded.repo_rev WHERE excluded.repo_rev > repo_block.repo_rev`,
-    )
-    this.deleteBlockStmt = db.prepare('DELETE FROM repo_block WHERE cid = ?')
-    this.getRootStmt = db.prepare('SELECT cid, rev FROM repo_root WHERE id = 1')
-    this.putRootStmt = db.prepare(
-      `INSERT INTO repo_root (id, cid, rev, indexed_at) VALUES (1, ?, ?, ?)
-       ON CONFLICT (id) DO UPDATE SET cid = excluded.cid, rev = excluded.rev, indexed_at = excluded.indexed_at`,
-    )
-  }
-
-  getRootSync(): RepoRoot | null {
-    const row = this.getRootStmt.get() as
-      { cid: string; rev: string } | undefined
-    return row ? { cid: parseCid(row.cid), rev: row.rev } : null
-  }
-
-  async getRoot(): Promise<Cid | null> {
-    return this.getRootSync()?.cid ?? null
-  }
-
-  getBytesSync(cid: Cid): Uint8Array | null {
-    return this.getBlockSync(cid.toString())
-  }
-
-  /** A block by its CID string. */
-  getBlockSync(cid: string): Uint8Array | null {
-    const row = this.getBlockStmt.get(cid) as
-      { content: Uint8Array } | undefined
-    return row ? row.content : null
-  }
+/** A blockstore read with synchronous SQLite lookups: the library's async reads use them too. */
+abstract class SqlBlockstore extends ReadableBlockstore {
+  abstract getBytesSync(cid: Cid): Uint8Array | null
 
   async getBytes(cid: Cid): Promise<Uint8Array | null> {
     return this.getBytesSync(cid)
@@ -84,9 +44,49 @@ export class SqlRepoStorage extends ReadableBlockstore implements RepoStorage {
     }
     return { blocks, missing }
   }
+}
+
+/**
+ * `@atproto/repo` storage on SQLite: blocks tagged with the rev that added them (so
+ * `getRepo?since=` can select newer blocks) and the root. Only the RepoWriter calls the
+ * mutating methods, always inside its transaction.
+ */
+export class SqlRepoStorage extends SqlBlockstore implements RepoStorage {
+  private readonly sql: Statements<keyof typeof SQL>
+  readonly database: Database
+  /** The record index this storage consults before it deletes a block. */
+  readonly records: RecordIndex
+
+  constructor(database: Database, records: RecordIndex) {
+    super()
+    this.database = database
+    this.records = records
+    this.sql = prepareAll(database.db, SQL)
+  }
+
+  getRootSync(): RepoRoot | null {
+    const row = this.sql.getRoot.get() as
+      { cid: string; rev: string } | undefined
+    return row ? { cid: parseCid(row.cid), rev: row.rev } : null
+  }
+
+  async getRoot(): Promise<Cid | null> {
+    return this.getRootSync()?.cid ?? null
+  }
+
+  getBytesSync(cid: Cid): Uint8Array | null {
+    return this.getBlockSync(cid.toString())
+  }
+
+  /** A block by its CID string. */
+  getBlockSync(cid: string): Uint8Array | null {
+    const row = this.sql.getBlock.get(cid) as
+      { content: Uint8Array } | undefined
+    return row ? row.content : null
+  }
 
   putBlockSync(cid: Cid | string, block: Uint8Array, rev: string): void {
-    this.putBlockStmt.run(cid.toString(), rev, block.byteLength, block)
+    this.sql.putBlock.run(cid.toString(), rev, block.byteLength, block)
   }
 
   async putBlock(cid: Cid, block: Uint8Array, rev: string): Promise<void> {
@@ -100,7 +100,7 @@ export class SqlRepoStorage extends ReadableBlockstore implements RepoStorage {
   }
 
   updateRootSync(cid: Cid, rev: string): void {
-    this.putRootStmt.run(cid.toString(), rev, new Date().toISOString())
+    this.sql.putRoot.run(cid.toString(), rev, new Date().toISOString())
   }
 
   async updateRoot(cid: Cid, rev: string): Promise<void> {
@@ -118,7 +118,7 @@ export class SqlRepoStorage extends ReadableBlockstore implements RepoStorage {
     for (const cid of commit.removed) {
       // A removed record block stays while another record with identical content names it.
       if (!commit.newBlocks.has(cid) && !this.records.usesCid(cid)) {
-        this.deleteBlockStmt.run(cid)
+        this.sql.deleteBlock.run(cid)
       }
     }
     this.updateRootSync(commit.cid, commit.rev)
@@ -144,7 +144,7 @@ const snapshotStmts = new WeakMap<DatabaseSync, SnapshotStmts>()
  * (`Database.readSnapshot`): one snapshot, however many awaits the library's readers take and
  * whatever the writer commits meanwhile.
  */
-export class SnapshotBlocks extends ReadableBlockstore {
+export class SnapshotBlocks extends SqlBlockstore {
   private readonly stmts: SnapshotStmts
 
   constructor(reader: DatabaseSync) {
@@ -152,7 +152,7 @@ export class SnapshotBlocks extends ReadableBlockstore {
     let stmts = snapshotStmts.get(reader)
     if (!stmts) {
       stmts = {
-        block: reader.prepare('SELECT content FROM repo_block WHERE cid = ?'),
+        block: reader.prepare(BLOCK_SQL),
         root: reader.prepare('SELECT cid FROM repo_root WHERE id = 1'),
         records: new RecordIndex(reader),
       }
@@ -176,24 +176,5 @@ export class SnapshotBlocks extends ReadableBlockstore {
     const row = this.stmts.block.get(cid.toString()) as
       { content: Uint8Array } | undefined
     return row ? row.content : null
-  }
-
-  async getBytes(cid: Cid): Promise<Uint8Array | null> {
-    return this.getBytesSync(cid)
-  }
-
-  async has(cid: Cid): Promise<boolean> {
-    return this.getBytesSync(cid) !== null
-  }
-
-  async getBlocks(cids: Cid[]): Promise<{ blocks: BlockMap; missing: Cid[] }> {
-    const blocks = new BlockMap()
-    const missing: Cid[] = []
-    for (const cid of cids) {
-      const bytes = this.getBytesSync(cid)
-      if (bytes) blocks.set(cid, bytes)
-      else missing.push(cid)
-    }
-    return { blocks, missing }
   }
 }

@@ -33,7 +33,7 @@ import { rebuildRepo, type Rebind } from './rebind.ts'
 import type { RecordIndex } from './record-index.ts'
 import type { SqlRepoStorage } from './storage.ts'
 
-/** MST nodes kept in memory by default: the whole tree of a repo of ~220k records. */
+/** MST nodes kept in memory by default: the whole tree of a large repo (BENCHMARKS.md). */
 export const DEFAULT_NODE_CACHE_BYTES = 32 * 1024 * 1024
 
 /** Firehose limit: a commit may carry at most this many operations. */

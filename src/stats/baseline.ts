@@ -1,5 +1,6 @@
 import { isValidDid } from '@atproto/syntax'
 import { XRPCError } from '../errors.ts'
+import type { StatsView } from './counter-row.ts'
 import {
   isValidRepository,
   MAX_REPOSITORY_LENGTH,
@@ -10,14 +11,7 @@ import {
  * Counts imported from elsewhere (the AppView's `repository_stats`) for one (DID, repository):
  * added to what the hold counts itself. Timestamps are ISO 8601 with milliseconds and `Z`.
  */
-export type Baseline = {
-  did: string
-  repository: string
-  pullCount: number
-  pushCount: number
-  lastPull?: string
-  lastPush?: string
-}
+export type Baseline = StatsView
 
 export type BaselineCheck =
   { ok: true; baseline: Baseline } | { ok: false; reason: string }
@@ -111,14 +105,7 @@ export const parseCount = (raw: unknown): number | Error => {
 
 /** Checks one row's fields (already named did, repository, pullCount, ...) and normalises them. */
 export const checkBaseline = (
-  fields: {
-    did: unknown
-    repository: unknown
-    pullCount: unknown
-    pushCount: unknown
-    lastPull: unknown
-    lastPush: unknown
-  },
+  fields: Record<keyof Baseline, unknown>,
   now = Date.now(),
 ): BaselineCheck => {
   const { did, repository } = fields

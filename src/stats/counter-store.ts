@@ -1,5 +1,4 @@
-import type { StatementSync } from 'node:sqlite'
-import type { Database } from '../db.ts'
+import { prepareAll, type Database, type Statements } from '../db.ts'
 import type { Logger } from '../logger.ts'
 import { iso, keyOf, type PendingCounts } from './counter-row.ts'
 import type { TopPairs } from './top-pairs.ts'
@@ -13,6 +12,28 @@ export const MAX_PENDING_PAIRS = 100_000
 const FAILING_RETRY_MS = 1000
 /** Pairs remembered as having a counter row, so most checks for a new pair never reach SQLite. */
 const KNOWN_PAIRS = 50_000
+
+const UPSERT_SQL = `
+  INSERT INTO stats_counter
+    (did, repository, pull_count, push_count, last_pull, last_push, created_at, updated_at)
+  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+  ON CONFLICT (did, repository) DO UPDATE SET
+    pull_count = pull_count + excluded.pull_count,
+    push_count = push_count + excluded.push_count,
+    last_pull = CASE WHEN excluded.last_pull IS NOT NULL AND (last_pull IS NULL OR excluded.last_pull > last_pull)
+                THEN excluded.last_pull ELSE last_pull END,
+    last_push = CASE WHEN excluded.last_push IS NOT NULL AND (last_push IS NULL OR excluded.last_push > last_push)
+                THEN excluded.last_push ELSE last_push END,
+    updated_at = CASE WHEN excluded.updated_at > updated_at THEN excluded.updated_at ELSE updated_at END,
+    version = version + 1`
+
+const SQL = {
+  upsert: UPSERT_SQL,
+  /** The upsert, answering the pair's counts: used while the most pulled pairs are kept. */
+  upsertRanked: `${UPSERT_SQL}
+    RETURNING pull_count + baseline_pull AS pulls, push_count + baseline_push AS pushes`,
+  hasCounter: 'SELECT 1 FROM stats_counter WHERE did = ? AND repository = ?',
+}
 
 /** A pair's counts taken since the last persist. */
 export type Delta = PendingCounts & {
@@ -37,10 +58,7 @@ export class CounterStore {
   unrecorded = 0
   private lastPersistTry = 0
   private persistTimer: NodeJS.Timeout | undefined
-  private readonly upsertStmt: StatementSync
-  /** The upsert, answering the pair's counts: used while the most pulled pairs are kept. */
-  private readonly upsertRankedStmt: StatementSync
-  private readonly hasCounterStmt: StatementSync
+  private readonly sql: Statements<keyof typeof SQL>
 
   private readonly database: Database
   private readonly top: TopPairs
@@ -50,41 +68,27 @@ export class CounterStore {
     this.database = database
     this.top = top
     this.log = log
-    const { db } = database
-    this.upsertStmt = db.prepare(`
-      INSERT INTO stats_counter
-        (did, repository, pull_count, push_count, last_pull, last_push, created_at, updated_at)
-      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
-      ON CONFLICT (did, repository) DO UPDATE SET
-        pull_count = pull_count + excluded.pull_count,
-        push_count = push_count + excluded.push_count,
-        last_pull = CASE WHEN excluded.last_pull IS NOT NULL AND (last_pull IS NULL OR excluded.last_pull > last_pull)
-                    THEN excluded.last_pull ELSE last_pull END,
-        last_push = CASE WHEN excluded.last_push IS NOT NULL AND (last_push IS NULL OR excluded.last_push > last_push)
-                    THEN excluded.last_push ELSE last_push END,
-        updated_at = CASE WHEN excluded.updated_at > updated_at THEN excluded.updated_at ELSE updated_at END,
-        version = version + 1`)
-    this.upsertRankedStmt = db.prepare(`${this.upsertStmt.sourceSQL}
-      RETURNING pull_count + baseline_pull AS pulls, push_count + baseline_push AS pushes`)
-    this.hasCounterStmt = db.prepare(
-      'SELECT 1 FROM stats_counter WHERE did = ? AND repository = ?',
-    )
+    this.sql = prepareAll(database.db, SQL)
   }
 
-  countPull(did: string, repository: string, now = Date.now()): void {
+  /** Takes one pull or push of (did, repository): a map update, no I/O. */
+  count(
+    kind: 'pull' | 'push',
+    did: string,
+    repository: string,
+    now = Date.now(),
+  ): void {
     const d = this.delta(did, repository, now)
     if (!d) return
-    d.pulls++
-    d.lastPull = now
-    this.totals.pulls++
-  }
-
-  countPush(did: string, repository: string, now = Date.now()): void {
-    const d = this.delta(did, repository, now)
-    if (!d) return
-    d.pushes++
-    d.lastPush = now
-    this.totals.pushes++
+    if (kind === 'pull') {
+      d.pulls++
+      d.lastPull = now
+      this.totals.pulls++
+    } else {
+      d.pushes++
+      d.lastPush = now
+      this.totals.pushes++
+    }
   }
 
   private delta(
@@ -120,7 +124,7 @@ export class CounterStore {
   has(did: string, repository: string): boolean {
     const key = keyOf(did, repository)
     if (this.pending.has(key) || this.known.has(key)) return true
-    if (!this.hasCounterStmt.get(did, repository)) return false
+    if (!this.sql.hasCounter.get(did, repository)) return false
     if (this.known.size >= KNOWN_PAIRS) {
       // The oldest entry first: Sets iterate in insertion order.
       this.known.delete(this.known.values().next().value!)
@@ -180,10 +184,10 @@ export class CounterStore {
             iso(last),
           ] as const
           if (!top) {
-            this.upsertStmt.run(...args)
+            this.sql.upsert.run(...args)
             continue
           }
-          const counts = this.upsertRankedStmt.get(...args) as {
+          const counts = this.sql.upsertRanked.get(...args) as {
             pulls: number
             pushes: number
           }

@@ -38,7 +38,7 @@ const related = (
  * whether the pair is new is answered from memory unless the pair was never seen.
  */
 const count = (
-  kind: 'countPull' | 'countPush',
+  kind: 'pull' | 'push',
   ctx: CountingContext,
   c: ClientRequest,
   callerDid: string | undefined,
@@ -59,7 +59,7 @@ const count = (
   ) {
     return
   }
-  counters[kind](did, repo)
+  counters.count(kind, did, repo)
 }
 
 export const countPull = (
@@ -68,7 +68,7 @@ export const countPull = (
   callerDid: string | undefined,
   did: string,
   repo: string,
-): void => count('countPull', ctx, c, callerDid, did, repo)
+): void => count('pull', ctx, c, callerDid, did, repo)
 
 export const countPush = (
   ctx: CountingContext,
@@ -76,4 +76,4 @@ export const countPush = (
   callerDid: string | undefined,
   did: string,
   repo: string,
-): void => count('countPush', ctx, c, callerDid, did, repo)
+): void => count('push', ctx, c, callerDid, did, repo)

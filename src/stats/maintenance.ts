@@ -1,10 +1,10 @@
-import type { StatementSync } from 'node:sqlite'
-import type { Database } from '../db.ts'
+import { prepareAll, type Database, type Statements } from '../db.ts'
 import type { Logger } from '../logger.ts'
 import type { Baseline } from './baseline.ts'
 import { iso } from './counter-row.ts'
 import type { CounterStore } from './counter-store.ts'
 import type { StatsPublisher } from './publisher.ts'
+import type { StatsParts } from './queries.ts'
 import type { TopPairs } from './top-pairs.ts'
 
 export type ImportResult = { changed: number; unchanged: number }
@@ -17,6 +17,34 @@ type BaselineRow = {
   last_push: string | null
 }
 
+const SQL = {
+  getBaseline:
+    'SELECT pull_count, push_count, last_pull, last_push FROM stats_baseline WHERE did = ? AND repository = ?',
+  putBaseline: `
+    INSERT INTO stats_baseline
+      (did, repository, pull_count, push_count, last_pull, last_push, imported_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (did, repository) DO UPDATE SET
+      pull_count = excluded.pull_count, push_count = excluded.push_count,
+      last_pull = excluded.last_pull, last_push = excluded.last_push,
+      imported_at = excluded.imported_at`,
+  touch: `
+    INSERT INTO stats_counter (did, repository, created_at, updated_at)
+    VALUES (?1, ?2, ?3, ?3)
+    ON CONFLICT (did, repository) DO UPDATE SET
+      updated_at = CASE WHEN excluded.updated_at > updated_at THEN excluded.updated_at ELSE updated_at END,
+      version = version + 1`,
+  pairs: `
+    SELECT did, repository FROM stats_counter WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)
+    UNION
+    SELECT did, repository FROM stats_baseline WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)
+    ORDER BY repository`,
+  deleteCounters:
+    'DELETE FROM stats_counter WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)',
+  deleteBaselines:
+    'DELETE FROM stats_baseline WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)',
+}
+
 /**
  * What the operator changes in the counts (the admin API): imported baselines, and resets.
  * Imported counts (`stats_baseline`, one row per pair) are added to the hold's own in every read
@@ -24,12 +52,7 @@ type BaselineRow = {
  * has none, so the next flush writes its record.
  */
 export class StatsMaintenance {
-  private readonly getBaselineStmt: StatementSync
-  private readonly putBaselineStmt: StatementSync
-  private readonly touchStmt: StatementSync
-  private readonly pairsStmt: StatementSync
-  private readonly deleteCountersStmt: StatementSync
-  private readonly deleteBaselinesStmt: StatementSync
+  private readonly sql: Statements<keyof typeof SQL>
 
   private readonly database: Database
   private readonly counters: CounterStore
@@ -37,45 +60,13 @@ export class StatsMaintenance {
   private readonly publisher: StatsPublisher
   private readonly log: Logger
 
-  constructor(
-    database: Database,
-    parts: { counters: CounterStore; top: TopPairs; publisher: StatsPublisher },
-    log: Logger,
-  ) {
+  constructor(database: Database, parts: StatsParts, log: Logger) {
     this.database = database
     this.counters = parts.counters
     this.top = parts.top
     this.publisher = parts.publisher
     this.log = log
-    const { db } = database
-    this.getBaselineStmt = db.prepare(
-      'SELECT pull_count, push_count, last_pull, last_push FROM stats_baseline WHERE did = ? AND repository = ?',
-    )
-    this.putBaselineStmt = db.prepare(`
-      INSERT INTO stats_baseline
-        (did, repository, pull_count, push_count, last_pull, last_push, imported_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?)
-      ON CONFLICT (did, repository) DO UPDATE SET
-        pull_count = excluded.pull_count, push_count = excluded.push_count,
-        last_pull = excluded.last_pull, last_push = excluded.last_push,
-        imported_at = excluded.imported_at`)
-    this.touchStmt = db.prepare(`
-      INSERT INTO stats_counter (did, repository, created_at, updated_at)
-      VALUES (?1, ?2, ?3, ?3)
-      ON CONFLICT (did, repository) DO UPDATE SET
-        updated_at = CASE WHEN excluded.updated_at > updated_at THEN excluded.updated_at ELSE updated_at END,
-        version = version + 1`)
-    this.pairsStmt = db.prepare(`
-      SELECT did, repository FROM stats_counter WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)
-      UNION
-      SELECT did, repository FROM stats_baseline WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)
-      ORDER BY repository`)
-    this.deleteCountersStmt = db.prepare(
-      'DELETE FROM stats_counter WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)',
-    )
-    this.deleteBaselinesStmt = db.prepare(
-      'DELETE FROM stats_baseline WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)',
-    )
+    this.sql = prepareAll(database.db, SQL)
   }
 
   /**
@@ -88,7 +79,7 @@ export class StatsMaintenance {
     let changed = 0
     this.database.transaction(() => {
       for (const b of rows) {
-        const cur = this.getBaselineStmt.get(b.did, b.repository) as
+        const cur = this.sql.getBaseline.get(b.did, b.repository) as
           BaselineRow | undefined
         if (
           cur &&
@@ -99,7 +90,7 @@ export class StatsMaintenance {
         ) {
           continue
         }
-        this.putBaselineStmt.run(
+        this.sql.putBaseline.run(
           b.did,
           b.repository,
           b.pullCount,
@@ -108,7 +99,7 @@ export class StatsMaintenance {
           b.lastPush ?? null,
           at,
         )
-        this.touchStmt.run(b.did, b.repository, at)
+        this.sql.touch.run(b.did, b.repository, at)
         changed++
       }
     })
@@ -130,12 +121,12 @@ export class StatsMaintenance {
     this.counters.forget(did, repo)
     this.top.forget()
     const pairs = this.database.transaction(() => {
-      const found = this.pairsStmt.all(did, repo) as {
+      const found = this.sql.pairs.all(did, repo) as {
         did: string
         repository: string
       }[]
-      this.deleteCountersStmt.run(did, repo)
-      this.deleteBaselinesStmt.run(did, repo)
+      this.sql.deleteCounters.run(did, repo)
+      this.sql.deleteBaselines.run(did, repo)
       return found
     })
     // A flush reads the table inside the writer's turn, so none can write these records again

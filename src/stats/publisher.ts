@@ -1,5 +1,4 @@
-import type { StatementSync } from 'node:sqlite'
-import type { Database } from '../db.ts'
+import { prepareAll, type Database, type Statements } from '../db.ts'
 import { ids } from '../lexicons.ts'
 import type { Logger } from '../logger.ts'
 import { MAX_OPS_PER_COMMIT, type RepoWriter } from '../repo/writer.ts'
@@ -8,6 +7,17 @@ import type { CounterStore } from './counter-store.ts'
 import { statsRecordKey } from './rkey.ts'
 
 export type FlushResult = { records: number; commits: number; ms: number }
+
+const SQL = {
+  dirty: `${COUNTER_SELECT}
+    WHERE c.version > c.record_version AND (c.did, c.repository) > (?, ?)
+    ORDER BY c.did, c.repository LIMIT ?`,
+  mark: 'UPDATE stats_counter SET record_version = ? WHERE did = ? AND repository = ?',
+  dirtyCount:
+    'SELECT count(*) AS n FROM stats_counter WHERE version > record_version',
+  rewrite:
+    'UPDATE stats_counter SET record_version = 0 WHERE did = ? AND repository = ?',
+}
 
 /**
  * From the counter table to the repo: every `flushMs` the counters whose record is behind
@@ -23,10 +33,7 @@ export class StatsPublisher {
   private readonly listeners: ((result: FlushResult) => void)[] = []
   /** Commits and records the flushes made since the process started. */
   readonly totals = { commits: 0, flushedRecords: 0 }
-  private readonly dirtyStmt: StatementSync
-  private readonly markStmt: StatementSync
-  private readonly dirtyCountStmt: StatementSync
-  private readonly rewriteStmt: StatementSync
+  private readonly sql: Statements<keyof typeof SQL>
 
   private readonly database: Database
   private readonly writer: RepoWriter
@@ -43,19 +50,7 @@ export class StatsPublisher {
     this.writer = writer
     this.counters = counters
     this.log = log
-    const { db } = database
-    this.dirtyStmt = db.prepare(`${COUNTER_SELECT}
-      WHERE c.version > c.record_version AND (c.did, c.repository) > (?, ?)
-      ORDER BY c.did, c.repository LIMIT ?`)
-    this.markStmt = db.prepare(
-      'UPDATE stats_counter SET record_version = ? WHERE did = ? AND repository = ?',
-    )
-    this.dirtyCountStmt = db.prepare(
-      'SELECT count(*) AS n FROM stats_counter WHERE version > record_version',
-    )
-    this.rewriteStmt = db.prepare(
-      'UPDATE stats_counter SET record_version = 0 WHERE did = ? AND repository = ?',
-    )
+    this.sql = prepareAll(database.db, SQL)
   }
 
   /** Called after every flush that completes (metrics). */
@@ -65,7 +60,7 @@ export class StatsPublisher {
 
   /** Counters whose record in the repo is behind the table. */
   dirtyCounters(): number {
-    return (this.dirtyCountStmt.get() as { n: number }).n
+    return (this.sql.dirtyCount.get() as { n: number }).n
   }
 
   /**
@@ -90,14 +85,14 @@ export class StatsPublisher {
     let commits = 0
     for (;;) {
       // Cheap look first, so an idle flush never queues behind other writes.
-      if (this.dirtyStmt.all(after[0], after[1], 1).length === 0) break
+      if (this.sql.dirty.all(after[0], after[1], 1).length === 0) break
       await this.database.walRoom()
       // The rows are read inside the writer's turn: a reset that deleted them before it
       // cannot see them written back.
       let rows: CounterRow[] = []
       const commit = await this.writer.putRecordsFrom(
         () => {
-          rows = this.dirtyStmt.all(
+          rows = this.sql.dirty.all(
             after[0],
             after[1],
             MAX_OPS_PER_COMMIT,
@@ -110,7 +105,7 @@ export class StatsPublisher {
         },
         () => {
           for (const row of rows) {
-            this.markStmt.run(row.version, row.did, row.repository)
+            this.sql.mark.run(row.version, row.did, row.repository)
           }
         },
       )
@@ -153,7 +148,7 @@ export class StatsPublisher {
         (p) => this.writer.records.cid(p.collection, p.rkey) !== undefined,
       ).length
       const commit = await this.writer.deleteRecords(paths, () => {
-        for (const p of chunk) this.rewriteStmt.run(p.did, p.repository)
+        for (const p of chunk) this.sql.rewrite.run(p.did, p.repository)
       })
       if (commit) {
         commits++

@@ -1,5 +1,4 @@
-import type { StatementSync } from 'node:sqlite'
-import type { Database } from '../db.ts'
+import { prepareAll, type Database, type Statements } from '../db.ts'
 import {
   COUNTER_SELECT,
   toView,
@@ -14,47 +13,40 @@ import type { TopPairs } from './top-pairs.ts'
 export const TOTALS_SQL =
   'SELECT pairs, pulls, pushes FROM stats_total WHERE id = 1'
 
+const SQL = {
+  get: `${COUNTER_SELECT} WHERE c.did = ? AND c.repository = ?`,
+  list: `${COUNTER_SELECT} WHERE c.did = ? AND c.repository > ? ORDER BY c.repository LIMIT ?`,
+  totals: TOTALS_SQL,
+  summary: `
+    SELECT (SELECT count(*) FROM stats_counter) AS counters,
+           (SELECT count(*) FROM stats_baseline) AS baselines`,
+}
+
+/** The parts of the stats service that queries and maintenance work with. */
+export type StatsParts = {
+  counters: CounterStore
+  top: TopPairs
+  publisher: StatsPublisher
+}
+
 /**
  * What the hold answers about counts: the counter table with its baselines, plus what is still
  * pending in memory, so a count is visible as soon as it is accepted.
  */
 export class StatsQueries {
-  private readonly getStmt: StatementSync
-  private readonly listStmt: StatementSync
-  private readonly totalsStmt: StatementSync
-  private readonly summaryStmt: StatementSync
+  private readonly sql: Statements<keyof typeof SQL>
+  private readonly parts: StatsParts
 
-  private readonly counters: CounterStore
-  private readonly topPairs: TopPairs
-  private readonly publisher: StatsPublisher
-
-  constructor(
-    database: Database,
-    counters: CounterStore,
-    top: TopPairs,
-    publisher: StatsPublisher,
-  ) {
-    this.counters = counters
-    this.topPairs = top
-    this.publisher = publisher
-    const { db } = database
-    this.getStmt = db.prepare(
-      `${COUNTER_SELECT} WHERE c.did = ? AND c.repository = ?`,
-    )
-    this.listStmt = db.prepare(
-      `${COUNTER_SELECT} WHERE c.did = ? AND c.repository > ? ORDER BY c.repository LIMIT ?`,
-    )
-    this.totalsStmt = db.prepare(TOTALS_SQL)
-    this.summaryStmt = db.prepare(`
-      SELECT (SELECT count(*) FROM stats_counter) AS counters,
-             (SELECT count(*) FROM stats_baseline) AS baselines`)
+  constructor(database: Database, parts: StatsParts) {
+    this.parts = parts
+    this.sql = prepareAll(database.db, SQL)
   }
 
   get(did: string, repository: string): StatsView {
-    const row = this.getStmt.get(did, repository) as CounterRow | undefined
+    const row = this.sql.get.get(did, repository) as CounterRow | undefined
     return toView(
       row ?? null,
-      this.counters.pendingOf(did, repository),
+      this.parts.counters.pendingOf(did, repository),
       did,
       repository,
     )
@@ -66,23 +58,23 @@ export class StatsQueries {
     limit: number,
     after = '',
   ): { stats: StatsView[]; cursor?: string } {
-    const rows = this.listStmt.all(did, after, limit) as CounterRow[]
+    const rows = this.sql.list.all(did, after, limit) as CounterRow[]
     const byRepo = new Map<string, StatsView>()
     for (const row of rows) {
       byRepo.set(
         row.repository,
         toView(
           row,
-          this.counters.pendingOf(did, row.repository),
+          this.parts.counters.pendingOf(did, row.repository),
           did,
           row.repository,
         ),
       )
     }
     // Pairs counted since the last persist may not be in the table yet.
-    for (const d of this.counters.pendingDeltas()) {
+    for (const d of this.parts.counters.pendingDeltas()) {
       if (d.did === did && d.repository > after && !byRepo.has(d.repository)) {
-        const row = this.getStmt.get(did, d.repository) as
+        const row = this.sql.get.get(did, d.repository) as
           CounterRow | undefined
         byRepo.set(d.repository, toView(row ?? null, d, did, d.repository))
       }
@@ -106,16 +98,16 @@ export class StatsQueries {
    * an import or a reset); more are a sort of the table.
    */
   top(limit: number): StatsView[] {
-    this.counters.persistIfWritable()
-    return this.topPairs
+    this.parts.counters.persistIfWritable()
+    return this.parts.top
       .rows(limit)
       .map((row) => toView(row, undefined, row.did, row.repository))
   }
 
   /** Pairs, pulls and pushes across the hold, own and imported counts added (status page). */
   overall(): { pairs: number; pulls: number; pushes: number } {
-    this.counters.persistIfWritable()
-    return this.totalsStmt.get() as {
+    this.parts.counters.persistIfWritable()
+    return this.sql.totals.get() as {
       pairs: number
       pulls: number
       pushes: number
@@ -129,15 +121,15 @@ export class StatsQueries {
     pendingPairs: number
     dirtyCounters: number
   } {
-    const { counters, baselines } = this.summaryStmt.get() as {
+    const { counters, baselines } = this.sql.summary.get() as {
       counters: number
       baselines: number
     }
     return {
       counters,
       baselines,
-      pendingPairs: this.counters.pendingPairs,
-      dirtyCounters: this.publisher.dirtyCounters(),
+      pendingPairs: this.parts.counters.pendingPairs,
+      dirtyCounters: this.parts.publisher.dirtyCounters(),
     }
   }
 }

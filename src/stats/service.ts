@@ -42,21 +42,13 @@ export class StatsService {
     this.topPairs = new TopPairs(database)
     this.counters = new CounterStore(database, this.topPairs, log)
     this.publisher = new StatsPublisher(database, writer, this.counters, log)
-    this.queries = new StatsQueries(
-      database,
-      this.counters,
-      this.topPairs,
-      this.publisher,
-    )
-    this.maintenance = new StatsMaintenance(
-      database,
-      {
-        counters: this.counters,
-        top: this.topPairs,
-        publisher: this.publisher,
-      },
-      log,
-    )
+    const parts = {
+      counters: this.counters,
+      top: this.topPairs,
+      publisher: this.publisher,
+    }
+    this.queries = new StatsQueries(database, parts)
+    this.maintenance = new StatsMaintenance(database, parts, log)
   }
 
   start(): void {
@@ -71,11 +63,11 @@ export class StatsService {
   }
 
   countPull(did: string, repository: string, now?: number): void {
-    this.counters.countPull(did, repository, now)
+    this.counters.count('pull', did, repository, now)
   }
 
   countPush(did: string, repository: string, now?: number): void {
-    this.counters.countPush(did, repository, now)
+    this.counters.count('push', did, repository, now)
   }
 
   /** Moves pending deltas into the counter table, in one transaction. */

@@ -5,8 +5,6 @@ import { json } from '../format.ts'
 export const captainSet: Command = {
   name: 'captain set',
   args: '',
-  minArgs: 0,
-  maxArgs: 0,
   summary: 'make the hold public or private, open or close its crew (admin)',
   help:
     'Updates the io.atcr.hold.captain record in one commit. The change survives restarts, ' +
@@ -24,8 +22,8 @@ export const captainSet: Command = {
       description:
         'any authenticated DID may join the crew (--no-allow-all-crew: not)',
     },
-    json: { type: 'boolean', description: 'print JSON' },
   },
+  json: true,
   run: async ({ io, opts, client }) => {
     if (opts.public && opts.private) {
       throw new UsageError('give --public or --private, not both')

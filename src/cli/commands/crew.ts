@@ -7,13 +7,10 @@ import { ids } from '../../ids.ts'
 import type { Command } from '../command.ts'
 import { UsageError } from '../errors.ts'
 import { json, table } from '../format.ts'
-import { checkDid } from './stats.ts'
 
 export const crewAdd: Command = {
   name: 'crew add',
   args: '<did>',
-  minArgs: 1,
-  maxArgs: 1,
   summary: 'add a crew member, or change one (admin)',
   help:
     'Writes the io.atcr.hold.crew record of <did>. A new member gets blob:read,blob:write ' +
@@ -31,10 +28,9 @@ export const crewAdd: Command = {
       value: 'ROLE',
       description: 'owner, admin, write, read, ...',
     },
-    json: { type: 'boolean', description: 'print JSON' },
   },
-  run: async ({ io, args, opts, client }) => {
-    const did = checkDid(args[0])
+  json: true,
+  run: async ({ io, args: [did], opts, client }) => {
     let permissions: string[] | undefined
     if (opts.permissions !== undefined) {
       permissions = String(opts.permissions)
@@ -63,12 +59,9 @@ export const crewAdd: Command = {
 export const crewRemove: Command = {
   name: 'crew remove',
   args: '<did>',
-  minArgs: 1,
-  maxArgs: 1,
   summary: 'remove a crew member (admin)',
-  options: { json: { type: 'boolean', description: 'print JSON' } },
-  run: async ({ io, args, opts, client }) => {
-    const did = checkDid(args[0])
+  json: true,
+  run: async ({ io, args: [did], opts, client }) => {
     const r = await client().adminPost<{ status: string; rev?: string }>(
       'crew/remove',
       { did },
@@ -81,11 +74,9 @@ export const crewRemove: Command = {
 export const crewList: Command = {
   name: 'crew list',
   args: '',
-  minArgs: 0,
-  maxArgs: 0,
   summary:
     'the crew: members, roles, permissions (public io.atcr.hold.crew records)',
-  options: { json: { type: 'boolean', description: 'print JSON' } },
+  json: true,
   run: async ({ io, opts, client }) => {
     const { did } = await client().xrpc<{ did: string }>(
       ids.ServerDescribeServer,

@@ -10,8 +10,6 @@ import { Progress, bytes } from '../progress.ts'
 export const exportRepo: Command = {
   name: 'export',
   args: '<file.car>',
-  minArgs: 1,
-  maxArgs: 1,
   summary: "the hold's repo as a CAR file (com.atproto.sync.getRepo)",
   help:
     'Streams the whole repo (or, with --since, the blocks newer than a rev) into the file, ' +
@@ -24,8 +22,7 @@ export const exportRepo: Command = {
       description: 'only blocks newer than this rev',
     },
   },
-  run: async ({ io, args, opts, client }) => {
-    const file = args[0]
+  run: async ({ io, args: [file], opts, client }) => {
     const { did } = await client().xrpc<{ did: string }>(
       ids.ServerDescribeServer,
     )

@@ -17,8 +17,6 @@ const SHOWN_SKIPS = 100
 export const importStats: Command = {
   name: 'import-stats',
   args: '<file>',
-  minArgs: 1,
-  maxArgs: 1,
   summary: "import the AppView's pull/push counts as baselines (admin)",
   help: `<file> is the AppView's SQLite database (its ${APPVIEW_TABLE} table), or the same columns as a JSON array (what sqlite3 -json writes), JSON lines, or CSV with a header line; the format is told from the content and the extension unless --format is given. The columns are ${EXPECTED_COLUMNS} (pullCount or "Pull Count" are the same names); an unknown or missing column stops the import before anything is sent. Timestamps may be RFC 3339 (Go's RFC3339Nano), what Go SQLite drivers write ('2025-01-15 10:00:00.123456789+00:00', also without fraction or zone, read as UTC), or Go's time.Time.String() ('2025-01-15 10:00:00.123456789 +0000 UTC m=+0.000100001').\n\nEach (did, repository) gets the imported counts as its baseline, added to what the hold counts itself; lastPull/lastPush are the later of the two. Importing replaces the baselines of the pairs the file names: importing the same file again changes nothing, a newer export updates them. Invalid rows (bad DID, repository, count or timestamp, a pair named twice) are listed with their line or row and skipped; valid rows go to the hold in batches, each applied entirely or not at all. When rows were skipped the import exits with code 1 (the valid rows are in; import again once they are fixed), unless --allow-skips is given.`,
   options: {
@@ -51,8 +49,7 @@ export const importStats: Command = {
     },
     json: { type: 'boolean', description: 'print the summary as JSON' },
   },
-  run: async ({ io, args, opts, client }) => {
-    const file = args[0]
+  run: async ({ io, args: [file], opts, client }) => {
     const format = opts.format as string | undefined
     if (format !== undefined && !FORMATS.includes(format as Format)) {
       throw new UsageError(

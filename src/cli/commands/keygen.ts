@@ -4,13 +4,11 @@ import { json } from '../format.ts'
 export const keygen: Command = {
   name: 'keygen',
   args: '',
-  minArgs: 0,
-  maxArgs: 0,
   summary: 'print a new secp256k1 signing key for HOLD_SIGNING_KEY',
   help:
     'Prints HOLD_SIGNING_KEY=<64 hex characters> and the did:key the hold will publish in its ' +
     'DID document with it. Keep the key secret (a Fly secret, a 0600 file). Works offline.',
-  options: { json: { type: 'boolean', description: 'print JSON' } },
+  json: true,
   run: async ({ io, opts }) => {
     const { Secp256k1Keypair } = await import('@atproto/crypto')
     const key = await Secp256k1Keypair.create({ exportable: true })

@@ -1,30 +1,10 @@
-import { isValidDid } from '@atproto/syntax'
 import { ids } from '../../ids.ts'
-import { isValidRepository } from '../../stats/rkey.ts'
 import type { Command, Io } from '../command.ts'
 import { UsageError } from '../errors.ts'
 import { json, table } from '../format.ts'
 import { confirm } from '../prompt.ts'
 
 import type { StatsView } from '../../stats/service.ts'
-
-export const checkDid = (did: string): string => {
-  if (!isValidDid(did)) throw new UsageError(`invalid DID "${did}"`)
-  return did
-}
-
-const checkRepo = (repo: string): string => {
-  if (!isValidRepository(repo)) {
-    throw new UsageError(
-      `invalid repository "${repo}": an OCI name (lowercase letters, digits, . _ - separators, components joined by /)`,
-    )
-  }
-  return repo
-}
-
-const jsonOpt = {
-  json: { type: 'boolean' as const, description: 'print JSON' },
-}
 
 const printStats = (io: Io, rows: StatsView[], withDid: boolean) => {
   const header = [
@@ -53,13 +33,9 @@ const printStats = (io: Io, rows: StatsView[], withDid: boolean) => {
 export const statsGet: Command = {
   name: 'stats get',
   args: '<did> <repo>',
-  minArgs: 2,
-  maxArgs: 2,
   summary: 'pull and push counts of one repository (io.atcr.hold.getStats)',
-  options: jsonOpt,
-  run: async ({ io, args, opts, client }) => {
-    const did = checkDid(args[0])
-    const repo = checkRepo(args[1])
+  json: true,
+  run: async ({ io, args: [did, repo], opts, client }) => {
     const s = await client().xrpc<StatsView>(ids.HoldGetStats, {
       did,
       repo,
@@ -72,13 +48,10 @@ export const statsGet: Command = {
 export const statsList: Command = {
   name: 'stats list',
   args: '<did>',
-  minArgs: 1,
-  maxArgs: 1,
   summary:
     'counts of every repository of a DID on this hold (io.atcr.hold.listStats)',
-  options: jsonOpt,
-  run: async ({ io, args, opts, client }) => {
-    const did = checkDid(args[0])
+  json: true,
+  run: async ({ io, args: [did], opts, client }) => {
     const all: StatsView[] = []
     let cursor: string | undefined
     do {
@@ -101,8 +74,6 @@ export const statsList: Command = {
 export const statsTop: Command = {
   name: 'stats top',
   args: '',
-  minArgs: 0,
-  maxArgs: 0,
   summary: 'the repositories with the most pulls on this hold (admin)',
   options: {
     limit: {
@@ -110,8 +81,8 @@ export const statsTop: Command = {
       value: 'N',
       description: 'how many, 1-1000 (default 20)',
     },
-    ...jsonOpt,
   },
+  json: true,
   run: async ({ io, opts, client }) => {
     const raw = (opts.limit as string | undefined) ?? '20'
     const limit = Number(raw)
@@ -133,8 +104,6 @@ export const statsTop: Command = {
 export const statsReset: Command = {
   name: 'stats reset',
   args: '<did> [<repo>]',
-  minArgs: 1,
-  maxArgs: 2,
   summary:
     "zero a DID's counts (all its repositories, or one) and delete their records (admin)",
   help:
@@ -147,11 +116,9 @@ export const statsReset: Command = {
       short: 'y',
       description: 'do not ask for confirmation',
     },
-    ...jsonOpt,
   },
-  run: async ({ io, args, opts, client }) => {
-    const did = checkDid(args[0])
-    const repository = args[1] === undefined ? undefined : checkRepo(args[1])
+  json: true,
+  run: async ({ io, args: [did, repository], opts, client }) => {
     const what = repository
       ? `${did} ${repository}`
       : `every repository of ${did}`

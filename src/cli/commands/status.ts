@@ -24,11 +24,9 @@ const yesNo = (v: boolean | null) => (v === null ? 'unknown' : v ? 'yes' : 'no')
 export const status: Command = {
   name: 'status',
   args: '',
-  minArgs: 0,
-  maxArgs: 0,
   summary:
     'the hold: DID, owner, public, head commit, record and pending counts',
-  options: { json: { type: 'boolean', description: 'print JSON' } },
+  json: true,
   run: async ({ io, opts, client }) => {
     const s = await client().adminGet<StatusView>('status')
     if (opts.json) return io.out(json(s))

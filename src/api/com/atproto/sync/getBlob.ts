@@ -33,43 +33,26 @@ export const register: Register = (app, ctx) => {
     )
     c.set('caller', caller)
 
-    if (method === 'PUT') {
-      // The push is counted when the upload through this URL completes.
-      const grant: UrlGrant = {
-        method,
-        hex,
-        did,
-        repo,
-        caller: caller.did,
-      }
-      return c.json({ method, ...ctx.urlSigner.sign(grant) })
-    }
-    const size = await ctx.blobs.size(hex)
+    // A PUT URL is for a blob not stored yet; its push is counted when the upload completes.
+    const size = method === 'PUT' ? 0 : await ctx.blobs.size(hex)
     if (size === null) {
       throw new NotFoundError(`Blob not found: sha256:${hex}`, 'BlobNotFound')
     }
-    if (method === 'HEAD') {
-      const direct = ctx.blobs.directUrl(hex, method)
-      if (direct) return c.json({ method, ...direct })
-      const grant: UrlGrant = {
-        method,
-        hex,
-        did,
-        repo: undefined,
-        caller: caller.did,
+    if (method !== undefined) {
+      if (method === 'GET' && repo && !head) {
+        countPull(ctx, c, caller.did, did, repo)
       }
-      return c.json({ method, ...ctx.urlSigner.sign(grant) })
-    }
-    if (method === 'GET') {
-      if (repo && !head) countPull(ctx, c, caller.did, did, repo)
-      // S3 presigns its own URL: the bytes never pass through the hold.
-      const direct = ctx.blobs.directUrl(hex, method)
-      if (direct) return c.json({ method, ...direct })
+      // S3 presigns its own download URLs: the bytes never pass through the hold.
+      if (method !== 'PUT') {
+        const direct = ctx.blobs.directUrl(hex, method)
+        if (direct) return c.json({ method, ...direct })
+      }
+      // A HEAD URL names no repo: what it answers is never counted.
       const grant: UrlGrant = {
         method,
         hex,
         did,
-        repo,
+        repo: method === 'HEAD' ? undefined : repo,
         caller: caller.did,
       }
       return c.json({ method, ...ctx.urlSigner.sign(grant) })

@@ -1,10 +1,10 @@
-import { assertOwnRepo, Params, type Register } from '../../../util.ts'
+import { syncParams, type Register } from '../../../util.ts'
 import { ids } from '../../../../lexicons.ts'
 import { atprotoQuery } from '../../../xrpc.ts'
 
 export const register: Register = (app, ctx) => {
   atprotoQuery(app, ids.SyncGetLatestCommit, (c) => {
-    assertOwnRepo(ctx, new Params(c).required('did'), { allowHandle: false })
+    syncParams(c, ctx)
     const root = ctx.storage.getRootSync()
     if (!root) throw new Error('repo has no root')
     return c.json({ cid: root.cid.toString(), rev: root.rev })

@@ -1,19 +1,13 @@
 import { getRecords } from '@atproto/repo'
 import { NotFoundError } from '../../../../errors.ts'
 import { SnapshotBlocks } from '../../../../repo/storage.ts'
-import {
-  assertOwnRepo,
-  CAR_TYPE,
-  Params,
-  type Register,
-} from '../../../util.ts'
+import { carHeaders, syncParams, type Register } from '../../../util.ts'
 import { ids } from '../../../../lexicons.ts'
 import { atprotoQuery } from '../../../xrpc.ts'
 
 export const register: Register = (app, ctx) => {
   atprotoQuery(app, ids.SyncGetRecord, async (c) => {
-    const params = new Params(c)
-    assertOwnRepo(ctx, params.required('did'), { allowHandle: false })
+    const params = syncParams(c, ctx)
     const collection = params.nsid('collection')
     const rkey = params.rkey('rkey')
     // The proof is built from one database snapshot, so a commit cannot remove blocks under
@@ -37,10 +31,6 @@ export const register: Register = (app, ctx) => {
         'RecordNotFound',
       )
     }
-    return c.body(car, 200, {
-      'content-type': CAR_TYPE,
-      'content-length': String(car.byteLength),
-      'x-content-type-options': 'nosniff',
-    })
+    return c.body(car, 200, carHeaders(car.byteLength))
   })
 }

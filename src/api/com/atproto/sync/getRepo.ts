@@ -9,12 +9,7 @@ import {
 } from '../../../../repo/car-export.ts'
 import { clientKey } from '../../../../auth/client-address.ts'
 import { ExportSlots } from '../../../export-slots.ts'
-import {
-  assertOwnRepo,
-  CAR_TYPE,
-  Params,
-  type Register,
-} from '../../../util.ts'
+import { carHeaders, syncParams, type Register } from '../../../util.ts'
 import { ids } from '../../../../lexicons.ts'
 import { atprotoQuery } from '../../../xrpc.ts'
 
@@ -23,19 +18,14 @@ export const register: Register = (app, ctx) => {
   const slots = new ExportSlots(limits)
   const log = ctx.log.repo
   atprotoQuery(app, ids.SyncGetRepo, async (c) => {
-    const params = new Params(c)
-    assertOwnRepo(ctx, params.required('did'), { allowHandle: false })
+    const params = syncParams(c, ctx)
     const since = params.string('since', { maxLength: 32 }) || undefined
     if (since !== undefined && !isValidTid(since)) {
       throw new InvalidRequestError(
         `since must be a repo rev (TID), got "${since}"`,
       )
     }
-    const headers = {
-      'content-type': CAR_TYPE,
-      'x-content-type-options': 'nosniff',
-    }
-    if (c.req.method === 'HEAD') return c.body(null, 200, headers)
+    if (c.req.method === 'HEAD') return c.body(null, 200, carHeaders())
     const release = slots.take(clientKey(ctx, c, undefined))
     const signal = c.req.raw.signal
     let car: SpooledCar
@@ -49,7 +39,7 @@ export const register: Register = (app, ctx) => {
     }
     return new Response(
       sendSpooled(car, limits, c.env?.outgoing, log, release),
-      { headers: { ...headers, 'content-length': String(car.size) } },
+      { headers: carHeaders(car.size) },
     )
   })
 }
