@@ -13,15 +13,20 @@
  *   bytes       getBlob returning the bytes, no repo (not counted)
  *   bytes+repo  the same with repo (counted)
  *   auth        url+repo on a private hold with the owner's service token (verification cost)
+ *   s3-url+repo url+repo on a hold with HOLD_STORAGE=s3 (a test S3 server in this process): the
+ *               answer is a presigned S3 URL instead of one the hold signs
  *   seed        one signed commit per count, the design first sketched for ATCR's hold stats:
  *               url+repo on a hold that also reads the stats record, adds one and writes it
  *               back in a signed commit of its own through the single writer, awaited
  * then getStats and listStats at 1,000 req/s while url+repo runs flat out, and checks that no
- * count was lost in any design and how many commits ours made.
+ * count was lost in any design and how many commits ours made; last, uploadPart throughput
+ * (scripts/bench-upload.ts; `--only upload` runs it alone).
  */
 import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { ids } from '../src/ids.ts'
+import { s3Env, startS3 } from '../test/_s3.ts'
+import { benchUpload, printUploadRuns } from './bench-upload.ts'
 import {
   getJson,
   load,
@@ -137,12 +142,15 @@ const main = async () => {
     counter: 'seed',
     env: { HOLD_STATS_FLUSH_MS: String(24 * 3600 * 1000) },
   })
-  const holds = [ours, priv, seed]
+  const s3 = await startS3()
+  const onS3 = await startHold({ env: { ...env, ...s3Env(s3) } })
+  const holds = [ours, priv, seed, onS3]
   try {
     const blob = randomBytes(1024)
     const digest = await pushBlob(ours, blob)
     await pushBlob(priv, blob)
     await pushBlob(seed, blob)
+    await pushBlob(onS3, blob)
     const token = await ownerToken(priv.did, ids.SyncGetBlob)
     const url = (repo: boolean) => blobPaths(digest, { method: 'GET', repo })
     const all: Scenario[] = [
@@ -187,6 +195,13 @@ const main = async () => {
         paths: url(true),
         amount: REQUESTS,
         headers: { authorization: `Bearer ${token}` },
+        counted: true,
+      },
+      {
+        name: 's3-url+repo',
+        hold: onS3,
+        paths: url(true),
+        amount: REQUESTS,
         counted: true,
       },
       {
@@ -294,6 +309,7 @@ const main = async () => {
     ratio('bytes+repo', 'bytes', '>= 0.9')
     ratio('url+repo', 'bare', '>= 0.4')
     ratio('auth', 'url+repo', '(cost of token verification)')
+    ratio('s3-url+repo', 'url+repo', '>= 0.8')
     ratio('url+repo', 'seed', '(one signed commit per count)')
 
     // Lost counts: every counted 2xx response must be in getStats and, after a flush, the records.
@@ -316,7 +332,14 @@ const main = async () => {
       const recorded = await recordPulls(h)
       // The seed hold counts its own way too: getStats and the per-count commits' records agree.
       const counted = await totalPulls(h)
-      const name = h === ours ? 'ours' : h === priv ? 'ours (private)' : 'seed'
+      const name =
+        h === ours
+          ? 'ours'
+          : h === priv
+            ? 'ours (private)'
+            : h === onS3
+              ? 'ours (s3)'
+              : 'seed'
       // Duration-limited runs (the stats-read phase) may be cut with requests in flight, which
       // the hold counted but whose responses autocannon dropped: those can only add counts.
       const exact =
@@ -341,6 +364,11 @@ const main = async () => {
     }
   } finally {
     for (const h of holds) await stopHold(h)
+    await s3.close()
+  }
+  if (!ONLY || ONLY.includes('upload')) {
+    const opts = { mib: 256, partMib: 16, rounds: ROUNDS }
+    printUploadRuns(await benchUpload(opts), opts)
   }
 }
 

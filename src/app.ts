@@ -3,6 +3,8 @@ import { registerRoutes } from './api/index.ts'
 import { readOnlyCors } from './api/middleware/cors.ts'
 import { observe } from './api/middleware/observe.ts'
 import type { App, Ctx } from './api/util.ts'
+import { blobXrpcError } from './api/blob-errors.ts'
+import { BlobStoreError } from './blobs/errors.ts'
 import { BLOB_URL_PATH } from './blobs/signed-url.ts'
 import type { AppContext } from './context.ts'
 import {
@@ -44,6 +46,12 @@ export const createApp = (ctx: AppContext, extend?: Extend): App => {
 
   app.onError((err, c) => {
     if (err instanceof XRPCError) return xrpcError(c, err)
+    if (err instanceof BlobStoreError) {
+      if (err.code === 'StorageUnavailable') {
+        log.warn({ err, path: c.req.path }, 'blob store unavailable')
+      }
+      return xrpcError(c, blobXrpcError(err))
+    }
     log.error(
       { err, method: c.req.method, path: c.req.path },
       'unhandled error',

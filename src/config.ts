@@ -19,6 +19,20 @@ export type ServerEnvironment = {
   plcUrl?: string
   signingKey?: string
   storage?: string
+  /** S3 storage, by the names `fly storage create` and the AWS tools use. */
+  bucketName?: string
+  s3Bucket?: string
+  awsEndpointUrlS3?: string
+  s3Endpoint?: string
+  awsRegion?: string
+  awsAccessKeyId?: string
+  awsSecretAccessKey?: string
+  awsSessionToken?: string
+  s3ForcePathStyle?: string
+  s3PathStyle?: string
+  s3Prefix?: string
+  cdnUrl?: string
+  uploadTtlHours?: string
   maxBlobBytes?: string
   statsFlushMs?: string
   statsMaxPerMinute?: string
@@ -55,6 +69,19 @@ export const readEnv = (
   plcUrl: env.HOLD_PLC_URL,
   signingKey: env.HOLD_SIGNING_KEY,
   storage: env.HOLD_STORAGE,
+  bucketName: env.BUCKET_NAME,
+  s3Bucket: env.S3_BUCKET,
+  awsEndpointUrlS3: env.AWS_ENDPOINT_URL_S3,
+  s3Endpoint: env.S3_ENDPOINT,
+  awsRegion: env.AWS_REGION,
+  awsAccessKeyId: env.AWS_ACCESS_KEY_ID,
+  awsSecretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+  awsSessionToken: env.AWS_SESSION_TOKEN,
+  s3ForcePathStyle: env.S3_FORCE_PATH_STYLE,
+  s3PathStyle: env.HOLD_S3_PATH_STYLE,
+  s3Prefix: env.HOLD_S3_PREFIX,
+  cdnUrl: env.HOLD_CDN_URL,
+  uploadTtlHours: env.HOLD_UPLOAD_TTL_HOURS,
   maxBlobBytes: env.HOLD_MAX_BLOB_BYTES,
   statsFlushMs: env.HOLD_STATS_FLUSH_MS,
   statsMaxPerMinute: env.HOLD_STATS_MAX_PER_MINUTE,
@@ -93,7 +120,11 @@ export type ServerConfig = {
   /** requestCrew joins per caller DID and per client address per hour; 0: no limit */
   crewJoinsPerHour: number
   plcUrl: string
-  storage: 'disk'
+  storage: 'disk' | 's3'
+  /** Where and how to reach the bucket, with HOLD_STORAGE=s3 */
+  s3: S3Config | undefined
+  /** Multipart uploads older than this are aborted (HOLD_UPLOAD_TTL_HOURS). */
+  uploadTtlMs: number
   maxBlobBytes: number
   statsFlushMs: number
   statsPersistMs: number
@@ -136,11 +167,35 @@ export type ServerConfig = {
 }
 
 export type CountSource = 'blob' | 'manifest'
+/** An S3-compatible bucket (credentials are secrets: `S3Credentials`). */
+export type S3Config = {
+  /** Origin of the S3 API, e.g. https://fly.storage.tigris.dev */
+  endpoint: string
+  region: string
+  bucket: string
+  /** https://host/bucket/key rather than https://bucket.host/key (MinIO) */
+  pathStyle: boolean
+  /** Prepended to every object key: empty or ending in `/` */
+  prefix: string
+  /** Origin download URLs are moved to after signing */
+  cdnUrl: string | undefined
+  /** The variables that named the bucket and the endpoint, for operator messages. */
+  bucketVar: 'BUCKET_NAME' | 'S3_BUCKET'
+  endpointVar: 'AWS_ENDPOINT_URL_S3' | 'S3_ENDPOINT' | 'AWS_REGION'
+}
+
+export type S3Credentials = {
+  accessKeyId: string
+  secretAccessKey: string
+  sessionToken: string | undefined
+}
 
 export type ServerSecrets = {
   /** 64 hex characters, or undefined to use (or create) the key in the data dir */
   signingKeyHex: string | undefined
   adminPassword: string | undefined
+  /** With HOLD_STORAGE=s3 */
+  s3Credentials: S3Credentials | undefined
 }
 
 /** A configuration problem: the message names the variable and is meant to be shown as is. */
@@ -194,9 +249,14 @@ export const envToCfg = (
     throw new ConfigError(`HOLD_OWNER_DID must be a DID, got "${ownerDid}"`)
   }
   const storage = nonEmpty(env.storage) ?? 'disk'
-  if (storage !== 'disk') {
+  if (storage !== 'disk' && storage !== 's3') {
     throw new ConfigError(
-      `HOLD_STORAGE must be "disk" (the only storage this version has), got "${storage}"`,
+      `HOLD_STORAGE must be "disk" or "s3", got "${storage}"`,
+    )
+  }
+  if (storage === 'disk' && nonEmpty(env.cdnUrl)) {
+    throw new ConfigError(
+      'HOLD_CDN_URL applies to HOLD_STORAGE=s3 only (disk blobs are served by the hold); unset it',
     )
   }
   const plcUrl = nonEmpty(env.plcUrl) ?? 'https://plc.directory'
@@ -248,6 +308,10 @@ export const envToCfg = (
     ),
     plcUrl,
     storage,
+    s3: storage === 's3' ? envToS3Cfg(env) : undefined,
+    uploadTtlMs:
+      parseIntVar('HOLD_UPLOAD_TTL_HOURS', env.uploadTtlHours, 24, 1, 24 * 30) *
+      HOUR_MS,
     maxBlobBytes: parseIntVar(
       'HOLD_MAX_BLOB_BYTES',
       env.maxBlobBytes,
@@ -331,7 +395,146 @@ export const envToSecrets = (env: ServerEnvironment): ServerSecrets => {
       'HOLD_SIGNING_KEY must be 32 bytes of hex (64 characters); run `npm run hold -- keygen` or leave it unset to generate one',
     )
   }
-  return { signingKeyHex, adminPassword: nonEmpty(env.adminPassword) }
+  return {
+    signingKeyHex,
+    adminPassword: nonEmpty(env.adminPassword),
+    s3Credentials:
+      nonEmpty(env.storage) === 's3' ? envToS3Credentials(env) : undefined,
+  }
+}
+
+const HOUR_MS = 3600 * 1000
+
+/** Endpoints whose region is `auto` when AWS_REGION is unset: Tigris and Cloudflare R2. */
+const AUTO_REGION_HOSTS = [
+  /(^|\.)tigris\.dev$/,
+  /(^|\.)storage\.dev$/,
+  /\.r2\.cloudflarestorage\.com$/,
+]
+
+const envToS3Cfg = (env: ServerEnvironment): S3Config => {
+  const [bucketVar, bucket] = oneOf(
+    ['BUCKET_NAME', env.bucketName],
+    ['S3_BUCKET', env.s3Bucket],
+  )
+  if (bucketVar === undefined || bucket === undefined) {
+    throw new ConfigError(
+      'HOLD_STORAGE=s3 needs a bucket: set BUCKET_NAME (or S3_BUCKET)',
+    )
+  }
+  if (!/^[A-Za-z0-9._-]{1,255}$/.test(bucket)) {
+    throw new ConfigError(
+      `${bucketVar} must be a bucket name (letters, digits, dots, dashes and underscores), got "${bucket}"`,
+    )
+  }
+  const region = nonEmpty(env.awsRegion)
+  if (region !== undefined && !/^[a-z0-9-]{1,64}$/.test(region)) {
+    throw new ConfigError(
+      `AWS_REGION must be a region name such as us-east-1 or auto, got "${region}"`,
+    )
+  }
+  let [endpointVar, endpointRaw] = oneOf(
+    ['AWS_ENDPOINT_URL_S3', env.awsEndpointUrlS3],
+    ['S3_ENDPOINT', env.s3Endpoint],
+  ) as [S3Config['endpointVar'] | undefined, string | undefined]
+  if (endpointRaw === undefined) {
+    if (region === undefined || region === 'auto') {
+      throw new ConfigError(
+        'HOLD_STORAGE=s3 needs an endpoint: set AWS_ENDPOINT_URL_S3 (or S3_ENDPOINT), or AWS_REGION for AWS S3 itself',
+      )
+    }
+    endpointVar = 'AWS_REGION'
+    endpointRaw = `https://s3.${region}.amazonaws.com`
+  }
+  const endpoint = parseOrigin(endpointVar!, endpointRaw)
+  const host = new URL(endpoint).hostname
+  const cdn = nonEmpty(env.cdnUrl)
+  return {
+    endpoint,
+    region:
+      region ??
+      (AUTO_REGION_HOSTS.some((re) => re.test(host)) ? 'auto' : 'us-east-1'),
+    bucket,
+    pathStyle:
+      parseBoolVar('HOLD_S3_PATH_STYLE', env.s3PathStyle) ??
+      parseBoolVar('S3_FORCE_PATH_STYLE', env.s3ForcePathStyle) ??
+      false,
+    prefix: parseS3Prefix(env.s3Prefix),
+    cdnUrl: cdn === undefined ? undefined : parseOrigin('HOLD_CDN_URL', cdn),
+    bucketVar,
+    endpointVar: endpointVar!,
+  }
+}
+
+const envToS3Credentials = (env: ServerEnvironment): S3Credentials => {
+  const accessKeyId = nonEmpty(env.awsAccessKeyId)
+  const secretAccessKey = nonEmpty(env.awsSecretAccessKey)
+  if (accessKeyId === undefined || secretAccessKey === undefined) {
+    const missing =
+      accessKeyId === undefined ? 'AWS_ACCESS_KEY_ID' : 'AWS_SECRET_ACCESS_KEY'
+    throw new ConfigError(
+      `HOLD_STORAGE=s3 needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; ${missing} is not set`,
+    )
+  }
+  return {
+    accessKeyId,
+    secretAccessKey,
+    sessionToken: nonEmpty(env.awsSessionToken),
+  }
+}
+
+/** The one value two alternative variables give, with the name that gave it. */
+const oneOf = <N extends string>(
+  ...vars: Array<[N, string | undefined]>
+): [N, string] | [undefined, undefined] => {
+  const set = vars
+    .map(([name, raw]) => [name, nonEmpty(raw)] as const)
+    .filter((v): v is readonly [N, string] => v[1] !== undefined)
+  if (set.length > 1 && set.some(([, value]) => value !== set[0][1])) {
+    throw new ConfigError(
+      `${set.map(([name]) => name).join(' and ')} disagree (${set.map(([, v]) => `"${v}"`).join(' and ')}); set one of them`,
+    )
+  }
+  return set.length > 0 ? [set[0][0], set[0][1]] : [undefined, undefined]
+}
+
+/** An http(s) origin, as S3 endpoints and CDNs are named. */
+const parseOrigin = (name: string, raw: string): string => {
+  let url: URL
+  try {
+    url = new URL(raw)
+  } catch {
+    throw new ConfigError(
+      `${name} must be an absolute URL such as https://fly.storage.tigris.dev, got "${raw}"`,
+    )
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new ConfigError(`${name} must use http or https, got "${raw}"`)
+  }
+  if (url.pathname !== '/' || url.search || url.hash || url.username) {
+    throw new ConfigError(
+      `${name} must be a bare origin with no path, query or credentials, got "${raw}"`,
+    )
+  }
+  return url.origin
+}
+
+/** HOLD_S3_PREFIX as keys use it: no leading `/`, one trailing `/` (or empty). */
+const parseS3Prefix = (raw: string | undefined): string => {
+  const value = nonEmpty(raw)?.replace(/^\/+|\/+$/g, '')
+  if (!value) return ''
+  const segments = value.split('/')
+  if (
+    value.length > 512 ||
+    // eslint-disable-next-line no-control-regex
+    /[\u0000-\u001f\u007f\\]/.test(value) ||
+    segments.some((s) => s === '' || s === '.' || s === '..')
+  ) {
+    throw new ConfigError(
+      `HOLD_S3_PREFIX must be a key prefix such as "atcr" or "holds/one" (no empty, "." or ".." parts, no control characters), got "${raw}"`,
+    )
+  }
+  return `${value}/`
 }
 
 const nonEmpty = (value: string | undefined): string | undefined => {

@@ -5,8 +5,14 @@ import { HoldAccess } from './auth/access.ts'
 import { CrewIndex } from './auth/crew.ts'
 import { ServiceAuth } from './auth/service-auth.ts'
 import { DiskBlobStore } from './blobs/disk-store.ts'
+import { MeteredBlobStore, meterUploads } from './blobs/metered-store.ts'
+import { checkBucket } from './blobs/s3/check.ts'
+import type { S3ClientOptions } from './blobs/s3/client.ts'
+import { S3BlobStore } from './blobs/s3-store.ts'
 import { BlobUrlSigner } from './blobs/signed-url.ts'
+import type { BlobStore } from './blobs/store.ts'
 import { UploadGrants } from './blobs/upload-grants.ts'
+import { Uploads } from './blobs/uploads.ts'
 import {
   DEFAULT_STATS_FLUSH_MS,
   type ServerConfig,
@@ -55,6 +61,8 @@ export type AppContextOverrides = Partial<{
   firehose: Partial<SubscribeReposOptions>
   /** requestCrawl's timing (tests shorten it). */
   crawlers: Partial<CrawlersOptions>
+  /** S3 client settings (tests turn retries off). */
+  s3Client: S3ClientOptions
 }>
 
 /** The hold's named loggers, children of one root, made once. */
@@ -67,6 +75,7 @@ export type Loggers = {
   db: Logger
   identity: Logger
   firehose: Logger
+  uploads: Logger
 }
 
 const namedLoggers = (root: Logger): Loggers => {
@@ -80,6 +89,7 @@ const namedLoggers = (root: Logger): Loggers => {
     db: named('db'),
     identity: named('identity'),
     firehose: named('firehose'),
+    uploads: named('uploads'),
   }
 }
 
@@ -95,7 +105,8 @@ type AppContextFields = {
   storage: SqlRepoStorage
   reader: RecordReader
   writer: RepoWriter
-  blobs: DiskBlobStore
+  blobs: BlobStore
+  uploads: Uploads
   urlSigner: BlobUrlSigner
   uploadGrants: UploadGrants
   stats: StatsService
@@ -136,7 +147,10 @@ export class AppContext {
   readonly storage: SqlRepoStorage
   readonly reader: RecordReader
   readonly writer: RepoWriter
-  readonly blobs: DiskBlobStore
+  /** HOLD_STORAGE: the data dir or an S3 bucket, metered. */
+  readonly blobs: BlobStore
+  /** ATCR's multipart upload procedures over `blobs`. */
+  readonly uploads: Uploads
   readonly urlSigner: BlobUrlSigner
   /** Which upload URLs have been used (each stores and counts once). */
   readonly uploadGrants: UploadGrants
@@ -185,6 +199,7 @@ export class AppContext {
     this.reader = f.reader
     this.writer = f.writer
     this.blobs = f.blobs
+    this.uploads = f.uploads
     this.urlSigner = f.urlSigner
     this.uploadGrants = f.uploadGrants
     this.stats = f.stats
@@ -257,6 +272,34 @@ export class AppContext {
       .catch((err) =>
         log.error({ err }, 'initial stats flush failed; will retry'),
       )
+    this.startSweeper()
+  }
+
+  /**
+   * Aborts multipart uploads older than HOLD_UPLOAD_TTL_HOURS, and what crashed uploads left in
+   * the store: now, then every quarter of the TTL (at most every 15 minutes). Destroy stops it
+   * and waits for a sweep under way, before the store and the database close.
+   */
+  private startSweeper(): void {
+    const log = this.log.uploads
+    let sweeping: Promise<unknown> | undefined
+    const sweep = () => {
+      if (sweeping || this.destroying) return
+      sweeping = this.uploads
+        .sweep()
+        .catch((err) => log.warn({ err }, 'upload sweep failed; will retry'))
+        .finally(() => (sweeping = undefined))
+    }
+    sweep()
+    const timer = setInterval(
+      sweep,
+      Math.min(this.cfg.uploadTtlMs / 4, 15 * 60 * 1000),
+    )
+    timer.unref()
+    this.resources.defer(async () => {
+      clearInterval(timer)
+      await sweeping
+    })
   }
 
   /**
@@ -285,13 +328,19 @@ export class AppContext {
     const logger = overrides.logger ?? createRootLogger(cfg.logLevel)
     const resources = new AsyncDisposableStack()
     try {
+      // A wrong bucket or bad credentials stop the start before the data dir is touched.
+      const s3 = s3Store(cfg, secrets, overrides)
+      if (s3) {
+        resources.defer(() => s3.close())
+        await checkBucket(s3.client, cfg.s3!)
+      }
       const lock = await asDataDirError(cfg.dataDir, async () => {
         await mkdir(cfg.dataDir, { recursive: true })
         return DataDirLock.acquire(cfg.dataDir)
       })
       resources.defer(() => lock.release())
       return await asDataDirError(cfg.dataDir, () =>
-        AppContext.open(cfg, secrets, overrides, logger, resources),
+        AppContext.open(cfg, secrets, overrides, logger, resources, s3),
       )
     } catch (err) {
       // The first failure is the one to report; closing what was opened comes second.
@@ -306,6 +355,7 @@ export class AppContext {
     overrides: AppContextOverrides,
     logger: Logger,
     resources: AsyncDisposableStack,
+    s3: S3BlobStore | undefined,
   ): Promise<AppContext> {
     const log = namedLoggers(logger)
     // A bad tiers file stops the start before anything in the data dir is touched.
@@ -345,8 +395,8 @@ export class AppContext {
     // Disposed in reverse: the queue drains (its last events logged), then the log stops.
     resources.defer(() => writer.sequencer.stop())
     resources.defer(() => writer.drain())
-    const blobs = new DiskBlobStore(cfg.dataDir)
-    await blobs.init()
+    const store = s3 ?? new DiskBlobStore(cfg.dataDir, db)
+    await store.init()
     const stats = new StatsService(db, writer, log.stats, {
       persistMs: cfg.statsPersistMs,
       flushMs: cfg.statsFlushMs,
@@ -398,6 +448,24 @@ export class AppContext {
     // end upgraded sockets.)
     resources.defer(() => firehose.close())
     resources.defer(() => crawlers.stop())
+    const metrics = new HoldMetrics({
+      cfg,
+      stats,
+      writer,
+      reader,
+      limiter,
+      newPairs,
+      crewJoins,
+      firehose,
+      crawlers,
+    })
+    const blobs = new MeteredBlobStore(store, metrics.registry)
+    const uploads = new Uploads(blobs, db, {
+      ttlMs: cfg.uploadTtlMs,
+      maxBlobBytes: cfg.maxBlobBytes,
+      log: log.uploads,
+    })
+    meterUploads(metrics.registry, uploads)
     return new AppContext(
       {
         cfg,
@@ -412,6 +480,7 @@ export class AppContext {
         reader,
         writer,
         blobs,
+        uploads,
         urlSigner: new BlobUrlSigner(urlSecret, cfg.publicUrl),
         uploadGrants: new UploadGrants(db),
         stats,
@@ -421,17 +490,7 @@ export class AppContext {
         crew,
         serviceAuth,
         access: new HoldAccess(serviceAuth, crew, { cfg }),
-        metrics: new HoldMetrics({
-          cfg,
-          stats,
-          writer,
-          reader,
-          limiter,
-          newPairs,
-          crewJoins,
-          firehose,
-          crawlers,
-        }),
+        metrics,
         exportLimits: { ...DEFAULT_EXPORT_LIMITS, ...overrides.exportLimits },
         firehose,
         crawlers,
@@ -444,4 +503,31 @@ export class AppContext {
       resources,
     )
   }
+}
+
+/** The S3 store HOLD_STORAGE=s3 names, or undefined for disk. */
+const s3Store = (
+  cfg: ServerConfig,
+  secrets: ServerSecrets,
+  overrides: AppContextOverrides,
+): S3BlobStore | undefined => {
+  if (cfg.storage !== 's3') return undefined
+  const s3 = cfg.s3
+  const keys = secrets.s3Credentials
+  if (!s3 || !keys) throw new Error('HOLD_STORAGE=s3 without its configuration')
+  return new S3BlobStore({
+    target: {
+      endpoint: s3.endpoint,
+      region: s3.region,
+      bucket: s3.bucket,
+      pathStyle: s3.pathStyle,
+      accessKeyId: keys.accessKeyId,
+      secretAccessKey: keys.secretAccessKey,
+      sessionToken: keys.sessionToken,
+    },
+    prefix: s3.prefix,
+    cdnUrl: s3.cdnUrl,
+    spoolDir: join(cfg.dataDir, 'blobs', 's3-spool'),
+    client: overrides.s3Client,
+  })
 }

@@ -455,6 +455,30 @@ export const MIGRATIONS: string[] = [
       pulls = pulls - old.pull_count - old.baseline_pull,
       pushes = pushes - old.push_count - old.baseline_push;
   END;
+  `, // Multipart uploads (ATCR's upload procedures), so a restart keeps them and the sweeper finds
+  // those left unfinished. `assembled`: the store joined the parts, and a completion that failed
+  // after that resumes from there. Parts are rows on disk stores only (an S3 store keeps its own):
+  // `assembly_offset` is where a part sits in the upload's assembly file, null in a file of its own.
+  `
+  CREATE TABLE upload (
+    id TEXT PRIMARY KEY,
+    caller TEXT NOT NULL,
+    hex TEXT NOT NULL,
+    did TEXT,
+    repo TEXT,
+    store_id TEXT,
+    assembled INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX upload_created_idx ON upload (created_at);
+  CREATE TABLE upload_part (
+    upload_id TEXT NOT NULL REFERENCES upload (id) ON DELETE CASCADE,
+    part_number INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    assembly_offset INTEGER,
+    PRIMARY KEY (upload_id, part_number)
+  ) WITHOUT ROWID;
   `,
   // The subscribeRepos event log (src/repo/sequencer.ts), each event's whole frame. With
   // AUTOINCREMENT a seq is never given twice, also once pruning has emptied the table: a relay

@@ -19,6 +19,12 @@ export const ids = {
   HoldExportUserData: 'io.atcr.hold.exportUserData',
   HoldDeleteUserData: 'io.atcr.hold.deleteUserData',
   HoldSetStats: 'io.atcr.hold.setStats',
+  // ATCR's upload procedures.
+  HoldInitiateUpload: 'io.atcr.hold.initiateUpload',
+  HoldGetPartUploadUrl: 'io.atcr.hold.getPartUploadUrl',
+  HoldUploadPart: 'io.atcr.hold.uploadPart',
+  HoldCompleteUpload: 'io.atcr.hold.completeUpload',
+  HoldAbortUpload: 'io.atcr.hold.abortUpload',
   // Bluesky's methods, served as a PDS serves them (getBlob with our extension,
   // io.atcr.hold.defs#getBlobExtension).
   ServerDescribeServer: 'com.atproto.server.describeServer',

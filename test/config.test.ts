@@ -97,6 +97,7 @@ describe('envToCfg and envToSecrets', () => {
       crewJoinsPerHour: 30,
       plcUrl: 'https://plc.directory',
       storage: 'disk',
+      uploadTtlMs: 86400000,
       maxBlobBytes: 10737418240,
       statsFlushMs: 60000,
       statsPersistMs: expect.any(Number),
@@ -269,7 +270,7 @@ describe('envToCfg and envToSecrets', () => {
     ['HOLD_CRAWLERS', 'https://bsky.network,ftp://relay.example.com'],
     ['HOLD_CRAWLERS', 'https://relay.example.com?x=1'],
     ['HOLD_MAX_BLOB_BYTES', '0'],
-    ['HOLD_STORAGE', 's3'],
+    ['HOLD_STORAGE', 'nfs'],
     ['HOLD_PLC_URL', 'ftp://plc.example.com'],
     ['LOG_LEVEL', 'loud'],
   ])('refuse %s=%s with a ConfigError naming the variable', (name, value) => {

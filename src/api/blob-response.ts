@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream'
-import type { DiskBlobStore } from '../blobs/disk-store.ts'
+import type { BlobStore } from '../blobs/store.ts'
 import { XRPCError } from '../errors.ts'
 
 export type ByteRange = { start: number; end: number }
@@ -49,7 +49,7 @@ const SMALL_BLOB_BYTES = 64 * 1024
 
 /** Sends a stored blob (or one range of it) with length and safety headers, streamed when large. */
 export const blobResponse = async (
-  blobs: DiskBlobStore,
+  blobs: BlobStore,
   hex: string,
   size: number,
   range: ByteRange | undefined,
@@ -75,7 +75,7 @@ export const blobResponse = async (
     return new Response(bytes, { status, headers })
   }
   const stream = Readable.toWeb(
-    blobs.read(hex, range),
+    await blobs.read(hex, range),
   ) as unknown as ReadableStream<Uint8Array>
   return new Response(stream, { status, headers })
 }

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream'
-import { BlobTooLargeError, DigestMismatchError } from '../blobs/disk-store.ts'
+import { BlobTooLargeError, DigestMismatchError } from '../blobs/errors.ts'
 import { BLOB_URL_PATH } from '../blobs/signed-url.ts'
 import { UploadUrlUsedError } from '../blobs/upload-grants.ts'
 import {
@@ -79,7 +79,12 @@ export const register: Register = (app, ctx) => {
     const body = c.env?.incoming ?? bodyStream(c.req.raw)
     let size: number
     try {
-      size = await ctx.blobs.put(hex, body, ctx.cfg.maxBlobBytes)
+      // S3 takes a body of known length straight to the blob's key; without one it spools.
+      const length =
+        declared !== undefined && /^\d+$/.test(declared)
+          ? Number(declared)
+          : undefined
+      size = await ctx.blobs.put(hex, body, ctx.cfg.maxBlobBytes, length)
       ctx.uploadGrants.use(grant.sig, grant.exp)
     } catch (err) {
       // A failed upload leaves the URL unused: the client may retry with it.
@@ -115,7 +120,7 @@ export const register: Register = (app, ctx) => {
  * size on top of what the caller's layer records already name (a blob they name costs nothing
  * again). notifyManifest checks again with the sizes stored, for uploads without a length.
  */
-const quotaCheck = (
+export const quotaCheck = (
   ctx: AppContext,
   caller: string,
   hex: string,
@@ -137,7 +142,8 @@ const quotaCheck = (
   }
 }
 
-const bodyStream = (req: Request): Readable =>
+/** The request body as a Node stream (the adapter's own when there is one). */
+export const bodyStream = (req: Request): Readable =>
   req.body
     ? Readable.fromWeb(req.body as import('node:stream/web').ReadableStream)
     : Readable.from([])

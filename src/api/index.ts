@@ -28,6 +28,7 @@ import * as getQuota from './io/atcr/hold/getQuota.ts'
 import * as listTiers from './io/atcr/hold/listTiers.ts'
 import * as notifyManifest from './io/atcr/hold/notifyManifest.ts'
 import * as requestCrew from './io/atcr/hold/requestCrew.ts'
+import * as uploads from './io/atcr/hold/uploads.ts'
 import * as statusPage from './status-page.ts'
 import type { App } from './util.ts'
 import * as wellKnown from './well-known.ts'
@@ -60,6 +61,7 @@ export const registerRoutes = (app: App, ctx: AppContext): void => {
   exportUserData.register(app, ctx)
   deleteUserData.register(app, ctx)
   setStats.register(app, ctx)
+  uploads.register(app, ctx)
   blobUrl.register(app, ctx)
   metrics.register(app, ctx)
   statusPage.register(app, ctx)

@@ -72,6 +72,36 @@ export const atcrProcedure = <A, I extends object>(
   })
 }
 
+/**
+ * A procedure of ours whose input is not JSON (uploadPart's raw bytes): parameters as
+ * atcrQuery, then `auth`, then the handler, which reads the body itself.
+ */
+export const atcrRawProcedure = <A>(
+  app: App,
+  lexicons: Lexicons,
+  nsid: AtcrNsid,
+  route: {
+    auth: (c: Ctx) => A | Promise<A>
+    handler: (
+      c: Ctx,
+      req: { auth: A; params: Record<string, unknown> },
+    ) => Reply
+  },
+): void => {
+  const def = lexicons.getDefOrThrow(nsid, ['procedure'])
+  if (def.input?.encoding === 'application/json') {
+    throw new Error(
+      `${nsid}: its input is JSON; register it with atcrProcedure`,
+    )
+  }
+  const read = paramsReader(lexicons, nsid, 'procedure')
+  app.post(xrpcPath(nsid), async (c) => {
+    const params = read(c)
+    const auth = await route.auth(c)
+    return route.handler(c, { auth, params })
+  })
+}
+
 type ParamType = 'string' | 'integer' | 'boolean'
 
 const paramsReader = (

@@ -24,6 +24,11 @@ export type UrlGrant = {
 export type VerifiedGrant = UrlGrant & { sig: string; exp: number }
 
 export const BLOB_URL_PATH = '/blobs/sha256/'
+/** Part URLs of multipart uploads on disk: `/uploads/<uploadId>/parts/<partNumber>`. */
+export const PART_URL_PATH = '/uploads/'
+
+/** A part URL's grant: one part of one upload, for the caller who started it. */
+export type PartGrant = { uploadId: string; partNumber: number; caller: string }
 
 /**
  * Short-lived blob URLs that the hold itself serves, signed with HMAC-SHA256 over everything the
@@ -35,11 +40,13 @@ export class BlobUrlSigner {
   // costs more than the HMAC itself on the getBlob hot path.
   private readonly key: KeyObject
   private readonly base: string
+  private readonly partBase: string
   private readonly ttlMs: number
 
   constructor(secret: Buffer, publicUrl: string, ttlMs = 15 * 60 * 1000) {
     this.key = createSecretKey(secret)
     this.base = new URL(BLOB_URL_PATH, publicUrl).toString()
+    this.partBase = new URL(PART_URL_PATH, publicUrl).toString()
     this.ttlMs = ttlMs
   }
 
@@ -93,6 +100,55 @@ export class BlobUrlSigner {
       throw new ForbiddenError('blob URL has expired', 'ExpiredUrl')
     }
     return grant
+  }
+
+  /** Where a part of a disk upload is PUT (getPartUploadUrl); S3 presigns its own. */
+  signPart(
+    grant: PartGrant,
+    now = Date.now(),
+  ): { url: string; expiresAt: string } {
+    const exp = Math.floor((now + this.ttlMs) / 1000)
+    const url =
+      `${this.partBase}${encodeURIComponent(grant.uploadId)}/parts/${grant.partNumber}` +
+      `?caller=${encodeURIComponent(grant.caller)}&exp=${exp}&sig=${this.partMac(grant, exp)}`
+    return { url, expiresAt: new Date(exp * 1000).toISOString() }
+  }
+
+  /** The caller a part URL was issued to, or a ForbiddenError when forged, altered or expired. */
+  verifyPart(
+    uploadId: string,
+    partNumber: number,
+    query: URLSearchParams,
+    now = Date.now(),
+  ): PartGrant {
+    const caller = query.get('caller')
+    const exp = Number(query.get('exp'))
+    const sig = query.get('sig')
+    if (!caller || !Number.isSafeInteger(exp) || !sig) {
+      throw new ForbiddenError('part URL is not signed by this hold')
+    }
+    const grant = { uploadId, partNumber, caller }
+    const expected = Buffer.from(this.partMac(grant, exp), 'base64url')
+    const given = Buffer.from(sig, 'base64url')
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new ForbiddenError('part URL signature does not match')
+    }
+    if (exp * 1000 < now) {
+      throw new ForbiddenError('part URL has expired', 'ExpiredUrl')
+    }
+    return grant
+  }
+
+  private partMac(grant: PartGrant, exp: number): string {
+    // Its own first line: no part URL and no blob URL ever sign the same text.
+    const text = [
+      'part1',
+      grant.uploadId,
+      grant.partNumber,
+      grant.caller,
+      exp,
+    ].join('\n')
+    return createHmac('sha256', this.key).update(text).digest('base64url')
   }
 
   private mac(grant: UrlGrant, exp: number): string {

@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from 'hono'
-import { BLOB_URL_PATH } from '../../blobs/signed-url.ts'
+import { BLOB_URL_PATH, PART_URL_PATH } from '../../blobs/signed-url.ts'
 import type { AppContext } from '../../context.ts'
 import { ids } from '../../lexicons.ts'
 import { redactQuery } from '../../logger.ts'
@@ -16,6 +16,7 @@ const METHODS = new Set([
   'PATCH',
 ])
 const BLOB_ROUTE = `${BLOB_URL_PATH}:hex`
+const PART_ROUTE = `${PART_URL_PATH}:uploadId/parts/:partNumber`
 /** Routes whose bodies can be large streams: timed to their last byte, not to the headers. */
 const STREAMED = new Set<string>([
   ids.SyncGetBlob,
@@ -50,6 +51,7 @@ export const observe = (app: App, ctx: AppContext): MiddlewareHandler<Env> => {
       return path.startsWith('/xrpc/') ? path.slice('/xrpc/'.length) : path
     }
     if (path.startsWith(BLOB_URL_PATH)) return BLOB_ROUTE
+    if (path.startsWith(PART_URL_PATH)) return PART_ROUTE
     return path.startsWith('/xrpc/') ? 'xrpc:unknown' : 'unknown'
   }
 

@@ -48,6 +48,11 @@ export const register: Register = (app, ctx) => {
       if (countBlobs && method === 'GET' && repo && !head) {
         countPull(ctx, c, caller.did, did, repo)
       }
+      // S3 presigns its own download URLs: the bytes never pass through the hold.
+      if (method !== 'PUT') {
+        const direct = ctx.blobs.directUrl(hex, method)
+        if (direct) return c.json({ method, ...direct })
+      }
       // A HEAD URL names no repo: what it answers is never counted.
       const grant: UrlGrant = {
         method,
