@@ -10,6 +10,7 @@ import {
   verifiedRecords,
   type Layer,
 } from './_appview.ts'
+import { ids } from '../src/ids.ts'
 import { bearer } from './_identity.ts'
 import { startHold, TEST_OWNER, xrpc, type TestHold } from './_util.ts'
 
@@ -17,7 +18,7 @@ const REPO = 'team/web'
 
 /**
  * What ATCR's AppView does with a hold, end to end, with the owner's real service tokens from
- * the local PLC directory: upload a config and two layers, write the manifest (to the user's
+ * the local PLC directory: upload a config and two layers (multipart, as ATCR pushes), write the manifest (to the user's
  * PDS, not here) and notify the push, then serve two pulls (a URL per blob, then a pull
  * notification). The counts must be exactly what HOLD_COUNT_SOURCE says.
  */
@@ -47,7 +48,7 @@ describe.each([
     })
     afterAll(() => h.stop())
 
-    const auth = (lxm = 'com.atproto.sync.getBlob') =>
+    const auth = (lxm = ids.SyncGetBlob) =>
       bearer({ iss: TEST_OWNER, aud: h.did, lxm })
 
     const notification = (operation: string) => ({
@@ -64,16 +65,39 @@ describe.each([
     })
 
     it('uploads the blobs and notifies the push: layer records valid under ATCR’s schema', async () => {
+      // ATCR's multipart push: initiate, a part URL per part, PUT the parts, complete.
       for (const { bytes, info } of blobs) {
-        const signed = await xrpc<{ url: string }>(
+        const init = await callAs<{ uploadId: string }>(
           h.url,
-          'com.atproto.sync.getBlob',
-          { did: TEST_OWNER, cid: info.digest, method: 'PUT', repo: REPO },
-          { headers: await auth() },
+          ids.HoldInitiateUpload,
+          TEST_OWNER,
+          { digest: info.digest, repo: REPO },
         )
-        expect(signed.status).toBe(200)
-        const put = await fetch(signed.body.url, { method: 'PUT', body: bytes })
-        expect(put.status).toBe(201)
+        expect(init.status, JSON.stringify(init.body)).toBe(200)
+        const parts = [bytes.subarray(0, 100), bytes.subarray(100)]
+        const etags: string[] = []
+        for (const [i, part] of parts.entries()) {
+          const signed = await callAs<{ url: string; method: string }>(
+            h.url,
+            ids.HoldGetPartUploadUrl,
+            TEST_OWNER,
+            { uploadId: init.body.uploadId, partNumber: i + 1 },
+          )
+          expect(signed.status, JSON.stringify(signed.body)).toBe(200)
+          const put = await fetch(signed.body.url, {
+            method: signed.body.method,
+            body: part,
+          })
+          await put.arrayBuffer()
+          expect(put.status).toBe(200)
+          etags.push(put.headers.get('etag')!)
+        }
+        const done = await callAs(h.url, ids.HoldCompleteUpload, TEST_OWNER, {
+          uploadId: init.body.uploadId,
+          digest: info.digest,
+          parts: etags.map((etag, i) => ({ partNumber: i + 1, etag })),
+        })
+        expect(done.status, JSON.stringify(done.body)).toBe(200)
       }
       const res = await callAs(h.url, NOTIFY, TEST_OWNER, notification('push'))
       expect(res.status).toBe(200)
@@ -102,7 +126,7 @@ describe.each([
         for (const { bytes, info } of blobs) {
           const signed = await xrpc<{ url: string }>(
             h.url,
-            'com.atproto.sync.getBlob',
+            ids.SyncGetBlob,
             { did: TEST_OWNER, cid: info.digest, method: 'GET', repo: REPO },
             { headers: await auth() },
           )

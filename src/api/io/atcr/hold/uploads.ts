@@ -13,6 +13,8 @@ type Part = { partNumber: number; etag: string }
 
 /** ATCR's upload procedures (all need blob:write), and the part URLs of disk uploads. */
 export const register: Register = (app, ctx) => {
+  // With HOLD_COUNT_SOURCE=manifest, pushes are counted by notifyManifest alone.
+  const countBlobs = ctx.cfg.countSource === 'blob'
   const writer = (nsid: AtcrNsid) => async (c: Ctx) => {
     const caller = await ctx.access.authorize(c, 'blob:write', nsid)
     c.set('caller', caller)
@@ -87,7 +89,7 @@ export const register: Register = (app, ctx) => {
           hex,
           input.parts,
         )
-        if (done.did && done.repo) {
+        if (countBlobs && done.did && done.repo) {
           countPush(ctx, c, caller, done.did, done.repo)
         }
         return c.json({
