@@ -1,3 +1,4 @@
+import { ids } from '../src/ids.ts'
 import { createHash, randomBytes } from 'node:crypto'
 import { Lexicons, type LexiconDoc } from '@atproto/lexicon'
 import { cborToLexRecord, readCarWithRoot, verifyRepo } from '@atproto/repo'
@@ -78,8 +79,8 @@ export const PUBLISHED_STATS: LexiconDoc = {
 
 export const published = new Lexicons([PUBLISHED_LAYER, PUBLISHED_STATS])
 
-export const NOTIFY = 'io.atcr.hold.notifyManifest'
-export const LAYER = 'io.atcr.hold.layer'
+export const NOTIFY = ids.HoldNotifyManifest
+export const LAYER = ids.HoldLayer
 
 export type Layer = { digest: string; size: number; mediaType: string }
 
@@ -183,7 +184,7 @@ export const verifiedRecords = async (
   const doc = (await (
     await fetch(`${base}/.well-known/did.json`)
   ).json()) as Parameters<typeof atprotoKeyFromDidDoc>[0]
-  const res = await getBytes(base, 'com.atproto.sync.getRepo', { did })
+  const res = await getBytes(base, ids.SyncGetRepo, { did })
   if (res.status !== 200) throw new Error(`getRepo: ${res.status}`)
   const car = await readCarWithRoot(res.bytes)
   const verified = await verifyRepo(
@@ -206,11 +207,9 @@ export const verifiedRecords = async (
 /** The head commit's rev: unchanged means nothing was written. */
 export const headRev = async (base: string): Promise<string> => {
   const { did } = await holdInfo(base)
-  const res = await xrpc<{ rev: string }>(
-    base,
-    'com.atproto.sync.getLatestCommit',
-    { did },
-  )
+  const res = await xrpc<{ rev: string }>(base, ids.SyncGetLatestCommit, {
+    did,
+  })
   return res.body.rev
 }
 
@@ -222,9 +221,9 @@ export const addMember = async (
   tier?: string,
 ): Promise<void> => {
   await identity(member)
-  const res = await callAs(base, 'com.atproto.repo.createRecord', owner, {
+  const res = await callAs(base, ids.RepoCreateRecord, owner, {
     repo: (await holdInfo(base)).did,
-    collection: 'io.atcr.hold.crew',
+    collection: ids.HoldCrew,
     record: {
       $type: 'io.atcr.hold.crew',
       member,

@@ -1,3 +1,4 @@
+import { ids } from '../src/ids.ts'
 import { join } from 'node:path'
 import type { StatementSync } from 'node:sqlite'
 import { TID } from '@atproto/common'
@@ -240,7 +241,7 @@ export const statsPuts = (from: number, n: number, version = 1): Put[] =>
     const did = `did:plc:user${String(from + i).padStart(8, '0')}`
     const repository = `image-${from + i}`
     return {
-      collection: 'io.atcr.hold.stats',
+      collection: ids.HoldStats,
       rkey: Buffer.from(`${did}:${repository}`).toString('base64url'),
       record: {
         $type: 'io.atcr.hold.stats',

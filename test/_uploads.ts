@@ -1,13 +1,14 @@
+import { ids } from '../src/ids.ts'
 import { createHash } from 'node:crypto'
 import { tokenFor } from './_access.ts'
 import { startS3, s3Env, type TestS3 } from './_s3.ts'
 import { startHold, TEST_OWNER, xrpc, type TestHold } from './_util.ts'
 
-export const INITIATE = 'io.atcr.hold.initiateUpload'
-export const PART_URL = 'io.atcr.hold.getPartUploadUrl'
-export const UPLOAD_PART = 'io.atcr.hold.uploadPart'
-export const COMPLETE = 'io.atcr.hold.completeUpload'
-export const ABORT = 'io.atcr.hold.abortUpload'
+export const INITIATE = ids.HoldInitiateUpload
+export const PART_URL = ids.HoldGetPartUploadUrl
+export const UPLOAD_PART = ids.HoldUploadPart
+export const COMPLETE = ids.HoldCompleteUpload
+export const ABORT = ids.HoldAbortUpload
 
 export type StoreKind = 'disk' | 's3'
 

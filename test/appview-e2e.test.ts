@@ -152,7 +152,7 @@ describe.each([
     })
 
     it(`counts exactly ${pulls} pulls and ${pushes} pushes, in getStats, listStats, the record and the status page`, async () => {
-      const stats = await xrpc(h.url, 'io.atcr.hold.getStats', {
+      const stats = await xrpc(h.url, ids.HoldGetStats, {
         did: TEST_OWNER,
         repo: REPO,
       })
@@ -161,7 +161,7 @@ describe.each([
         pushCount: pushes,
         countSource: source,
       })
-      const list = await xrpc(h.url, 'io.atcr.hold.listStats', {
+      const list = await xrpc(h.url, ids.HoldListStats, {
         did: TEST_OWNER,
       })
       expect(list.body).toMatchObject({
@@ -170,15 +170,14 @@ describe.each([
       })
       await h.hold.ctx.stats.flush()
       const record = (await verifiedRecords(h.url)).find(
-        (r) =>
-          r.collection === 'io.atcr.hold.stats' && r.record.repository === REPO,
+        (r) => r.collection === ids.HoldStats && r.record.repository === REPO,
       )
       expect(record?.record).toMatchObject({
         ownerDid: TEST_OWNER,
         pullCount: pulls,
         pushCount: pushes,
       })
-      published.assertValidRecord('io.atcr.hold.stats', record!.record)
+      published.assertValidRecord(ids.HoldStats, record!.record)
       const page = await (await fetch(`${h.url}/`)).text()
       expect(page).toMatch(
         source === 'blob'

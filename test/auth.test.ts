@@ -352,7 +352,7 @@ describe('service auth: every bad token is a 401 naming what failed, and changes
     })
     const res = await attempt(`Bearer ${wrongLxm}`)
     expect((res.put.body as { message: string }).message).toContain(
-      'io.atcr.hold.requestCrew',
+      ids.HoldRequestCrew,
     )
   })
 })

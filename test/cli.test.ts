@@ -182,8 +182,7 @@ describe('operator CLI against a running hold', () => {
     )
     const asJson = JSON.parse(getJson.stdout)
     expect(asJson).toEqual(
-      (await xrpc(h.url, 'io.atcr.hold.getStats', { did: ALICE, repo: 'web' }))
-        .body,
+      (await xrpc(h.url, ids.HoldGetStats, { did: ALICE, repo: 'web' })).body,
     )
 
     const list = ok(listText)
@@ -221,8 +220,7 @@ describe('operator CLI against a running hold', () => {
       (await getRecord(STATS, statsRecordKey(ALICE, 'tools/cli'))).status,
     ).toBe(200)
     expect(
-      (await xrpc(h.url, 'io.atcr.hold.getStats', { did: ALICE, repo: 'web' }))
-        .body,
+      (await xrpc(h.url, ids.HoldGetStats, { did: ALICE, repo: 'web' })).body,
     ).toEqual({
       did: ALICE,
       repository: 'web',
@@ -237,7 +235,7 @@ describe('operator CLI against a running hold', () => {
     expect(all).toMatchObject({ did: ALICE, pairs: 1, records: 1, commits: 1 })
     expect(
       (
-        await xrpc<{ stats: unknown[] }>(h.url, 'io.atcr.hold.listStats', {
+        await xrpc<{ stats: unknown[] }>(h.url, ids.HoldListStats, {
           did: ALICE,
         })
       ).body.stats,

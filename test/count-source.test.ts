@@ -1,3 +1,4 @@
+import { ids } from '../src/ids.ts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ConfigError, envToCfg } from '../src/config.ts'
 import {
@@ -52,7 +53,7 @@ describe('notifications refused under HOLD_COUNT_SOURCE=manifest', () => {
       const res = await callAs(h.url, NOTIFY, as, b)
       expect(res.body.error).toBe(error)
     }
-    const stats = await xrpc(h.url, 'io.atcr.hold.getStats', {
+    const stats = await xrpc(h.url, ids.HoldGetStats, {
       did: TEST_OWNER,
       repo: 'counted',
     })
@@ -62,7 +63,7 @@ describe('notifications refused under HOLD_COUNT_SOURCE=manifest', () => {
       operation: 'pull',
     })
     expect(ok.body.statsUpdated).toBe(true)
-    const after = await xrpc(h.url, 'io.atcr.hold.getStats', {
+    const after = await xrpc(h.url, ids.HoldGetStats, {
       did: TEST_OWNER,
       repo: 'counted',
     })

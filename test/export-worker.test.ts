@@ -1,3 +1,4 @@
+import { ids } from '../src/ids.ts'
 import { threadId } from 'node:worker_threads'
 import { readCarWithRoot } from '@atproto/repo'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -59,7 +60,7 @@ describe('getRepo exports are spooled off the event loop', () => {
   it('answers _health while the most exports at once are spooled, and every export is whole', async () => {
     const head = await xrpc<{ rev: string; cid: string }>(
       h.url,
-      'com.atproto.sync.getLatestCommit',
+      ids.SyncGetLatestCommit,
       { did: h.did },
     )
     const exports = Array.from({ length: EXPORTS }, (_, i) =>

@@ -1,3 +1,4 @@
+import { ids } from '../src/ids.ts'
 import { Secp256k1Keypair } from '@atproto/crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { serviceToken } from './_identity.ts'
@@ -42,7 +43,7 @@ describe('HOLD_FAILED_AUTH_PER_MINUTE', () => {
   const ask = (client: string, jwt: string): Promise<XrpcResult> =>
     xrpc(
       h.url,
-      'com.atproto.sync.getBlob',
+      ids.SyncGetBlob,
       { did: TEST_OWNER, cid: DIGEST, method: 'PUT' },
       {
         headers: { authorization: `Bearer ${jwt}`, [CLIENT_HEADER]: client },

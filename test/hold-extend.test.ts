@@ -62,7 +62,7 @@ describe('HoldServer.create with extend', () => {
     expect(seen.map((s) => s.pulls)).toEqual([pulls + 1, pulls + 1])
     expect(
       (
-        await xrpc<{ pullCount: number }>(h.url, 'io.atcr.hold.getStats', {
+        await xrpc<{ pullCount: number }>(h.url, ids.HoldGetStats, {
           did: 'did:plc:extendalice',
           repo: 'app',
         })

@@ -1,3 +1,4 @@
+import { ids } from '../src/ids.ts'
 import { DatabaseSync } from 'node:sqlite'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -50,7 +51,7 @@ describe('layer records lost in a repair', () => {
   afterAll(() => h.stop())
 
   it('stop counting towards the quota, and are written again when the manifest is notified again', async () => {
-    const quota = await xrpc(h.url, 'io.atcr.hold.getQuota', { userDid: USER })
+    const quota = await xrpc(h.url, ids.HoldGetQuota, { userDid: USER })
     expect(quota.body).toMatchObject({ uniqueBlobs: 2, totalSize: 200 })
     const again = await callAs(h.url, NOTIFY, USER, body)
     expect(again.status).toBe(200)
@@ -61,7 +62,7 @@ describe('layer records lost in a repair', () => {
     expect(records.map((r) => r.record.digest).sort()).toEqual(
       layers.map((l) => l.digest).sort(),
     )
-    const after = await xrpc(h.url, 'io.atcr.hold.getQuota', { userDid: USER })
+    const after = await xrpc(h.url, ids.HoldGetQuota, { userDid: USER })
     expect(after.body).toMatchObject({ uniqueBlobs: 3, totalSize: 300 })
   })
 })

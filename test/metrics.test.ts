@@ -176,7 +176,7 @@ describe('GET /metrics', () => {
     ).toBeUndefined()
     expect(
       before.value('hold_repo_records', {
-        collection: 'io.atcr.hold.captain',
+        collection: ids.HoldCaptain,
       }),
     ).toBe(1)
     expect(before.value('hold_stats_flush_duration_seconds_count')).toBe(0)
@@ -188,12 +188,12 @@ describe('GET /metrics', () => {
     const after = await scrape(url)
     expect(after.value('hold_stats_dirty_counters')).toBe(0)
     expect(
-      after.value('hold_repo_records', { collection: 'io.atcr.hold.stats' }),
+      after.value('hold_repo_records', { collection: ids.HoldStats }),
     ).toBe(2)
     expect(after.value('hold_repo_commits_total')).toBe(commitsBefore + 1)
     expect(
       after.value('hold_repo_ops_total', {
-        collection: 'io.atcr.hold.stats',
+        collection: ids.HoldStats,
         action: 'create',
       }),
     ).toBe(2)

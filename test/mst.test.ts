@@ -37,7 +37,7 @@ const keyOf = (n: number, collection: string = ids.HoldStats) =>
 const keysAtLayer = (layer: number, count: number, from = 0): string[] => {
   const out: string[] = []
   for (let n = from; out.length < count; n++) {
-    const key = keyOf(n, 'io.atcr.hold.layer')
+    const key = keyOf(n, ids.HoldLayer)
     if (layerOfKey(key) === layer) out.push(key)
   }
   return out

@@ -1,3 +1,4 @@
+import { ids } from '../src/ids.ts'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -133,10 +134,10 @@ defaults:
   afterAll(() => h.stop())
 
   const quota = async (did: string) =>
-    (await xrpc(h.url, 'io.atcr.hold.getQuota', { userDid: did })).body
+    (await xrpc(h.url, ids.HoldGetQuota, { userDid: did })).body
 
   it('lists the tiers', async () => {
-    const res = await xrpc(h.url, 'io.atcr.hold.listTiers')
+    const res = await xrpc(h.url, ids.HoldListTiers)
     expect(res.status).toBe(200)
     expect(res.body).toEqual({
       tiers: [
@@ -234,7 +235,7 @@ defaults:
     const { bytes, layer } = fakeLayer(50)
     const signed = await xrpc<{ url: string }>(
       h.url,
-      'com.atproto.sync.getBlob',
+      ids.SyncGetBlob,
       { did: MEMBER, cid: layer.digest, method: 'PUT' },
       {
         headers: await ownerAuth(h.url, { as: MEMBER }),
@@ -253,7 +254,7 @@ defaults:
 
   it('refuses getQuota without a DID, by the lexicon', async () => {
     for (const params of [{}, { userDid: 'nope' }]) {
-      const res = await xrpc(h.url, 'io.atcr.hold.getQuota', params)
+      const res = await xrpc(h.url, ids.HoldGetQuota, params)
       expect(res.status).toBe(400)
       expect(res.body.error).toBe('InvalidRequest')
     }

@@ -189,7 +189,7 @@ describe('HOLD_REBIND_FROM: moving a hold to a new DID', () => {
     }
     expect(
       (
-        await xrpc(moved.url, 'io.atcr.hold.getStats', {
+        await xrpc(moved.url, ids.HoldGetStats, {
           did: owner,
           repo: 'web',
         })

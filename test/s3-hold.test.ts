@@ -1,3 +1,4 @@
+import { ids } from '../src/ids.ts'
 import { randomBytes } from 'node:crypto'
 import { readdir } from 'node:fs/promises'
 import { createConnection, createServer, type Socket } from 'node:net'
@@ -22,7 +23,7 @@ import {
   xrpc,
 } from './_util.ts'
 
-const GET_BLOB = 'com.atproto.sync.getBlob'
+const GET_BLOB = ids.SyncGetBlob
 
 const getBlob = async (
   h: { url: string },

@@ -1,3 +1,4 @@
+import { ids } from '../src/ids.ts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   addMember,
@@ -10,7 +11,7 @@ import {
 import { bearer, identity } from './_identity.ts'
 import { startHold, TEST_OWNER, xrpc, type TestHold } from './_util.ts'
 
-const SET = 'io.atcr.hold.setStats'
+const SET = ids.HoldSetStats
 const ADMIN = 'did:plc:setstatsadmin000000000000'
 const MEMBER = 'did:plc:setstatsmember00000000000'
 const ALICE = 'did:plc:setstatsalice0000000000000'
@@ -23,22 +24,17 @@ describe('io.atcr.hold.setStats', () => {
     h = await startHold()
     await addMember(h.url, TEST_OWNER, MEMBER)
     await identity(ADMIN)
-    const res = await callAs(
-      h.url,
-      'com.atproto.repo.createRecord',
-      TEST_OWNER,
-      {
-        repo: h.did,
-        collection: 'io.atcr.hold.crew',
-        record: {
-          $type: 'io.atcr.hold.crew',
-          member: ADMIN,
-          role: 'admin',
-          permissions: ['blob:read', 'crew:admin'],
-          addedAt: new Date().toISOString(),
-        },
+    const res = await callAs(h.url, ids.RepoCreateRecord, TEST_OWNER, {
+      repo: h.did,
+      collection: ids.HoldCrew,
+      record: {
+        $type: 'io.atcr.hold.crew',
+        member: ADMIN,
+        role: 'admin',
+        permissions: ['blob:read', 'crew:admin'],
+        addedAt: new Date().toISOString(),
       },
-    )
+    })
     expect(res.status).toBe(200)
     ;[layer] = await pushLayers(h.url, 1)
   })
@@ -47,14 +43,14 @@ describe('io.atcr.hold.setStats', () => {
   const pull = async (repo: string) => {
     const res = await xrpc(
       h.url,
-      'com.atproto.sync.getBlob',
+      ids.SyncGetBlob,
       { did: ALICE, cid: layer.digest, method: 'GET', repo },
       { headers: await bearer({ iss: TEST_OWNER, aud: h.did }) },
     )
     expect(res.status).toBe(200)
   }
   const stats = async (repo: string) =>
-    (await xrpc(h.url, 'io.atcr.hold.getStats', { did: ALICE, repo })).body
+    (await xrpc(h.url, ids.HoldGetStats, { did: ALICE, repo })).body
 
   it('makes a pair show absolute counts now, and later counts add on top, in getStats and the record', async () => {
     for (let i = 0; i < 3; i++) await pull('web')
@@ -78,11 +74,10 @@ describe('io.atcr.hold.setStats', () => {
     expect(await stats('web')).toMatchObject({ pullCount: 102, pushCount: 7 })
     await h.hold.ctx.stats.flush()
     const record = (await verifiedRecords(h.url)).find(
-      (r) =>
-        r.collection === 'io.atcr.hold.stats' && r.record.repository === 'web',
+      (r) => r.collection === ids.HoldStats && r.record.repository === 'web',
     )
     expect(record?.record).toMatchObject({ pullCount: 102, pushCount: 7 })
-    published.assertValidRecord('io.atcr.hold.stats', record!.record)
+    published.assertValidRecord(ids.HoldStats, record!.record)
   })
 
   it('sets a count below what the hold counted itself, and leaves a count not given alone', async () => {

@@ -1,3 +1,4 @@
+import { ids } from '../src/ids.ts'
 import { decode } from '@atproto/lex-cbor'
 import { parseCid } from '@atproto/lex-data'
 import { readCar } from '@atproto/repo'
@@ -13,11 +14,9 @@ describe('sync.getBlocks and sync.listBlobs', () => {
 
   beforeAll(async () => {
     h = await startHold({ env: { HOLD_STATS_FLUSH_MS: '3600000' } })
-    const latest = await xrpc<{ cid: string }>(
-      h.url,
-      'com.atproto.sync.getLatestCommit',
-      { did: h.did },
-    )
+    const latest = await xrpc<{ cid: string }>(h.url, ids.SyncGetLatestCommit, {
+      did: h.did,
+    })
     commit = latest.body.cid
     const block = h.hold.ctx.storage.getBlockSync(commit)!
     data = String((decode(block) as { data: unknown }).data)
@@ -64,13 +63,13 @@ describe('sync.getBlocks and sync.listBlobs', () => {
   })
 
   it('refuses another DID with 404 RepoNotFound', async () => {
-    const res = await xrpc(h.url, 'com.atproto.sync.getBlocks', {
+    const res = await xrpc(h.url, ids.SyncGetBlocks, {
       did: 'did:plc:someoneelse',
       cids: commit,
     })
     expect(res.status).toBe(404)
     expect(res.body).toMatchObject({ error: 'RepoNotFound' })
-    const blobs = await xrpc(h.url, 'com.atproto.sync.listBlobs', {
+    const blobs = await xrpc(h.url, ids.SyncListBlobs, {
       did: 'did:plc:someoneelse',
     })
     expect(blobs.status).toBe(404)
@@ -78,7 +77,7 @@ describe('sync.getBlocks and sync.listBlobs', () => {
   })
 
   it('lists no blobs: the hold’s records reference none', async () => {
-    const res = await xrpc(h.url, 'com.atproto.sync.listBlobs', {
+    const res = await xrpc(h.url, ids.SyncListBlobs, {
       did: h.did,
       since: '3kabcdefghij2',
       limit: 1000,
@@ -94,7 +93,7 @@ describe('sync.getBlocks and sync.listBlobs', () => {
     ['a cursor that is not a CID', { cursor: 'page2' }],
     ['no did', { did: undefined }],
   ])('refuses listBlobs with %s (400)', async (_name, params) => {
-    const res = await xrpc(h.url, 'com.atproto.sync.listBlobs', {
+    const res = await xrpc(h.url, ids.SyncListBlobs, {
       did: h.did,
       ...params,
     })
@@ -103,7 +102,7 @@ describe('sync.getBlocks and sync.listBlobs', () => {
   })
 
   it('answers a plain request to subscribeRepos with 400, saying to upgrade', async () => {
-    const res = await xrpc(h.url, 'com.atproto.sync.subscribeRepos')
+    const res = await xrpc(h.url, ids.SyncSubscribeRepos)
     expect(res.status).toBe(400)
     expect(res.body).toMatchObject({ error: 'InvalidRequest' })
     expect((res.body as { message: string }).message).toContain('WebSocket')

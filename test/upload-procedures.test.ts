@@ -1,3 +1,4 @@
+import { ids } from '../src/ids.ts'
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { addCrew, expectXrpcError, getStats } from './_access.ts'
@@ -22,7 +23,7 @@ const REPO = 'team/app'
 const pull = async (h: { url: string }, digest: string, repo?: string) => {
   const res = await xrpc<{ url: string; expiresAt: string }>(
     h.url,
-    'com.atproto.sync.getBlob',
+    ids.SyncGetBlob,
     { did: OWNER, cid: digest, method: 'GET', repo },
     { headers: await ownerAuth(h.url) },
   )

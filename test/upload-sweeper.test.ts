@@ -1,3 +1,4 @@
+import { ids } from '../src/ids.ts'
 import { randomBytes } from 'node:crypto'
 import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -44,7 +45,7 @@ describe.each<StoreKind>(['disk', 's3'])('the upload sweeper on %s', (kind) => {
       )
       expect((await uploadPart(first, old.uploadId, 1, blob)).status).toBe(200)
       const fresh = (
-        await call<{ uploadId: string }>(first, 'io.atcr.hold.initiateUpload', {
+        await call<{ uploadId: string }>(first, ids.HoldInitiateUpload, {
           digest: digestOf(blob),
         })
       ).body.uploadId

@@ -1,3 +1,4 @@
+import { ids } from '../src/ids.ts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   addMember,
@@ -22,8 +23,8 @@ import {
 
 const MEMBER = 'did:plc:userdatamember0000000000000'
 const OTHER = 'did:plc:userdataother00000000000000'
-const EXPORT = 'io.atcr.hold.exportUserData'
-const DELETE = 'io.atcr.hold.deleteUserData'
+const EXPORT = ids.HoldExportUserData
+const DELETE = ids.HoldDeleteUserData
 
 describe('exportUserData and deleteUserData', () => {
   let h: TestHold
@@ -50,7 +51,7 @@ describe('exportUserData and deleteUserData', () => {
     }
     const pull = await xrpc(
       h.url,
-      'com.atproto.sync.getBlob',
+      ids.SyncGetBlob,
       { did: MEMBER, cid: layers[0].digest, repo: 'one' },
       { headers: await bearer({ iss: MEMBER, aud: h.did }) },
     )
@@ -75,13 +76,13 @@ describe('exportUserData and deleteUserData', () => {
     expect(body.did).toBe(MEMBER)
     const byCollection = (c: string) =>
       body.records.filter((r) => r.uri.includes(`/${c}/`))
-    expect(
-      byCollection('io.atcr.hold.crew').map((r) => r.value.member),
-    ).toEqual([MEMBER])
+    expect(byCollection(ids.HoldCrew).map((r) => r.value.member)).toEqual([
+      MEMBER,
+    ])
     expect(byCollection(LAYER).length).toBe(300)
-    expect(
-      byCollection('io.atcr.hold.stats').map((r) => r.value.repository),
-    ).toEqual(['one'])
+    expect(byCollection(ids.HoldStats).map((r) => r.value.repository)).toEqual([
+      'one',
+    ])
     expect(body.stats).toMatchObject([{ repository: 'one', pullCount: 1 }])
     expect(body.quota).toMatchObject({ uniqueBlobs: 150, totalSize: 1500 })
     expect(body.manifestBlobs.length).toBe(300)
@@ -125,7 +126,7 @@ describe('exportUserData and deleteUserData', () => {
 
   it('deletes the caller’s layer records (200 per commit) and crew record, keeps its stats records, and lifts its private blobs', async () => {
     const anon = () =>
-      xrpc(h.url, 'com.atproto.sync.getBlob', {
+      xrpc(h.url, ids.SyncGetBlob, {
         did: MEMBER,
         cid: layers[1].digest,
       })
@@ -144,17 +145,15 @@ describe('exportUserData and deleteUserData', () => {
     expect(records.filter((r) => r.collection === LAYER)).toEqual([])
     expect(
       records.filter(
-        (r) =>
-          r.collection === 'io.atcr.hold.crew' && r.record.member === MEMBER,
+        (r) => r.collection === ids.HoldCrew && r.record.member === MEMBER,
       ),
     ).toEqual([])
     expect(
       records.filter(
-        (r) =>
-          r.collection === 'io.atcr.hold.stats' && r.record.ownerDid === MEMBER,
+        (r) => r.collection === ids.HoldStats && r.record.ownerDid === MEMBER,
       ).length,
     ).toBe(1)
-    const quota = await xrpc(h.url, 'io.atcr.hold.getQuota', {
+    const quota = await xrpc(h.url, ids.HoldGetQuota, {
       userDid: MEMBER,
     })
     expect(quota.body).toMatchObject({ uniqueBlobs: 0, totalSize: 0 })

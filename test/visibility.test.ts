@@ -1,3 +1,4 @@
+import { ids } from '../src/ids.ts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   addMember,
@@ -52,7 +53,7 @@ describe('visibility: private manifests on a public hold', () => {
   ) =>
     xrpc(
       h.url,
-      'com.atproto.sync.getBlob',
+      ids.SyncGetBlob,
       { did: TEST_OWNER, cid: layer.digest, repo: 'private-app', ...extra },
       { headers: as ? await bearer({ iss: as, aud: h.did }) : {} },
     )
@@ -72,7 +73,7 @@ describe('visibility: private manifests on a public hold', () => {
       }
     }
     await h.hold.ctx.stats.flush()
-    const stats = await xrpc(h.url, 'io.atcr.hold.getStats', {
+    const stats = await xrpc(h.url, ids.HoldGetStats, {
       did: TEST_OWNER,
       repo: 'private-app',
     })
@@ -82,7 +83,7 @@ describe('visibility: private manifests on a public hold', () => {
   it('serves it to the owner and to crew, counting as any pull', async () => {
     expect((await read(secret, TEST_OWNER)).status).toBe(200)
     expect((await read(secret, MEMBER, { method: 'GET' })).status).toBe(200)
-    const stats = await xrpc(h.url, 'io.atcr.hold.getStats', {
+    const stats = await xrpc(h.url, ids.HoldGetStats, {
       did: TEST_OWNER,
       repo: 'private-app',
     })
