@@ -13,6 +13,11 @@ import type { RepoWriter } from './repo/writer.ts'
 import type { CountLimiter, TokenBuckets } from './stats/limiter.ts'
 import type { StatsService } from './stats/service.ts'
 
+/** From a cached read to a long upload or download: requests and blob store operations. */
+export const SECONDS_BUCKETS = [
+  0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120,
+]
+
 export type MetricsSources = {
   cfg: ServerConfig
   stats: StatsService
@@ -70,7 +75,7 @@ export class HoldMetrics {
       name: 'hold_http_request_duration_seconds',
       help: 'Time to answer, to the last byte for blob and CAR downloads, by route',
       labelNames: ['route'],
-      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+      buckets: SECONDS_BUCKETS,
       registers,
     })
     const inFlight = () => this.requestsInFlight
