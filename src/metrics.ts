@@ -13,6 +13,11 @@ import type { RepoWriter } from './repo/writer.ts'
 import type { CountLimiter, TokenBuckets } from './stats/limiter.ts'
 import type { StatsService } from './stats/service.ts'
 
+/** From a cached read to a long upload or download: requests and blob store operations. */
+export const SECONDS_BUCKETS = [
+  0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120,
+]
+
 export type MetricsSources = {
   cfg: ServerConfig
   stats: StatsService
@@ -70,7 +75,7 @@ export class HoldMetrics {
       name: 'hold_http_request_duration_seconds',
       help: 'Time to answer, to the last byte for blob and CAR downloads, by route',
       labelNames: ['route'],
-      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+      buckets: SECONDS_BUCKETS,
       registers,
     })
     const inFlight = () => this.requestsInFlight
@@ -84,20 +89,13 @@ export class HoldMetrics {
     })
 
     // Monotonic in the process; read from StatsService at scrape time.
-    const seen = { pull: 0, push: 0 }
-    new Counter({
-      name: 'hold_stats_counted_total',
-      help: 'Pulls and pushes counted since the process started',
-      labelNames: ['kind'],
+    followingBy(
       registers,
-      collect() {
-        for (const kind of ['pull', 'push'] as const) {
-          const now = kind === 'pull' ? stats.totals.pulls : stats.totals.pushes
-          this.inc({ kind }, now - seen[kind])
-          seen[kind] = now
-        }
-      },
-    })
+      'hold_stats_counted_total',
+      'Pulls and pushes counted since the process started',
+      'kind',
+      () => ({ pull: stats.totals.pulls, push: stats.totals.pushes }),
+    )
     this.droppedCounts = following(
       registers,
       'hold_stats_dropped_total',
@@ -214,19 +212,13 @@ export class HoldMetrics {
         this.set(sequencer.current())
       },
     })
-    const seenEvents: Record<string, number> = {}
-    new Counter({
-      name: 'hold_firehose_events_total',
-      help: 'Firehose events written since the process started, by type',
-      labelNames: ['type'],
+    followingBy(
       registers,
-      collect() {
-        for (const [type, n] of Object.entries(sequencer.written)) {
-          this.inc({ type }, n - (seenEvents[type] ?? 0))
-          seenEvents[type] = n
-        }
-      },
-    })
+      'hold_firehose_events_total',
+      'Firehose events written since the process started, by type',
+      'type',
+      () => sequencer.written,
+    )
     new Gauge({
       name: 'hold_firehose_subscribers',
       help: 'subscribeRepos connections open',
@@ -235,41 +227,25 @@ export class HoldMetrics {
         this.set(firehose.stats().subscribers)
       },
     })
-    let seenSent = 0
-    new Counter({
-      name: 'hold_firehose_frames_sent_total',
-      help: 'Frames sent to subscribeRepos subscribers',
+    following(
       registers,
-      collect() {
-        const { framesSent } = firehose.stats()
-        this.inc(framesSent - seenSent)
-        seenSent = framesSent
-      },
-    })
-    let seenDropped = 0
-    new Counter({
-      name: 'hold_firehose_frames_dropped_total',
-      help: 'Frames that subscribers cut for being too slow or silent had still to receive',
+      'hold_firehose_frames_sent_total',
+      'Frames sent to subscribeRepos subscribers',
+      () => firehose.stats().framesSent,
+    )
+    following(
       registers,
-      collect() {
-        const { framesDropped } = firehose.stats()
-        this.inc(framesDropped - seenDropped)
-        seenDropped = framesDropped
-      },
-    })
-    const seenCut: Record<string, number> = {}
-    new Counter({
-      name: 'hold_firehose_subscribers_cut_total',
-      help: 'subscribeRepos subscribers cut, by reason (ConsumerTooSlow, NoPong)',
-      labelNames: ['reason'],
+      'hold_firehose_frames_dropped_total',
+      'Frames that subscribers cut for being too slow or silent had still to receive',
+      () => firehose.stats().framesDropped,
+    )
+    followingBy(
       registers,
-      collect() {
-        for (const [reason, n] of Object.entries(firehose.stats().cut)) {
-          this.inc({ reason }, n - (seenCut[reason] ?? 0))
-          seenCut[reason] = n
-        }
-      },
-    })
+      'hold_firehose_subscribers_cut_total',
+      'subscribeRepos subscribers cut, by reason (ConsumerTooSlow, NoPong)',
+      'reason',
+      () => firehose.stats().cut,
+    )
     new Counter({
       name: 'hold_crawl_requests_total',
       help: 'requestCrawl answers from the relays of HOLD_CRAWLERS, by relay and result (ok, refused, failed)',
@@ -320,6 +296,29 @@ const following = (
       const now = read()
       this.inc(now - seen)
       seen = now
+    },
+  })
+}
+
+/** `following` for numbers kept by label value (`label`), as in `{ pull: 3, push: 1 }`. */
+const followingBy = (
+  registers: Registry[],
+  name: string,
+  help: string,
+  label: string,
+  read: () => Record<string, number>,
+): void => {
+  const seen: Record<string, number> = {}
+  new Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers,
+    collect() {
+      for (const [value, now] of Object.entries(read())) {
+        this.inc({ [label]: value }, now - (seen[value] ?? 0))
+        seen[value] = now
+      }
     },
   })
 }

@@ -4,6 +4,7 @@ import type { Context, Hono } from 'hono'
 import type { Caller } from '../auth/access.ts'
 import type { AppContext } from '../context.ts'
 import {
+  AuthRequiredError,
   InvalidRequestError,
   NotFoundError,
   PayloadTooLargeError,
@@ -19,6 +20,22 @@ export type Ctx = Context<Env>
 
 /** A handler module registers its routes on the app. */
 export type Register = (app: App, ctx: AppContext) => void
+
+/**
+ * The DID a service token speaks for, with the request's caller set; a call without one fails
+ * with `missing` as its message.
+ */
+export const serviceDid = async (
+  ctx: AppContext,
+  c: Ctx,
+  nsid: string,
+  missing: string,
+): Promise<string> => {
+  const caller = await ctx.access.authenticate(c, nsid)
+  c.set('caller', caller)
+  if (!caller.did) throw new AuthRequiredError(missing)
+  return caller.did
+}
 
 export const MAX_QUERY_LENGTH = 8192
 

@@ -43,6 +43,15 @@ export const atcrQuery = <P extends object>(
   app.get(xrpcPath(nsid), (c) => handler(c, read(c) as P))
 }
 
+/** A procedure's `auth`, run before any body is read, and its handler, given what auth returned. */
+type AtcrRoute<A, R = unknown> = {
+  auth: (c: Ctx) => A | Promise<A>
+  handler: (
+    c: Ctx,
+    req: { auth: A; params: Record<string, unknown> } & R,
+  ) => Reply
+}
+
 /**
  * A procedure of ours (io.atcr.*): parameters as atcrQuery, then `auth` (before any body is
  * read), then the JSON body checked against the lexicon's input. A call without a body is
@@ -52,13 +61,7 @@ export const atcrProcedure = <A, I extends object>(
   app: App,
   lexicons: Lexicons,
   nsid: AtcrNsid,
-  route: {
-    auth: (c: Ctx) => A | Promise<A>
-    handler: (
-      c: Ctx,
-      req: { auth: A; params: Record<string, unknown>; input: I },
-    ) => Reply
-  },
+  route: AtcrRoute<A, { input: I }>,
 ): void => {
   const read = paramsReader(lexicons, nsid, 'procedure')
   app.post(xrpcPath(nsid), async (c) => {
@@ -80,13 +83,7 @@ export const atcrRawProcedure = <A>(
   app: App,
   lexicons: Lexicons,
   nsid: AtcrNsid,
-  route: {
-    auth: (c: Ctx) => A | Promise<A>
-    handler: (
-      c: Ctx,
-      req: { auth: A; params: Record<string, unknown> },
-    ) => Reply
-  },
+  route: AtcrRoute<A>,
 ): void => {
   const def = lexicons.getDefOrThrow(nsid, ['procedure'])
   if (def.input?.encoding === 'application/json') {

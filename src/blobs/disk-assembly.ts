@@ -4,6 +4,7 @@ import { mkdir, open, rm, stat, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
+import { meterBytes } from './byte-check.ts'
 import { BlobStoreError } from './errors.ts'
 import type { PartTable } from './part-table.ts'
 import type { ListedPart } from './store.ts'
@@ -443,27 +444,16 @@ const writeLimited = async (
   path: string,
   max: number,
 ): Promise<number> => {
-  let size = 0
+  const meter = meterBytes(
+    max,
+    () =>
+      new BlobStoreError(`part is larger than ${max} bytes`, 'PayloadTooLarge'),
+  )
   try {
-    await pipeline(
-      body,
-      async function* (source: AsyncIterable<Buffer>) {
-        for await (const chunk of source) {
-          size += chunk.length
-          if (size > max) {
-            throw new BlobStoreError(
-              `part is larger than ${max} bytes`,
-              'PayloadTooLarge',
-            )
-          }
-          yield chunk
-        }
-      },
-      createWriteStream(path, { flags: 'wx' }),
-    )
+    await pipeline(body, meter.stage, createWriteStream(path, { flags: 'wx' }))
   } catch (err) {
     await rm(path, { force: true })
     throw err
   }
-  return size
+  return meter.size
 }

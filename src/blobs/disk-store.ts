@@ -10,12 +10,9 @@ import { dirname, join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { Database } from '../db.ts'
+import { checkDigest, meterBytes } from './byte-check.ts'
 import { DiskAssembly } from './disk-assembly.ts'
-import {
-  BlobStoreError,
-  BlobTooLargeError,
-  DigestMismatchError,
-} from './errors.ts'
+import { BlobStoreError, BlobTooLargeError } from './errors.ts'
 import { PartTable } from './part-table.ts'
 import { SizeCache } from './size-cache.ts'
 import type {
@@ -124,29 +121,17 @@ export class DiskBlobStore implements BlobStore {
     if (length !== undefined && length > maxBytes) throw tooLarge()
     const tmp = join(this.tmpDir, randomUUID())
     const hash = createHash('sha256')
-    let size = 0
+    const meter = meterBytes(maxBytes, tooLarge, hash)
     try {
       await pipeline(
         body,
-        async function* (source: AsyncIterable<Buffer>) {
-          for await (const chunk of source) {
-            size += chunk.length
-            if (size > maxBytes) throw tooLarge()
-            hash.update(chunk)
-            yield chunk
-          }
-        },
+        meter.stage,
         createWriteStream(tmp, { flags: 'wx', mode: 0o644 }),
       )
-      const actual = hash.digest('hex')
-      if (actual !== hex) {
-        throw new DigestMismatchError(
-          `content sha256 is ${actual}, not the digest ${hex}`,
-        )
-      }
+      checkDigest(hash.digest('hex'), hex)
       await fsync(tmp)
-      await this.moveIntoPlace(tmp, hex, size)
-      return size
+      await this.moveIntoPlace(tmp, hex, meter.size)
+      return meter.size
     } finally {
       await rm(tmp, { force: true })
     }

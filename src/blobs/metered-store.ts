@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { SECONDS_BUCKETS } from '../metrics.ts'
 import { BlobStoreError } from './errors.ts'
 import type {
   BlobStore,
@@ -47,7 +48,7 @@ export class MeteredBlobStore implements BlobStore {
       name: 'hold_storage_operation_duration_seconds',
       help: 'Time a blob store operation took, to the end of its body for uploads, by store and operation',
       labelNames: ['store', 'op'],
-      buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+      buckets: SECONDS_BUCKETS,
       registers,
     })
     this.bytes = new Counter({

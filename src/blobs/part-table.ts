@@ -1,5 +1,4 @@
-import type { StatementSync } from 'node:sqlite'
-import type { Database } from '../db.ts'
+import { prepareAll, type Database, type Statements } from '../db.ts'
 
 /** The latest version of one part of a disk upload, and where its bytes are. */
 export type PartRow = {
@@ -10,36 +9,28 @@ export type PartRow = {
   offset: number | null
 }
 
+const SQL = {
+  list: `SELECT part_number AS partNumber, etag, size, assembly_offset AS offset
+    FROM upload_part WHERE upload_id = ? ORDER BY part_number`,
+  put: `INSERT OR REPLACE INTO upload_part
+    (upload_id, part_number, etag, size, assembly_offset) VALUES (?, ?, ?, ?, ?)`,
+  move: `UPDATE upload_part SET assembly_offset = ?
+    WHERE upload_id = ? AND part_number = ? AND etag = ?`,
+  drop: 'DELETE FROM upload_part WHERE upload_id = ? AND part_number = ?',
+}
+
 /** The `upload_part` rows of disk uploads: what survives a restart of an assembly's layout. */
 export class PartTable {
   private readonly database: Database
-  private readonly listStmt: StatementSync
-  private readonly putStmt: StatementSync
-  private readonly moveStmt: StatementSync
-  private readonly dropStmt: StatementSync
+  private readonly sql: Statements<keyof typeof SQL>
 
   constructor(database: Database) {
     this.database = database
-    const { db } = database
-    this.listStmt = db.prepare(
-      `SELECT part_number AS partNumber, etag, size, assembly_offset AS offset
-       FROM upload_part WHERE upload_id = ? ORDER BY part_number`,
-    )
-    this.putStmt = db.prepare(
-      `INSERT OR REPLACE INTO upload_part
-       (upload_id, part_number, etag, size, assembly_offset) VALUES (?, ?, ?, ?, ?)`,
-    )
-    this.moveStmt = db.prepare(
-      `UPDATE upload_part SET assembly_offset = ?
-       WHERE upload_id = ? AND part_number = ? AND etag = ?`,
-    )
-    this.dropStmt = db.prepare(
-      'DELETE FROM upload_part WHERE upload_id = ? AND part_number = ?',
-    )
+    this.sql = prepareAll(database.db, SQL)
   }
 
   list(uploadId: string): PartRow[] {
-    return this.listStmt.all(uploadId) as PartRow[]
+    return this.sql.list.all(uploadId) as PartRow[]
   }
 
   /**
@@ -48,7 +39,7 @@ export class PartTable {
    */
   put(uploadId: string, part: PartRow): void {
     this.database.transaction(() =>
-      this.putStmt.run(
+      this.sql.put.run(
         uploadId,
         part.partNumber,
         part.etag,
@@ -66,11 +57,11 @@ export class PartTable {
     offset: number | null,
   ): void {
     this.database.transaction(() =>
-      this.moveStmt.run(offset, uploadId, partNumber, etag),
+      this.sql.move.run(offset, uploadId, partNumber, etag),
     )
   }
 
   drop(uploadId: string, partNumber: number): void {
-    this.database.transaction(() => this.dropStmt.run(uploadId, partNumber))
+    this.database.transaction(() => this.sql.drop.run(uploadId, partNumber))
   }
 }

@@ -7,7 +7,6 @@ import { pipeline } from 'node:stream/promises'
 import {
   BlobStoreError,
   BlobTooLargeError,
-  DigestMismatchError,
   type BlobErrorCode,
 } from './errors.ts'
 import {
@@ -16,6 +15,7 @@ import {
   S3Unreachable,
   type S3ClientOptions,
 } from './s3/client.ts'
+import { checkDigest, meterBytes } from './byte-check.ts'
 import { InOrderHash } from './s3/in-order-hash.ts'
 import { blobKey, uploadIdOf, uploadKey, uploadsPrefix } from './s3/keys.ts'
 import { promote } from './s3/promote.ts'
@@ -386,26 +386,12 @@ const spoolVerified = async (
   maxBytes: number,
 ): Promise<number> => {
   const hash = createHash('sha256')
-  let size = 0
-  await pipeline(
-    body,
-    async function* (source: AsyncIterable<Buffer>) {
-      for await (const chunk of source) {
-        size += chunk.length
-        if (size > maxBytes) {
-          throw new BlobTooLargeError(`blob is larger than ${maxBytes} bytes`)
-        }
-        hash.update(chunk)
-        yield chunk
-      }
-    },
-    createWriteStream(path, { flags: 'wx' }),
+  const meter = meterBytes(
+    maxBytes,
+    () => new BlobTooLargeError(`blob is larger than ${maxBytes} bytes`),
+    hash,
   )
-  const actual = hash.digest('hex')
-  if (actual !== hex) {
-    throw new DigestMismatchError(
-      `content sha256 is ${actual}, not the digest ${hex}`,
-    )
-  }
-  return size
+  await pipeline(body, meter.stage, createWriteStream(path, { flags: 'wx' }))
+  checkDigest(hash.digest('hex'), hex)
+  return meter.size
 }

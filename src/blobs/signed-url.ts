@@ -91,14 +91,7 @@ export class BlobUrlSigner {
       sig,
       exp,
     }
-    const expected = Buffer.from(this.mac(grant, exp), 'base64url')
-    const given = Buffer.from(sig, 'base64url')
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-      throw new ForbiddenError('blob URL signature does not match')
-    }
-    if (exp * 1000 < now) {
-      throw new ForbiddenError('blob URL has expired', 'ExpiredUrl')
-    }
+    checkSigned('blob URL', this.mac(grant, exp), sig, exp, now)
     return grant
   }
 
@@ -128,14 +121,7 @@ export class BlobUrlSigner {
       throw new ForbiddenError('part URL is not signed by this hold')
     }
     const grant = { uploadId, partNumber, caller }
-    const expected = Buffer.from(this.partMac(grant, exp), 'base64url')
-    const given = Buffer.from(sig, 'base64url')
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-      throw new ForbiddenError('part URL signature does not match')
-    }
-    if (exp * 1000 < now) {
-      throw new ForbiddenError('part URL has expired', 'ExpiredUrl')
-    }
+    checkSigned('part URL', this.partMac(grant, exp), sig, exp, now)
     return grant
   }
 
@@ -166,5 +152,23 @@ export class BlobUrlSigner {
       ? ['v2', ...fields, grant.nonce].join('\n')
       : ['v1', ...fields].join('\n')
     return createHmac('sha256', this.key).update(text).digest('base64url')
+  }
+}
+
+/** Throws unless `sig` is the `expected` MAC (both base64url) and `exp` (seconds) is not past. */
+const checkSigned = (
+  what: string,
+  expected: string,
+  sig: string,
+  exp: number,
+  now: number,
+): void => {
+  const want = Buffer.from(expected, 'base64url')
+  const given = Buffer.from(sig, 'base64url')
+  if (given.length !== want.length || !timingSafeEqual(given, want)) {
+    throw new ForbiddenError(`${what} signature does not match`)
+  }
+  if (exp * 1000 < now) {
+    throw new ForbiddenError(`${what} has expired`, 'ExpiredUrl')
   }
 }

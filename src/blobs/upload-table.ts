@@ -1,5 +1,4 @@
-import type { StatementSync } from 'node:sqlite'
-import type { Database } from '../db.ts'
+import { prepareAll, type Database, type Statements } from '../db.ts'
 
 /** A multipart upload the hold started: who started it, for which blob, where it stands. */
 export type UploadRecord = {
@@ -28,42 +27,34 @@ const toRecord = (row: Row): UploadRecord => ({
   assembled: row.assembled === 1,
 })
 
+const SQL = {
+  get: `SELECT ${COLUMNS} FROM upload WHERE id = ?`,
+  insert: `INSERT INTO upload (id, caller, hex, did, repo, store_id, assembled, created_at)
+    VALUES (?, ?, ?, ?, ?, ?, 0, ?)`,
+  assembled: 'UPDATE upload SET assembled = 1 WHERE id = ?',
+  delete: 'DELETE FROM upload WHERE id = ?',
+  older: `SELECT ${COLUMNS} FROM upload WHERE created_at < ? ORDER BY created_at LIMIT ?`,
+  count: 'SELECT count(*) AS n FROM upload',
+}
+
 /** The `upload` rows, so uploads survive a restart and the sweeper finds the stale ones. */
 export class UploadTable {
   private readonly database: Database
-  private readonly getStmt: StatementSync
-  private readonly insertStmt: StatementSync
-  private readonly assembledStmt: StatementSync
-  private readonly deleteStmt: StatementSync
-  private readonly olderStmt: StatementSync
-  private readonly countStmt: StatementSync
+  private readonly sql: Statements<keyof typeof SQL>
 
   constructor(database: Database) {
     this.database = database
-    const { db } = database
-    this.getStmt = db.prepare(`SELECT ${COLUMNS} FROM upload WHERE id = ?`)
-    this.insertStmt = db.prepare(
-      `INSERT INTO upload (id, caller, hex, did, repo, store_id, assembled, created_at)
-       VALUES (?, ?, ?, ?, ?, ?, 0, ?)`,
-    )
-    this.assembledStmt = db.prepare(
-      'UPDATE upload SET assembled = 1 WHERE id = ?',
-    )
-    this.deleteStmt = db.prepare('DELETE FROM upload WHERE id = ?')
-    this.olderStmt = db.prepare(
-      `SELECT ${COLUMNS} FROM upload WHERE created_at < ? ORDER BY created_at LIMIT ?`,
-    )
-    this.countStmt = db.prepare('SELECT count(*) AS n FROM upload')
+    this.sql = prepareAll(database.db, SQL)
   }
 
   get(id: string): UploadRecord | undefined {
-    const row = this.getStmt.get(id) as Row | undefined
+    const row = this.sql.get.get(id) as Row | undefined
     return row && toRecord(row)
   }
 
   insert(u: Omit<UploadRecord, 'assembled'>): void {
     this.database.transaction(() =>
-      this.insertStmt.run(
+      this.sql.insert.run(
         u.id,
         u.caller,
         u.hex,
@@ -76,20 +67,20 @@ export class UploadTable {
   }
 
   markAssembled(id: string): void {
-    this.database.transaction(() => this.assembledStmt.run(id))
+    this.database.transaction(() => this.sql.assembled.run(id))
   }
 
   /** Deletes the upload and its part rows. */
   delete(id: string): void {
-    this.database.transaction(() => this.deleteStmt.run(id))
+    this.database.transaction(() => this.sql.delete.run(id))
   }
 
   /** Uploads started before `before` (ms), oldest first. */
   olderThan(before: number, limit: number): UploadRecord[] {
-    return (this.olderStmt.all(before, limit) as Row[]).map(toRecord)
+    return (this.sql.older.all(before, limit) as Row[]).map(toRecord)
   }
 
   count(): number {
-    return (this.countStmt.get() as { n: number }).n
+    return (this.sql.count.get() as { n: number }).n
   }
 }

@@ -1,5 +1,4 @@
-import type { StatementSync } from 'node:sqlite'
-import type { Database } from '../db.ts'
+import { prepareAll, type Database, type Statements } from '../db.ts'
 
 /** One io.atcr.hold.layer record as the index keeps it. */
 export type LayerRow = {
@@ -14,6 +13,29 @@ export type LayerRow = {
 /** What a user's layer records name, each digest once (getQuota). */
 export type Usage = { uniqueBlobs: number; totalSize: number }
 
+const SQL = {
+  has: `SELECT rkey FROM layer_index
+    WHERE user_did = ? AND repository = ? AND manifest_digest = ? AND digest = ?`,
+  usage: 'SELECT unique_blobs, total_size FROM user_usage WHERE user_did = ?',
+  userBlob: 'SELECT 1 FROM user_blob WHERE user_did = ? AND digest = ?',
+  insert: `INSERT INTO layer_index (rkey, user_did, repository, manifest_digest, digest, size)
+    VALUES (?, ?, ?, ?, ?, ?)`,
+  delete: 'DELETE FROM layer_index WHERE rkey = ?',
+  page: `SELECT rkey, user_did, repository, manifest_digest, digest, size FROM layer_index
+    WHERE user_did = ? AND rkey > ? ORDER BY user_did, rkey LIMIT ?`,
+  upsertBlob: `INSERT INTO manifest_blob (digest, user_did, repository, manifest_digest, private)
+    VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (digest, user_did, repository, manifest_digest)
+    DO UPDATE SET private = excluded.private`,
+  private: 'SELECT min(private) AS p FROM manifest_blob WHERE digest = ?',
+  allPrivate:
+    'SELECT digest FROM manifest_blob GROUP BY digest HAVING min(private) = 1',
+  manifestBlobs: `SELECT digest, repository, manifest_digest, private FROM manifest_blob
+    WHERE user_did = ? ORDER BY repository, manifest_digest, digest`,
+  deleteManifestBlobs:
+    'DELETE FROM manifest_blob WHERE user_did = ? RETURNING digest',
+}
+
 /**
  * The SQL side of the layer records: which (user, repository, manifest, layer) is recorded under
  * which key, each user's distinct blobs, and their totals (kept by triggers, so a quota is one
@@ -22,59 +44,11 @@ export type Usage = { uniqueBlobs: number; totalSize: number }
  */
 export class LayerIndex {
   private readonly database: Database
-  private readonly hasStmt: StatementSync
-  private readonly usageStmt: StatementSync
-  private readonly userBlobStmt: StatementSync
-  private readonly insertStmt: StatementSync
-  private readonly deleteStmt: StatementSync
-  private readonly pageStmt: StatementSync
-  private readonly upsertBlobStmt: StatementSync
-  private readonly privateStmt: StatementSync
-  private readonly allPrivateStmt: StatementSync
-  private readonly manifestBlobsStmt: StatementSync
-  private readonly deleteManifestBlobsStmt: StatementSync
+  private readonly sql: Statements<keyof typeof SQL>
 
   constructor(database: Database) {
     this.database = database
-    const { db } = database
-    this.hasStmt = db.prepare(
-      `SELECT rkey FROM layer_index
-       WHERE user_did = ? AND repository = ? AND manifest_digest = ? AND digest = ?`,
-    )
-    this.usageStmt = db.prepare(
-      'SELECT unique_blobs, total_size FROM user_usage WHERE user_did = ?',
-    )
-    this.userBlobStmt = db.prepare(
-      'SELECT 1 FROM user_blob WHERE user_did = ? AND digest = ?',
-    )
-    this.insertStmt = db.prepare(
-      `INSERT INTO layer_index (rkey, user_did, repository, manifest_digest, digest, size)
-       VALUES (?, ?, ?, ?, ?, ?)`,
-    )
-    this.deleteStmt = db.prepare('DELETE FROM layer_index WHERE rkey = ?')
-    this.pageStmt = db.prepare(
-      `SELECT rkey, user_did, repository, manifest_digest, digest, size FROM layer_index
-       WHERE user_did = ? AND rkey > ? ORDER BY user_did, rkey LIMIT ?`,
-    )
-    this.upsertBlobStmt = db.prepare(
-      `INSERT INTO manifest_blob (digest, user_did, repository, manifest_digest, private)
-       VALUES (?, ?, ?, ?, ?)
-       ON CONFLICT (digest, user_did, repository, manifest_digest)
-       DO UPDATE SET private = excluded.private`,
-    )
-    this.privateStmt = db.prepare(
-      'SELECT min(private) AS p FROM manifest_blob WHERE digest = ?',
-    )
-    this.allPrivateStmt = db.prepare(
-      'SELECT digest FROM manifest_blob GROUP BY digest HAVING min(private) = 1',
-    )
-    this.manifestBlobsStmt = db.prepare(
-      `SELECT digest, repository, manifest_digest, private FROM manifest_blob
-       WHERE user_did = ? ORDER BY repository, manifest_digest, digest`,
-    )
-    this.deleteManifestBlobsStmt = db.prepare(
-      'DELETE FROM manifest_blob WHERE user_did = ? RETURNING digest',
-    )
+    this.sql = prepareAll(database.db, SQL)
   }
 
   /** The key of the record for this layer of this manifest, when there is one. */
@@ -84,7 +58,7 @@ export class LayerIndex {
     manifestDigest: string,
     digest: string,
   ): string | undefined {
-    const row = this.hasStmt.get(
+    const row = this.sql.has.get(
       userDid,
       repository,
       manifestDigest,
@@ -94,7 +68,7 @@ export class LayerIndex {
   }
 
   usage(userDid: string): Usage {
-    const row = this.usageStmt.get(userDid) as
+    const row = this.sql.usage.get(userDid) as
       { unique_blobs: number; total_size: number } | undefined
     return {
       uniqueBlobs: row?.unique_blobs ?? 0,
@@ -106,7 +80,7 @@ export class LayerIndex {
   addedBytes(userDid: string, blobs: Map<string, number>): number {
     let bytes = 0
     for (const [digest, size] of blobs) {
-      if (!this.userBlobStmt.get(userDid, digest)) bytes += size
+      if (!this.sql.userBlob.get(userDid, digest)) bytes += size
     }
     return bytes
   }
@@ -114,7 +88,7 @@ export class LayerIndex {
   /** Must run in the writer's transaction, with the records' commit. */
   insert(rows: LayerRow[]): void {
     for (const r of rows) {
-      this.insertStmt.run(
+      this.sql.insert.run(
         r.rkey,
         r.userDid,
         r.repository,
@@ -127,13 +101,13 @@ export class LayerIndex {
 
   /** Must run in the writer's transaction, with the records' commit. */
   delete(rkeys: string[]): void {
-    for (const rkey of rkeys) this.deleteStmt.run(rkey)
+    for (const rkey of rkeys) this.sql.delete.run(rkey)
   }
 
   /** userDid's layer rows in key order, after `cursor`. */
   page(userDid: string, cursor: string, limit: number): LayerRow[] {
     return (
-      this.pageStmt.all(userDid, cursor, limit) as {
+      this.sql.page.all(userDid, cursor, limit) as {
         rkey: string
         user_did: string
         repository: string
@@ -161,7 +135,7 @@ export class LayerIndex {
   ): void {
     this.database.transaction(() => {
       for (const digest of digests) {
-        this.upsertBlobStmt.run(
+        this.sql.upsertBlob.run(
           digest,
           userDid,
           repository,
@@ -174,13 +148,13 @@ export class LayerIndex {
 
   /** Whether only private manifests name this digest. */
   isPrivate(digest: string): boolean {
-    const row = this.privateStmt.get(digest) as { p: number | null }
+    const row = this.sql.private.get(digest) as { p: number | null }
     return row.p === 1
   }
 
   /** Every digest only private manifests name. */
   privateDigests(): string[] {
-    return (this.allPrivateStmt.all() as { digest: string }[]).map(
+    return (this.sql.allPrivate.all() as { digest: string }[]).map(
       (r) => r.digest,
     )
   }
@@ -192,7 +166,7 @@ export class LayerIndex {
     private: boolean
   }[] {
     return (
-      this.manifestBlobsStmt.all(userDid) as {
+      this.sql.manifestBlobs.all(userDid) as {
         digest: string
         repository: string
         manifest_digest: string
@@ -213,7 +187,7 @@ export class LayerIndex {
   dropLost(lost: string[]): number {
     return this.database.transaction(() => {
       let n = 0
-      for (const rkey of lost) n += Number(this.deleteStmt.run(rkey).changes)
+      for (const rkey of lost) n += Number(this.sql.delete.run(rkey).changes)
       return n
     })
   }
@@ -221,7 +195,7 @@ export class LayerIndex {
   /** Forgets what userDid's manifests name; returns those digests (in a transaction). */
   deleteManifestBlobs(userDid: string): string[] {
     return this.database.transaction(() =>
-      (this.deleteManifestBlobsStmt.all(userDid) as { digest: string }[]).map(
+      (this.sql.deleteManifestBlobs.all(userDid) as { digest: string }[]).map(
         (r) => r.digest,
       ),
     )

@@ -88,21 +88,12 @@ export const commitEvent = (
       `a commit of ${writes.length} writes makes a ${blocks.byteLength}-byte event, over ${maxBytes}`,
     )
   }
-  return {
-    type: 'commit',
-    body: {
-      repo: did,
-      commit: commit.cid,
-      rev: commit.rev,
-      since: commit.since,
-      blocks,
-      ops: writes.map(commitOp),
-      prevData,
-      blobs: [],
-      rebase: false,
-      tooBig: false,
-    },
-  }
+  return commitOf(did, commit, {
+    since: commit.since,
+    blocks,
+    ops: writes.map(commitOp),
+    prevData,
+  })
 }
 
 /** The commit block first (a CAR reader finds the root at once), then the rest. */
@@ -140,21 +131,30 @@ export const initCommitEvent = (did: string, commit: CommitData): RepoEvent => {
   commit.newBlocks.forEach((bytes, cid) => {
     if (!cid.equals(commit.cid)) rest.push([cid.bytes, bytes])
   })
-  return {
-    type: 'commit',
-    body: {
-      repo: did,
-      commit: commit.cid,
-      rev: commit.rev,
-      since: null,
-      blocks: carBytes(commit.cid, [[commit.cid.bytes, commitBlock], ...rest]),
-      ops: [],
-      blobs: [],
-      rebase: false,
-      tooBig: false,
-    },
-  }
+  return commitOf(did, commit, {
+    since: null,
+    blocks: carBytes(commit.cid, [[commit.cid.bytes, commitBlock], ...rest]),
+    ops: [],
+  })
 }
+
+/** A #commit as the hold sends every one: no blobs listed, never a rebase, never too big. */
+const commitOf = (
+  did: string,
+  commit: { cid: Cid; rev: string },
+  rest: Pick<CommitBody, 'since' | 'blocks' | 'ops' | 'prevData'>,
+): RepoEvent => ({
+  type: 'commit',
+  body: {
+    repo: did,
+    commit: commit.cid,
+    rev: commit.rev,
+    ...rest,
+    blobs: [],
+    rebase: false,
+    tooBig: false,
+  },
+})
 
 /**
  * #sync: the repo's head is now this commit (a re-signed head, a repo consumers must fetch

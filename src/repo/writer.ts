@@ -389,10 +389,6 @@ export class RepoWriter {
           ...(current !== undefined ? { prev: parseCid(current) } : {}),
         } as PreparedWrite)
       }
-      if (ops.length === 0) {
-        if (inTxn) this.database.transaction(inTxn)
-        return null
-      }
       return this.commitNow(ops, inTxn)
     })
   }
@@ -412,10 +408,6 @@ export class RepoWriter {
           rkey,
           prev: parseCid(current),
         } as PreparedWrite)
-      }
-      if (ops.length === 0) {
-        if (inTxn) this.database.transaction(inTxn)
-        return null
       }
       return this.commitNow(ops, inTxn)
     })
@@ -482,11 +474,16 @@ export class RepoWriter {
    * Must run inside the queue. The commit and its #commit event go into one transaction with
    * the record index and `inTxn`. A batch whose event would be over the relays' limits is
    * committed as several smaller commits, each with its event, still in that one transaction.
+   * With no ops there is no commit (null), and `inTxn` runs in a transaction of its own.
    */
   private async commitNow(
     ops: PreparedWrite[],
     inTxn?: () => void,
-  ): Promise<Commit> {
+  ): Promise<Commit | null> {
+    if (ops.length === 0) {
+      if (inTxn) this.database.transaction(inTxn)
+      return null
+    }
     if (ops.length > MAX_OPS_PER_COMMIT) {
       throw new Error(
         `a commit carries at most ${MAX_OPS_PER_COMMIT} operations, got ${ops.length}`,

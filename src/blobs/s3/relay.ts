@@ -4,6 +4,7 @@ import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Transform, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
+import { meterBytes } from '../byte-check.ts'
 import { BlobStoreError } from '../errors.ts'
 import type { S3Client } from './client.ts'
 
@@ -76,21 +77,13 @@ const relaySpooled = async (
 ): Promise<{ etag: string; size: number }> => {
   const spool = join(opts.spoolDir, randomUUID())
   try {
-    let size = 0
-    await pipeline(
-      body,
-      async function* (source: AsyncIterable<Buffer>) {
-        for await (const chunk of source) {
-          size += chunk.length
-          if (size > opts.maxBytes) {
-            throw tooLarge(`a part may have at most ${opts.maxBytes} bytes`)
-          }
-          opts.hash?.update(chunk)
-          yield chunk
-        }
-      },
-      createWriteStream(spool, { flags: 'wx' }),
+    const meter = meterBytes(
+      opts.maxBytes,
+      () => tooLarge(`a part may have at most ${opts.maxBytes} bytes`),
+      opts.hash,
     )
+    await pipeline(body, meter.stage, createWriteStream(spool, { flags: 'wx' }))
+    const { size } = meter
     const etag = await client.uploadPart(key, uploadId, partNumber, {
       stream: createReadStream(spool),
       length: size,

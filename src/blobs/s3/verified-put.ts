@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { Transform, type Readable } from 'node:stream'
-import { BlobTooLargeError, DigestMismatchError } from '../errors.ts'
+import { checkDigest } from '../byte-check.ts'
+import { BlobTooLargeError } from '../errors.ts'
 import type { S3Client } from './client.ts'
 
 /**
@@ -68,11 +69,3 @@ export const putVerified = async (
 
 const longer = (length: number) =>
   new BlobTooLargeError(`the body is longer than its declared ${length} bytes`)
-
-const checkDigest = (actual: string, hex: string): void => {
-  if (actual !== hex) {
-    throw new DigestMismatchError(
-      `content sha256 is ${actual}, not the digest ${hex}`,
-    )
-  }
-}

@@ -1,5 +1,4 @@
 import {
-  AuthRequiredError,
   ForbiddenError,
   InvalidRequestError,
   XRPCError,
@@ -10,7 +9,7 @@ import {
   QuotaExceededError,
 } from '../../../../layers/service.ts'
 import { countPull, countPush } from '../../../../stats/counting.ts'
-import type { Register } from '../../../util.ts'
+import { serviceDid, type Register } from '../../../util.ts'
 import { atcrProcedure } from '../../../xrpc.ts'
 import { checkManifest, type NotifyInput } from './manifest-input.ts'
 
@@ -20,16 +19,13 @@ export const register: Register = (app, ctx) => {
     ctx.lexicons,
     ids.HoldNotifyManifest,
     {
-      auth: async (c) => {
-        const caller = await ctx.access.authenticate(c, ids.HoldNotifyManifest)
-        c.set('caller', caller)
-        if (!caller.did) {
-          throw new AuthRequiredError(
-            'notifyManifest needs a service token from userDid',
-          )
-        }
-        return caller.did
-      },
+      auth: (c) =>
+        serviceDid(
+          ctx,
+          c,
+          ids.HoldNotifyManifest,
+          'notifyManifest needs a service token from userDid',
+        ),
       handler: async (c, { auth: did, input }) => {
         if (input.userDid !== did) {
           throw new ForbiddenError(

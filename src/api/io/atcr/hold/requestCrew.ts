@@ -9,14 +9,13 @@ import {
   roleProblem,
 } from '../../../../auth/crew-rules.ts'
 import {
-  AuthRequiredError,
   ForbiddenError,
   InvalidRequestError,
   RateLimitExceededError,
 } from '../../../../errors.ts'
 import { ids } from '../../../../lexicons.ts'
 import { clientAddress } from '../../../../auth/client-address.ts'
-import type { Register } from '../../../util.ts'
+import { serviceDid, type Register } from '../../../util.ts'
 import { atcrProcedure } from '../../../xrpc.ts'
 
 export const register: Register = (app, ctx) => {
@@ -25,14 +24,13 @@ export const register: Register = (app, ctx) => {
     ctx.lexicons,
     ids.HoldRequestCrew,
     {
-      auth: async (c) => {
-        const caller = await ctx.access.authenticate(c, ids.HoldRequestCrew)
-        c.set('caller', caller)
-        if (!caller.did) {
-          throw new AuthRequiredError('requestCrew needs a service token')
-        }
-        return caller.did
-      },
+      auth: (c) =>
+        serviceDid(
+          ctx,
+          c,
+          ids.HoldRequestCrew,
+          'requestCrew needs a service token',
+        ),
       handler: async (c, { auth: did, input }) => {
         // The lexicon gives the shape and the default role; which values a caller may ask
         // for itself is the hold's rule.
