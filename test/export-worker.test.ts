@@ -1,6 +1,7 @@
 import { ids } from '../src/ids.ts'
 import { threadId } from 'node:worker_threads'
 import { readCarWithRoot } from '@atproto/repo'
+import { CarSpooler } from '../src/repo/car-export.ts'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { removeDir, startHold, tempDir, xrpc, type TestHold } from './_util.ts'
 
@@ -91,4 +92,28 @@ describe('getRepo exports are spooled off the event loop', () => {
     await car.handle.close()
     expect(car.size).toBeGreaterThan(0)
   })
+
+  it('lets the worker go when no export has run for a while, and starts another for the next', async () => {
+    const spooler = new CarSpooler(h.hold.ctx.db.path, { idleMs: 50 })
+    try {
+      const first = await spooler.spool(undefined)
+      await first.handle.close()
+      expect(spooler.running).toBe(true)
+      await waitFor(() => !spooler.running, 5000)
+      const second = await spooler.spool(undefined)
+      await second.handle.close()
+      expect(second.size).toBe(first.size)
+      expect(second.thread).not.toBe(first.thread)
+    } finally {
+      await spooler.close()
+    }
+  })
 })
+
+const waitFor = async (done: () => boolean, ms: number) => {
+  const until = Date.now() + ms
+  while (!done()) {
+    if (Date.now() > until) throw new Error(`not done within ${ms} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}

@@ -54,13 +54,25 @@ type Answer = {
  */
 export class CarSpooler {
   private readonly path: string
+  private readonly idleMs: number
   private worker: Worker | undefined
+  private idle: NodeJS.Timeout | undefined
   private readonly jobs = new Map<number, Job>()
   private nextId = 0
   private closed = false
 
-  constructor(databasePath: string) {
+  /**
+   * The worker (a thread, its heap and its SQLite connection) is let go once no export has
+   * run for `idleMs`; the next export starts another.
+   */
+  constructor(databasePath: string, opts: { idleMs?: number } = {}) {
     this.path = databasePath
+    this.idleMs = opts.idleMs ?? 30_000
+  }
+
+  /** Whether the worker thread is running now. */
+  get running(): boolean {
+    return this.worker !== undefined
   }
 
   async spool(
@@ -94,6 +106,7 @@ export class CarSpooler {
   /** Stops the worker; jobs under way fail. */
   async close(): Promise<void> {
     this.closed = true
+    clearTimeout(this.idle)
     const worker = this.worker
     this.worker = undefined
     if (worker) await worker.terminate()
@@ -105,6 +118,7 @@ export class CarSpooler {
     since: string | undefined,
     cancel: Int32Array,
   ): Promise<{ size: number; thread: number }> {
+    clearTimeout(this.idle)
     const worker = this.start()
     const id = this.nextId++
     return new Promise((resolve, reject) => {
@@ -124,6 +138,7 @@ export class CarSpooler {
       const job = this.jobs.get(answer.id)
       if (!job) return
       this.jobs.delete(answer.id)
+      if (this.jobs.size === 0) this.stopWhenIdle(worker)
       if (answer.size !== undefined) {
         job.resolve({ size: answer.size, thread: answer.thread })
       } else if (answer.cancelled) job.reject(new Error('export cancelled'))
@@ -141,6 +156,16 @@ export class CarSpooler {
     )
     this.worker = worker
     return worker
+  }
+
+  private stopWhenIdle(worker: Worker): void {
+    clearTimeout(this.idle)
+    this.idle = setTimeout(() => {
+      if (this.worker !== worker || this.jobs.size > 0) return
+      this.worker = undefined
+      void worker.terminate()
+    }, this.idleMs)
+    this.idle.unref()
   }
 
   private failAll(err: Error): void {
