@@ -1,45 +1,17 @@
 import { randomBytes } from 'node:crypto'
 import http from 'node:http'
-import { Lexicons, type LexiconDoc } from '@atproto/lexicon'
+import { Lexicons } from '@atproto/lexicon'
 import { afterAll, beforeAll, expect } from 'vitest'
 import { ids } from '../src/ids.ts'
 import type { CommitEvent } from '../src/repo/writer.ts'
 import { statsRecordKey } from '../src/stats/rkey.ts'
+import { PUBLISHED_STATS } from './_appview.ts'
 import { pushBlob, removeDir, startHold, xrpc, type TestHold } from './_util.ts'
 
 export const STATS = ids.HoldStats
 
 /** io.atcr.hold.stats as ATCR publishes it (../shared/reference/atcr-published-lexicons.md). */
-export const ATCR_STATS_LEXICON: LexiconDoc = {
-  lexicon: 1,
-  id: 'io.atcr.hold.stats',
-  defs: {
-    main: {
-      type: 'record',
-      key: 'any',
-      record: {
-        type: 'object',
-        required: [
-          'ownerDid',
-          'repository',
-          'pullCount',
-          'pushCount',
-          'updatedAt',
-        ],
-        properties: {
-          ownerDid: { type: 'string', format: 'did' },
-          repository: { type: 'string', maxLength: 256 },
-          pullCount: { type: 'integer', minimum: 0 },
-          pushCount: { type: 'integer', minimum: 0 },
-          lastPull: { type: 'string', format: 'datetime' },
-          lastPush: { type: 'string', format: 'datetime' },
-          updatedAt: { type: 'string', format: 'datetime' },
-        },
-      },
-    },
-  },
-}
-export const atcr = new Lexicons([ATCR_STATS_LEXICON])
+export const atcr = new Lexicons([PUBLISHED_STATS])
 
 export type StatsView = {
   did: string
