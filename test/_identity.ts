@@ -9,6 +9,22 @@ import { ids } from '../src/ids.ts'
  * real secp256k1 keys, so holds verify real service tokens exactly as in production.
  */
 const keys = new Map<string, Secp256k1Keypair>()
+
+/** The DID document a PLC directory serves for `did`: its atproto key, nothing else. */
+export const plcDocument = (did: string, key: { did(): string }) => ({
+  '@context': ['https://www.w3.org/ns/did/v1'],
+  id: did,
+  alsoKnownAs: [],
+  verificationMethod: [
+    {
+      id: `${did}#atproto`,
+      type: 'Multikey',
+      controller: did,
+      publicKeyMultibase: key.did().slice('did:key:'.length),
+    },
+  ],
+  service: [],
+})
 let plc: Promise<{ url: string; server: Server }> | undefined
 
 /** The test directory's URL, started on first use (one per test process). */
@@ -23,22 +39,7 @@ export const testPlcUrl = async (): Promise<string> => {
         return
       }
       res.writeHead(200, { 'content-type': 'application/did+ld+json' })
-      res.end(
-        JSON.stringify({
-          '@context': ['https://www.w3.org/ns/did/v1'],
-          id: did,
-          alsoKnownAs: [],
-          verificationMethod: [
-            {
-              id: `${did}#atproto`,
-              type: 'Multikey',
-              controller: did,
-              publicKeyMultibase: key.did().slice('did:key:'.length),
-            },
-          ],
-          service: [],
-        }),
-      )
+      res.end(JSON.stringify(plcDocument(did, key)))
     })
     server.listen(0, '127.0.0.1', () => {
       server.unref()

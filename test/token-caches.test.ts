@@ -9,6 +9,7 @@ import {
   type ServiceAuthLimits,
 } from '../src/auth/service-auth.ts'
 import { Lru } from '../src/lru.ts'
+import { plcDocument } from './_identity.ts'
 import { AuthRequiredError } from '../src/errors.ts'
 
 const HOLD = 'did:web:hold.caches.test'
@@ -31,22 +32,7 @@ class CountingPlc {
         return
       }
       res.writeHead(200, { 'content-type': 'application/did+ld+json' })
-      res.end(
-        JSON.stringify({
-          '@context': ['https://www.w3.org/ns/did/v1'],
-          id: did,
-          alsoKnownAs: [],
-          verificationMethod: [
-            {
-              id: `${did}#atproto`,
-              type: 'Multikey',
-              controller: did,
-              publicKeyMultibase: key.did().slice('did:key:'.length),
-            },
-          ],
-          service: [],
-        }),
-      )
+      res.end(JSON.stringify(plcDocument(did, key)))
     })
     await new Promise<void>((resolve) =>
       this.server.listen(0, '127.0.0.1', resolve),
