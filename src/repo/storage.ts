@@ -109,17 +109,21 @@ export class SqlRepoStorage extends SqlBlockstore implements RepoStorage {
 
   /**
    * Writes a commit's blocks and root. Call after the record index reflects the commit, so a
-   * removed block that an identical record still uses is kept.
+   * removed block that an identical record still uses is kept. `recordCids`, when the caller
+   * knows them, are the removed blocks that were records (the ops' previous CIDs): only those
+   * can be shared with another record, so only those are looked up in the record index; the
+   * rest are tree nodes, which no record's bytes can equal (a record has a `$type`).
    */
-  applyCommitSync(commit: Commit): void {
+  applyCommitSync(commit: Commit, recordCids?: ReadonlySet<string>): void {
     for (const [cid, bytes] of commit.newBlocks) {
       this.putBlockSync(cid, bytes, commit.rev)
     }
     for (const cid of commit.removed) {
+      if (commit.newBlocks.has(cid)) continue
       // A removed record block stays while another record with identical content names it.
-      if (!commit.newBlocks.has(cid) && !this.records.usesCid(cid)) {
-        this.sql.deleteBlock.run(cid)
-      }
+      const mayBeShared = recordCids === undefined || recordCids.has(cid)
+      if (mayBeShared && this.records.usesCid(cid)) continue
+      this.sql.deleteBlock.run(cid)
     }
     this.updateRootSync(commit.cid, commit.rev)
   }

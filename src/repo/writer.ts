@@ -507,7 +507,7 @@ export class RepoWriter {
             )
           }
         }
-        this.storage.applyCommitSync(commit)
+        this.storage.applyCommitSync(commit, previousCids(ops))
       }
       this.sequencer.append(
         prepared.map((p) => p.event),
@@ -588,5 +588,16 @@ const headOf = (repo: Repo): RepoHead => ({
   rev: repo.commit.rev,
   data: repo.commit.data,
 })
+
+/** The CIDs the ops' records had before the commit. */
+const previousCids = (ops: PreparedWrite[]): Set<string> => {
+  const cids = new Set<string>()
+  for (const op of ops) {
+    if (op.action !== WriteOpAction.Create && op.prev) {
+      cids.add(cidString(op.prev.bytes))
+    }
+  }
+  return cids
+}
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
