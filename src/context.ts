@@ -394,7 +394,7 @@ export class AppContext {
     })
     // Disposed in reverse: the queue drains (its last events logged), then the log stops.
     resources.defer(() => writer.sequencer.stop())
-    resources.defer(() => writer.drain())
+    resources.defer(() => writer.close())
     const store = s3 ?? new DiskBlobStore(cfg.dataDir, db)
     await store.init()
     const stats = new StatsService(db, writer, log.stats, {

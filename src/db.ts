@@ -553,6 +553,21 @@ export const MIGRATIONS: string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX manifest_blob_user_idx ON manifest_blob (user_did);
   `,
+  // A clean stop leaves the head it stopped at, so the next start can skip the walk of the
+  // whole tree; any removed or rewritten block since (an edit outside the hold) drops the mark.
+  `
+  CREATE TABLE repo_clean_stop (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    root TEXT NOT NULL,
+    stopped_at TEXT NOT NULL
+  );
+  CREATE TRIGGER repo_block_delete_unmarks AFTER DELETE ON repo_block BEGIN
+    DELETE FROM repo_clean_stop;
+  END;
+  CREATE TRIGGER repo_block_update_unmarks AFTER UPDATE OF content ON repo_block BEGIN
+    DELETE FROM repo_clean_stop;
+  END;
+  `,
 ]
 
 const migrate = (db: DatabaseSync): void => {

@@ -20,6 +20,10 @@ const SQL = {
   getRoot: 'SELECT cid, rev FROM repo_root WHERE id = 1',
   putRoot: `INSERT INTO repo_root (id, cid, rev, indexed_at) VALUES (1, ?, ?, ?)
             ON CONFLICT (id) DO UPDATE SET cid = excluded.cid, rev = excluded.rev, indexed_at = excluded.indexed_at`,
+  cleanStop: 'SELECT root FROM repo_clean_stop WHERE id = 1',
+  unmarkStop: 'DELETE FROM repo_clean_stop',
+  markStop: `INSERT INTO repo_clean_stop (id, root, stopped_at) VALUES (1, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET root = excluded.root, stopped_at = excluded.stopped_at`,
 }
 
 /** A blockstore read with synchronous SQLite lookups: the library's async reads use them too. */
@@ -96,6 +100,25 @@ export class SqlRepoStorage extends SqlBlockstore implements RepoStorage {
   async putMany(blocks: BlockMap, rev: string): Promise<void> {
     this.database.transaction(() =>
       blocks.forEach((bytes, cid) => this.putBlockSync(cid, bytes, rev)),
+    )
+  }
+
+  /**
+   * The head a clean stop left, taken (the mark is removed, so a crash from now on leaves none):
+   * undefined after a crash, a first start, or a block removed or rewritten since that stop.
+   */
+  takeCleanStop(): string | undefined {
+    return this.database.transaction(() => {
+      const row = this.sql.cleanStop.get() as { root: string } | undefined
+      if (row) this.sql.unmarkStop.run()
+      return row?.root
+    })
+  }
+
+  /** Marks a clean stop at `root`: every write before it is in, and none follows. */
+  markCleanStop(root: Cid): void {
+    this.database.transaction(() =>
+      this.sql.markStop.run(root.toString(), new Date().toISOString()),
     )
   }
 

@@ -176,6 +176,7 @@ export class RepoWriter {
         head,
         opts.nodeCacheBytes ?? DEFAULT_NODE_CACHE_BYTES,
       )
+    const cleanStop = storage.takeCleanStop()
     const root = storage.getRootSync()
     if (!root) {
       if (rebind) {
@@ -244,28 +245,35 @@ export class RepoWriter {
       )
     }
     const writer = make(headOf(repo))
-    const check = await checkTree(
-      database,
-      repo.commit.data.bytes,
-      writer.nodes.maxBytes > 0 ? writer.nodes : undefined,
-    )
-    if (check.missingCount > 0) {
-      if (!opts.repair) throw RepoDamagedError.of(check)
-      await writer.repair(
-        check,
-        introduce ? [identity(), accountEvent(did)] : [],
+    // After a clean stop at this very head, with no block removed or rewritten since, the
+    // tree is the one every commit of the last run left whole: the walk is skipped (and the
+    // node cache fills in the background, warm()). Anything else walks the whole tree.
+    if (cleanStop === repo.cid.toString() && !opts.repair && !rebind) {
+      log.info({ did, rev: repo.commit.rev }, 'clean stop: tree check skipped')
+    } else {
+      const check = await checkTree(
+        database,
+        repo.commit.data.bytes,
+        writer.nodes.maxBytes > 0 ? writer.nodes : undefined,
       )
-      return writer
-    }
-    // The check read the whole tree into the cache: the first warm() has nothing to add.
-    if (writer.nodes.maxBytes > 0 && writer.nodes.evictions === 0) {
-      writer.readAtOpen = check.nodes
-    }
-    if (opts.repair) {
-      log.warn(
-        { nodes: check.nodes, records: check.records },
-        'HOLD_REPAIR is set but the repo is whole: nothing to repair; unset HOLD_REPAIR',
-      )
+      if (check.missingCount > 0) {
+        if (!opts.repair) throw RepoDamagedError.of(check)
+        await writer.repair(
+          check,
+          introduce ? [identity(), accountEvent(did)] : [],
+        )
+        return writer
+      }
+      // The check read the whole tree into the cache: the first warm() has nothing to add.
+      if (writer.nodes.maxBytes > 0 && writer.nodes.evictions === 0) {
+        writer.readAtOpen = check.nodes
+      }
+      if (opts.repair) {
+        log.warn(
+          { nodes: check.nodes, records: check.records },
+          'HOLD_REPAIR is set but the repo is whole: nothing to repair; unset HOLD_REPAIR',
+        )
+      }
     }
     // A new signing key (HOLD_SIGNING_KEY set or changed) would leave the head signed by a key
     // did.json no longer publishes, and the repo unverifiable until the next write.
@@ -351,6 +359,24 @@ export class RepoWriter {
   /** Waits for every write queued so far. */
   async drain(): Promise<void> {
     await this.run(async () => undefined)
+  }
+
+  /**
+   * Waits for every write queued so far, then marks the stop as clean at the head, so the
+   * next start need not walk the whole tree. Call once nothing else will write.
+   */
+  async close(): Promise<void> {
+    await this.drain()
+    const root = this.storage.getRootSync()
+    if (!root) return
+    try {
+      this.storage.markCleanStop(root.cid)
+    } catch (err) {
+      this.log.warn(
+        { err },
+        'could not mark the stop as clean: the next start checks the whole tree',
+      )
+    }
   }
 
   /**
