@@ -1,10 +1,15 @@
 /**
  * Scale benchmark (not part of `npm test`):
- *   npm run bench:scale [-- --dids 10000 --repos 10 --data-dir /tmp/atcr-scale --pin]
+ *   npm run bench:scale [-- --records 1000000 | --dids 10000 --repos 10]
+ *                       [--seed bulk|counts] [--data-dir /tmp/atcr-scale] [--pin]
  *
- * Seeds a hold with dids x repos io.atcr.hold.stats records (100,000 by default) through the
- * real counting path (counter table, then flushes of 200 records per commit), then starts it as a
- * child process and measures: start-up time, RSS, the time to flush 200 changed records,
+ * Seeds a hold with dids x repos io.atcr.hold.stats records (100,000 by default; --records N
+ * gives N / 10 DIDs of 10 repositories). `--seed bulk` (the default) writes the counter rows,
+ * their records and blocks straight into the data dir and builds the tree in one signed commit,
+ * as a repair does (rebuildTree); `--seed counts` goes through the real counting path instead
+ * (counter table, then flushes of 200 records per commit; about 2 minutes per 100,000 records).
+ * Both leave the same records and the same tree. Then it starts the hold as a child process and
+ * measures: start-up time, RSS, the time to flush 200 changed records,
  * getStats and listStats latency at 1,000 req/s (open loop, with a bare route as the floor and
  * the hold's event-loop delay), and the time to export the repo with getRepo. With --data-dir
  * an already seeded directory is reused. --pin puts the hold and this
@@ -12,14 +17,26 @@
  */
 import { execFileSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { existsSync } from 'node:fs'
+import { existsSync, statSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
+import { DatabaseSync } from 'node:sqlite'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { verifyRepoCar } from '@atproto/repo'
 import { ids } from '../src/ids.ts'
+import { encode } from '@atproto/lex-cbor'
 import { envToCfg, envToSecrets, readEnv } from '../src/config.ts'
+import { Database } from '../src/db.ts'
+import { loadSigningKey } from '../src/identity.ts'
+import { cborCidBytes, cidString } from '../src/repo/cid.ts'
+import { syncEvent } from '../src/repo/events.ts'
+import { RecordIndex } from '../src/repo/record-index.ts'
+import { rebuildTree } from '../src/repo/repair.ts'
+import { Sequencer } from '../src/repo/sequencer.ts'
+import { SqlRepoStorage } from '../src/repo/storage.ts'
+import { iso, toRecord, type CounterRow } from '../src/stats/counter-row.ts'
+import { statsRecordKey } from '../src/stats/rkey.ts'
 import { HoldServer } from '../src/server.ts'
 import { testPlcUrl, identity } from '../test/_identity.ts'
 import {
@@ -35,8 +52,10 @@ import {
 
 const { values: args } = parseArgs({
   options: {
+    records: { type: 'string' },
     dids: { type: 'string', default: '10000' },
     repos: { type: 'string', default: '10' },
+    seed: { type: 'string', default: 'bulk' },
     'data-dir': { type: 'string' },
     verify: { type: 'boolean', default: false },
     // The hold's DID names its port, so seeding and measuring use the same one.
@@ -44,8 +63,16 @@ const { values: args } = parseArgs({
     pin: { type: 'boolean', default: false },
   },
 })
-const DIDS = Number(args.dids)
 const REPOS = Number(args.repos)
+const DIDS = args.records
+  ? Math.ceil(Number(args.records) / REPOS)
+  : Number(args.dids)
+if (!Number.isSafeInteger(DIDS) || DIDS < 1 || !(REPOS >= 1)) {
+  throw new Error('--records, --dids and --repos take positive integers')
+}
+if (args.seed !== 'bulk' && args.seed !== 'counts') {
+  throw new Error('--seed takes bulk or counts')
+}
 const dataDir =
   args['data-dir'] ?? join(tmpdir(), `atcr-scale-${DIDS}x${REPOS}`)
 
@@ -64,11 +91,12 @@ const progress = (label: string, done: number, total: number) => {
   }
 }
 
-/** Counts for every pair through the hold's own counting path, then flushes them all. */
-const seed = async () => {
+const pullsOf = (i: number, j: number) => 1 + ((i * 7 + j * 13) % 50)
+
+const seedEnv = async () => {
   await mkdir(dataDir, { recursive: true })
   await identity(OWNER)
-  const env = readEnv({
+  return readEnv({
     HOLD_HOST: '127.0.0.1',
     HOLD_PORT: args.port,
     HOLD_DATA_DIR: dataDir,
@@ -77,6 +105,11 @@ const seed = async () => {
     HOLD_STATS_FLUSH_MS: '86400000',
     LOG_LEVEL: 'warn',
   })
+}
+
+/** Counts for every pair through the hold's own counting path, then flushes them all. */
+const seedCounts = async () => {
+  const env = await seedEnv()
   const hold = await HoldServer.create(envToCfg(env, 'seed'), envToSecrets(env))
   const started = performance.now()
   const total = DIDS * REPOS
@@ -87,7 +120,7 @@ const seed = async () => {
   })
   for (let i = 0; i < DIDS; i++) {
     for (let j = 0; j < REPOS; j++) {
-      const n = 1 + ((i * 7 + j * 13) % 50)
+      const n = pullsOf(i, j)
       for (let k = 0; k < n; k++) hold.ctx.stats.countPull(didOf(i), repoOf(j))
     }
     if (i % 1000 === 999) hold.ctx.stats.persist()
@@ -99,15 +132,112 @@ const seed = async () => {
   )
 }
 
-const main = async () => {
-  if (!existsSync(join(dataDir, 'hold.sqlite'))) await seed()
-  else console.error(`reusing ${dataDir}`)
-
-  const h = await startHold({
-    dataDir,
-    port: Number(args.port),
-    env: { HOLD_STATS_FLUSH_MS: '86400000' },
+/**
+ * The same counters and records written straight into the data dir, a batch of pairs per
+ * transaction, then one new tree over every record (rebuildTree, as HOLD_REPAIR builds it) and a
+ * #sync event for it, so consumers and getRepo see one repo.
+ */
+const seedBulk = async () => {
+  const env = await seedEnv()
+  const cfg = envToCfg(env, 'seed')
+  // A first start makes the repo (captain, identity events), then the rows go in beside it.
+  const hold = await HoldServer.create(cfg, envToSecrets(env))
+  await hold.destroy()
+  const started = performance.now()
+  const database = new Database(join(dataDir, 'hold.sqlite'))
+  const records = new RecordIndex(database.db)
+  const storage = new SqlRepoStorage(database, records)
+  const keypair = await loadSigningKey(dataDir, undefined)
+  const root = storage.getRootSync()!
+  const insertCounter = database.db.prepare(
+    `INSERT INTO stats_counter (did, repository, pull_count, push_count, last_pull, last_push,
+       created_at, updated_at, version, record_version)
+     VALUES (?, ?, ?, 0, ?, NULL, ?, ?, 1, 1)`,
+  )
+  const at = new Date('2026-01-01T00:00:00.000Z').getTime()
+  const total = DIDS * REPOS
+  const BATCH_DIDS = 2000
+  for (let first = 0; first < DIDS; first += BATCH_DIDS) {
+    database.transaction(() => {
+      for (let i = first; i < Math.min(DIDS, first + BATCH_DIDS); i++) {
+        for (let j = 0; j < REPOS; j++) {
+          const stamp = iso(at + (i * REPOS + j) * 1000)
+          const row: CounterRow = {
+            did: didOf(i),
+            repository: repoOf(j),
+            pull_count: pullsOf(i, j),
+            push_count: 0,
+            last_pull: stamp,
+            last_push: null,
+            created_at: stamp,
+            updated_at: stamp,
+            version: 1,
+            base_pull: null,
+            base_push: null,
+            base_last_pull: null,
+            base_last_push: null,
+          }
+          insertCounter.run(
+            row.did,
+            row.repository,
+            row.pull_count,
+            stamp,
+            stamp,
+            stamp,
+          )
+          const bytes = encode(toRecord(row))
+          const cid = cidString(cborCidBytes(bytes))
+          storage.putBlockSync(cid, bytes, root.rev)
+          records.put(
+            ids.HoldStats,
+            statsRecordKey(row.did, row.repository),
+            cid,
+            root.rev,
+            stamp,
+          )
+        }
+      }
+    })
+    progress('rows', Math.min(DIDS, first + BATCH_DIDS) * REPOS, total)
+  }
+  const sequencer = new Sequencer(database)
+  const rebuilt = await rebuildTree({
+    database,
+    storage,
+    records,
+    did: cfg.did,
+    rev: root.rev,
+    keypair,
+    inTxn: (head) => sequencer.append([syncEvent(cfg.did, head)]),
   })
+  database.checkpoint()
+  await database.close()
+  console.error(
+    `seeded ${rebuilt.kept} records in one commit, ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  )
+}
+
+const main = async () => {
+  if (!existsSync(join(dataDir, 'hold.sqlite'))) {
+    await (args.seed === 'bulk' ? seedBulk() : seedCounts())
+  } else console.error(`reusing ${dataDir}`)
+
+  const start = () =>
+    startHold({
+      dataDir,
+      port: Number(args.port),
+      env: { HOLD_STATS_FLUSH_MS: '86400000' },
+    })
+  // A start as after a crash (no clean-stop mark: the whole tree is walked), stopped cleanly,
+  // then the start measured below, which finds the mark.
+  const dropMark = new DatabaseSync(join(dataDir, 'hold.sqlite'))
+  dropMark.exec('DELETE FROM repo_clean_stop')
+  dropMark.close()
+  const dbBytes = statSync(join(dataDir, 'hold.sqlite')).size
+  const walked = await start()
+  const walkedMs = walked.startMs
+  await stopHold(walked)
+  const h = await start()
   const rows: [string, string, string][] = []
   try {
     const startMs = h.startMs
@@ -219,7 +349,21 @@ const main = async () => {
 
     rows.push(
       ['records', `${DIDS * REPOS} (${DIDS} DIDs x ${REPOS} repositories)`, ''],
-      ['start-up (spawn to listening)', `${startMs.toFixed(0)} ms`, '< 3 s'],
+      [
+        'database size (hold.sqlite, checkpointed) per record',
+        `${(dbBytes / 1024 / 1024).toFixed(0)} MiB, ${(dbBytes / (DIDS * REPOS)).toFixed(0)} bytes`,
+        '',
+      ],
+      [
+        'start-up after a clean stop (spawn to listening)',
+        `${startMs.toFixed(0)} ms`,
+        '< 3 s',
+      ],
+      [
+        'start-up after a crash (the whole tree walked)',
+        `${walkedMs.toFixed(0)} ms`,
+        '',
+      ],
       [
         'RSS after start / after the run',
         `${rssStart.toFixed(0)} / ${rssEnd.toFixed(0)} MB`,
