@@ -145,6 +145,10 @@ const seedBulk = async () => {
   await hold.destroy()
   const started = performance.now()
   const database = new Database(join(dataDir, 'hold.sqlite'))
+  // A seed, not the hold: the whole index in memory, and no fsync until the checkpoint at the
+  // end (a crash here means seeding again).
+  database.db.exec('PRAGMA cache_size = -2000000')
+  database.db.exec('PRAGMA synchronous = OFF')
   const records = new RecordIndex(database.db)
   const storage = new SqlRepoStorage(database, records)
   const keypair = await loadSigningKey(dataDir, undefined)
@@ -156,7 +160,7 @@ const seedBulk = async () => {
   )
   const at = new Date('2026-01-01T00:00:00.000Z').getTime()
   const total = DIDS * REPOS
-  const BATCH_DIDS = 2000
+  const BATCH_DIDS = 10_000
   for (let first = 0; first < DIDS; first += BATCH_DIDS) {
     database.transaction(() => {
       for (let i = first; i < Math.min(DIDS, first + BATCH_DIDS); i++) {
