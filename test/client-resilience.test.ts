@@ -115,6 +115,7 @@ describe('a hold that answers garbage', () => {
   })
 
   it('JSON of the wrong shape is InvalidResponse naming the field', async () => {
+    const limit = Error.stackTraceLimit
     front.answer = () => ({
       status: 200,
       body: JSON.stringify({
@@ -129,6 +130,8 @@ describe('a hold that answers garbage', () => {
     )
     expect(err.error).toBe('InvalidResponse')
     expect(err.message).toMatch(/pullCount|pushCount/)
+    // The check runs without stack traces and puts the limit back.
+    expect(Error.stackTraceLimit).toBe(limit)
   })
 
   it('an error status with a non-XRPC body keeps the status', async () => {
