@@ -35,5 +35,3 @@ export const getBlobUrl = l.query(
   l.payload('application/json', io.atcr.hold.defs.blobUrl),
   errors,
 )
-
-export const getBlobParams = params
