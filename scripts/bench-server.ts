@@ -3,7 +3,8 @@
  * the ceiling of this stack, and commit counters), and with BENCH_COUNTER=seed one signed commit
  * per count around the real getBlob. Prints `READY <port>` when it listens.
  */
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { Session } from 'node:inspector/promises'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import type { LexMap } from '@atproto/lex-data'
 import type { App } from '../src/api/util.ts'
@@ -119,6 +120,24 @@ hold.app.get('/_bench/info', (c) =>
 hold.app.post('/_bench/flush', async (c) =>
   c.json(await hold.ctx.stats.flush()),
 )
+// A CPU profile of a window the benchmark chooses (scripts/bench-profile.ts): the same V8
+// profiler as `node --cpu-prof`, without the start-up and warm-up in it.
+const inspector = new Session()
+inspector.connect()
+hold.app.post('/_bench/profile/start', async (c) => {
+  await inspector.post('Profiler.enable')
+  await inspector.post('Profiler.setSamplingInterval', {
+    interval: Number(c.req.query('us') ?? 1000),
+  })
+  await inspector.post('Profiler.start')
+  return c.json({ ok: true })
+})
+hold.app.post('/_bench/profile/stop', async (c) => {
+  const { profile } = await inspector.post('Profiler.stop')
+  const file = c.req.query('file')
+  if (file) writeFileSync(file, JSON.stringify(profile))
+  return c.json({ ok: true, file })
+})
 await hold.start()
 process.stdout.write(`READY ${hold.port}\n`)
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {

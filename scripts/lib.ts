@@ -31,6 +31,26 @@ export const NODE_FLAGS: string[] = (
   .filter((arg) => arg.startsWith('--'))
 export const OWNER = 'did:plc:benchowner00000000000000'
 
+export const DIDS = Array.from(
+  { length: 10 },
+  (_, i) => `did:plc:benchuser${String(i).padStart(15, '0')}`,
+)
+export const REPOS = ['app', 'api', 'worker', 'tools/builder', 'base-image']
+
+/** getBlob paths cycling over 10 DIDs x 5 repositories, so counts spread over 50 records. */
+export const blobPaths = (
+  digest: string,
+  opts: { method?: 'GET'; repo: boolean },
+): string[] =>
+  DIDS.flatMap((did) =>
+    REPOS.map((repo) => {
+      const q = new URLSearchParams({ did, cid: digest })
+      if (opts.method) q.set('method', opts.method)
+      if (opts.repo) q.set('repo', repo)
+      return `/xrpc/${ids.SyncGetBlob}?${q}`
+    }),
+  )
+
 export type Hold = {
   proc: ChildProcess
   base: string
