@@ -8,7 +8,9 @@
  * (bare, url, url+repo; HOLD_STATS_FLUSH_MS 1000) on every hold, round by round, the order
  * reversed every other round so the machine's load falls on all alike. Prints per checkout the
  * median req/s of each scenario and the medians of the per-round ratios url+repo / bare and
- * url+repo / url, the figures the throughput targets are set in.
+ * url+repo / url, the figures the throughput targets are set in; and the same from the hold's
+ * CPU time per request (/proc/<pid>/stat over each run, every thread, the persists and flushes
+ * included), which the other load on a shared machine moves far less than throughput.
  */
 import { randomBytes } from 'node:crypto'
 import { loadavg } from 'node:os'
@@ -18,6 +20,7 @@ import {
   blobPaths,
   load,
   median,
+  procSample,
   pushBlob,
   startHold,
   stopHold,
@@ -92,6 +95,9 @@ async function main() {
     const key = (c: { hold: { label: string }; name: string }) =>
       `${c.hold.label} ${c.name}`
     const runs = new Map<string, Run[]>(cases.map((c) => [key(c), []]))
+    // The hold's CPU time per answered request in each run: far steadier than throughput on a
+    // machine whose other load moves, and what throughput is made of when the hold is CPU-bound.
+    const cpu = new Map<string, number[]>(cases.map((c) => [key(c), []]))
     for (const c of cases) {
       await load({
         base: c.hold.base,
@@ -103,16 +109,19 @@ async function main() {
     for (let round = 1; round <= rounds; round++) {
       const order = round % 2 ? cases : [...cases].reverse()
       for (const c of order) {
+        const before = procSample(c.hold.proc.pid!)
         const run = await load({
           base: c.hold.base,
           paths: c.paths,
           connections,
           amount: requests,
         })
+        const after = procSample(c.hold.proc.pid!)
+        cpu.get(key(c))!.push((after.cpuUs - before.cpuUs) / run.ok)
         if (run.errors) throw new Error(`${key(c)}: ${run.errors} errors`)
         runs.get(key(c))!.push(run)
         console.error(
-          `round ${round} ${key(c).padEnd(20)} ${run.rps.toFixed(0).padStart(7)} req/s  p99 ${run.p99} ms`,
+          `round ${round} ${key(c).padEnd(20)} ${run.rps.toFixed(0).padStart(7)} req/s  p99 ${run.p99} ms  ${cpu.get(key(c))!.at(-1)!.toFixed(0)} µs CPU per request`,
         )
       }
     }
@@ -123,6 +132,14 @@ async function main() {
       const rb = rps(label, b)
       if (!ra || !rb) return ''
       return median(ra.map((x, i) => x / rb[i])).toFixed(3)
+    }
+    const cpuOf = (label: string, name: string) => cpu.get(`${label} ${name}`)
+    // CPU per request of b over a's: the throughput ratio a / b of a hold bound by its CPU.
+    const cpuRatio = (label: string, a: string, b: string) => {
+      const ca = cpuOf(label, a)
+      const cb = cpuOf(label, b)
+      if (!ca || !cb) return ''
+      return median(ca.map((x, i) => cb[i] / x)).toFixed(3)
     }
     console.log(
       `\nload average at the start ${load0.map((l) => l.toFixed(2)).join(' ')}, at the end ${loadavg()
@@ -142,7 +159,22 @@ async function main() {
           )} | ${ratio(h.label, 'url+repo', 'bare')} | ${ratio(h.label, 'url+repo', 'url')} | ${ratio(h.label, 'url', 'bare')} |`,
       )
     }
-    console.log('\nratios are medians of the per-round ratios')
+    console.log(
+      `\n| checkout | ${names.map((n) => `${n} µs CPU per request`).join(' | ')} | url+repo / bare | url+repo / url | url / bare |`,
+    )
+    console.log(`|---|${names.map(() => '---:|').join('')}---:|---:|---:|`)
+    for (const h of holds) {
+      console.log(
+        `| ${h.label} | ${names
+          .map((n) => median(cpuOf(h.label, n)!).toFixed(0))
+          .join(
+            ' | ',
+          )} | ${cpuRatio(h.label, 'url+repo', 'bare')} | ${cpuRatio(h.label, 'url+repo', 'url')} | ${cpuRatio(h.label, 'url', 'bare')} |`,
+      )
+    }
+    console.log(
+      '\nratios are medians of the per-round ratios; in the CPU table, a / b is the CPU per request of b over that of a (the throughput ratio of a hold bound by its CPU)',
+    )
   } finally {
     for (const h of holds) await stopHold(h)
   }

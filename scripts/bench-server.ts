@@ -71,10 +71,18 @@ const hold = await HoldServer.create(
   { extend: process.env.BENCH_COUNTER === 'seed' ? commitPerCount : undefined },
 )
 const commits = { count: 0, ops: 0, maxOps: 0 }
+const commitWaiters: (() => void)[] = []
 hold.ctx.writer.onCommit(({ ops }) => {
   commits.count++
   commits.ops += ops.length
   commits.maxOps = Math.max(commits.maxOps, ops.length)
+  for (const wake of commitWaiters.splice(0)) wake()
+})
+// Answers at the hold's next commit (a stats flush, when only pulls arrive): a benchmark lines
+// its measurement windows up with the flushes this way, without polling the hold.
+hold.app.post('/_bench/next-commit', async (c) => {
+  await new Promise<void>((resolve) => commitWaiters.push(resolve))
+  return c.json({ ...commits })
 })
 hold.app.get('/_bench/bare', (c) => c.json({ ok: true, hold: 'bench' }))
 const procStatus = (): Record<string, string> => {
@@ -107,6 +115,7 @@ hold.app.post('/_bench/loop-delay', (c) => {
 hold.app.get('/_bench/info', (c) =>
   c.json({
     ...commits,
+    pulls: hold.ctx.stats.totals.pulls,
     pendingPairs: hold.ctx.stats.pendingPairs,
     rssMb: process.memoryUsage().rss / 1024 / 1024,
     heapMb: process.memoryUsage().heapUsed / 1024 / 1024,

@@ -322,3 +322,20 @@ export const median = (xs: number[]): number => {
   const m = Math.floor(s.length / 2)
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
 }
+
+/** USER_HZ: /proc counts CPU time in 1/100 s. */
+const TICK_US = 1e6 / 100
+
+/** A process's CPU time (every thread, user and system) and bytes written to storage so far. */
+export type ProcSample = { at: number; cpuUs: number; writeBytes: number }
+
+/** Reads /proc/<pid>/stat and /proc/<pid>/io (Linux). */
+export const procSample = (pid: number): ProcSample => {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // Fields after the command name (which may hold spaces) start at field 3.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const ticks = Number(fields[11]) + Number(fields[12]) // utime, stime
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8')
+  const writeBytes = Number(/^write_bytes: (\d+)$/m.exec(io)![1])
+  return { at: performance.now(), cpuUs: ticks * TICK_US, writeBytes }
+}
