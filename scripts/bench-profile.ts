@@ -11,7 +11,7 @@
  * by self time, and keeps the .cpuprofile (open it in Chrome DevTools or speedscope).
  */
 import { randomBytes } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -231,6 +231,7 @@ const main = async () => {
       connections,
       amount: requests,
     })
+    await mkdir(out, { recursive: true })
     const file = join(out, `${scenario}.cpuprofile`)
     await getJson(
       `${hold.base}/_bench/profile/stop?file=${encodeURIComponent(file)}`,

@@ -131,9 +131,13 @@ hold.app.post('/_bench/flush', async (c) =>
 )
 // A CPU profile of a window the benchmark chooses (scripts/bench-profile.ts): the same V8
 // profiler as `node --cpu-prof`, without the start-up and warm-up in it.
-const inspector = new Session()
-inspector.connect()
+// The session is opened on first use: a hold that is not profiled runs without one.
+let inspector: Session | undefined
 hold.app.post('/_bench/profile/start', async (c) => {
+  if (!inspector) {
+    inspector = new Session()
+    inspector.connect()
+  }
   await inspector.post('Profiler.enable')
   await inspector.post('Profiler.setSamplingInterval', {
     interval: Number(c.req.query('us') ?? 1000),
@@ -142,6 +146,7 @@ hold.app.post('/_bench/profile/start', async (c) => {
   return c.json({ ok: true })
 })
 hold.app.post('/_bench/profile/stop', async (c) => {
+  if (!inspector) return c.json({ error: 'not profiling' }, 400)
   const { profile } = await inspector.post('Profiler.stop')
   const file = c.req.query('file')
   if (file) writeFileSync(file, JSON.stringify(profile))
