@@ -33,12 +33,13 @@ const { values: args } = parseArgs({
     us: { type: 'string', default: '250' },
     top: { type: 'string', default: '25' },
     out: { type: 'string' },
+    summarise: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 })
 if (args.help) {
   console.log(
-    'npm run bench:profile -- [--scenario bare|url|url+repo|bytes|bytes+repo] [--requests N] [--connections N] [--us SAMPLING_US] [--top N] [--out DIR]',
+    'npm run bench:profile -- [--scenario bare|url|url+repo|bytes|bytes+repo] [--requests N] [--connections N] [--us SAMPLING_US] [--top N] [--out DIR] [--summarise FILE.cpuprofile]',
   )
   process.exit(0)
 }
@@ -66,12 +67,10 @@ const CATEGORIES: [string, (f: Frame) => boolean][] = [
   ['gc', (f) => f.functionName === '(garbage collector)'],
   ['program (V8, native, unattributed)', (f) => f.functionName === '(program)'],
   [
-    'parsing: query string, URL',
+    "parsing: query string, URL (ours and the adapter's)",
     (f) =>
-      /src\/api\/util\.ts/.test(f.url) ||
-      /internal\/url\.js|URLSearchParams|querystring/.test(
-        f.url + f.functionName,
-      ),
+      /src\/api\/util\.ts|node:internal\/worker\/js_transferable/.test(f.url) ||
+      /internal\/url|URLSearchParams|querystring/.test(f.url + f.functionName),
   ],
   [
     'validation: did, cid, repo, method',
@@ -93,9 +92,9 @@ const CATEGORIES: [string, (f: Frame) => boolean][] = [
   [
     'counting (count(), limits)',
     (f) =>
-      /src\/stats\/(counting|counter-store|counter-row|limiter)\.ts/.test(
-        f.url,
-      ),
+      /src\/stats\/(counting|limiter)\.ts/.test(f.url) ||
+      (/src\/stats\/counter-store\.ts/.test(f.url) &&
+        ['count', 'delta', 'has'].includes(f.functionName)),
   ],
   [
     'persist, flush, SQLite, repo commit',
@@ -112,15 +111,13 @@ const CATEGORIES: [string, (f: Frame) => boolean][] = [
   ['middleware: observe, CORS', (f) => /src\/api\/middleware\//.test(f.url)],
   ['metrics (prom-client)', (f) => /prom-client/.test(f.url)],
   ['logging (pino)', (f) => /pino|sonic-boom/.test(f.url)],
+  ['JSON serialisation', (f) => f.functionName === 'stringify'],
   [
-    'JSON serialisation',
-    (f) => f.functionName === 'stringify' || f.functionName === 'parse',
-  ],
-  [
-    'headers (Hono and the adapter)',
+    'headers (fetch API Headers, Hono, the adapter)',
     (f) =>
-      /header|Header/.test(f.functionName) &&
-      /hono|node-server|_http_outgoing/.test(f.url),
+      /undici/.test(f.url) ||
+      (/header|Header/.test(f.functionName) &&
+        /hono|node-server|_http_outgoing/.test(f.url)),
   ],
   ['Hono adapter (@hono/node-server)', (f) => /@hono\/node-server/.test(f.url)],
   ['Hono: router, context, compose', (f) => /node_modules\/hono\//.test(f.url)],
@@ -145,6 +142,9 @@ const CATEGORIES: [string, (f: Frame) => boolean][] = [
 const categoryOf = (f: Frame): string =>
   CATEGORIES.find(([, test]) => test(f))![0]
 
+/** V8's own pseudo-frames; every other frame without a URL is native code called from JS. */
+const PSEUDO = new Set(['(idle)', '(program)', '(garbage collector)', '(root)'])
+
 const short = (f: Frame) => {
   const url = f.url
     .replace(/^file:\/\/.*?\/node_modules\//, '')
@@ -154,6 +154,27 @@ const short = (f: Frame) => {
 
 const summarise = (profile: Profile, top: number): string => {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]))
+  const parent = new Map<number, number>()
+  for (const n of profile.nodes) {
+    for (const child of n.children ?? []) parent.set(child, n.id)
+  }
+  // A native frame (an HMAC's init, a SQLite statement, a socket write) is put in the category
+  // of the nearest JavaScript frame that called it.
+  const categoryOfNode = (id: number): string => {
+    let f = byId.get(id)!.callFrame
+    if (f.url === '' && !PSEUDO.has(f.functionName)) {
+      const own = categoryOf(f)
+      if (own !== 'native, unattributed') return own
+      for (let p = parent.get(id); p !== undefined; p = parent.get(p)) {
+        const up = byId.get(p)!.callFrame
+        if (up.url !== '') {
+          f = up
+          break
+        }
+      }
+    }
+    return categoryOf(f)
+  }
   const selfUs = new Map<number, number>()
   for (let i = 0; i < profile.samples.length; i++) {
     const id = profile.samples[i]
@@ -165,7 +186,7 @@ const summarise = (profile: Profile, top: number): string => {
   const frames = new Map<string, { us: number; cat: string }>()
   for (const [id, us] of selfUs) {
     const f = byId.get(id)!.callFrame
-    const cat = categoryOf(f)
+    const cat = categoryOfNode(id)
     total += us
     if (cat !== 'idle') busy += us
     cats.set(cat, (cats.get(cat) ?? 0) + us)
@@ -247,4 +268,9 @@ const main = async () => {
   }
 }
 
-await main()
+if (args.summarise) {
+  const profile = JSON.parse(await readFile(args.summarise, 'utf8')) as Profile
+  console.log(summarise(profile, Number(args.top)))
+} else {
+  await main()
+}
