@@ -41,6 +41,7 @@ const { values: args } = parseArgs({
     rates: { type: 'string', default: '100,1000' },
     pairs: { type: 'string', default: '50' },
     'min-window': { type: 'string', default: '10' },
+    settle: { type: 'string', default: '10' },
     idle: { type: 'string', default: '10' },
     help: { type: 'boolean', default: false },
   },
@@ -91,7 +92,8 @@ const measureHold = async (flushMs: number, rates: number[], pairs: number) => {
     })
   try {
     const digest = await pushBlob(hold, randomBytes(1024))
-    await sleep(3000)
+    // Past the start's own work (the background walk of the tree, the JIT) before idling.
+    await sleep(Number(args.settle) * 1000)
     const idleSeconds = Number(args.idle)
     const i0 = sample(pid)
     await sleep(idleSeconds * 1000)
@@ -154,7 +156,9 @@ const measureHold = async (flushMs: number, rates: number[], pairs: number) => {
       const run = await counted
       if (run.errors)
         throw new Error(`counted at ${rate}/s: ${run.errors} errors`)
-      // Not counted, over as long a window.
+      // Not counted, over as long a window, once the last counts' persists and checkpoints are
+      // done.
+      await sleep(3000)
       const seconds = (b.at - a.at) / 1000
       const plain = openLoad({
         base: hold.base,
@@ -226,7 +230,7 @@ const main = async () => {
 
 if (args.help) {
   console.log(
-    'npm run bench:cost -- [--flush-ms 60000,1000] [--rates 100,1000] [--pairs 50] [--min-window S] [--idle S]',
+    'npm run bench:cost -- [--flush-ms 60000,1000] [--rates 100,1000] [--pairs 50] [--min-window S] [--idle S] [--settle S]',
   )
 } else {
   await main()
