@@ -3,7 +3,8 @@
  * the ceiling of this stack, and commit counters), and with BENCH_COUNTER=seed one signed commit
  * per count around the real getBlob. Prints `READY <port>` when it listens.
  */
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { Session } from 'node:inspector/promises'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import type { LexMap } from '@atproto/lex-data'
 import type { App } from '../src/api/util.ts'
@@ -70,10 +71,18 @@ const hold = await HoldServer.create(
   { extend: process.env.BENCH_COUNTER === 'seed' ? commitPerCount : undefined },
 )
 const commits = { count: 0, ops: 0, maxOps: 0 }
+const commitWaiters: (() => void)[] = []
 hold.ctx.writer.onCommit(({ ops }) => {
   commits.count++
   commits.ops += ops.length
   commits.maxOps = Math.max(commits.maxOps, ops.length)
+  for (const wake of commitWaiters.splice(0)) wake()
+})
+// Answers at the hold's next commit (a stats flush, when only pulls arrive): a benchmark lines
+// its measurement windows up with the flushes this way, without polling the hold.
+hold.app.post('/_bench/next-commit', async (c) => {
+  await new Promise<void>((resolve) => commitWaiters.push(resolve))
+  return c.json({ ...commits })
 })
 hold.app.get('/_bench/bare', (c) => c.json({ ok: true, hold: 'bench' }))
 const procStatus = (): Record<string, string> => {
@@ -106,6 +115,7 @@ hold.app.post('/_bench/loop-delay', (c) => {
 hold.app.get('/_bench/info', (c) =>
   c.json({
     ...commits,
+    pulls: hold.ctx.stats.totals.pulls,
     pendingPairs: hold.ctx.stats.pendingPairs,
     rssMb: process.memoryUsage().rss / 1024 / 1024,
     heapMb: process.memoryUsage().heapUsed / 1024 / 1024,
@@ -119,6 +129,29 @@ hold.app.get('/_bench/info', (c) =>
 hold.app.post('/_bench/flush', async (c) =>
   c.json(await hold.ctx.stats.flush()),
 )
+// A CPU profile of a window the benchmark chooses (scripts/bench-profile.ts): the same V8
+// profiler as `node --cpu-prof`, without the start-up and warm-up in it.
+// The session is opened on first use: a hold that is not profiled runs without one.
+let inspector: Session | undefined
+hold.app.post('/_bench/profile/start', async (c) => {
+  if (!inspector) {
+    inspector = new Session()
+    inspector.connect()
+  }
+  await inspector.post('Profiler.enable')
+  await inspector.post('Profiler.setSamplingInterval', {
+    interval: Number(c.req.query('us') ?? 1000),
+  })
+  await inspector.post('Profiler.start')
+  return c.json({ ok: true })
+})
+hold.app.post('/_bench/profile/stop', async (c) => {
+  if (!inspector) return c.json({ error: 'not profiling' }, 400)
+  const { profile } = await inspector.post('Profiler.stop')
+  const file = c.req.query('file')
+  if (file) writeFileSync(file, JSON.stringify(profile))
+  return c.json({ ok: true, file })
+})
 await hold.start()
 process.stdout.write(`READY ${hold.port}\n`)
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {

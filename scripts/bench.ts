@@ -28,12 +28,15 @@ import { ids } from '../src/ids.ts'
 import { s3Env, startS3 } from '../test/_s3.ts'
 import { benchUpload, printUploadRuns } from './bench-upload.ts'
 import {
+  blobPaths,
+  DIDS,
   getJson,
   load,
   median,
   openLoad,
   ownerToken,
   pushBlob,
+  REPOS,
   startHold,
   stopHold,
   type Hold,
@@ -57,26 +60,6 @@ const ROUNDS = Number(args.rounds)
 const CONNECTIONS = Number(args.connections)
 const FLUSH_MS = Number(args['flush-ms'])
 const ONLY = args.only?.split(',')
-
-const DIDS = Array.from(
-  { length: 10 },
-  (_, i) => `did:plc:benchuser${String(i).padStart(15, '0')}`,
-)
-const REPOS = ['app', 'api', 'worker', 'tools/builder', 'base-image']
-
-/** Paths cycling over 10 DIDs x 5 repositories, so counts spread over 50 records. */
-const blobPaths = (
-  digest: string,
-  opts: { method?: 'GET'; repo: boolean },
-): string[] =>
-  DIDS.flatMap((did) =>
-    REPOS.map((repo) => {
-      const q = new URLSearchParams({ did, cid: digest })
-      if (opts.method) q.set('method', opts.method)
-      if (opts.repo) q.set('repo', repo)
-      return `/xrpc/${ids.SyncGetBlob}?${q}`
-    }),
-  )
 
 const statsPaths = (kind: 'get' | 'list'): string[] =>
   DIDS.flatMap((did) =>

@@ -31,6 +31,26 @@ export const NODE_FLAGS: string[] = (
   .filter((arg) => arg.startsWith('--'))
 export const OWNER = 'did:plc:benchowner00000000000000'
 
+export const DIDS = Array.from(
+  { length: 10 },
+  (_, i) => `did:plc:benchuser${String(i).padStart(15, '0')}`,
+)
+export const REPOS = ['app', 'api', 'worker', 'tools/builder', 'base-image']
+
+/** getBlob paths cycling over 10 DIDs x 5 repositories, so counts spread over 50 records. */
+export const blobPaths = (
+  digest: string,
+  opts: { method?: 'GET'; repo: boolean },
+): string[] =>
+  DIDS.flatMap((did) =>
+    REPOS.map((repo) => {
+      const q = new URLSearchParams({ did, cid: digest })
+      if (opts.method) q.set('method', opts.method)
+      if (opts.repo) q.set('repo', repo)
+      return `/xrpc/${ids.SyncGetBlob}?${q}`
+    }),
+  )
+
 export type Hold = {
   proc: ChildProcess
   base: string
@@ -301,4 +321,21 @@ export const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b)
   const m = Math.floor(s.length / 2)
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+/** USER_HZ: /proc counts CPU time in 1/100 s. */
+const TICK_US = 1e6 / 100
+
+/** A process's CPU time (every thread, user and system) and bytes written to storage so far. */
+export type ProcSample = { at: number; cpuUs: number; writeBytes: number }
+
+/** Reads /proc/<pid>/stat and /proc/<pid>/io (Linux). */
+export const procSample = (pid: number): ProcSample => {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // Fields after the command name (which may hold spaces) start at field 3.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const ticks = Number(fields[11]) + Number(fields[12]) // utime, stime
+  const io = readFileSync(`/proc/${pid}/io`, 'utf8')
+  const writeBytes = Number(/^write_bytes: (\d+)$/m.exec(io)![1])
+  return { at: performance.now(), cpuUs: ticks * TICK_US, writeBytes }
 }

@@ -45,7 +45,24 @@ export class HoldAccess {
     need: Permission,
     nsid: string,
   ): Promise<Caller> {
-    const caller = await this.authenticate(c, nsid)
+    return this.decide(await this.authenticate(c, nsid), need)
+  }
+
+  /**
+   * authorize() without waiting, for a request that carries no Authorization header at all;
+   * undefined when it carries one (even empty), which authorize() must read. The Node request's
+   * own headers are asked first: reading one through the fetch API's Headers builds and checks
+   * them all, a real share of a getBlob.
+   */
+  authorizeAnonymous(c: ClientRequest, need: Permission): Caller | undefined {
+    const headers = c.env?.incoming?.headers
+    const absent = headers
+      ? headers.authorization === undefined
+      : c.req.header('authorization') === undefined
+    return absent ? this.decide({}, need) : undefined
+  }
+
+  private decide(caller: Caller, need: Permission): Caller {
     if (need === 'blob:read' && this.crew.captain.public) return caller
     if (!caller.did) {
       throw new AuthRequiredError(

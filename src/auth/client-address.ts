@@ -8,7 +8,12 @@ export type TrustedProxy = {
 /** The parts of a request its client is told by (a Hono context has them). */
 export type ClientRequest = {
   req: { header(name: string): string | undefined }
-  env?: { incoming?: { socket?: { remoteAddress?: string } } }
+  env?: {
+    incoming?: {
+      socket?: { remoteAddress?: string }
+      headers?: Record<string, string | string[] | undefined>
+    }
+  }
 }
 
 /**

@@ -23,6 +23,11 @@ export type UrlGrant = {
 /** A grant as a URL presented it: `sig` names the URL, `exp` is when it stops working. */
 export type VerifiedGrant = UrlGrant & { sig: string; exp: number }
 
+export type SignedUrl = { readonly url: string; readonly expiresAt: string }
+
+/** Signed URLs kept for the current second; past this many, the rest are signed each time. */
+const MEMO_MAX = 10_000
+
 export const BLOB_URL_PATH = '/blobs/sha256/'
 /** Part URLs of multipart uploads on disk: `/uploads/<uploadId>/parts/<partNumber>`. */
 export const PART_URL_PATH = '/uploads/'
@@ -42,6 +47,10 @@ export class BlobUrlSigner {
   private readonly base: string
   private readonly partBase: string
   private readonly ttlMs: number
+  private readonly memo = new Map<string, SignedUrl>()
+  private memoExp = 0
+  private isoExp = 0
+  private iso = ''
 
   constructor(secret: Buffer, publicUrl: string, ttlMs = 15 * 60 * 1000) {
     this.key = createSecretKey(secret)
@@ -50,11 +59,28 @@ export class BlobUrlSigner {
     this.ttlMs = ttlMs
   }
 
-  sign(grant: UrlGrant, now = Date.now()): { url: string; expiresAt: string } {
+  sign(grant: UrlGrant, now = Date.now()): SignedUrl {
     const exp = Math.floor((now + this.ttlMs) / 1000)
     if (grant.method === 'PUT' && !grant.nonce) {
       grant = { ...grant, nonce: randomBytes(12).toString('base64url') }
     }
+    // A URL is a function of its grant and its expiry, which moves once a second: the same
+    // pull asked again within that second (a popular layer) gets the URL already signed.
+    if (grant.nonce) return this.signNow(grant, exp)
+    if (exp !== this.memoExp) {
+      this.memo.clear()
+      this.memoExp = exp
+    }
+    const key = `${grant.method}\n${grant.hex}\n${grant.did}\n${grant.repo ?? ''}\n${grant.caller ?? ''}`
+    let signed = this.memo.get(key)
+    if (signed === undefined) {
+      signed = this.signNow(grant, exp)
+      if (this.memo.size < MEMO_MAX) this.memo.set(key, signed)
+    }
+    return signed
+  }
+
+  private signNow(grant: UrlGrant, exp: number): SignedUrl {
     const repo = grant.repo ? `&repo=${encodeURIComponent(grant.repo)}` : ''
     const caller = grant.caller
       ? `&caller=${encodeURIComponent(grant.caller)}`
@@ -64,7 +90,15 @@ export class BlobUrlSigner {
       `${this.base}${grant.hex}?method=${grant.method}` +
       `&did=${encodeURIComponent(grant.did)}${repo}${caller}${nonce}` +
       `&exp=${exp}&sig=${this.mac(grant, exp)}`
-    return { url, expiresAt: new Date(exp * 1000).toISOString() }
+    return { url, expiresAt: this.expiresAt(exp) }
+  }
+
+  private expiresAt(exp: number): string {
+    if (exp !== this.isoExp) {
+      this.iso = new Date(exp * 1000).toISOString()
+      this.isoExp = exp
+    }
+    return this.iso
   }
 
   /** The grant of a signed URL, or a ForbiddenError when it is forged, altered or expired. */

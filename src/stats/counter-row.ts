@@ -46,7 +46,25 @@ export const COUNTER_SELECT = `
 /** The key of a pair in memory. */
 export const keyOf = (did: string, repository: string) => `${did} ${repository}`
 
-export const iso = (ms: number) => new Date(ms).toISOString()
+/** The last second formatted, and its start: counts taken in one second share the prefix. */
+let isoSecond = NaN
+let isoPrefix = ''
+/** Years 0 to 9999, which toISOString writes with four digits. */
+const MAX_ISO_MS = 253402300800000
+
+/** The ISO 8601 form of a time in ms, as Date.toISOString writes it (a persist writes many). */
+export const iso = (ms: number): string => {
+  if (!Number.isInteger(ms) || ms < 0 || ms >= MAX_ISO_MS) {
+    return new Date(ms).toISOString()
+  }
+  const second = Math.floor(ms / 1000)
+  if (second !== isoSecond) {
+    isoPrefix = new Date(second * 1000).toISOString().slice(0, 20)
+    isoSecond = second
+  }
+  const frac = ms - second * 1000
+  return `${isoPrefix}${frac < 10 ? '00' : frac < 100 ? '0' : ''}${frac}Z`
+}
 
 /** The later of ISO timestamps (all written with ms and Z, so they compare as strings). */
 export const latest = (...values: (string | null | undefined)[]) =>

@@ -3,7 +3,9 @@ import type { Ctx } from '../util.ts'
 /**
  * CORS for the read-only methods: any origin may read. The header is set before the handler
  * runs, so it lands in the response as it is built (hono/cors sets it afterwards, which makes
- * the Node adapter materialise every response: a tenth of a getBlob's cost).
+ * the Node adapter materialise every response: a tenth of a getBlob's cost). It goes on the Node
+ * response, which adds it to whatever the handler answers (errors too), not through c.header(),
+ * which would give every response a fetch API Headers object for the adapter to copy out again.
  */
 export const readOnlyCors = async (c: Ctx, next: () => Promise<void>) => {
   if (c.req.method === 'OPTIONS') {
@@ -15,6 +17,8 @@ export const readOnlyCors = async (c: Ctx, next: () => Promise<void>) => {
       'access-control-max-age': '86400',
     })
   }
-  c.header('access-control-allow-origin', '*')
+  const outgoing = c.env?.outgoing
+  if (outgoing) outgoing.setHeader('access-control-allow-origin', '*')
+  else c.header('access-control-allow-origin', '*')
   await next()
 }

@@ -1,0 +1,181 @@
+/**
+ * The getBlob request path, checkout against checkout (not part of `npm test`):
+ *   npm run bench:path -- [--tree LABEL=DIR ...] [--rounds 5] [--requests 20000] [--only a,b]
+ *
+ * Starts one hold per checkout (this one, labelled `this`, and each `--tree`, e.g. an older
+ * commit exported with `git archive` and node_modules linked in) as child processes, stores a
+ * 1 KiB blob in each, and drives the scenarios of `npm run bench` that measure the request path
+ * (bare, url, url+repo; HOLD_STATS_FLUSH_MS 1000) on every hold, round by round, the order
+ * reversed every other round so the machine's load falls on all alike. Prints per checkout the
+ * median req/s of each scenario and the medians of the per-round ratios url+repo / bare and
+ * url+repo / url, the figures the throughput targets are set in; and the same from the hold's
+ * CPU time per request (/proc/<pid>/stat over each run, every thread, the persists and flushes
+ * included), which the other load on a shared machine moves far less than throughput.
+ */
+import { randomBytes } from 'node:crypto'
+import { loadavg } from 'node:os'
+import { resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import {
+  blobPaths,
+  load,
+  median,
+  procSample,
+  pushBlob,
+  startHold,
+  stopHold,
+  type Hold,
+  type Run,
+} from './lib.ts'
+
+const { values: args } = parseArgs({
+  options: {
+    tree: { type: 'string', multiple: true, default: [] },
+    rounds: { type: 'string', default: '5' },
+    requests: { type: 'string', default: '20000' },
+    connections: { type: 'string', default: '32' },
+    only: { type: 'string', default: 'bare,url,url+repo' },
+    help: { type: 'boolean', default: false },
+  },
+})
+if (args.help) {
+  console.log(
+    'npm run bench:path -- [--tree LABEL=DIR ...] [--rounds N] [--requests N] [--connections N] [--only bare,url,url+repo]',
+  )
+} else {
+  await main()
+}
+
+async function main() {
+  const rounds = Number(args.rounds)
+  const requests = Number(args.requests)
+  const connections = Number(args.connections)
+  const names = args.only.split(',')
+  const trees: { label: string; dir?: string }[] = [
+    { label: 'this' },
+    ...args.tree.map((t) => {
+      const eq = t.indexOf('=')
+      if (eq < 1) throw new Error(`--tree ${t}: give it as LABEL=DIR`)
+      return { label: t.slice(0, eq), dir: resolve(t.slice(eq + 1)) }
+    }),
+  ]
+  const load0 = loadavg()
+  console.error(
+    `bench:path: ${trees.map((t) => t.label).join(', ')}; ${rounds} rounds of ${requests} requests, ${connections} connections; load average ${load0.map((l) => l.toFixed(2)).join(' ')}`,
+  )
+  const holds: (Hold & { label: string })[] = []
+  try {
+    for (const t of trees) {
+      const h = await startHold({
+        tree: t.dir,
+        env: { HOLD_STATS_FLUSH_MS: '1000' },
+      })
+      holds.push({ ...h, label: t.label })
+    }
+    const blob = randomBytes(1024)
+    const cases: {
+      hold: Hold & { label: string }
+      name: string
+      paths: string[]
+    }[] = []
+    for (const h of holds) {
+      const digest = await pushBlob(h, blob)
+      const paths: Record<string, string[]> = {
+        bare: ['/_bench/bare'],
+        url: blobPaths(digest, { method: 'GET', repo: false }),
+        'url+repo': blobPaths(digest, { method: 'GET', repo: true }),
+        bytes: blobPaths(digest, { repo: false }),
+        'bytes+repo': blobPaths(digest, { repo: true }),
+      }
+      for (const name of names) {
+        if (!paths[name]) throw new Error(`--only: no scenario ${name}`)
+        cases.push({ hold: h, name, paths: paths[name] })
+      }
+    }
+    const key = (c: { hold: { label: string }; name: string }) =>
+      `${c.hold.label} ${c.name}`
+    const runs = new Map<string, Run[]>(cases.map((c) => [key(c), []]))
+    // The hold's CPU time per answered request in each run: far steadier than throughput on a
+    // machine whose other load moves, and what throughput is made of when the hold is CPU-bound.
+    const cpu = new Map<string, number[]>(cases.map((c) => [key(c), []]))
+    for (const c of cases) {
+      await load({
+        base: c.hold.base,
+        paths: c.paths,
+        connections,
+        amount: Math.ceil(requests / 4),
+      })
+    }
+    for (let round = 1; round <= rounds; round++) {
+      const order = round % 2 ? cases : [...cases].reverse()
+      for (const c of order) {
+        const before = procSample(c.hold.proc.pid!)
+        const run = await load({
+          base: c.hold.base,
+          paths: c.paths,
+          connections,
+          amount: requests,
+        })
+        const after = procSample(c.hold.proc.pid!)
+        cpu.get(key(c))!.push((after.cpuUs - before.cpuUs) / run.ok)
+        if (run.errors) throw new Error(`${key(c)}: ${run.errors} errors`)
+        runs.get(key(c))!.push(run)
+        console.error(
+          `round ${round} ${key(c).padEnd(20)} ${run.rps.toFixed(0).padStart(7)} req/s  p99 ${run.p99} ms  ${cpu.get(key(c))!.at(-1)!.toFixed(0)} µs CPU per request`,
+        )
+      }
+    }
+    const rps = (label: string, name: string) =>
+      runs.get(`${label} ${name}`)?.map((r) => r.rps)
+    const ratio = (label: string, a: string, b: string) => {
+      const ra = rps(label, a)
+      const rb = rps(label, b)
+      if (!ra || !rb) return ''
+      return median(ra.map((x, i) => x / rb[i])).toFixed(3)
+    }
+    const cpuOf = (label: string, name: string) => cpu.get(`${label} ${name}`)
+    // CPU per request of b over a's: the throughput ratio a / b of a hold bound by its CPU.
+    const cpuRatio = (label: string, a: string, b: string) => {
+      const ca = cpuOf(label, a)
+      const cb = cpuOf(label, b)
+      if (!ca || !cb) return ''
+      return median(ca.map((x, i) => cb[i] / x)).toFixed(3)
+    }
+    console.log(
+      `\nload average at the start ${load0.map((l) => l.toFixed(2)).join(' ')}, at the end ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}\n`,
+    )
+    console.log(
+      `| checkout | ${names.map((n) => `${n} req/s`).join(' | ')} | url+repo / bare | url+repo / url | url / bare |`,
+    )
+    console.log(`|---|${names.map(() => '---:|').join('')}---:|---:|---:|`)
+    for (const h of holds) {
+      console.log(
+        `| ${h.label} | ${names
+          .map((n) => median(rps(h.label, n)!).toFixed(0))
+          .join(
+            ' | ',
+          )} | ${ratio(h.label, 'url+repo', 'bare')} | ${ratio(h.label, 'url+repo', 'url')} | ${ratio(h.label, 'url', 'bare')} |`,
+      )
+    }
+    console.log(
+      `\n| checkout | ${names.map((n) => `${n} µs CPU per request`).join(' | ')} | url+repo / bare | url+repo / url | url / bare |`,
+    )
+    console.log(`|---|${names.map(() => '---:|').join('')}---:|---:|---:|`)
+    for (const h of holds) {
+      console.log(
+        `| ${h.label} | ${names
+          .map((n) => median(cpuOf(h.label, n)!).toFixed(0))
+          .join(
+            ' | ',
+          )} | ${cpuRatio(h.label, 'url+repo', 'bare')} | ${cpuRatio(h.label, 'url+repo', 'url')} | ${cpuRatio(h.label, 'url', 'bare')} |`,
+      )
+    }
+    console.log(
+      '\nratios are medians of the per-round ratios; in the CPU table, a / b is the CPU per request of b over that of a (the throughput ratio of a hold bound by its CPU)',
+    )
+  } finally {
+    for (const h of holds) await stopHold(h)
+  }
+}

@@ -1,0 +1,276 @@
+/**
+ * Where a getBlob's time goes (not part of `npm test`):
+ *   npm run bench:profile -- [--scenario url+repo] [--requests 60000] [--us 250] [--top 25]
+ *
+ * Starts one real hold as a child process (scripts/bench-server.ts, HOLD_STATS_FLUSH_MS 1000 as
+ * in `npm run bench`), stores a 1 KiB blob, warms it up, then drives one scenario of
+ * scripts/bench.ts with autocannon while the hold's V8 CPU profiler samples (the profiler of
+ * `node --cpu-prof`, started and stopped around the measured window only). Prints the self time
+ * by category (what the request path does: parsing, validation, signing, headers, middleware,
+ * the adapter, logging, metrics, counting; the runtime: HTTP and sockets, GC) and the top frames
+ * by self time, and keeps the .cpuprofile (open it in Chrome DevTools or speedscope).
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdir, readFile } from 'node:fs/promises'
+import { loadavg } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import {
+  blobPaths,
+  getJson,
+  load,
+  pushBlob,
+  startHold,
+  stopHold,
+} from './lib.ts'
+import { tempDir } from '../test/_shared.ts'
+
+const { values: args } = parseArgs({
+  options: {
+    scenario: { type: 'string', default: 'url+repo' },
+    requests: { type: 'string', default: '60000' },
+    connections: { type: 'string', default: '32' },
+    us: { type: 'string', default: '250' },
+    top: { type: 'string', default: '25' },
+    out: { type: 'string' },
+    summarise: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+})
+if (args.help) {
+  console.log(
+    'npm run bench:profile -- [--scenario bare|url|url+repo|bytes|bytes+repo] [--requests N] [--connections N] [--us SAMPLING_US] [--top N] [--out DIR] [--summarise FILE.cpuprofile]',
+  )
+  process.exit(0)
+}
+
+type Frame = {
+  functionName: string
+  url: string
+  lineNumber: number
+  columnNumber: number
+}
+type ProfileNode = { id: number; callFrame: Frame; children?: number[] }
+type Profile = {
+  nodes: ProfileNode[]
+  samples: number[]
+  timeDeltas: number[]
+  startTime: number
+  endTime: number
+}
+
+/** The first rule that matches a frame names its category. */
+const CATEGORIES: [string, (f: Frame) => boolean][] = [
+  ['idle', (f) => f.functionName === '(idle)'],
+  // The inspector session that takes this profile, not the hold: left out like idle time.
+  ['idle', (f) => f.url === 'node:inspector'],
+  ['gc', (f) => f.functionName === '(garbage collector)'],
+  ['program (V8, native, unattributed)', (f) => f.functionName === '(program)'],
+  [
+    "parsing: query string, URL (ours and the adapter's)",
+    (f) =>
+      /src\/api\/util\.ts|node:internal\/worker\/js_transferable/.test(f.url) ||
+      /internal\/url|URLSearchParams|querystring/.test(f.url + f.functionName),
+  ],
+  [
+    'validation: did, cid, repo, method',
+    (f) =>
+      /@atproto\/syntax|@atproto\/lex-data|src\/blobs\/digest\.ts|src\/stats\/rkey\.ts/.test(
+        f.url,
+      ),
+  ],
+  [
+    'auth: token check, access',
+    (f) => /src\/auth\/|src\/layers\/visibility/.test(f.url),
+  ],
+  [
+    'signing the URL (HMAC, ISO date)',
+    (f) =>
+      /src\/blobs\/signed-url\.ts|internal\/crypto\//.test(f.url) ||
+      /toISOString/.test(f.functionName),
+  ],
+  [
+    'counting (count(), limits)',
+    (f) =>
+      /src\/stats\/(counting|limiter)\.ts/.test(f.url) ||
+      (/src\/stats\/counter-store\.ts/.test(f.url) &&
+        ['count', 'delta', 'has'].includes(f.functionName)),
+  ],
+  [
+    'persist, flush, SQLite, repo commit',
+    (f) =>
+      /src\/stats\/|src\/repo\/|src\/db\.ts|node:sqlite|@atproto\/(crypto|repo|lex-cbor)|@noble|multiformats|cborg/.test(
+        f.url,
+      ),
+  ],
+  [
+    'getBlob handler',
+    (f) => /src\/api\/com\/atproto\/sync\/getBlob/.test(f.url),
+  ],
+  ['blob store', (f) => /src\/blobs\//.test(f.url)],
+  ['middleware: observe, CORS', (f) => /src\/api\/middleware\//.test(f.url)],
+  ['metrics (prom-client)', (f) => /prom-client/.test(f.url)],
+  ['logging (pino)', (f) => /pino|sonic-boom/.test(f.url)],
+  ['JSON serialisation', (f) => f.functionName === 'stringify'],
+  [
+    'headers (fetch API Headers, Hono, the adapter)',
+    (f) =>
+      /undici/.test(f.url) ||
+      (/header|Header/.test(f.functionName) &&
+        /hono|node-server|_http_outgoing/.test(f.url)),
+  ],
+  ['Hono adapter (@hono/node-server)', (f) => /@hono\/node-server/.test(f.url)],
+  ['Hono: router, context, compose', (f) => /node_modules\/hono\//.test(f.url)],
+  [
+    'Node HTTP server and sockets',
+    (f) =>
+      /node:_http|node:net|node:stream|node:internal\/(streams|http|stream_base|net|timers|async_hooks|process\/task_queues)|node:events|_http_/.test(
+        f.url,
+      ) ||
+      [
+        'writev',
+        'writeUtf8String',
+        'writeLatin1String',
+        'writeBuffer',
+      ].includes(f.functionName),
+  ],
+  ['Node: other internals', (f) => f.url.startsWith('node:')],
+  ['native, unattributed', (f) => f.url === ''],
+  ['other', () => true],
+]
+
+const categoryOf = (f: Frame): string =>
+  CATEGORIES.find(([, test]) => test(f))![0]
+
+/** V8's own pseudo-frames; every other frame without a URL is native code called from JS. */
+const PSEUDO = new Set(['(idle)', '(program)', '(garbage collector)', '(root)'])
+
+const short = (f: Frame) => {
+  const url = f.url
+    .replace(/^file:\/\/.*?\/node_modules\//, '')
+    .replace(/^file:\/\/.*?\/(src|scripts)\//, '$1/')
+  return `${f.functionName || '(anonymous)'} ${url}:${f.lineNumber + 1}`
+}
+
+const summarise = (profile: Profile, top: number): string => {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]))
+  const parent = new Map<number, number>()
+  for (const n of profile.nodes) {
+    for (const child of n.children ?? []) parent.set(child, n.id)
+  }
+  // A native frame (an HMAC's init, a SQLite statement, a socket write) is put in the category
+  // of the nearest JavaScript frame that called it.
+  const categoryOfNode = (id: number): string => {
+    let f = byId.get(id)!.callFrame
+    if (f.url === '' && !PSEUDO.has(f.functionName)) {
+      const own = categoryOf(f)
+      if (own !== 'native, unattributed') return own
+      for (let p = parent.get(id); p !== undefined; p = parent.get(p)) {
+        const up = byId.get(p)!.callFrame
+        if (up.url !== '') {
+          f = up
+          break
+        }
+      }
+    }
+    return categoryOf(f)
+  }
+  const selfUs = new Map<number, number>()
+  for (let i = 0; i < profile.samples.length; i++) {
+    const id = profile.samples[i]
+    selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0))
+  }
+  let total = 0
+  let busy = 0
+  const cats = new Map<string, number>()
+  const frames = new Map<string, { us: number; cat: string }>()
+  for (const [id, us] of selfUs) {
+    const f = byId.get(id)!.callFrame
+    const cat = categoryOfNode(id)
+    total += us
+    if (cat !== 'idle') busy += us
+    cats.set(cat, (cats.get(cat) ?? 0) + us)
+    const key = short(f)
+    const cur = frames.get(key) ?? { us: 0, cat }
+    cur.us += us
+    frames.set(key, cur)
+  }
+  const pct = (us: number) => ((100 * us) / busy).toFixed(1)
+  const lines = [
+    `profiled ${(total / 1e6).toFixed(1)} s, busy ${(busy / 1e6).toFixed(1)} s (idle ${(((total - busy) / total) * 100).toFixed(0)}%)`,
+    '',
+    '| category (self time) | % of busy |',
+    '|---|---:|',
+    ...[...cats]
+      .filter(([c]) => c !== 'idle')
+      .sort((a, b) => b[1] - a[1])
+      .map(([c, us]) => `| ${c} | ${pct(us)} |`),
+    '',
+    `| top ${top} frames by self time | category | % of busy |`,
+    '|---|---|---:|',
+    ...[...frames]
+      .filter(([, v]) => v.cat !== 'idle')
+      .sort((a, b) => b[1].us - a[1].us)
+      .slice(0, top)
+      .map(([k, v]) => `| \`${k}\` | ${v.cat} | ${pct(v.us)} |`),
+  ]
+  return lines.join('\n')
+}
+
+const main = async () => {
+  const scenario = args.scenario
+  const requests = Number(args.requests)
+  const connections = Number(args.connections)
+  const out = args.out ?? (await tempDir('atcr-profile-'))
+  const hold = await startHold({ env: { HOLD_STATS_FLUSH_MS: '1000' } })
+  try {
+    const digest = await pushBlob(hold, randomBytes(1024))
+    const paths =
+      scenario === 'bare'
+        ? ['/_bench/bare']
+        : blobPaths(digest, {
+            method: scenario.startsWith('url') ? 'GET' : undefined,
+            repo: scenario.endsWith('+repo'),
+          })
+    console.error(
+      `profiling ${scenario}: ${requests} requests, ${connections} connections, sampling every ${args.us} µs; load average ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')}`,
+    )
+    await load({
+      base: hold.base,
+      paths,
+      connections,
+      amount: Math.ceil(requests / 4),
+    })
+    await getJson(`${hold.base}/_bench/profile/start?us=${args.us}`, {
+      method: 'POST',
+    })
+    const run = await load({
+      base: hold.base,
+      paths,
+      connections,
+      amount: requests,
+    })
+    await mkdir(out, { recursive: true })
+    const file = join(out, `${scenario}.cpuprofile`)
+    await getJson(
+      `${hold.base}/_bench/profile/stop?file=${encodeURIComponent(file)}`,
+      { method: 'POST' },
+    )
+    console.error(
+      `${run.rps.toFixed(0)} req/s, p99 ${run.p99} ms, errors ${run.errors}; profile in ${file}`,
+    )
+    const profile = JSON.parse(await readFile(file, 'utf8')) as Profile
+    console.log(summarise(profile, Number(args.top)))
+  } finally {
+    await stopHold(hold)
+  }
+}
+
+if (args.summarise) {
+  const profile = JSON.parse(await readFile(args.summarise, 'utf8')) as Profile
+  console.log(summarise(profile, Number(args.top)))
+} else {
+  await main()
+}
