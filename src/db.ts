@@ -553,6 +553,46 @@ export const MIGRATIONS: string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX manifest_blob_user_idx ON manifest_blob (user_did);
   `,
+  // Per-day counts (src/stats/history.ts). What was counted before they were kept starts out
+  // in stats_day_pruned, so a pair's days always add up to its own counts.
+  `
+  CREATE TABLE stats_day (
+    did TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    pulls INTEGER NOT NULL,
+    pushes INTEGER NOT NULL,
+    clients BLOB,
+    PRIMARY KEY (did, repository, day)
+  ) WITHOUT ROWID;
+  CREATE INDEX stats_day_day_idx ON stats_day (day);
+  CREATE TABLE stats_day_pruned (
+    did TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    pulls INTEGER NOT NULL,
+    pushes INTEGER NOT NULL,
+    PRIMARY KEY (did, repository)
+  ) WITHOUT ROWID;
+  INSERT INTO stats_day_pruned (did, repository, pulls, pushes)
+    SELECT did, repository, pull_count, push_count FROM stats_counter
+    WHERE pull_count > 0 OR push_count > 0;
+  CREATE TABLE stats_window (win INTEGER PRIMARY KEY);
+  WITH RECURSIVE w(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM w WHERE n < 30)
+    INSERT INTO stats_window SELECT n FROM w;
+  CREATE TABLE stats_trending (
+    win INTEGER NOT NULL,
+    did TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    pulls INTEGER NOT NULL,
+    PRIMARY KEY (did, repository, win)
+  ) WITHOUT ROWID;
+  CREATE INDEX stats_trending_rank_idx ON stats_trending (win, pulls, did, repository);
+  CREATE TABLE stats_history_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    trending_day INTEGER NOT NULL
+  );
+  INSERT INTO stats_history_state (id, trending_day) VALUES (1, 0);
+  `,
 ]
 
 const migrate = (db: DatabaseSync): void => {

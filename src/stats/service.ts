@@ -4,6 +4,13 @@ import type { RepoWriter } from '../repo/writer.ts'
 import type { Baseline } from './baseline.ts'
 import type { StatsView } from './counter-row.ts'
 import { CounterStore } from './counter-store.ts'
+import { ClientHasher } from './hll.ts'
+import {
+  History,
+  type HistoryDay,
+  type TrendingCursor,
+  type TrendingRow,
+} from './history.ts'
 import {
   StatsMaintenance,
   type ImportResult,
@@ -14,6 +21,15 @@ import { StatsQueries } from './queries.ts'
 import { TopPairs } from './top-pairs.ts'
 
 export type { FlushResult, ImportResult, ResetResult, StatsView }
+
+export type StatsOptions = {
+  persistMs: number
+  flushMs: number
+  /** HOLD_STATS_HISTORY_DAYS; 0 or absent: no per-day counts. */
+  historyDays?: number
+  /** The key client addresses are hashed under for unique-client counts. */
+  clientKey?: Buffer
+}
 
 /**
  * Pull and push counts, the way the data goes: taken in memory and persisted to the counter
@@ -30,22 +46,35 @@ export class StatsService {
   private readonly queries: StatsQueries
   private readonly maintenance: StatsMaintenance
   private readonly topPairs: TopPairs
-  private readonly opts: { persistMs: number; flushMs: number }
+  /** Per-day counts; undefined with HOLD_STATS_HISTORY_DAYS=0. */
+  readonly history: History | undefined
+  private readonly opts: StatsOptions
 
   constructor(
     database: Database,
     writer: RepoWriter,
     log: Logger,
-    opts: { persistMs: number; flushMs: number },
+    opts: StatsOptions,
   ) {
     this.opts = opts
     this.topPairs = new TopPairs(database)
-    this.counters = new CounterStore(database, this.topPairs, log)
+    const days = opts.historyDays ?? 0
+    this.history =
+      days > 0 && opts.clientKey ? new History(database, days, log) : undefined
+    this.counters = new CounterStore(
+      database,
+      this.topPairs,
+      log,
+      this.history && opts.clientKey
+        ? { days: this.history, clients: new ClientHasher(opts.clientKey) }
+        : undefined,
+    )
     this.publisher = new StatsPublisher(database, writer, this.counters, log)
     const parts = {
       counters: this.counters,
       top: this.topPairs,
       publisher: this.publisher,
+      history: this.history,
     }
     this.queries = new StatsQueries(database, parts)
     this.maintenance = new StatsMaintenance(database, parts, log)
@@ -54,16 +83,23 @@ export class StatsService {
   start(): void {
     this.counters.start(this.opts.persistMs)
     this.publisher.start(this.opts.flushMs)
+    this.history?.start()
   }
 
   /** Stops the timers and writes everything pending into the table and the repo. */
   stop(): Promise<FlushResult> {
+    this.history?.stop()
     this.counters.stop()
     return this.publisher.stop()
   }
 
-  countPull(did: string, repository: string, now?: number): void {
-    this.counters.count('pull', did, repository, now)
+  countPull(
+    did: string,
+    repository: string,
+    now?: number,
+    client?: string,
+  ): void {
+    this.counters.count('pull', did, repository, now, client)
   }
 
   countPush(did: string, repository: string, now?: number): void {
@@ -133,6 +169,32 @@ export class StatsService {
 
   overall(): { pairs: number; pulls: number; pushes: number } {
     return this.queries.overall()
+  }
+
+  /**
+   * A pair's days from `since` to `until` (UTC day numbers), today's counts included; undefined
+   * when no history is kept.
+   */
+  historyOf(
+    did: string,
+    repository: string,
+    since: number,
+    until: number,
+  ): HistoryDay[] | undefined {
+    if (!this.history) return undefined
+    this.counters.persistIfWritable()
+    return this.history.range(did, repository, since, until)
+  }
+
+  /** The most pulled pairs of the last `days` days; undefined when no history is kept. */
+  trending(
+    days: number,
+    limit: number,
+    after?: TrendingCursor,
+  ): TrendingRow[] | undefined {
+    if (!this.history) return undefined
+    this.counters.persistIfWritable()
+    return this.history.trending(days, limit, after)
   }
 
   summary(): ReturnType<StatsQueries['summary']> {

@@ -1,0 +1,405 @@
+import { prepareAll, type Database, type Statements } from '../db.ts'
+import type { Logger } from '../logger.ts'
+import { Sketch, mergeSketchBytes } from './hll.ts'
+
+export const DAY_MS = 86_400_000
+/** listTrending's longest window, in days: the trending table keeps one row per window. */
+export const TRENDING_MAX_DAYS = 30
+/** getStatsHistory's longest range, in days. */
+export const HISTORY_MAX_DAYS = 366
+/** Day rows folded into stats_day_pruned per transaction, so pruning never holds the writer long. */
+const PRUNE_BATCH = 2000
+const MAINTAIN_MS = 60_000
+
+/** The UTC day of a time in ms: days since 1970-01-01. */
+export const dayOf = (ms: number): number => Math.floor(ms / DAY_MS)
+
+/** A UTC day as YYYY-MM-DD. */
+export const dayString = (day: number): string =>
+  new Date(day * DAY_MS).toISOString().slice(0, 10)
+
+/** The UTC day of a YYYY-MM-DD date; undefined when it is not one (2026-02-30 is not). */
+export const parseDay = (value: string): number | undefined => {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(value)) return undefined
+  const ms = Date.parse(`${value}T00:00:00.000Z`)
+  if (Number.isNaN(ms)) return undefined
+  const day = dayOf(ms)
+  return dayString(day) === value ? day : undefined
+}
+
+/** A pair's counts of one UTC day, with its unique-client sketch when clients are counted. */
+export type DayCounts = {
+  day: number
+  pulls: number
+  pushes: number
+  clients?: Sketch
+}
+
+/**
+ * What a pending delta carries for the day rows: the day its latest counts belong to, and the
+ * counts of earlier days when the delta spans a midnight (rare, so usually absent). The counts
+ * of `day` are the delta's totals less those of `earlier`.
+ */
+export type DayCarrier = {
+  pulls: number
+  pushes: number
+  day: number
+  earlier?: DayCounts[]
+  clients?: Sketch
+}
+
+const addTo = (list: DayCounts[], e: DayCounts): void => {
+  if (e.pulls === 0 && e.pushes === 0 && !e.clients) return
+  const cur = list.find((x) => x.day === e.day)
+  if (!cur) {
+    list.push({ ...e })
+    return
+  }
+  cur.pulls += e.pulls
+  cur.pushes += e.pushes
+  if (e.clients) {
+    if (cur.clients) cur.clients.merge(e.clients)
+    else cur.clients = e.clients
+  }
+}
+
+/** Every day of a delta with its counts. */
+export const daysOf = (d: DayCarrier): DayCounts[] => {
+  let pulls = d.pulls
+  let pushes = d.pushes
+  const out: DayCounts[] = []
+  for (const e of d.earlier ?? []) {
+    pulls -= e.pulls
+    pushes -= e.pushes
+    out.push(e)
+  }
+  out.push({ day: d.day, pulls, pushes, clients: d.clients })
+  return out
+}
+
+/**
+ * Moves a delta to `day`: the counts so far stay with the day they were taken on. Called by a
+ * count whose day is not the delta's (a midnight passed, or the clock went back).
+ */
+export const rollDay = (d: DayCarrier, day: number): void => {
+  const list = daysOf(d).filter((e) => e.day !== day)
+  const same = d.earlier?.find((e) => e.day === day)
+  d.earlier = []
+  for (const e of list) addTo(d.earlier, e)
+  if (d.earlier.length === 0) d.earlier = undefined
+  d.day = day
+  d.clients = same?.clients
+}
+
+/**
+ * Adds the day counts of `from` into `into` (a failed persist's delta put back in front of one
+ * counted since). The totals are added by the caller, before this.
+ */
+export const mergeDays = (into: DayCarrier, from: DayCarrier): void => {
+  const list = into.earlier ?? []
+  for (const e of daysOf(from)) {
+    if (e.day === into.day) {
+      if (e.clients) {
+        if (into.clients) into.clients.merge(e.clients)
+        else into.clients = e.clients
+      }
+    } else addTo(list, e)
+  }
+  into.earlier = list.length > 0 ? list : undefined
+}
+
+/** A pair the history is written for: a delta of the counter store. */
+export type HistoryDelta = DayCarrier & { did: string; repository: string }
+
+export type HistoryDay = {
+  day: string
+  pulls: number
+  pushes: number
+  uniqueClients?: number
+}
+
+export type TrendingRow = {
+  did: string
+  repository: string
+  /** Pulls in the window. */
+  pulls: number
+  pullCount: number
+  pushCount: number
+}
+
+/** Where a trending page ends: the last row's window pulls, DID and repository. */
+export type TrendingCursor = { pulls: number; did: string; repository: string }
+
+const SQL = {
+  upsertDay: `
+    INSERT INTO stats_day (did, repository, day, pulls, pushes, clients)
+    VALUES (?, ?, ?, ?, ?, ?)
+    ON CONFLICT (did, repository, day) DO UPDATE SET
+      pulls = pulls + excluded.pulls, pushes = pushes + excluded.pushes,
+      clients = hll_merge(clients, excluded.clients)`,
+  // The windows that hold the day: a pull `age` days old is in every window longer than that.
+  upsertTrend: `
+    INSERT INTO stats_trending (win, did, repository, pulls)
+    SELECT win, ?1, ?2, ?4 FROM stats_window WHERE win > ?3
+    ON CONFLICT (did, repository, win) DO UPDATE SET pulls = pulls + excluded.pulls`,
+  trendingDay:
+    'SELECT trending_day AS day FROM stats_history_state WHERE id = 1',
+  setTrendingDay:
+    'UPDATE stats_history_state SET trending_day = ? WHERE id = 1',
+  // Moving the windows on to day ?1: window N no longer holds day ?1 - N.
+  rollTrend: `
+    UPDATE stats_trending SET pulls = stats_trending.pulls - d.pulls
+    FROM (SELECT did, repository, ?1 - day AS win, pulls FROM stats_day
+          WHERE day >= ?1 - ${TRENDING_MAX_DAYS} AND day < ?1 AND pulls > 0) AS d
+    WHERE stats_trending.did = d.did AND stats_trending.repository = d.repository
+      AND stats_trending.win = d.win`,
+  dropIdle: `
+    DELETE FROM stats_trending WHERE (did, repository) IN (
+      SELECT did, repository FROM stats_trending WHERE win = ${TRENDING_MAX_DAYS} AND pulls <= 0)`,
+  clearTrend: 'DELETE FROM stats_trending',
+  range: `
+    SELECT day, pulls, pushes, clients FROM stats_day
+    WHERE did = ? AND repository = ? AND day >= ? AND day <= ? ORDER BY day`,
+  trending: `
+    SELECT t.did, t.repository, t.pulls,
+           c.pull_count + c.baseline_pull AS pullCount,
+           c.push_count + c.baseline_push AS pushCount
+    FROM stats_trending t
+    JOIN stats_counter c ON c.did = t.did AND c.repository = t.repository
+    WHERE t.win = ?1 AND t.pulls > 0 AND (t.pulls, t.did, t.repository) < (?2, ?3, ?4)
+    ORDER BY t.pulls DESC, t.did DESC, t.repository DESC
+    LIMIT ?5`,
+  pruneFold: `
+    INSERT INTO stats_day_pruned (did, repository, pulls, pushes)
+    SELECT did, repository, sum(pulls), sum(pushes) FROM (
+      SELECT did, repository, pulls, pushes FROM stats_day
+      WHERE day < ?1 ORDER BY day, did, repository LIMIT ${PRUNE_BATCH})
+    WHERE true GROUP BY did, repository
+    ON CONFLICT (did, repository) DO UPDATE SET
+      pulls = pulls + excluded.pulls, pushes = pushes + excluded.pushes`,
+  pruneDelete: `
+    DELETE FROM stats_day WHERE (did, repository, day) IN (
+      SELECT did, repository, day FROM stats_day
+      WHERE day < ?1 ORDER BY day, did, repository LIMIT ${PRUNE_BATCH})`,
+  forgetDays:
+    'DELETE FROM stats_day WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)',
+  forgetPruned:
+    'DELETE FROM stats_day_pruned WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)',
+  forgetTrend:
+    'DELETE FROM stats_trending WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)',
+  export: `
+    SELECT did, repository, day, pulls, pushes, clients FROM stats_day
+    WHERE day >= ?1 AND (did, repository, day) > (?2, ?3, ?4)
+    ORDER BY did, repository, day LIMIT ?5`,
+}
+
+/**
+ * Per-day counts of each (DID, repository): `stats_day`, written in the counter store's persist
+ * transaction from the day counts its deltas carry, so the days of a pair always add up to its
+ * own counts (less those of days pruned past HOLD_STATS_HISTORY_DAYS, kept summed in
+ * `stats_day_pruned`). `stats_trending` keeps, per pair, its pulls in each of the last 1..30
+ * days, updated in the same transaction and moved on at each UTC midnight, so listTrending is
+ * a read of an index.
+ */
+export class History {
+  readonly keepDays: number
+  private readonly database: Database
+  private readonly sql: Statements<keyof typeof SQL>
+  private readonly log: Logger
+  private trendingDay: number
+  private timer: NodeJS.Timeout | undefined
+
+  constructor(database: Database, keepDays: number, log: Logger) {
+    this.database = database
+    this.keepDays = keepDays
+    this.log = log
+    database.db.function(
+      'hll_merge',
+      { deterministic: true },
+      (a, b) =>
+        mergeSketchBytes(
+          a as Uint8Array | null,
+          b as Uint8Array | null,
+        ) as Uint8Array | null,
+    )
+    this.sql = prepareAll(database.db, SQL)
+    this.trendingDay = (this.sql.trendingDay.get() as { day: number }).day
+  }
+
+  /** Writes the day counts of a persist's deltas: called inside its transaction. */
+  write(deltas: Iterable<HistoryDelta>): void {
+    for (const d of deltas) {
+      for (const e of daysOf(d)) {
+        if (e.day > this.trendingDay) this.roll(e.day)
+        if (e.pulls === 0 && e.pushes === 0 && !e.clients) continue
+        this.sql.upsertDay.run(
+          d.did,
+          d.repository,
+          e.day,
+          e.pulls,
+          e.pushes,
+          e.clients ? e.clients.toBytes() : null,
+        )
+        const age = this.trendingDay - e.day
+        if (e.pulls > 0 && age < TRENDING_MAX_DAYS) {
+          this.sql.upsertTrend.run(d.did, d.repository, age, e.pulls)
+        }
+      }
+    }
+  }
+
+  /** Moves the trending windows on to `today`, in the caller's transaction (or its own). */
+  private roll(today: number): void {
+    this.database.transaction(() => {
+      if (today - this.trendingDay > TRENDING_MAX_DAYS) {
+        this.sql.clearTrend.run()
+      } else {
+        for (let day = this.trendingDay + 1; day <= today; day++) {
+          this.sql.rollTrend.run(day)
+        }
+        this.sql.dropIdle.run()
+      }
+      this.sql.setTrendingDay.run(today)
+    })
+    this.trendingDay = today
+  }
+
+  /** A persist's transaction rolled back: a roll it made did too. */
+  rolledBack(): void {
+    this.trendingDay = (this.sql.trendingDay.get() as { day: number }).day
+  }
+
+  /** The trending windows are today's: called before they are read, and at each midnight. */
+  catchUp(now = Date.now()): void {
+    const today = dayOf(now)
+    if (today > this.trendingDay) this.roll(today)
+  }
+
+  /** Deletes a DID's day rows (all its repositories, or one): in the reset's transaction. */
+  forget(did: string, repository: string | null): void {
+    this.sql.forgetDays.run(did, repository)
+    this.sql.forgetPruned.run(did, repository)
+    this.sql.forgetTrend.run(did, repository)
+  }
+
+  /** A pair's days from `since` to `until` (UTC day numbers), days without counts as zeros. */
+  range(
+    did: string,
+    repository: string,
+    since: number,
+    until: number,
+  ): HistoryDay[] {
+    const rows = this.sql.range.all(did, repository, since, until) as {
+      day: number
+      pulls: number
+      pushes: number
+      clients: Uint8Array | null
+    }[]
+    const out: HistoryDay[] = []
+    let i = 0
+    for (let day = since; day <= until; day++) {
+      const row = rows[i]?.day === day ? rows[i++] : undefined
+      const view: HistoryDay = {
+        day: dayString(day),
+        pulls: row?.pulls ?? 0,
+        pushes: row?.pushes ?? 0,
+      }
+      if (row?.clients) {
+        const sketch = Sketch.from(row.clients)
+        if (sketch) view.uniqueClients = sketch.estimate()
+      }
+      out.push(view)
+    }
+    return out
+  }
+
+  /** The pairs with the most pulls in the last `days` days (today included), after `after`. */
+  trending(
+    days: number,
+    limit: number,
+    after: TrendingCursor | undefined,
+  ): TrendingRow[] {
+    this.catchUp()
+    return this.sql.trending.all(
+      days,
+      after?.pulls ?? Number.MAX_SAFE_INTEGER,
+      after?.did ?? '',
+      after?.repository ?? '',
+      limit,
+    ) as TrendingRow[]
+  }
+
+  /** Day rows from `since` on, by pair and day, after the position `after` (the CLI's export). */
+  exportRows(
+    since: number,
+    limit: number,
+    after: { did: string; repository: string; day: number } | undefined,
+  ): (HistoryDay & { did: string; repository: string })[] {
+    const rows = this.sql.export.all(
+      since,
+      after?.did ?? '',
+      after?.repository ?? '',
+      after?.day ?? -1,
+      limit,
+    ) as {
+      did: string
+      repository: string
+      day: number
+      pulls: number
+      pushes: number
+      clients: Uint8Array | null
+    }[]
+    return rows.map((r) => {
+      const view: HistoryDay & { did: string; repository: string } = {
+        did: r.did,
+        repository: r.repository,
+        day: dayString(r.day),
+        pulls: r.pulls,
+        pushes: r.pushes,
+      }
+      const sketch = r.clients ? Sketch.from(r.clients) : undefined
+      if (sketch) view.uniqueClients = sketch.estimate()
+      return view
+    })
+  }
+
+  /**
+   * Folds the day rows older than HOLD_STATS_HISTORY_DAYS into stats_day_pruned, a batch per
+   * transaction; returns how many rows went.
+   */
+  prune(now = Date.now()): number {
+    const before = dayOf(now) - this.keepDays + 1
+    let pruned = 0
+    for (;;) {
+      const n = this.database.transaction(() => {
+        this.sql.pruneFold.run(before)
+        return Number(this.sql.pruneDelete.run(before).changes)
+      })
+      pruned += n
+      if (n < PRUNE_BATCH) return pruned
+    }
+  }
+
+  /** Every minute: the trending windows moved on past midnight, and old days pruned. */
+  start(): void {
+    this.timer = setInterval(() => {
+      try {
+        this.catchUp()
+        const pruned = this.prune()
+        if (pruned > 0) this.log.info({ pruned }, 'pruned stats history days')
+      } catch (err) {
+        if (!this.database.writeFailure) {
+          this.log.error(
+            { err },
+            'stats history maintenance failed; will retry',
+          )
+        }
+      }
+    }, MAINTAIN_MS)
+    this.timer.unref()
+  }
+
+  stop(): void {
+    clearInterval(this.timer)
+  }
+}
