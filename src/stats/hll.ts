@@ -1,6 +1,6 @@
-import { createHmac, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
-import { Lru } from '../lru.ts'
+import { sipHash32 } from './siphash.ts'
 
 /** Index bits: 2^11 registers. */
 const P = 11
@@ -150,33 +150,23 @@ export const hash32 = (s: string): number => {
   return h >>> 0
 }
 
-/** Client addresses whose keyed hash is kept, so a returning client costs no HMAC. */
-const ADDRESS_CACHE = 10_000
-
 /**
  * What a unique-client sketch counts of a caller: its DID hashed, or for an anonymous caller
- * the HMAC of its address under the hold's own key (HOLD_DATA_DIR/stats-client.key), so that
+ * its address hashed under the hold's own key (SipHash-2-4, key in HOLD_DATA_DIR), so that
  * neither the sketches nor anything else the hold writes can be turned back into an address.
  */
 export class ClientHasher {
-  private readonly key: Buffer
-  private readonly addresses = new Lru<string, number>({
-    maxEntries: ADDRESS_CACHE,
-  })
+  private readonly key: Uint8Array
 
-  constructor(key: Buffer) {
-    this.key = key
+  constructor(key: Uint8Array) {
+    this.key = key.subarray(0, 16)
   }
 
   /** A DID (`did:…`) is hashed as it is; anything else is an address, hashed under the key. */
   of(client: string): number {
-    if (client.startsWith('did:')) return hash32(client)
-    let h = this.addresses.get(client)
-    if (h === undefined) {
-      h = createHmac('sha256', this.key).update(client).digest().readUInt32BE(0)
-      this.addresses.set(client, h)
-    }
-    return h
+    return client.startsWith('did:')
+      ? hash32(client)
+      : sipHash32(this.key, client)
   }
 }
 
