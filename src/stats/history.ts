@@ -127,6 +127,11 @@ export type TrendingRow = {
   pushCount: number
 }
 
+/** A day row of the export: the pair, the day, its counts. */
+export type ExportRow = HistoryDay & { did: string; repository: string }
+/** Where an export page ends. */
+export type ExportPosition = { did: string; repository: string; day: number }
+
 /** Where a trending page ends: the last row's window pulls, DID and repository. */
 export type TrendingCursor = { pulls: number; did: string; repository: string }
 
@@ -333,8 +338,8 @@ export class History {
   exportRows(
     since: number,
     limit: number,
-    after: { did: string; repository: string; day: number } | undefined,
-  ): (HistoryDay & { did: string; repository: string })[] {
+    after: ExportPosition | undefined,
+  ): ExportRow[] {
     const rows = this.sql.export.all(
       since,
       after?.did ?? '',
@@ -350,7 +355,7 @@ export class History {
       clients: Uint8Array | null
     }[]
     return rows.map((r) => {
-      const view: HistoryDay & { did: string; repository: string } = {
+      const view: ExportRow = {
         did: r.did,
         repository: r.repository,
         day: dayString(r.day),

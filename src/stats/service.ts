@@ -7,6 +7,8 @@ import { CounterStore } from './counter-store.ts'
 import { ClientHasher } from './hll.ts'
 import {
   History,
+  type ExportPosition,
+  type ExportRow,
   type HistoryDay,
   type TrendingCursor,
   type TrendingRow,
@@ -184,6 +186,17 @@ export class StatsService {
     if (!this.history) return undefined
     this.counters.persistIfWritable()
     return this.history.range(did, repository, since, until)
+  }
+
+  /** Every pair's days from `since` on, a page; undefined when no history is kept. */
+  exportHistory(
+    since: number,
+    limit: number,
+    after?: ExportPosition,
+  ): ExportRow[] | undefined {
+    if (!this.history) return undefined
+    this.counters.persistIfWritable()
+    return this.history.exportRows(since, limit, after)
   }
 
   /** The most pulled pairs of the last `days` days; undefined when no history is kept. */
