@@ -592,6 +592,17 @@ export const MIGRATIONS: string[] = [
     trending_day INTEGER NOT NULL
   );
   INSERT INTO stats_history_state (id, trending_day) VALUES (1, 0);
+  CREATE TABLE stats_ref (
+    did TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('tag', 'digest')),
+    ref TEXT NOT NULL,
+    pulls INTEGER NOT NULL,
+    pushes INTEGER NOT NULL,
+    last_pull TEXT,
+    last_push TEXT,
+    PRIMARY KEY (did, repository, kind, ref)
+  ) WITHOUT ROWID;
   `,
 ]
 

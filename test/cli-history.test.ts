@@ -145,7 +145,9 @@ describe('stats history, trending and export in the CLI', () => {
         headers: { authorization: auth },
       })
       expect(res.status, query).toBe(400)
-      expect((await res.json()).error).toBe('InvalidRequest')
+      expect(((await res.json()) as { error: string }).error).toBe(
+        'InvalidRequest',
+      )
     }
   })
 })

@@ -31,7 +31,7 @@ const make = async (keepDays = 400): Promise<Parts> => {
   open.push(db)
   const history = new History(db, keepDays, log)
   const counters = new CounterStore(db, new TopPairs(db), log, {
-    days: history,
+    history,
     clients: new ClientHasher(randomBytes(32)),
   })
   return { db, history, counters }

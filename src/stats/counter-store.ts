@@ -9,6 +9,7 @@ import {
   type DayCarrier,
   type History,
 } from './history.ts'
+import type { RefCounts } from './refs.ts'
 import type { TopPairs } from './top-pairs.ts'
 
 /**
@@ -77,17 +78,21 @@ export class CounterStore {
   /** Set when unique clients are counted: what a client's sketch entry is. */
   readonly clients: ClientHasher | undefined
 
+  /** Per-tag and per-manifest counts, written in the persist's transaction. */
+  private readonly refs: RefCounts | undefined
+
   constructor(
     database: Database,
     top: TopPairs,
     log: Logger,
-    history?: { days: History; clients: ClientHasher },
+    extra: { history?: History; clients?: ClientHasher; refs?: RefCounts } = {},
   ) {
     this.database = database
     this.top = top
     this.log = log
-    this.history = history?.days
-    this.clients = history?.clients
+    this.history = extra.history
+    this.clients = extra.clients
+    this.refs = extra.refs
     this.sql = prepareAll(database.db, SQL)
   }
 
@@ -224,11 +229,13 @@ export class CounterStore {
           top.saw(d.did, d.repository, counts)
         }
         this.history?.write(batch.values())
+        this.refs?.write()
       })
     } catch (err) {
       // The kept most pulled pairs may hold counts the rollback took back.
       this.top.forget()
       this.history?.rolledBack()
+      this.refs?.rolledBack()
       this.putBack(batch)
       throw err
     }

@@ -7,6 +7,7 @@ import {
 } from './counter-row.ts'
 import type { CounterStore } from './counter-store.ts'
 import type { History } from './history.ts'
+import type { RefCounts } from './refs.ts'
 import type { StatsPublisher } from './publisher.ts'
 import type { TopPairs } from './top-pairs.ts'
 
@@ -29,6 +30,7 @@ export type StatsParts = {
   top: TopPairs
   publisher: StatsPublisher
   history: History | undefined
+  refs: RefCounts
 }
 
 /**

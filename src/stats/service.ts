@@ -20,6 +20,7 @@ import {
 } from './maintenance.ts'
 import { StatsPublisher, type FlushResult } from './publisher.ts'
 import { StatsQueries } from './queries.ts'
+import { RefCounts, type RefKind, type RefView } from './refs.ts'
 import { TopPairs } from './top-pairs.ts'
 
 export type { FlushResult, ImportResult, ResetResult, StatsView }
@@ -48,6 +49,8 @@ export class StatsService {
   private readonly queries: StatsQueries
   private readonly maintenance: StatsMaintenance
   private readonly topPairs: TopPairs
+  /** Counts per tag and per manifest (HOLD_COUNT_SOURCE=manifest). */
+  private readonly refs: RefCounts
   /** Per-day counts; undefined with HOLD_STATS_HISTORY_DAYS=0. */
   readonly history: History | undefined
   private readonly opts: StatsOptions
@@ -63,20 +66,22 @@ export class StatsService {
     const days = opts.historyDays ?? 0
     this.history =
       days > 0 && opts.clientKey ? new History(database, days, log) : undefined
-    this.counters = new CounterStore(
-      database,
-      this.topPairs,
-      log,
-      this.history && opts.clientKey
-        ? { days: this.history, clients: new ClientHasher(opts.clientKey) }
-        : undefined,
-    )
+    this.refs = new RefCounts(database)
+    this.counters = new CounterStore(database, this.topPairs, log, {
+      history: this.history,
+      clients:
+        this.history && opts.clientKey
+          ? new ClientHasher(opts.clientKey)
+          : undefined,
+      refs: this.refs,
+    })
     this.publisher = new StatsPublisher(database, writer, this.counters, log)
     const parts = {
       counters: this.counters,
       top: this.topPairs,
       publisher: this.publisher,
       history: this.history,
+      refs: this.refs,
     }
     this.queries = new StatsQueries(database, parts)
     this.maintenance = new StatsMaintenance(database, parts, log)
@@ -186,6 +191,39 @@ export class StatsService {
     if (!this.history) return undefined
     this.counters.persistIfWritable()
     return this.history.range(did, repository, since, until)
+  }
+
+  /** One more pull or push of a tag or manifest digest (the pair's own is counted apart). */
+  countRef(
+    op: 'pull' | 'push',
+    did: string,
+    repository: string,
+    kind: RefKind,
+    ref: string,
+  ): void {
+    this.refs.count(op, did, repository, kind, ref)
+  }
+
+  /** A tag's or manifest's counts. */
+  refStats(
+    did: string,
+    repository: string,
+    kind: RefKind,
+    ref: string,
+  ): RefView {
+    this.counters.persistIfWritable()
+    return this.refs.get(did, repository, kind, ref)
+  }
+
+  /** A repository's tags with their counts, by tag, after `after`. */
+  tagStats(
+    did: string,
+    repository: string,
+    limit: number,
+    after: string,
+  ): RefView[] {
+    this.counters.persistIfWritable()
+    return this.refs.tags(did, repository, limit, after)
   }
 
   /** Every pair's days from `since` on, a page; undefined when no history is kept. */
