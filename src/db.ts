@@ -576,6 +576,11 @@ export const MIGRATIONS: string[] = [
   INSERT INTO stats_day_pruned (did, repository, pulls, pushes)
     SELECT did, repository, pull_count, push_count FROM stats_counter
     WHERE pull_count > 0 OR push_count > 0;
+  CREATE TABLE stats_day_total (
+    day INTEGER PRIMARY KEY,
+    pulls INTEGER NOT NULL,
+    pushes INTEGER NOT NULL
+  );
   CREATE TABLE stats_window (win INTEGER PRIMARY KEY);
   WITH RECURSIVE w(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM w WHERE n < 30)
     INSERT INTO stats_window SELECT n FROM w;

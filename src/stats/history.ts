@@ -147,6 +147,19 @@ const SQL = {
     INSERT INTO stats_trending (win, did, repository, pulls)
     SELECT win, ?1, ?2, ?4 FROM stats_window WHERE win > ?3
     ON CONFLICT (did, repository, win) DO UPDATE SET pulls = pulls + excluded.pulls`,
+  upsertTotal: `
+    INSERT INTO stats_day_total (day, pulls, pushes) VALUES (?, ?, ?)
+    ON CONFLICT (day) DO UPDATE SET
+      pulls = pulls + excluded.pulls, pushes = pushes + excluded.pushes`,
+  totals: `
+    SELECT day, pulls, pushes FROM stats_day_total WHERE day >= ? AND day <= ? ORDER BY day`,
+  forgetTotals: `
+    UPDATE stats_day_total SET pulls = stats_day_total.pulls - d.pulls,
+      pushes = stats_day_total.pushes - d.pushes
+    FROM (SELECT day, sum(pulls) AS pulls, sum(pushes) AS pushes FROM stats_day
+          WHERE did = ?1 AND (?2 IS NULL OR repository = ?2) GROUP BY day) AS d
+    WHERE stats_day_total.day = d.day`,
+  pruneTotals: 'DELETE FROM stats_day_total WHERE day < ?',
   trendingDay:
     'SELECT trending_day AS day FROM stats_history_state WHERE id = 1',
   setTrendingDay:
@@ -233,6 +246,7 @@ export class History {
 
   /** Writes the day counts of a persist's deltas: called inside its transaction. */
   write(deltas: Iterable<HistoryDelta>): void {
+    const totals = new Map<number, { pulls: number; pushes: number }>()
     for (const d of deltas) {
       for (const e of daysOf(d)) {
         if (e.day > this.trendingDay) this.roll(e.day)
@@ -245,11 +259,19 @@ export class History {
           e.pushes,
           e.clients ? e.clients.toBytes() : null,
         )
+        const t = totals.get(e.day)
+        if (t) {
+          t.pulls += e.pulls
+          t.pushes += e.pushes
+        } else totals.set(e.day, { pulls: e.pulls, pushes: e.pushes })
         const age = this.trendingDay - e.day
         if (e.pulls > 0 && age < TRENDING_MAX_DAYS) {
           this.sql.upsertTrend.run(d.did, d.repository, age, e.pulls)
         }
       }
+    }
+    for (const [day, t] of totals) {
+      this.sql.upsertTotal.run(day, t.pulls, t.pushes)
     }
   }
 
@@ -282,6 +304,7 @@ export class History {
 
   /** Deletes a DID's day rows (all its repositories, or one): in the reset's transaction. */
   forget(did: string, repository: string | null): void {
+    this.sql.forgetTotals.run(did, repository)
     this.sql.forgetDays.run(did, repository)
     this.sql.forgetPruned.run(did, repository)
     this.sql.forgetTrend.run(did, repository)
@@ -314,6 +337,26 @@ export class History {
         if (sketch) view.uniqueClients = sketch.estimate()
       }
       out.push(view)
+    }
+    return out
+  }
+
+  /** The hold's pulls and pushes per day, `since` to `until`, days without counts as zeros. */
+  dailyTotals(since: number, until: number): HistoryDay[] {
+    const rows = this.sql.totals.all(since, until) as {
+      day: number
+      pulls: number
+      pushes: number
+    }[]
+    const out: HistoryDay[] = []
+    let i = 0
+    for (let day = since; day <= until; day++) {
+      const row = rows[i]?.day === day ? rows[i++] : undefined
+      out.push({
+        day: dayString(day),
+        pulls: row?.pulls ?? 0,
+        pushes: row?.pushes ?? 0,
+      })
     }
     return out
   }
@@ -381,7 +424,10 @@ export class History {
         return Number(this.sql.pruneDelete.run(before).changes)
       })
       pruned += n
-      if (n < PRUNE_BATCH) return pruned
+      if (n < PRUNE_BATCH) {
+        this.sql.pruneTotals.run(before)
+        return pruned
+      }
     }
   }
 

@@ -6,6 +6,7 @@ import type { StatsView } from './counter-row.ts'
 import { CounterStore } from './counter-store.ts'
 import { ClientHasher } from './hll.ts'
 import {
+  dayOf,
   History,
   type ExportPosition,
   type ExportRow,
@@ -235,6 +236,29 @@ export class StatsService {
     if (!this.history) return undefined
     this.counters.persistIfWritable()
     return this.history.exportRows(since, limit, after)
+  }
+
+  /**
+   * The hold's totals per day and the given pairs' pulls per day, for the `days` days up to
+   * today (the status page's sparklines); undefined when no history is kept.
+   */
+  recent(
+    days: number,
+    pairs: { did: string; repository: string }[],
+    now = Date.now(),
+  ): { daily: HistoryDay[]; pulls: number[][] } | undefined {
+    if (!this.history) return undefined
+    this.counters.persistIfWritable()
+    const until = dayOf(now)
+    const since = until - days + 1
+    return {
+      daily: this.history.dailyTotals(since, until),
+      pulls: pairs.map((p) =>
+        this.history!.range(p.did, p.repository, since, until).map(
+          (d) => d.pulls,
+        ),
+      ),
+    }
   }
 
   /** The most pulled pairs of the last `days` days; undefined when no history is kept. */
