@@ -581,22 +581,6 @@ export const MIGRATIONS: string[] = [
     pulls INTEGER NOT NULL,
     pushes INTEGER NOT NULL
   );
-  CREATE TABLE stats_window (win INTEGER PRIMARY KEY);
-  WITH RECURSIVE w(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM w WHERE n < 30)
-    INSERT INTO stats_window SELECT n FROM w;
-  CREATE TABLE stats_trending (
-    win INTEGER NOT NULL,
-    did TEXT NOT NULL,
-    repository TEXT NOT NULL,
-    pulls INTEGER NOT NULL,
-    PRIMARY KEY (did, repository, win)
-  ) WITHOUT ROWID;
-  CREATE INDEX stats_trending_rank_idx ON stats_trending (win, pulls, did, repository);
-  CREATE TABLE stats_history_state (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    trending_day INTEGER NOT NULL
-  );
-  INSERT INTO stats_history_state (id, trending_day) VALUES (1, 0);
   CREATE TABLE stats_ref (
     did TEXT NOT NULL,
     repository TEXT NOT NULL,

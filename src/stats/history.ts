@@ -1,6 +1,7 @@
 import { prepareAll, type Database, type Statements } from '../db.ts'
 import type { Logger } from '../logger.ts'
 import { Sketch, mergeSketchBytes } from './hll.ts'
+import { TrendingWindows } from './trending.ts'
 
 export const DAY_MS = 86_400_000
 /** listTrending's longest window, in days: the trending table keeps one row per window. */
@@ -142,11 +143,6 @@ const SQL = {
     ON CONFLICT (did, repository, day) DO UPDATE SET
       pulls = pulls + excluded.pulls, pushes = pushes + excluded.pushes,
       clients = hll_merge(clients, excluded.clients)`,
-  // The windows that hold the day: a pull `age` days old is in every window longer than that.
-  upsertTrend: `
-    INSERT INTO stats_trending (win, did, repository, pulls)
-    SELECT win, ?1, ?2, ?4 FROM stats_window WHERE win > ?3
-    ON CONFLICT (did, repository, win) DO UPDATE SET pulls = pulls + excluded.pulls`,
   upsertTotal: `
     INSERT INTO stats_day_total (day, pulls, pushes) VALUES (?, ?, ?)
     ON CONFLICT (day) DO UPDATE SET
@@ -160,33 +156,14 @@ const SQL = {
           WHERE did = ?1 AND (?2 IS NULL OR repository = ?2) GROUP BY day) AS d
     WHERE stats_day_total.day = d.day`,
   pruneTotals: 'DELETE FROM stats_day_total WHERE day < ?',
-  trendingDay:
-    'SELECT trending_day AS day FROM stats_history_state WHERE id = 1',
-  setTrendingDay:
-    'UPDATE stats_history_state SET trending_day = ? WHERE id = 1',
-  // Moving the windows on to day ?1: window N no longer holds day ?1 - N.
-  rollTrend: `
-    UPDATE stats_trending SET pulls = stats_trending.pulls - d.pulls
-    FROM (SELECT did, repository, ?1 - day AS win, pulls FROM stats_day
-          WHERE day >= ?1 - ${TRENDING_MAX_DAYS} AND day < ?1 AND pulls > 0) AS d
-    WHERE stats_trending.did = d.did AND stats_trending.repository = d.repository
-      AND stats_trending.win = d.win`,
-  dropIdle: `
-    DELETE FROM stats_trending WHERE (did, repository) IN (
-      SELECT did, repository FROM stats_trending WHERE win = ${TRENDING_MAX_DAYS} AND pulls <= 0)`,
-  clearTrend: 'DELETE FROM stats_trending',
   range: `
     SELECT day, pulls, pushes, clients FROM stats_day
     WHERE did = ? AND repository = ? AND day >= ? AND day <= ? ORDER BY day`,
-  trending: `
-    SELECT t.did, t.repository, t.pulls,
-           c.pull_count + c.baseline_pull AS pullCount,
-           c.push_count + c.baseline_push AS pushCount
-    FROM stats_trending t
-    JOIN stats_counter c ON c.did = t.did AND c.repository = t.repository
-    WHERE t.win = ?1 AND t.pulls > 0 AND (t.pulls, t.did, t.repository) < (?2, ?3, ?4)
-    ORDER BY t.pulls DESC, t.did DESC, t.repository DESC
-    LIMIT ?5`,
+  totalsOf: `
+    SELECT pull_count + baseline_pull AS pullCount, push_count + baseline_push AS pushCount
+    FROM stats_counter WHERE did = ? AND repository = ?`,
+  recentPulls: `
+    SELECT did, repository, day, pulls FROM stats_day WHERE day > ? AND pulls > 0`,
   pruneFold: `
     INSERT INTO stats_day_pruned (did, repository, pulls, pushes)
     SELECT did, repository, sum(pulls), sum(pushes) FROM (
@@ -203,8 +180,6 @@ const SQL = {
     'DELETE FROM stats_day WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)',
   forgetPruned:
     'DELETE FROM stats_day_pruned WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)',
-  forgetTrend:
-    'DELETE FROM stats_trending WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)',
   export: `
     SELECT did, repository, day, pulls, pushes, clients FROM stats_day
     WHERE day >= ?1 AND (did, repository, day) > (?2, ?3, ?4)
@@ -215,16 +190,16 @@ const SQL = {
  * Per-day counts of each (DID, repository): `stats_day`, written in the counter store's persist
  * transaction from the day counts its deltas carry, so the days of a pair always add up to its
  * own counts (less those of days pruned past HOLD_STATS_HISTORY_DAYS, kept summed in
- * `stats_day_pruned`). `stats_trending` keeps, per pair, its pulls in each of the last 1..30
- * days, updated in the same transaction and moved on at each UTC midnight, so listTrending is
- * a read of an index.
+ * `stats_day_pruned`), and the hold's own per day (`stats_day_total`). Each pair's pulls of its
+ * last 30 days are also kept in memory (TrendingWindows), added to when a persist commits, for
+ * listTrending.
  */
 export class History {
   readonly keepDays: number
   private readonly database: Database
   private readonly sql: Statements<keyof typeof SQL>
   private readonly log: Logger
-  private trendingDay: number
+  private readonly trend = new TrendingWindows()
   private timer: NodeJS.Timeout | undefined
 
   constructor(database: Database, keepDays: number, log: Logger) {
@@ -241,15 +216,23 @@ export class History {
         ) as Uint8Array | null,
     )
     this.sql = prepareAll(database.db, SQL)
-    this.trendingDay = (this.sql.trendingDay.get() as { day: number }).day
+    const recent = this.sql.recentPulls.iterate(
+      dayOf(Date.now()) - TRENDING_MAX_DAYS - 1,
+    ) as Iterable<{
+      did: string
+      repository: string
+      day: number
+      pulls: number
+    }>
+    for (const r of recent) this.trend.add(r.did, r.repository, r.day, r.pulls)
   }
 
   /** Writes the day counts of a persist's deltas: called inside its transaction. */
   write(deltas: Iterable<HistoryDelta>): void {
     const totals = new Map<number, { pulls: number; pushes: number }>()
+    const pulled: HistoryDelta[] = []
     for (const d of deltas) {
       for (const e of daysOf(d)) {
-        if (e.day > this.trendingDay) this.roll(e.day)
         if (e.pulls === 0 && e.pushes === 0 && !e.clients) continue
         this.sql.upsertDay.run(
           d.did,
@@ -264,42 +247,20 @@ export class History {
           t.pulls += e.pulls
           t.pushes += e.pushes
         } else totals.set(e.day, { pulls: e.pulls, pushes: e.pushes })
-        const age = this.trendingDay - e.day
-        if (e.pulls > 0 && age < TRENDING_MAX_DAYS) {
-          this.sql.upsertTrend.run(d.did, d.repository, age, e.pulls)
-        }
       }
+      if (d.pulls > 0) pulled.push(d)
     }
     for (const [day, t] of totals) {
       this.sql.upsertTotal.run(day, t.pulls, t.pushes)
     }
-  }
-
-  /** Moves the trending windows on to `today`, in the caller's transaction (or its own). */
-  private roll(today: number): void {
-    this.database.transaction(() => {
-      if (today - this.trendingDay > TRENDING_MAX_DAYS) {
-        this.sql.clearTrend.run()
-      } else {
-        for (let day = this.trendingDay + 1; day <= today; day++) {
-          this.sql.rollTrend.run(day)
+    // The windows in memory follow the table: only what committed is added.
+    this.database.afterCommit(() => {
+      for (const d of pulled) {
+        for (const e of daysOf(d)) {
+          if (e.pulls > 0) this.trend.add(d.did, d.repository, e.day, e.pulls)
         }
-        this.sql.dropIdle.run()
       }
-      this.sql.setTrendingDay.run(today)
     })
-    this.trendingDay = today
-  }
-
-  /** A persist's transaction rolled back: a roll it made did too. */
-  rolledBack(): void {
-    this.trendingDay = (this.sql.trendingDay.get() as { day: number }).day
-  }
-
-  /** The trending windows are today's: called before they are read, and at each midnight. */
-  catchUp(now = Date.now()): void {
-    const today = dayOf(now)
-    if (today > this.trendingDay) this.roll(today)
   }
 
   /** Deletes a DID's day rows (all its repositories, or one): in the reset's transaction. */
@@ -307,7 +268,7 @@ export class History {
     this.sql.forgetTotals.run(did, repository)
     this.sql.forgetDays.run(did, repository)
     this.sql.forgetPruned.run(did, repository)
-    this.sql.forgetTrend.run(did, repository)
+    this.database.afterCommit(() => this.trend.forget(did, repository))
   }
 
   /** A pair's days from `since` to `until` (UTC day numbers), days without counts as zeros. */
@@ -366,15 +327,17 @@ export class History {
     days: number,
     limit: number,
     after: TrendingCursor | undefined,
+    now = Date.now(),
   ): TrendingRow[] {
-    this.catchUp()
-    return this.sql.trending.all(
-      days,
-      after?.pulls ?? Number.MAX_SAFE_INTEGER,
-      after?.did ?? '',
-      after?.repository ?? '',
-      limit,
-    ) as TrendingRow[]
+    return this.trend.page(days, now, limit, after).map((r) => {
+      const totals = this.sql.totalsOf.get(r.did, r.repository) as
+        { pullCount: number; pushCount: number } | undefined
+      return {
+        ...r,
+        pullCount: totals?.pullCount ?? 0,
+        pushCount: totals?.pushCount ?? 0,
+      }
+    })
   }
 
   /** Day rows from `since` on, by pair and day, after the position `after` (the CLI's export). */
@@ -431,11 +394,10 @@ export class History {
     }
   }
 
-  /** Every minute: the trending windows moved on past midnight, and old days pruned. */
+  /** Every minute: old days pruned. */
   start(): void {
     this.timer = setInterval(() => {
       try {
-        this.catchUp()
         const pruned = this.prune()
         if (pruned > 0) this.log.info({ pruned }, 'pruned stats history days')
       } catch (err) {
