@@ -153,7 +153,8 @@ describe('day rows of the counter store', () => {
       else e.pushes++
       expected.set(key, e)
       counters.count(kind, DID, repo, now, `ip:${rand(50)}`)
-      if (rand(500) === 0) {
+      const fault = rand(1000)
+      if (fault === 0) {
         // A persist that fails at its day rows, after the counters were upserted: the
         // transaction rolls back and the deltas go back to be persisted again.
         db.db.exec(
@@ -162,7 +163,7 @@ describe('day rows of the counter store', () => {
         )
         expect(() => counters.persist()).toThrow(/refused/)
         db.db.exec('DROP TRIGGER fail')
-      } else if (rand(500) === 0) {
+      } else if (fault === 1) {
         // A persist whose every statement worked and whose COMMIT fails (a deferred foreign
         // key, as a full disk would at the commit): nothing of it may show anywhere.
         db.db.exec(
