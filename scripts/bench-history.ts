@@ -199,11 +199,11 @@ const queries = async () => {
     stats.persist()
     const rows = hold.ctx.db.db
       .prepare(
-        'SELECT (SELECT count(*) FROM stats_day) AS days, (SELECT count(*) FROM stats_trending) AS windows, (SELECT count(*) FROM stats_counter) AS pairs',
+        'SELECT (SELECT count(*) FROM stats_day) AS days, (SELECT count(*) FROM stats_counter) AS pairs',
       )
-      .get() as { days: number; windows: number; pairs: number }
+      .get() as { days: number; pairs: number }
     console.log(
-      `seeded ${rows.pairs} pairs, ${rows.days} day rows, ${rows.windows} trending rows in ${((performance.now() - seeding) / 1000).toFixed(1)} s (persist of 1,000 new pairs: ${ms(persistMs / persists)} on average)`,
+      `seeded ${rows.pairs} pairs, ${rows.days} day rows in ${((performance.now() - seeding) / 1000).toFixed(1)} s (persist of 1,000 new pairs: ${ms(persistMs / persists)} on average)`,
     )
     await hold.start()
 

@@ -308,3 +308,16 @@ describe('trending windows (in memory, from committed day rows)', () => {
     expect(new Set(seen).size).toBe(25)
   })
 })
+
+describe('dayString', () => {
+  it('agrees with Date for every day from 1900 to 2400', () => {
+    for (
+      let day = dayOf(Date.UTC(1900, 0, 1));
+      day <= dayOf(Date.UTC(2400, 0, 1));
+      day++
+    ) {
+      const want = new Date(day * DAY_MS).toISOString().slice(0, 10)
+      if (dayString(day) !== want) expect(dayString(day)).toBe(want)
+    }
+  })
+})

@@ -83,3 +83,15 @@ describe('SipHash-2-4', () => {
     expect(sipHashHex(key, input(16))).toBe('3f2acc7f57c29bdb')
   })
 })
+
+describe('estimates read from bytes', () => {
+  it("equal the sketch's own, sparse and dense", () => {
+    const hasher = new ClientHasher(randomBytes(32))
+    for (const n of [1, 300, 5000]) {
+      const s = new Sketch()
+      for (let i = 0; i < n; i++) s.add(hasher.of(`did:plc:e${i}`))
+      expect(Sketch.estimateOf(s.toBytes())).toBe(s.estimate())
+    }
+    expect(Sketch.estimateOf(new Uint8Array([7]))).toBeUndefined()
+  })
+})

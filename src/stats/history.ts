@@ -15,9 +15,25 @@ const MAINTAIN_MS = 60_000
 /** The UTC day of a time in ms: days since 1970-01-01. */
 export const dayOf = (ms: number): number => Math.floor(ms / DAY_MS)
 
-/** A UTC day as YYYY-MM-DD. */
-export const dayString = (day: number): string =>
-  new Date(day * DAY_MS).toISOString().slice(0, 10)
+/** A UTC day as YYYY-MM-DD (Hinnant's civil_from_days: no Date per day of a long range). */
+export const dayString = (day: number): string => {
+  const z = day + 719468
+  const era = Math.floor(z / 146097)
+  const doe = z - era * 146097
+  const yoe = Math.floor(
+    (doe -
+      Math.floor(doe / 1460) +
+      Math.floor(doe / 36524) -
+      Math.floor(doe / 146096)) /
+      365,
+  )
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100))
+  const mp = Math.floor((5 * doy + 2) / 153)
+  const d = doy - Math.floor((153 * mp + 2) / 5) + 1
+  const m = mp < 10 ? mp + 3 : mp - 9
+  const y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+  return `${y}-${m < 10 ? '0' : ''}${m}-${d < 10 ? '0' : ''}${d}`
+}
 
 /** The UTC day of a YYYY-MM-DD date; undefined when it is not one (2026-02-30 is not). */
 export const parseDay = (value: string): number | undefined => {
@@ -294,8 +310,8 @@ export class History {
         pushes: row?.pushes ?? 0,
       }
       if (row?.clients) {
-        const sketch = Sketch.from(row.clients)
-        if (sketch) view.uniqueClients = sketch.estimate()
+        const estimate = Sketch.estimateOf(row.clients)
+        if (estimate !== undefined) view.uniqueClients = estimate
       }
       out.push(view)
     }
@@ -368,8 +384,8 @@ export class History {
         pulls: r.pulls,
         pushes: r.pushes,
       }
-      const sketch = r.clients ? Sketch.from(r.clients) : undefined
-      if (sketch) view.uniqueClients = sketch.estimate()
+      const estimate = r.clients ? Sketch.estimateOf(r.clients) : undefined
+      if (estimate !== undefined) view.uniqueClients = estimate
       return view
     })
   }

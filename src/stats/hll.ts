@@ -65,24 +65,23 @@ export class Sketch {
   }
 
   estimate(): number {
-    let sum = 0
-    let zeros = 0
-    if (this.dense) {
-      for (let i = 0; i < M; i++) {
-        const r = this.dense[i]
-        sum += 2 ** -r
-        if (r === 0) zeros++
-      }
-    } else {
-      zeros = M - this.sparse!.size
-      sum = zeros
-      for (const r of this.sparse!.values()) sum += 2 ** -r
+    if (this.dense) return denseEstimate(this.dense, 0)
+    let sum = M - this.sparse!.size
+    for (const r of this.sparse!.values()) sum += 2 ** -r
+    return finish(sum, M - this.sparse!.size)
+  }
+
+  /** The estimate of a serialized sketch, read straight from its bytes; undefined if not one. */
+  static estimateOf(bytes: Uint8Array): number | undefined {
+    if (bytes[0] === DENSE && bytes.length === M + 1) {
+      return denseEstimate(bytes, 1)
     }
-    const raw = (ALPHA * M * M) / sum
-    if (raw <= 2.5 * M && zeros > 0) {
-      return Math.round(M * Math.log(M / zeros))
-    }
-    return Math.round(raw)
+    if (bytes[0] !== SPARSE || bytes.length % 2 !== 1) return undefined
+    // Sparse entries are distinct registers (written from a Map).
+    const set = (bytes.length - 1) / 2
+    let sum = M - set
+    for (let o = 1; o < bytes.length; o += 2) sum += 2 ** -(bytes[o + 1] & 0x1f)
+    return finish(sum, M - set)
   }
 
   toBytes(): Uint8Array {
@@ -119,6 +118,24 @@ export class Sketch {
     }
     return s
   }
+}
+
+const denseEstimate = (registers: Uint8Array, from: number): number => {
+  let sum = 0
+  let zeros = 0
+  for (let i = from; i < from + M; i++) {
+    const r = registers[i]
+    sum += 2 ** -r
+    if (r === 0) zeros++
+  }
+  return finish(sum, zeros)
+}
+
+/** HyperLogLog's raw estimate from the register sum, or linear counting while it is small. */
+const finish = (sum: number, zeros: number): number => {
+  const raw = (ALPHA * M * M) / sum
+  if (raw <= 2.5 * M && zeros > 0) return Math.round(M * Math.log(M / zeros))
+  return Math.round(raw)
 }
 
 /** The union of two serialized sketches (SQLite's `hll_merge`; a null side is empty). */
