@@ -143,16 +143,21 @@ describe('day rows of the counter store', () => {
     )
     let now = D0 - 3 * DAY_MS
     const expected = new Map<string, { pulls: number; pushes: number }>()
+    const clientsOf = new Map<string, Set<string>>()
     for (let i = 0; i < 20_000; i++) {
       now += rand(60_000)
       const repo = `r${rand(7)}`
       const kind = rand(4) ? 'pull' : 'push'
       const key = `${repo} ${dayOf(now)}`
+      const client = `ip:${rand(50)}`
+      const seen = clientsOf.get(key) ?? new Set<string>()
+      seen.add(client)
+      clientsOf.set(key, seen)
       const e = expected.get(key) ?? { pulls: 0, pushes: 0 }
       if (kind === 'pull') e.pulls++
       else e.pushes++
       expected.set(key, e)
-      counters.count(kind, DID, repo, now, `ip:${rand(50)}`)
+      counters.count(kind, DID, repo, now, client)
       const fault = rand(1000)
       if (fault === 0) {
         // A persist that fails at its day rows, after the counters were upserted: the
@@ -193,10 +198,37 @@ describe('day rows of the counter store', () => {
       }
     }
     expect(got).toEqual(expected)
+    // Unique clients survive the failed persists too: at most 50 a day, counted nearly exactly.
+    for (let r = 0; r < 7; r++) {
+      const first = dayOf(D0) - 3
+      for (const day of history.range(DID, `r${r}`, first, first + 10)) {
+        const want = clientsOf.get(`r${r} ${parseDay(day.day)}`)?.size ?? 0
+        expect(Math.abs((day.uniqueClients ?? 0) - want)).toBeLessThanOrEqual(1)
+      }
+    }
     // The windows in memory hold what committed, not what a rolled back persist wrote.
     const ranked = history.trending(30, 100, undefined, now)
     expect(ranked.reduce((n, r) => n + r.pulls, 0)).toBe(pulls)
     for (const r of ranked) expect(r.pulls).toBe(r.pullCount)
+  })
+
+  it('keep a client whose persist failed at its commit', async () => {
+    const { db, counters, history } = await make()
+    counters.count('pull', DID, 'c', D0, 'did:plc:first')
+    counters.persist()
+    counters.count('pull', DID, 'c', D0 + 1, 'did:plc:second')
+    db.db.exec(
+      `CREATE TABLE fk_parent (id INTEGER PRIMARY KEY);
+       CREATE TABLE fk_child (pid INTEGER REFERENCES fk_parent (id) DEFERRABLE INITIALLY DEFERRED);
+       CREATE TRIGGER fail AFTER UPDATE ON stats_counter
+       BEGIN INSERT INTO fk_child VALUES (1); END`,
+    )
+    expect(() => counters.persist()).toThrow(/FOREIGN KEY/)
+    db.db.exec('DROP TRIGGER fail')
+    counters.persist()
+    expect(history.range(DID, 'c', dayOf(D0), dayOf(D0))).toEqual([
+      { day: dayString(dayOf(D0)), pulls: 2, pushes: 0, uniqueClients: 2 },
+    ])
   })
 
   it('fold days past HOLD_STATS_HISTORY_DAYS into one sum per pair, keeping the totals', async () => {

@@ -234,6 +234,7 @@ export class CounterStore {
     } catch (err) {
       // The kept most pulled pairs may hold counts the rollback took back.
       this.top.forget()
+      this.history?.rolledBack()
       this.refs?.rolledBack()
       this.putBack(batch)
       throw err

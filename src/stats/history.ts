@@ -1,6 +1,6 @@
 import { prepareAll, type Database, type Statements } from '../db.ts'
 import type { Logger } from '../logger.ts'
-import { Sketch, mergeSketchBytes } from './hll.ts'
+import { Sketch } from './hll.ts'
 import { TrendingWindows } from './trending.ts'
 
 export const DAY_MS = 86_400_000
@@ -11,6 +11,8 @@ export const HISTORY_MAX_DAYS = 366
 /** Day rows folded into stats_day_pruned per transaction, so pruning never holds the writer long. */
 const PRUNE_BATCH = 2000
 const MAINTAIN_MS = 60_000
+/** Day sketches kept between persists (emptied when full; the table has them all). */
+const SKETCHES_KEPT = 20_000
 
 /** The UTC day of a time in ms: days since 1970-01-01. */
 export const dayOf = (ms: number): number => Math.floor(ms / DAY_MS)
@@ -158,7 +160,9 @@ const SQL = {
     VALUES (?, ?, ?, ?, ?, ?)
     ON CONFLICT (did, repository, day) DO UPDATE SET
       pulls = pulls + excluded.pulls, pushes = pushes + excluded.pushes,
-      clients = hll_merge(clients, excluded.clients)`,
+      clients = coalesce(excluded.clients, clients)`,
+  clientsOf:
+    'SELECT clients FROM stats_day WHERE did = ? AND repository = ? AND day = ?',
   upsertTotal: `
     INSERT INTO stats_day_total (day, pulls, pushes) VALUES (?, ?, ?)
     ON CONFLICT (day) DO UPDATE SET
@@ -216,21 +220,17 @@ export class History {
   private readonly sql: Statements<keyof typeof SQL>
   private readonly log: Logger
   private readonly trend = new TrendingWindows()
+  /**
+   * The day sketches of pairs counted lately, as the table has them: a persist merges a delta's
+   * sketch into its day's here and writes the bytes only when a register changed.
+   */
+  private sketches = new Map<string, { day: number; sketch: Sketch }>()
   private timer: NodeJS.Timeout | undefined
 
   constructor(database: Database, keepDays: number, log: Logger) {
     this.database = database
     this.keepDays = keepDays
     this.log = log
-    database.db.function(
-      'hll_merge',
-      { deterministic: true },
-      (a, b) =>
-        mergeSketchBytes(
-          a as Uint8Array | null,
-          b as Uint8Array | null,
-        ) as Uint8Array | null,
-    )
     this.sql = prepareAll(database.db, SQL)
     const recent = this.sql.recentPulls.iterate(
       dayOf(Date.now()) - TRENDING_MAX_DAYS - 1,
@@ -256,7 +256,7 @@ export class History {
           e.day,
           e.pulls,
           e.pushes,
-          e.clients ? e.clients.toBytes() : null,
+          e.clients ? this.mergedClients(d, e.day, e.clients) : null,
         )
         const t = totals.get(e.day)
         if (t) {
@@ -279,11 +279,38 @@ export class History {
     })
   }
 
+  /** The day's sketch with `clients` taken in, as bytes to write; null when nothing changed. */
+  private mergedClients(
+    d: HistoryDelta,
+    day: number,
+    clients: Sketch,
+  ): Uint8Array | null {
+    const key = `${d.did} ${d.repository}`
+    let kept = this.sketches.get(key)
+    if (!kept || kept.day !== day) {
+      const row = this.sql.clientsOf.get(d.did, d.repository, day) as
+        { clients: Uint8Array | null } | undefined
+      const stored = row?.clients ? Sketch.from(row.clients) : undefined
+      kept = { day, sketch: stored ?? new Sketch() }
+      if (this.sketches.size >= SKETCHES_KEPT) this.sketches.clear()
+      this.sketches.set(key, kept)
+      kept.sketch.merge(clients)
+      return kept.sketch.toBytes()
+    }
+    return kept.sketch.merge(clients) ? kept.sketch.toBytes() : null
+  }
+
+  /** A persist rolled back: the kept sketches may hold registers the table does not. */
+  rolledBack(): void {
+    this.sketches = new Map()
+  }
+
   /** Deletes a DID's day rows (all its repositories, or one): in the reset's transaction. */
   forget(did: string, repository: string | null): void {
     this.sql.forgetTotals.run(did, repository)
     this.sql.forgetDays.run(did, repository)
     this.sql.forgetPruned.run(did, repository)
+    this.sketches = new Map()
     this.database.afterCommit(() => this.trend.forget(did, repository))
   }
 

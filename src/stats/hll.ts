@@ -37,14 +37,16 @@ export class Sketch {
     this.set(index, rank)
   }
 
-  private set(index: number, rank: number): void {
+  /** Raises a register; whether it changed. */
+  private set(index: number, rank: number): boolean {
     if (this.dense) {
-      if (rank > this.dense[index]) this.dense[index] = rank
-      return
+      if (rank <= this.dense[index]) return false
+      this.dense[index] = rank
+      return true
     }
     const sparse = this.sparse!
     const cur = sparse.get(index)
-    if (cur !== undefined && cur >= rank) return
+    if (cur !== undefined && cur >= rank) return false
     sparse.set(index, rank)
     if (sparse.size > SPARSE_MAX) {
       const dense = new Uint8Array(M)
@@ -52,16 +54,20 @@ export class Sketch {
       this.dense = dense
       this.sparse = undefined
     }
+    return true
   }
 
-  merge(other: Sketch): void {
+  /** Takes in another sketch's registers; whether any of this one's changed. */
+  merge(other: Sketch): boolean {
+    let changed = false
     if (other.dense) {
       for (let i = 0; i < M; i++) {
-        if (other.dense[i] > 0) this.set(i, other.dense[i])
+        if (other.dense[i] > 0 && this.set(i, other.dense[i])) changed = true
       }
     } else {
-      for (const [i, r] of other.sparse!) this.set(i, r)
+      for (const [i, r] of other.sparse!) if (this.set(i, r)) changed = true
     }
+    return changed
   }
 
   estimate(): number {
@@ -138,21 +144,6 @@ const finish = (sum: number, zeros: number): number => {
   return Math.round(raw)
 }
 
-/** The union of two serialized sketches (SQLite's `hll_merge`; a null side is empty). */
-export const mergeSketchBytes = (
-  a: Uint8Array | null,
-  b: Uint8Array | null,
-): Uint8Array | null => {
-  if (!a) return b
-  if (!b) return a
-  const sa = Sketch.from(a)
-  const sb = Sketch.from(b)
-  if (!sa) return b
-  if (!sb) return a
-  sa.merge(sb)
-  return sa.toBytes()
-}
-
 /** A well-mixed 32-bit hash of a string (FNV-1a, then MurmurHash3's finalizer). */
 export const hash32 = (s: string): number => {
   let h = 0x811c9dc5
@@ -167,6 +158,8 @@ export const hash32 = (s: string): number => {
   return h >>> 0
 }
 
+const SEEN_MAX = 10_000
+
 /**
  * What a unique-client sketch counts of a caller: its DID hashed, or for an anonymous caller
  * its address hashed under the hold's own key (SipHash-2-4, key in HOLD_DATA_DIR), so that
@@ -174,6 +167,8 @@ export const hash32 = (s: string): number => {
  */
 export class ClientHasher {
   private readonly key: Uint8Array
+  /** Hashes of the clients seen lately: most requests come from a client seen before. */
+  private readonly seen = new Map<string, number>()
 
   constructor(key: Uint8Array) {
     this.key = key.subarray(0, 16)
@@ -181,9 +176,16 @@ export class ClientHasher {
 
   /** A DID (`did:…`) is hashed as it is; anything else is an address, hashed under the key. */
   of(client: string): number {
-    return client.startsWith('did:')
-      ? hash32(client)
-      : sipHash32(this.key, client)
+    let h = this.seen.get(client)
+    if (h === undefined) {
+      h = client.startsWith('did:')
+        ? hash32(client)
+        : sipHash32(this.key, client)
+      // Emptied rather than evicted one by one: cheap, and bounded.
+      if (this.seen.size >= SEEN_MAX) this.seen.clear()
+      this.seen.set(client, h)
+    }
+    return h
   }
 }
 
