@@ -35,6 +35,7 @@ export type ServerEnvironment = {
   uploadTtlHours?: string
   maxBlobBytes?: string
   statsFlushMs?: string
+  statsHistoryDays?: string
   statsMaxPerMinute?: string
   newPairsPerHour?: string
   failedAuthPerMinute?: string
@@ -84,6 +85,7 @@ export const readEnv = (
   uploadTtlHours: env.HOLD_UPLOAD_TTL_HOURS,
   maxBlobBytes: env.HOLD_MAX_BLOB_BYTES,
   statsFlushMs: env.HOLD_STATS_FLUSH_MS,
+  statsHistoryDays: env.HOLD_STATS_HISTORY_DAYS,
   statsMaxPerMinute: env.HOLD_STATS_MAX_PER_MINUTE,
   newPairsPerHour: env.HOLD_NEW_PAIRS_PER_HOUR,
   failedAuthPerMinute: env.HOLD_FAILED_AUTH_PER_MINUTE,
@@ -128,6 +130,8 @@ export type ServerConfig = {
   maxBlobBytes: number
   statsFlushMs: number
   statsPersistMs: number
+  /** Days of per-day counts kept (HOLD_STATS_HISTORY_DAYS); 0: none are kept */
+  statsHistoryDays: number
   statsMaxPerMinute: number
   /** (DID, repository) pairs an unrelated client may start counting per hour; 0: no limit */
   newPairsPerHour: number
@@ -327,6 +331,13 @@ export const envToCfg = (
       24 * 3600 * 1000,
     ),
     statsPersistMs: 25,
+    statsHistoryDays: parseIntVar(
+      'HOLD_STATS_HISTORY_DAYS',
+      env.statsHistoryDays,
+      400,
+      0,
+      36_500,
+    ),
     statsMaxPerMinute: parseIntVar(
       'HOLD_STATS_MAX_PER_MINUTE',
       env.statsMaxPerMinute,

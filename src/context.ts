@@ -49,6 +49,7 @@ import { RecordReader } from './repo/reader.ts'
 import { RecordIndex } from './repo/record-index.ts'
 import { SqlRepoStorage } from './repo/storage.ts'
 import { RepoWriter } from './repo/writer.ts'
+import { CLIENT_KEY_FILE, loadClientKey } from './stats/hll.ts'
 import { CountLimiter, TokenBuckets } from './stats/limiter.ts'
 import { rewriteAllStats } from './stats/publisher.ts'
 import { StatsService, type FlushResult } from './stats/service.ts'
@@ -400,6 +401,11 @@ export class AppContext {
     const stats = new StatsService(db, writer, log.stats, {
       persistMs: cfg.statsPersistMs,
       flushMs: cfg.statsFlushMs,
+      historyDays: cfg.statsHistoryDays,
+      clientKey:
+        cfg.statsHistoryDays > 0
+          ? loadClientKey(join(cfg.dataDir, CLIENT_KEY_FILE))
+          : undefined,
     })
     const layerIndex = new LayerIndex(db)
     if (writer.repaired) {

@@ -568,6 +568,46 @@ export const MIGRATIONS: string[] = [
     DELETE FROM repo_clean_stop;
   END;
   `,
+  // Per-day counts (src/stats/history.ts). What was counted before they were kept starts out
+  // in stats_day_pruned, so a pair's days always add up to its own counts.
+  `
+  CREATE TABLE stats_day (
+    did TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    pulls INTEGER NOT NULL,
+    pushes INTEGER NOT NULL,
+    clients BLOB,
+    PRIMARY KEY (did, repository, day)
+  ) WITHOUT ROWID;
+  CREATE INDEX stats_day_day_idx ON stats_day (day);
+  CREATE TABLE stats_day_pruned (
+    did TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    pulls INTEGER NOT NULL,
+    pushes INTEGER NOT NULL,
+    PRIMARY KEY (did, repository)
+  ) WITHOUT ROWID;
+  INSERT INTO stats_day_pruned (did, repository, pulls, pushes)
+    SELECT did, repository, pull_count, push_count FROM stats_counter
+    WHERE pull_count > 0 OR push_count > 0;
+  CREATE TABLE stats_day_total (
+    day INTEGER PRIMARY KEY,
+    pulls INTEGER NOT NULL,
+    pushes INTEGER NOT NULL
+  );
+  CREATE TABLE stats_ref (
+    did TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('tag', 'digest')),
+    ref TEXT NOT NULL,
+    pulls INTEGER NOT NULL,
+    pushes INTEGER NOT NULL,
+    last_pull TEXT,
+    last_push TEXT,
+    PRIMARY KEY (did, repository, kind, ref)
+  ) WITHOUT ROWID;
+  `,
 ]
 
 const migrate = (db: DatabaseSync): void => {

@@ -11,6 +11,8 @@ export const ids = {
   HoldDefs: 'io.atcr.hold.defs',
   HoldGetStats: 'io.atcr.hold.getStats',
   HoldListStats: 'io.atcr.hold.listStats',
+  HoldGetStatsHistory: 'io.atcr.hold.getStatsHistory',
+  HoldListTrending: 'io.atcr.hold.listTrending',
   HoldRequestCrew: 'io.atcr.hold.requestCrew',
   HoldLayer: 'io.atcr.hold.layer',
   HoldNotifyManifest: 'io.atcr.hold.notifyManifest',

@@ -9,12 +9,19 @@ import { ids } from '../src/ids.ts'
  * real secp256k1 keys, so holds verify real service tokens exactly as in production.
  */
 const keys = new Map<string, Secp256k1Keypair>()
+/** Handles the directory's documents name (alsoKnownAs), for the DIDs given one. */
+const handles = new Map<string, string>()
 
-/** The DID document a PLC directory serves for `did`: its atproto key, nothing else. */
+/** Makes the test directory's document of `did` name `handle` (at://handle). */
+export const setHandle = (did: string, handle: string): void => {
+  handles.set(did, handle)
+}
+
+/** The DID document a PLC directory serves for `did`: its atproto key, and its handle when set. */
 export const plcDocument = (did: string, key: { did(): string }) => ({
   '@context': ['https://www.w3.org/ns/did/v1'],
   id: did,
-  alsoKnownAs: [],
+  alsoKnownAs: handles.has(did) ? [`at://${handles.get(did)}`] : [],
   verificationMethod: [
     {
       id: `${did}#atproto`,

@@ -101,6 +101,7 @@ describe('envToCfg and envToSecrets', () => {
       maxBlobBytes: 10737418240,
       statsFlushMs: 60000,
       statsPersistMs: expect.any(Number),
+      statsHistoryDays: 400,
       statsMaxPerMinute: 0,
       newPairsPerHour: 100,
       failedAuthPerMinute: 60,

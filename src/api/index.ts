@@ -19,7 +19,9 @@ import * as listBlobs from './com/atproto/sync/listBlobs.ts'
 import * as listRepos from './com/atproto/sync/listRepos.ts'
 import * as subscribeRepos from './com/atproto/sync/subscribeRepos.ts'
 import * as getStats from './io/atcr/hold/getStats.ts'
+import * as getStatsHistory from './io/atcr/hold/getStatsHistory.ts'
 import * as listStats from './io/atcr/hold/listStats.ts'
+import * as listTrending from './io/atcr/hold/listTrending.ts'
 import * as metrics from './metrics.ts'
 import * as deleteUserData from './io/atcr/hold/deleteUserData.ts'
 import * as exportUserData from './io/atcr/hold/exportUserData.ts'
@@ -53,7 +55,9 @@ export const registerRoutes = (app: App, ctx: AppContext): void => {
   listRepos.register(app, ctx)
   getBlob.register(app, ctx)
   getStats.register(app, ctx)
+  getStatsHistory.register(app, ctx)
   listStats.register(app, ctx)
+  listTrending.register(app, ctx)
   requestCrew.register(app, ctx)
   notifyManifest.register(app, ctx)
   getQuota.register(app, ctx)

@@ -1,6 +1,8 @@
 import type { CountSource } from '../config.ts'
+import type { HistoryDay } from '../stats/history.ts'
 import type { StatsView } from '../stats/service.ts'
 import { ids } from '../lexicons.ts'
+import { OwnerHandles } from './owner-handles.ts'
 import type { Register } from './util.ts'
 import { xrpcPath } from './xrpc.ts'
 
@@ -14,8 +16,12 @@ export type StatusData = {
   /** HOLD_COUNT_SOURCE: what a pull and a push are. */
   countSource: CountSource
   totals: { pairs: number; pulls: number; pushes: number }
-  /** Most pulled first. */
-  top: StatsView[]
+  /** Most pulled first; `days` their pulls of the last SPARK_DAYS days, oldest first. */
+  top: (StatsView & { days?: number[]; handle?: string })[]
+  /** The hold's pulls and pushes of the last SPARK_DAYS days (when history is kept). */
+  daily?: HistoryDay[]
+  /** The owner's handle, when its DID document names one. */
+  ownerHandle?: string
   /** subscribeRepos and the relays of HOLD_CRAWLERS. */
   firehose?: {
     seq: number
@@ -27,6 +33,8 @@ export type StatusData = {
 }
 
 const TOP = 10
+/** Days in the status page's sparklines. */
+export const SPARK_DAYS = 30
 /** The page is public; its two queries run at most this often however hard it is fetched. */
 const CACHE_MS = 2000
 
@@ -41,10 +49,13 @@ const CSP = [
 /** A small server-rendered page for people: who runs this hold, and what is pulled from it. */
 export const register: Register = (app, ctx) => {
   let cached: { at: number; html: string } | undefined
+  const handles = new OwnerHandles((did) => ctx.serviceAuth.handleOf(did))
   app.get('/', (c) => {
     const now = Date.now()
     if (!cached || now - cached.at >= CACHE_MS) {
       const captain = ctx.crew.captain
+      const top = ctx.stats.top(TOP).filter((s) => s.pullCount > 0)
+      const recent = ctx.stats.recent(SPARK_DAYS, top, now)
       cached = {
         at: now,
         html: renderStatusPage({
@@ -56,7 +67,13 @@ export const register: Register = (app, ctx) => {
           allowAllCrew: captain.allowAllCrew,
           countSource: ctx.cfg.countSource,
           totals: ctx.stats.overall(),
-          top: ctx.stats.top(TOP).filter((s) => s.pullCount > 0),
+          ownerHandle: handles.get(captain.owner),
+          top: top.map((s, i) => ({
+            ...s,
+            handle: handles.get(s.did),
+            days: recent?.pulls[i],
+          })),
+          daily: recent?.daily,
           firehose: {
             seq: ctx.writer.sequencer.current(),
             subscribers: ctx.firehose.stats().subscribers,
@@ -122,7 +139,7 @@ export const renderStatusPage = (d: StatusData): string => {
 <section class="card identity">
 <dl>
 <dt>Hold DID</dt><dd><code id="hold-did">${escapeHtml(d.did)}</code></dd>
-<dt>Owner</dt><dd><code id="owner-did">${escapeHtml(d.owner)}</code></dd>
+<dt>Owner</dt><dd>${d.ownerHandle ? `<span class="handle" id="owner-handle">@${escapeHtml(d.ownerHandle)}</span> ` : ''}<code id="owner-did">${escapeHtml(d.owner)}</code></dd>
 <dt>Blob reads</dt><dd id="access">${d.public ? 'public: anyone may pull' : 'private: owner and crew only'}</dd>
 <dt>Crew</dt><dd>${d.allowAllCrew ? 'open to any authenticated account' : 'by invitation'}</dd>
 <dt>Counting</dt><dd id="count-source">${d.countSource === 'manifest' ? 'manifests: one pull or push per image manifest (notifyManifest)' : 'blob requests: one pull per blob fetched, one push per blob uploaded'}</dd>
@@ -134,6 +151,7 @@ ${d.firehose ? firehose(d.firehose) : ''}
 <div class="card stat"><span class="value" id="total-pushes">${fmt(d.totals.pushes)}</span><span class="label">pushes</span></div>
 <div class="card stat"><span class="value" id="total-repos">${fmt(d.totals.pairs)}</span><span class="label">repositories</span></div>
 </section>
+${d.daily?.some((x) => x.pulls > 0) ? daily(d.daily) : ''}
 <section class="card">
 <h2>Top repositories by pulls</h2>
 ${d.top.length ? chart(d.top) + table(d.top) : '<p class="empty">No pulls counted yet.</p>'}
@@ -168,17 +186,17 @@ const LABEL_W = 250
 const BAR_W = 360
 const WIDTH = LABEL_W + BAR_W + 110
 
-const chart = (top: StatsView[]): string => {
+const chart = (top: StatusData['top']): string => {
   const max = Math.max(...top.map((s) => s.pullCount), 1)
   const height = top.length * ROW
   const rows = top.map((s, i) => {
     const y = i * ROW
     const w = Math.max(2, Math.round((s.pullCount / max) * BAR_W))
-    const name = `${s.did} ${s.repository}`
+    const name = `${s.handle ? `@${s.handle} ` : ''}${s.did} ${s.repository}`
     return `<g class="row">
 <title>${escapeHtml(`${name}: ${fmt(s.pullCount)} pulls, ${fmt(s.pushCount)} pushes`)}</title>
 <text class="repo" x="${LABEL_W - 12}" y="${y + 19}" text-anchor="end">${escapeHtml(truncate(s.repository, 30))}</text>
-<text class="owner" x="${LABEL_W - 12}" y="${y + 35}" text-anchor="end">${escapeHtml(truncate(s.did, 36))}</text>
+<text class="owner" x="${LABEL_W - 12}" y="${y + 35}" text-anchor="end">${escapeHtml(truncate(s.handle ? `@${s.handle}` : s.did, 36))}</text>
 <rect class="bar" x="${LABEL_W}" y="${y + 8}" width="${w}" height="${ROW - 16}" rx="4" data-pulls="${s.pullCount}"></rect>
 <text class="count" x="${LABEL_W + w + 8}" y="${y + 27}">${fmt(s.pullCount)}</text>
 </g>`
@@ -189,18 +207,61 @@ ${rows.join('\n')}
 </svg>`
 }
 
-const table = (top: StatsView[]): string =>
-  `<table>
-<thead><tr><th>Repository</th><th>Owner</th><th class="num">Pulls</th><th class="num">Pushes</th></tr></thead>
+const table = (top: StatusData['top']): string => {
+  const spark = top.some((s) => s.days)
+  return `<table>
+<thead><tr><th>Repository</th><th>Owner</th>${spark ? `<th>Last ${SPARK_DAYS} days</th>` : ''}<th class="num">Pulls</th><th class="num">Pushes</th></tr></thead>
 <tbody>
 ${top
   .map(
     (s) =>
-      `<tr><td>${escapeHtml(s.repository)}</td><td><code>${escapeHtml(s.did)}</code></td><td class="num">${fmt(s.pullCount)}</td><td class="num">${fmt(s.pushCount)}</td></tr>`,
+      `<tr><td>${escapeHtml(s.repository)}</td><td>${s.handle ? `<span class="handle">@${escapeHtml(s.handle)}</span><br>` : ''}<code>${escapeHtml(s.did)}</code></td>${spark ? `<td>${s.days ? sparkline(s.days, `Pulls per day of ${s.repository}`) : ''}</td>` : ''}<td class="num">${fmt(s.pullCount)}</td><td class="num">${fmt(s.pushCount)}</td></tr>`,
   )
   .join('\n')}
 </tbody>
 </table>`
+}
+
+const SPARK_W = 120
+const SPARK_H = 28
+
+/** A line of daily values, oldest first, scaled to the largest; the last day marked. */
+export const sparkline = (
+  values: number[],
+  label: string,
+  opts: { width?: number; height?: number; id?: string } = {},
+): string => {
+  const w = opts.width ?? SPARK_W
+  const h = opts.height ?? SPARK_H
+  const max = Math.max(...values, 1)
+  const step = values.length > 1 ? (w - 4) / (values.length - 1) : 0
+  const points = values.map((v, i) => [
+    Math.round((2 + i * step) * 10) / 10,
+    Math.round((h - 2 - (v / max) * (h - 4)) * 10) / 10,
+  ])
+  const line = points.map(([x, y]) => `${x},${y}`).join(' ')
+  const [lx, ly] = points[points.length - 1] ?? [2, h - 2]
+  return `<svg class="spark"${opts.id ? ` id="${opts.id}"` : ''} role="img" viewBox="0 0 ${w} ${h}" width="${w}" height="${h}" data-values="${values.join(',')}">
+<title>${escapeHtml(`${label}: ${values.map(fmt).join(', ')}`)}</title>
+<polygon class="area" points="2,${h - 2} ${line} ${lx},${h - 2}"></polygon>
+<polyline class="line" points="${line}"></polyline>
+<circle class="last" cx="${lx}" cy="${ly}" r="2.5"></circle>
+</svg>`
+}
+
+const daily = (days: HistoryDay[]): string => {
+  const pulls = days.reduce((n, d) => n + d.pulls, 0)
+  const pushes = days.reduce((n, d) => n + d.pushes, 0)
+  return `<section class="card daily">
+<h2>Pulls per day, last ${days.length} days</h2>
+${sparkline(
+  days.map((d) => d.pulls),
+  `Pulls per day, ${days[0]?.day} to ${days[days.length - 1]?.day}`,
+  { width: 780, height: 90, id: 'daily-chart' },
+)}
+<p class="muted">${fmt(pulls)} pulls and ${fmt(pushes)} pushes from ${escapeHtml(days[0]?.day ?? '')} to ${escapeHtml(days[days.length - 1]?.day ?? '')} (UTC)</p>
+</section>`
+}
 
 const STYLE = `
 :root { color-scheme: light dark; --fg: #1f2328; --muted: #656d76; --bg: #f6f8fa; --card: #fff;
@@ -240,6 +301,13 @@ th { color: var(--muted); font-weight: 600; }
 td code { font-size: 12px; word-break: break-all; }
 .num { text-align: right; font-variant-numeric: tabular-nums; }
 .empty { color: var(--muted); margin: 0; }
+.muted { color: var(--muted); margin: 8px 0 0; font-size: 13px; }
+.handle { font-weight: 600; }
+.spark { display: block; max-width: 100%; height: auto; }
+.spark .line { fill: none; stroke: var(--bar); stroke-width: 1.5; stroke-linejoin: round; }
+.spark .area { fill: var(--bar); opacity: .15; stroke: none; }
+.spark .last { fill: var(--bar); }
+#daily-chart .line { stroke-width: 2.5; }
 footer { color: var(--muted); font-size: 13px; }
 footer a { color: inherit; }
 `

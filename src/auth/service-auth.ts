@@ -260,6 +260,24 @@ export class ServiceAuth {
       )
     }
   }
+
+  /**
+   * The handle a DID's document names (its first `at://` alsoKnownAs), through the same cache;
+   * undefined when it names none or cannot be resolved. Not checked against the handle's own
+   * resolution: shown next to the DID, never used to authorize.
+   */
+  async handleOf(did: string): Promise<string | undefined> {
+    try {
+      const doc = await this.resolver.resolve(did)
+      const aka = doc?.alsoKnownAs?.find((a) => a.startsWith('at://'))
+      const handle = aka?.slice('at://'.length)
+      return handle && /^[a-zA-Z0-9.-]{1,253}$/.test(handle)
+        ? handle.toLowerCase()
+        : undefined
+    } catch {
+      return undefined
+    }
+  }
 }
 
 /**

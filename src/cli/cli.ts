@@ -5,6 +5,7 @@ import { captainSet } from './commands/captain.ts'
 import { crawl } from './commands/crawl.ts'
 import { crewAdd, crewList, crewRemove } from './commands/crew.ts'
 import { exportRepo } from './commands/export.ts'
+import { statsExport, statsHistory, statsTrending } from './commands/history.ts'
 import { importStats } from './commands/import-stats.ts'
 import { keygen } from './commands/keygen.ts'
 import { status } from './commands/status.ts'
@@ -18,6 +19,9 @@ export const COMMANDS: Command[] = [
   statsGet,
   statsList,
   statsTop,
+  statsHistory,
+  statsTrending,
+  statsExport,
   statsReset,
   crewAdd,
   crewRemove,

@@ -1,6 +1,15 @@
 import { prepareAll, type Database, type Statements } from '../db.ts'
 import type { Logger } from '../logger.ts'
 import { iso, keyOf, type PendingCounts } from './counter-row.ts'
+import { Sketch, type ClientHasher } from './hll.ts'
+import {
+  DAY_MS,
+  mergeDays,
+  rollDay,
+  type DayCarrier,
+  type History,
+} from './history.ts'
+import type { RefCounts } from './refs.ts'
 import type { TopPairs } from './top-pairs.ts'
 
 /**
@@ -36,12 +45,13 @@ const SQL = {
 }
 
 /** A pair's counts taken since the last persist. */
-export type Delta = PendingCounts & {
-  did: string
-  repository: string
-  /** When the first of them was taken. */
-  first: number
-}
+export type Delta = PendingCounts &
+  DayCarrier & {
+    did: string
+    repository: string
+    /** When the first of them was taken. */
+    first: number
+  }
 
 /**
  * Where counts are taken and kept: a count is a map update in memory (no I/O on the request
@@ -63,23 +73,47 @@ export class CounterStore {
   private readonly database: Database
   private readonly top: TopPairs
   private readonly log: Logger
+  /** The day rows, written in the persist's transaction; undefined when none are kept. */
+  private readonly history: History | undefined
+  /** Set when unique clients are counted: what a client's sketch entry is. */
+  readonly clients: ClientHasher | undefined
 
-  constructor(database: Database, top: TopPairs, log: Logger) {
+  /** Per-tag and per-manifest counts, written in the persist's transaction. */
+  private readonly refs: RefCounts | undefined
+
+  constructor(
+    database: Database,
+    top: TopPairs,
+    log: Logger,
+    extra: { history?: History; clients?: ClientHasher; refs?: RefCounts } = {},
+  ) {
     this.database = database
     this.top = top
     this.log = log
+    this.history = extra.history
+    this.clients = extra.clients
+    this.refs = extra.refs
     this.sql = prepareAll(database.db, SQL)
   }
 
-  /** Takes one pull or push of (did, repository): a map update, no I/O. */
+  /**
+   * Takes one pull or push of (did, repository): a map update, no I/O. `client` (the caller's
+   * DID, or its address) goes into the pair's unique-client sketch of the day, when kept.
+   */
   count(
     kind: 'pull' | 'push',
     did: string,
     repository: string,
     now = Date.now(),
+    client?: string,
   ): void {
     const d = this.delta(did, repository, now)
     if (!d) return
+    const day = Math.floor(now / DAY_MS)
+    if (day !== d.day) rollDay(d, day)
+    if (client !== undefined && this.clients) {
+      ;(d.clients ??= new Sketch()).add(this.clients.of(client))
+    }
     if (kind === 'pull') {
       d.pulls++
       d.lastPull = now
@@ -111,6 +145,7 @@ export class CounterStore {
         lastPull: 0,
         lastPush: 0,
         first: now,
+        day: Math.floor(now / DAY_MS),
       }
       this.pending.set(key, d)
     }
@@ -193,10 +228,14 @@ export class CounterStore {
           }
           top.saw(d.did, d.repository, counts)
         }
+        this.history?.write(batch.values())
+        this.refs?.write()
       })
     } catch (err) {
       // The kept most pulled pairs may hold counts the rollback took back.
       this.top.forget()
+      this.history?.rolledBack()
+      this.refs?.rolledBack()
       this.putBack(batch)
       throw err
     }
@@ -209,6 +248,7 @@ export class CounterStore {
       const cur = this.pending.get(key)
       if (!cur) this.pending.set(key, d)
       else {
+        mergeDays(cur, d)
         cur.pulls += d.pulls
         cur.pushes += d.pushes
         cur.lastPull = Math.max(cur.lastPull, d.lastPull)

@@ -59,7 +59,11 @@ const count = (
   ) {
     return false
   }
-  counters.count(kind, did, repo)
+  // Unique clients per day: the caller's DID, or its address (hashed under the hold's key).
+  const who = counters.clients
+    ? (client ?? clientKey(ctx, c, callerDid))
+    : undefined
+  counters.count(kind, did, repo, undefined, who)
   return true
 }
 

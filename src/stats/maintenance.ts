@@ -3,6 +3,8 @@ import type { Logger } from '../logger.ts'
 import type { Baseline } from './baseline.ts'
 import { iso } from './counter-row.ts'
 import type { CounterStore } from './counter-store.ts'
+import type { History } from './history.ts'
+import type { RefCounts } from './refs.ts'
 import type { StatsPublisher } from './publisher.ts'
 import type { StatsParts } from './queries.ts'
 import type { TopPairs } from './top-pairs.ts'
@@ -58,6 +60,8 @@ export class StatsMaintenance {
   private readonly counters: CounterStore
   private readonly top: TopPairs
   private readonly publisher: StatsPublisher
+  private readonly history: History | undefined
+  private readonly refs: RefCounts
   private readonly log: Logger
 
   constructor(database: Database, parts: StatsParts, log: Logger) {
@@ -65,6 +69,8 @@ export class StatsMaintenance {
     this.counters = parts.counters
     this.top = parts.top
     this.publisher = parts.publisher
+    this.history = parts.history
+    this.refs = parts.refs
     this.log = log
     this.sql = prepareAll(database.db, SQL)
   }
@@ -141,6 +147,8 @@ export class StatsMaintenance {
       }[]
       this.sql.deleteCounters.run(did, repo)
       this.sql.deleteBaselines.run(did, repo)
+      this.history?.forget(did, repo)
+      this.refs.forget(did, repo)
       return found
     })
     // A flush reads the table inside the writer's turn, so none can write these records again

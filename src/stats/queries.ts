@@ -6,6 +6,8 @@ import {
   type StatsView,
 } from './counter-row.ts'
 import type { CounterStore } from './counter-store.ts'
+import type { History } from './history.ts'
+import type { RefCounts } from './refs.ts'
 import type { StatsPublisher } from './publisher.ts'
 import type { TopPairs } from './top-pairs.ts'
 
@@ -27,6 +29,8 @@ export type StatsParts = {
   counters: CounterStore
   top: TopPairs
   publisher: StatsPublisher
+  history: History | undefined
+  refs: RefCounts
 }
 
 /**

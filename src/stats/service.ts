@@ -4,6 +4,16 @@ import type { RepoWriter } from '../repo/writer.ts'
 import type { Baseline } from './baseline.ts'
 import type { StatsView } from './counter-row.ts'
 import { CounterStore } from './counter-store.ts'
+import { ClientHasher } from './hll.ts'
+import {
+  dayOf,
+  History,
+  type ExportPosition,
+  type ExportRow,
+  type HistoryDay,
+  type TrendingCursor,
+  type TrendingRow,
+} from './history.ts'
 import {
   StatsMaintenance,
   type ImportResult,
@@ -11,9 +21,19 @@ import {
 } from './maintenance.ts'
 import { StatsPublisher, type FlushResult } from './publisher.ts'
 import { StatsQueries } from './queries.ts'
+import { RefCounts, type RefKind, type RefView } from './refs.ts'
 import { TopPairs } from './top-pairs.ts'
 
 export type { FlushResult, ImportResult, ResetResult, StatsView }
+
+export type StatsOptions = {
+  persistMs: number
+  flushMs: number
+  /** HOLD_STATS_HISTORY_DAYS; 0 or absent: no per-day counts. */
+  historyDays?: number
+  /** The key client addresses are hashed under for unique-client counts. */
+  clientKey?: Buffer
+}
 
 /**
  * Pull and push counts, the way the data goes: taken in memory and persisted to the counter
@@ -30,22 +50,39 @@ export class StatsService {
   private readonly queries: StatsQueries
   private readonly maintenance: StatsMaintenance
   private readonly topPairs: TopPairs
-  private readonly opts: { persistMs: number; flushMs: number }
+  /** Counts per tag and per manifest (HOLD_COUNT_SOURCE=manifest). */
+  private readonly refs: RefCounts
+  /** Per-day counts; undefined with HOLD_STATS_HISTORY_DAYS=0. */
+  readonly history: History | undefined
+  private readonly opts: StatsOptions
 
   constructor(
     database: Database,
     writer: RepoWriter,
     log: Logger,
-    opts: { persistMs: number; flushMs: number },
+    opts: StatsOptions,
   ) {
     this.opts = opts
     this.topPairs = new TopPairs(database)
-    this.counters = new CounterStore(database, this.topPairs, log)
+    const days = opts.historyDays ?? 0
+    this.history =
+      days > 0 && opts.clientKey ? new History(database, days, log) : undefined
+    this.refs = new RefCounts(database)
+    this.counters = new CounterStore(database, this.topPairs, log, {
+      history: this.history,
+      clients:
+        this.history && opts.clientKey
+          ? new ClientHasher(opts.clientKey)
+          : undefined,
+      refs: this.refs,
+    })
     this.publisher = new StatsPublisher(database, writer, this.counters, log)
     const parts = {
       counters: this.counters,
       top: this.topPairs,
       publisher: this.publisher,
+      history: this.history,
+      refs: this.refs,
     }
     this.queries = new StatsQueries(database, parts)
     this.maintenance = new StatsMaintenance(database, parts, log)
@@ -54,16 +91,23 @@ export class StatsService {
   start(): void {
     this.counters.start(this.opts.persistMs)
     this.publisher.start(this.opts.flushMs)
+    this.history?.start()
   }
 
   /** Stops the timers and writes everything pending into the table and the repo. */
   stop(): Promise<FlushResult> {
+    this.history?.stop()
     this.counters.stop()
     return this.publisher.stop()
   }
 
-  countPull(did: string, repository: string, now?: number): void {
-    this.counters.count('pull', did, repository, now)
+  countPull(
+    did: string,
+    repository: string,
+    now?: number,
+    client?: string,
+  ): void {
+    this.counters.count('pull', did, repository, now, client)
   }
 
   countPush(did: string, repository: string, now?: number): void {
@@ -133,6 +177,99 @@ export class StatsService {
 
   overall(): { pairs: number; pulls: number; pushes: number } {
     return this.queries.overall()
+  }
+
+  /**
+   * A pair's days from `since` to `until` (UTC day numbers), today's counts included; undefined
+   * when no history is kept.
+   */
+  historyOf(
+    did: string,
+    repository: string,
+    since: number,
+    until: number,
+  ): HistoryDay[] | undefined {
+    if (!this.history) return undefined
+    this.counters.persistIfWritable()
+    return this.history.range(did, repository, since, until)
+  }
+
+  /** One more pull or push of a tag or manifest digest (the pair's own is counted apart). */
+  countRef(
+    op: 'pull' | 'push',
+    did: string,
+    repository: string,
+    kind: RefKind,
+    ref: string,
+  ): void {
+    this.refs.count(op, did, repository, kind, ref)
+  }
+
+  /** A tag's or manifest's counts. */
+  refStats(
+    did: string,
+    repository: string,
+    kind: RefKind,
+    ref: string,
+  ): RefView {
+    this.counters.persistIfWritable()
+    return this.refs.get(did, repository, kind, ref)
+  }
+
+  /** A repository's tags with their counts, by tag, after `after`. */
+  tagStats(
+    did: string,
+    repository: string,
+    limit: number,
+    after: string,
+  ): RefView[] {
+    this.counters.persistIfWritable()
+    return this.refs.tags(did, repository, limit, after)
+  }
+
+  /** Every pair's days from `since` on, a page; undefined when no history is kept. */
+  exportHistory(
+    since: number,
+    limit: number,
+    after?: ExportPosition,
+  ): ExportRow[] | undefined {
+    if (!this.history) return undefined
+    this.counters.persistIfWritable()
+    return this.history.exportRows(since, limit, after)
+  }
+
+  /**
+   * The hold's totals per day and the given pairs' pulls per day, for the `days` days up to
+   * today (the status page's sparklines); undefined when no history is kept.
+   */
+  recent(
+    days: number,
+    pairs: { did: string; repository: string }[],
+    now = Date.now(),
+  ): { daily: HistoryDay[]; pulls: number[][] } | undefined {
+    if (!this.history) return undefined
+    this.counters.persistIfWritable()
+    const until = dayOf(now)
+    const since = until - days + 1
+    return {
+      daily: this.history.dailyTotals(since, until),
+      pulls: pairs.map((p) =>
+        this.history!.range(p.did, p.repository, since, until).map(
+          (d) => d.pulls,
+        ),
+      ),
+    }
+  }
+
+  /** The most pulled pairs of the last `days` days; undefined when no history is kept. */
+  trending(
+    days: number,
+    limit: number,
+    after?: TrendingCursor,
+  ): TrendingRow[] | undefined {
+    if (!this.history) return undefined
+    this.counters.persistIfWritable()
+    return this.history.trending(days, limit, after)
   }
 
   summary(): ReturnType<StatsQueries['summary']> {

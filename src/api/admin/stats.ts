@@ -1,6 +1,8 @@
 import { InvalidRequestError } from '../../errors.ts'
 import { checkBaseline, type Baseline } from '../../stats/baseline.ts'
-import { parseRepoParam } from '../../stats/rkey.ts'
+import { parseDay, type ExportPosition } from '../../stats/history.ts'
+import { isValidRepository, parseRepoParam } from '../../stats/rkey.ts'
+import { historyNotKept } from '../io/atcr/hold/getStatsHistory.ts'
 import { Params, type Register } from '../util.ts'
 import { bodyDid, readAdminBody } from './util.ts'
 
@@ -12,6 +14,33 @@ export const register: Register = (app, ctx) => {
   app.get('/admin/stats/top', (c) => {
     const limit = new Params(c).int('limit', { min: 1, max: 1000, def: 20 })
     return c.json({ stats: ctx.stats.top(limit) })
+  })
+
+  // Every pair's days from `since` on, by pair and day, a page at a time (`stats export`).
+  app.get('/admin/stats/history', (c) => {
+    const params = new Params(c)
+    const raw = params.required('since', { maxLength: 10 })
+    const since = parseDay(raw)
+    if (since === undefined) {
+      throw new InvalidRequestError(
+        `since must be a UTC date as YYYY-MM-DD, got "${raw}"`,
+      )
+    }
+    const limit = params.int('limit', { min: 1, max: 5000, def: 1000 })
+    const cursor = params.string('cursor', { maxLength: 1024 })
+    const after = cursor === undefined ? undefined : decodeExportCursor(cursor)
+    const rows = ctx.stats.exportHistory(since, limit, after)
+    if (!rows) throw historyNotKept()
+    const last = rows.at(-1)
+    return c.json({
+      rows,
+      cursor:
+        rows.length === limit && last
+          ? Buffer.from(
+              `${parseDay(last.day)} ${last.did} ${last.repository}`,
+            ).toString('base64url')
+          : undefined,
+    })
   })
 
   // Sets the baselines of the pairs given. Every row is checked first: one bad row refuses the
@@ -71,4 +100,21 @@ export const register: Register = (app, ctx) => {
     log.info({ did, repository, ...result }, 'admin: reset stats')
     return c.json({ did, repository, ...result })
   })
+}
+
+const decodeExportCursor = (cursor: string): ExportPosition => {
+  const text = /^[A-Za-z0-9_-]+$/.test(cursor)
+    ? Buffer.from(cursor, 'base64url').toString('utf8')
+    : ''
+  const [day, did, repository, extra] = text.split(' ')
+  if (
+    extra !== undefined ||
+    !/^\d{1,9}$/.test(day ?? '') ||
+    !did?.startsWith('did:') ||
+    !repository ||
+    !isValidRepository(repository)
+  ) {
+    throw new InvalidRequestError('cursor is not one this hold issued')
+  }
+  return { day: Number(day), did, repository }
 }

@@ -1,5 +1,6 @@
 import { InvalidRequestError } from '../../../../errors.ts'
 import type { ManifestPush } from '../../../../layers/service.ts'
+import { TAG_RE } from '../../../../stats/refs.ts'
 import {
   isValidRepository,
   MAX_RKEY_LENGTH,
@@ -50,6 +51,11 @@ export const checkManifest = (input: NotifyInput): ManifestPush => {
     )
   }
   checkDigest('manifestDigest', input.manifestDigest)
+  if (input.tag !== undefined && !TAG_RE.test(input.tag)) {
+    throw new InvalidRequestError(
+      'tag must be an OCI tag: up to 128 letters, digits, _ . and -, not starting with . or -',
+    )
+  }
   if (manifest.config)
     checkDigest('manifest.config.digest', manifest.config.digest)
   if (manifest.subject) {

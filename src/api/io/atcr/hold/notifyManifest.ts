@@ -3,6 +3,7 @@ import {
   InvalidRequestError,
   XRPCError,
 } from '../../../../errors.ts'
+import type { AppContext } from '../../../../context.ts'
 import { ids } from '../../../../lexicons.ts'
 import {
   LayerSizeError,
@@ -53,6 +54,7 @@ export const register: Register = (app, ctx) => {
         if (operation === 'pull') {
           const statsUpdated =
             counts && countPull(ctx, c, did, did, manifest.repository)
+          if (statsUpdated) countRefs(ctx, 'pull', input)
           return c.json({ success: true, operation, statsUpdated })
         }
         try {
@@ -62,6 +64,7 @@ export const register: Register = (app, ctx) => {
           )
           const statsUpdated =
             counts && countPush(ctx, c, did, did, manifest.repository)
+          if (statsUpdated) countRefs(ctx, 'push', input)
           return c.json({
             success: true,
             operation,
@@ -83,4 +86,15 @@ export const register: Register = (app, ctx) => {
       },
     },
   )
+}
+
+/** The tag (when named) and the manifest a counted notification was about. */
+const countRefs = (
+  ctx: AppContext,
+  op: 'pull' | 'push',
+  input: NotifyInput,
+): void => {
+  const { userDid, repository, tag, manifestDigest } = input
+  if (tag) ctx.stats.countRef(op, userDid, repository, 'tag', tag)
+  ctx.stats.countRef(op, userDid, repository, 'digest', manifestDigest)
 }

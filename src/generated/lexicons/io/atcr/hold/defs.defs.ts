@@ -20,6 +20,16 @@ type StatsView = {
   lastPull?: l.DatetimeString
   lastPush?: l.DatetimeString
   countSource?: CountSource
+
+  /**
+   * Set when the counts are of this tag only.
+   */
+  tag?: string
+
+  /**
+   * Set when the counts are of this manifest only.
+   */
+  manifestDigest?: string
 }
 
 export type { StatsView }
@@ -42,6 +52,10 @@ const statsView = /*#__PURE__*/ l.typedObject<StatsView>(
     countSource: /*#__PURE__*/ l.optional(
       /*#__PURE__*/ l.ref<CountSource>((() => countSource) as any),
     ),
+    tag: /*#__PURE__*/ l.optional(/*#__PURE__*/ l.string({ maxLength: 128 })),
+    manifestDigest: /*#__PURE__*/ l.optional(
+      /*#__PURE__*/ l.string({ maxLength: 128 }),
+    ),
   }),
 )
 
@@ -58,6 +72,72 @@ const countSource = /*#__PURE__*/ l.string<{
 }>()
 
 export { countSource }
+
+/** One UTC day of a pair's counts. */
+type StatsDay = {
+  $type?: 'io.atcr.hold.defs#statsDay'
+
+  /**
+   * YYYY-MM-DD (UTC).
+   */
+  day: string
+  pulls: number
+  pushes: number
+
+  /**
+   * Distinct clients that day (caller DIDs, or for anonymous calls their addresses, which are never stored): a HyperLogLog estimate, relative standard error 2.3%; absent when none was counted.
+   */
+  uniqueClients?: number
+}
+
+export type { StatsDay }
+
+/** One UTC day of a pair's counts. */
+const statsDay = /*#__PURE__*/ l.typedObject<StatsDay>(
+  $nsid,
+  'statsDay',
+  /*#__PURE__*/ l.object({
+    day: /*#__PURE__*/ l.string(),
+    pulls: /*#__PURE__*/ l.integer({ minimum: 0 }),
+    pushes: /*#__PURE__*/ l.integer({ minimum: 0 }),
+    uniqueClients: /*#__PURE__*/ l.optional(
+      /*#__PURE__*/ l.integer({ minimum: 0 }),
+    ),
+  }),
+)
+
+export { statsDay }
+
+/** A pair's pulls in a trending window, with its totals (own and imported counts). */
+type TrendingView = {
+  $type?: 'io.atcr.hold.defs#trendingView'
+  did: l.DidString
+  repository: string
+
+  /**
+   * Pulls in the window.
+   */
+  pulls: number
+  pullCount: number
+  pushCount: number
+}
+
+export type { TrendingView }
+
+/** A pair's pulls in a trending window, with its totals (own and imported counts). */
+const trendingView = /*#__PURE__*/ l.typedObject<TrendingView>(
+  $nsid,
+  'trendingView',
+  /*#__PURE__*/ l.object({
+    did: /*#__PURE__*/ l.string({ format: 'did' }),
+    repository: /*#__PURE__*/ l.string({ maxLength: 256 }),
+    pulls: /*#__PURE__*/ l.integer({ minimum: 0 }),
+    pullCount: /*#__PURE__*/ l.integer({ minimum: 0 }),
+    pushCount: /*#__PURE__*/ l.integer({ minimum: 0 }),
+  }),
+)
+
+export { trendingView }
 
 /** Answer of com.atproto.sync.getBlob when called with `method`: a short-lived URL signed by the hold. */
 type BlobUrl = {

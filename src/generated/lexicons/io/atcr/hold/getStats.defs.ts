@@ -14,6 +14,10 @@ export { $nsid }
 export const $params = /*#__PURE__*/ l.params({
   did: /*#__PURE__*/ l.string({ format: 'did' }),
   repo: /*#__PURE__*/ l.string({ maxLength: 256 }),
+  tag: /*#__PURE__*/ l.optional(/*#__PURE__*/ l.string({ maxLength: 128 })),
+  manifestDigest: /*#__PURE__*/ l.optional(
+    /*#__PURE__*/ l.string({ maxLength: 128 }),
+  ),
 })
 
 export type $Params = l.InferOutput<typeof $params>
@@ -29,7 +33,7 @@ export type $OutputBody<B = l.BinaryData> = l.InferPayloadBody<
   B
 >
 
-/** Pull and push counts of one image repository on this hold. Public. An unknown pair answers zeros. */
+/** Pull and push counts of one image repository on this hold, or of one of its tags or manifests. Public. An unknown pair, tag or manifest answers zeros. */
 const main = /*#__PURE__*/ l.query($nsid, $params, $output, ['InvalidRequest'])
 
 export { main }

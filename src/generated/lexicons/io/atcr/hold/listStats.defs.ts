@@ -13,6 +13,7 @@ export { $nsid }
 
 export const $params = /*#__PURE__*/ l.params({
   did: /*#__PURE__*/ l.string({ format: 'did' }),
+  repo: /*#__PURE__*/ l.optional(/*#__PURE__*/ l.string({ maxLength: 256 })),
   limit: /*#__PURE__*/ l.optional(
     /*#__PURE__*/ l.withDefault(
       /*#__PURE__*/ l.integer({ minimum: 1, maximum: 100 }),
@@ -42,7 +43,7 @@ export type $OutputBody<B = l.BinaryData> = l.InferPayloadBody<
   B
 >
 
-/** Counts of every repository of one owner DID on this hold, ordered by repository name. Public. */
+/** Counts of every repository of one owner DID on this hold, ordered by repository name; with repo, of every tag of that repository, ordered by tag. Public. */
 const main = /*#__PURE__*/ l.query($nsid, $params, $output, ['InvalidRequest'])
 
 export { main }
