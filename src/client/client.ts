@@ -20,6 +20,8 @@ export type Did = `did:${string}:${string}`
 export type StatsView = io.atcr.hold.defs.StatsView
 export type BlobUrl = io.atcr.hold.defs.BlobUrl
 export type ListStatsPage = io.atcr.hold.listStats.$OutputBody
+export type StatsHistory = io.atcr.hold.getStatsHistory.$OutputBody
+export type TrendingPage = io.atcr.hold.listTrending.$OutputBody
 export type InitiateUploadInput = io.atcr.hold.initiateUpload.$InputBody
 export type InitiateUploadOutput = io.atcr.hold.initiateUpload.$OutputBody
 export type GetPartUploadUrlInput = io.atcr.hold.getPartUploadUrl.$InputBody
@@ -390,6 +392,41 @@ export class HoldClient {
     let cursor: string | undefined
     do {
       const res = await this.#call(holdDid, hold.listStats.main, {
+        params: { ...params, cursor },
+        retry: true,
+        signal: opts.signal,
+      })
+      yield res.body
+      cursor = res.body.cursor
+    } while (cursor)
+  }
+
+  /**
+   * io.atcr.hold.getStatsHistory: one pair's pulls and pushes per UTC day, `since` to `until`
+   * (YYYY-MM-DD, both included, at most 366 days; `until` defaults to today on the hold).
+   */
+  async getStatsHistory(
+    holdDid: string,
+    params: { did: Did; repo: string; since: string; until?: string },
+    opts: CallOptions = {},
+  ): Promise<StatsHistory> {
+    const res = await this.#call(holdDid, hold.getStatsHistory.main, {
+      params,
+      retry: true,
+      signal: opts.signal,
+    })
+    return res.body
+  }
+
+  /** io.atcr.hold.listTrending: the hold's repositories by pulls in the last `days` days. */
+  async *listTrending(
+    holdDid: string,
+    params: { days?: number; limit?: number } = {},
+    opts: CallOptions = {},
+  ): AsyncGenerator<TrendingPage, void, undefined> {
+    let cursor: string | undefined
+    do {
+      const res = await this.#call(holdDid, hold.listTrending.main, {
         params: { ...params, cursor },
         retry: true,
         signal: opts.signal,

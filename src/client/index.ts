@@ -20,7 +20,9 @@ export {
   type NotifyManifestOutput,
   type RequestCrewInput,
   type RequestCrewOutput,
+  type StatsHistory,
   type StatsView,
+  type TrendingPage,
   type UploadPartOutput,
 } from './client.ts'
 export { HoldError, type ClientErrorName } from './errors.ts'
