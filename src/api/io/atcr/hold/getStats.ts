@@ -9,10 +9,16 @@ export const register: Register = (app, ctx) => {
     ctx.lexicons,
     ids.HoldGetStats,
     // The lexicon bounds repo; the OCI grammar and the record key's length are the hold's own.
-    (c, { did, repo }) =>
-      c.json({
-        ...ctx.stats.get(did, checkRepoParam(did, repo)),
+    async (c, { did, repo }) => {
+      const repository = checkRepoParam(did, repo)
+      // A frontend answers from the writer's table as published in Redis.
+      const fromRedis = ctx.cluster?.frontendStats
+      return c.json({
+        ...(fromRedis
+          ? await fromRedis.get(did, repository)
+          : ctx.stats.get(did, repository)),
         countSource: ctx.cfg.countSource,
-      }),
+      })
+    },
   )
 }

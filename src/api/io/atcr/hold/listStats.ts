@@ -9,9 +9,12 @@ export const register: Register = (app, ctx) => {
     app,
     ctx.lexicons,
     ids.HoldListStats,
-    (c, { did, limit, cursor }) => {
+    async (c, { did, limit, cursor }) => {
       const after = cursor === undefined ? '' : decodeCursor(cursor)
-      const page = ctx.stats.list(did, limit, after)
+      const fromRedis = ctx.cluster?.frontendStats
+      const page = fromRedis
+        ? await fromRedis.list(did, limit, after)
+        : ctx.stats.list(did, limit, after)
       return c.json({
         countSource: ctx.cfg.countSource,
         stats: page.stats,
