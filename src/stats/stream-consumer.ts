@@ -109,6 +109,7 @@ export class StreamConsumer {
         }
         if (this.publishAll) await this.publishEverything()
         const entries = await this.read(cursor)
+        this.up()
         if (cursor !== '>' && entries.length === 0) {
           // Every entry ever delivered is acknowledged: no applied ID can come again.
           this.sql.clearApplied.run()
@@ -140,7 +141,10 @@ export class StreamConsumer {
   }
 
   private down(err: unknown): void {
-    if (this.downSince !== undefined) return
+    if (this.downSince !== undefined) {
+      this.log.debug({ err }, 'reading or applying counts failed again')
+      return
+    }
     this.downSince = Date.now()
     this.log.warn(
       { err },
@@ -175,9 +179,14 @@ export class StreamConsumer {
     if (cursor === '>') args.push('BLOCK', BLOCK_MS)
     args.push('STREAMS', this.keys.stream, cursor)
     const res = (await this.reader.call('XREADGROUP', ...args)) as
-      [string, [string, string[] | null][]][] | null
+      unknown[] | null
+    if (!res || res.length === 0) return []
+    // RESP3 answers a map (flattened: stream, entries); RESP2 a list of [stream, entries].
+    const entries = (
+      typeof res[0] === 'string' ? res[1] : (res[0] as unknown[])[1]
+    ) as [string, string[] | null][]
     // A pending entry deleted meanwhile comes back with no fields: it was acknowledged.
-    return (res?.[0]?.[1] ?? []).map(([id, fields]) => [id, fields ?? []])
+    return entries.map(([id, fields]) => [id, fields ?? []])
   }
 
   /** Adds the batch's new entries to the counter table, recording what it applied, at once. */
