@@ -72,8 +72,9 @@ export class StreamSink implements DeltaSink {
   private timer: NodeJS.Timeout | undefined
   private spillNoted = false
   private downSince: number | undefined
-  /** Whether stats_counter may hold spilled counts. */
+  /** Whether stats_counter may hold spilled counts, and stats_outbox entries. */
   private spilled: boolean
+  private outboxRows = true
   /** Entries appended, counts spilled, and whether Redis answered the last append (metrics). */
   readonly totals = { entries: 0, spilledCounts: 0, failedAppends: 0 }
 
@@ -172,8 +173,11 @@ export class StreamSink implements DeltaSink {
       this.outbox = new Map()
       return this.entry(deltas, false)
     }
-    const row = this.sql.outbox.get() as
-      { producer: string; seq: number; body: string } | undefined
+    const row = this.outboxRows
+      ? (this.sql.outbox.get() as
+          { producer: string; seq: number; body: string } | undefined)
+      : undefined
+    this.outboxRows = row !== undefined
     if (row) {
       return {
         fields: ['c', row.body],
@@ -225,6 +229,7 @@ export class StreamSink implements DeltaSink {
     this.database.transaction(() => {
       for (const r of rows) this.sql.unspill.run(r.did, r.repository)
       this.sql.addOutbox.run(sending.producer, sending.seq, sending.fields[1])
+      this.outboxRows = true
     })
     return sending
   }
@@ -349,14 +354,13 @@ export class StreamSink implements DeltaSink {
     await this.inFlight
     const left = [
       this.sending,
-      this.outbox.size > 0 ? this.entry(this.outbox, true) : undefined,
+      this.outbox.size > 0 ? this.entry(this.outbox, false) : undefined,
     ]
     this.outbox = new Map()
+    // A durable entry is in stats_outbox already.
     for (const s of left) {
-      if (!s || (s.durable && s.producer !== this.producer)) continue
-      if (!s.durable) {
+      if (s && !s.durable)
         this.sql.addOutbox.run(s.producer, s.seq, s.fields[1])
-      }
     }
     this.sending = undefined
     if (left.some(Boolean)) {
