@@ -95,6 +95,8 @@ export type TestCluster = {
   frontendDirs: string[]
   /** Starts the writer again (after a kill) on its port and data dir. */
   restartWriter(): Promise<SpawnedHold>
+  /** Starts frontend `i` again on its data dir (after it stopped). */
+  restartFrontend(i: number): Promise<SpawnedHold>
   close(): Promise<void>
 }
 
@@ -135,6 +137,10 @@ export const startCluster = async (
       cluster.writer = await startWriter()
       return cluster.writer
     },
+    restartFrontend: async (i) => {
+      cluster.frontends[i] = await startFrontend(cluster.frontendDirs[i])
+      return cluster.frontends[i]
+    },
     close: async () => {
       for (const h of [cluster.writer, ...cluster.frontends]) {
         if (h.proc.exitCode === null && h.proc.signalCode === null) {
@@ -147,19 +153,19 @@ export const startCluster = async (
       for (const d of [writerDir, ...cluster.frontendDirs]) await removeDir(d)
     },
   }
+  const startFrontend = (dir: string) =>
+    spawnHold({
+      dataDir: dir,
+      env: {
+        ...env,
+        HOLD_ROLE: 'frontend',
+        HOLD_WRITER_URL: `http://127.0.0.1:${writerPort}`,
+      },
+    })
   for (let i = 0; i < (opts.frontends ?? 2); i++) {
     const dir = await tempDir()
     cluster.frontendDirs.push(dir)
-    cluster.frontends.push(
-      await spawnHold({
-        dataDir: dir,
-        env: {
-          ...env,
-          HOLD_ROLE: 'frontend',
-          HOLD_WRITER_URL: `http://127.0.0.1:${writerPort}`,
-        },
-      }),
-    )
+    cluster.frontends.push(await startFrontend(dir))
   }
   return cluster
 }

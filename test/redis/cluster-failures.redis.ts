@@ -155,4 +155,24 @@ describe('a cluster under failures', () => {
     await a.exited
     expect(await writerTotal(c, ['fk'], K)).toBe(K)
   })
+
+  it('a frontend stopped while Redis is down keeps its counts in its data dir and sends them at its next start', async () => {
+    cluster = await startCluster({ frontends: 1 })
+    const c = cluster
+    const cid = await storeBlob(c.frontends[0].url, DID, 'kept')
+    for (let i = 0; i < 5; i++) {
+      expect(await pull(c.frontends[0].url, DID, 'kept', cid)).toBe(200)
+    }
+    expect(await writerTotal(c, ['kept'], 5)).toBe(5)
+    await c.redis.stop()
+    for (let i = 0; i < 7; i++) {
+      expect(await pull(c.frontends[0].url, DID, 'kept', cid)).toBe(200)
+    }
+    c.frontends[0].proc.kill('SIGTERM')
+    expect((await c.frontends[0].exited).code).toBe(0)
+    expect(c.frontends[0].output()).toContain('kept in the data dir')
+    await c.redis.start()
+    await c.restartFrontend(0)
+    expect(await writerTotal(c, ['kept'], 12)).toBe(12)
+  })
 })
