@@ -59,6 +59,8 @@ export type ServerEnvironment = {
   flyAppName?: string
   /** Set by Fly.io on every machine: its own ID (what `fly-replay: instance=` names). */
   flyMachineId?: string
+  /** Set by Fly.io on every machine: its process group (fly.cluster.toml: writer, frontend). */
+  flyProcessGroup?: string
   nodeEnv?: string
 }
 
@@ -113,6 +115,7 @@ export const readEnv = (
   writerUrl: env.HOLD_WRITER_URL,
   flyAppName: env.FLY_APP_NAME,
   flyMachineId: env.FLY_MACHINE_ID,
+  flyProcessGroup: env.FLY_PROCESS_GROUP,
   nodeEnv: env.NODE_ENV,
 })
 
@@ -431,7 +434,11 @@ const envToCluster = (
   flyApp: string | undefined,
   storage: string,
 ): ClusterConfig => {
-  const role = nonEmpty(env.role) ?? 'all'
+  // On Fly a machine of the `writer` or `frontend` process group has that role unless told.
+  const group = flyApp ? nonEmpty(env.flyProcessGroup) : undefined
+  const role =
+    nonEmpty(env.role) ??
+    (group === 'writer' || group === 'frontend' ? group : 'all')
   if (role !== 'all' && role !== 'writer' && role !== 'frontend') {
     throw new ConfigError(
       `HOLD_ROLE must be "all", "writer" or "frontend", got "${role}"`,

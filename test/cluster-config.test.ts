@@ -48,6 +48,29 @@ describe('HOLD_ROLE and its variables', () => {
     ).toMatchObject({ writer: { via: 'fly-replay' }, flyMachineId: 'e28' })
   })
 
+  it('on Fly a machine takes its role from its process group unless HOLD_ROLE says otherwise', () => {
+    const fly = {
+      ...S3,
+      FLY_APP_NAME: 'my-hold',
+      HOLD_REDIS_URL: 'redis://r:6379',
+      HOLD_SIGNING_KEY: KEY,
+    }
+    expect(cluster({ ...fly, FLY_PROCESS_GROUP: 'frontend' }).role).toBe(
+      'frontend',
+    )
+    expect(cluster({ ...fly, FLY_PROCESS_GROUP: 'writer' }).role).toBe('writer')
+    expect(
+      cluster({ ...fly, FLY_PROCESS_GROUP: 'frontend', HOLD_ROLE: 'writer' })
+        .role,
+    ).toBe('writer')
+    expect(
+      cluster({ ...S3, FLY_APP_NAME: 'my-hold', FLY_PROCESS_GROUP: 'app' })
+        .role,
+    ).toBe('all')
+    // Off Fly the variable means nothing.
+    expect(cluster({ FLY_PROCESS_GROUP: 'frontend' }).role).toBe('all')
+  })
+
   it('a writer needs Redis and the shared signing key, and nothing else new', () => {
     expect(
       cluster({
