@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ids } from '../../src/ids.ts'
+import { subscribe } from '../_firehose.ts'
 import { xrpc } from '../_util.ts'
 import {
   getStats,
@@ -79,5 +80,17 @@ describe('two frontends and a writer on one Redis', () => {
     )
     expect(head.status).toBe(200)
     expect(head.body.cid).toBe(direct.body.cid)
+  })
+
+  it("subscribeRepos on a frontend is the writer's firehose, piped through", async () => {
+    const [a] = cluster.frontends
+    const sub = await subscribe(a.url, '?cursor=0')
+    try {
+      // The writer's first commits (its captain) replay from cursor 0.
+      await sub.untilSeq(1)
+      expect(sub.seqs()[0]).toBe(1)
+    } finally {
+      sub.ws.close()
+    }
   })
 })
