@@ -6,6 +6,7 @@ import type { App, Ctx } from './api/util.ts'
 import { blobXrpcError } from './api/blob-errors.ts'
 import { BlobStoreError } from './blobs/errors.ts'
 import { BLOB_URL_PATH } from './blobs/signed-url.ts'
+import { toWriter } from './cluster/route.ts'
 import type { AppContext } from './context.ts'
 import {
   InvalidRequestError,
@@ -27,6 +28,8 @@ export const createApp = (ctx: AppContext, extend?: Extend): App => {
   app.use('/xrpc/*', readOnlyCors)
   app.use('/.well-known/*', readOnlyCors)
   extend?.(app, ctx)
+  // HOLD_ROLE=frontend: what reads or writes the repo goes to the writer.
+  if (ctx.cluster?.role === 'frontend') app.use(toWriter(ctx))
   registerRoutes(app, ctx)
 
   const paths = new Set(app.routes.map((r) => r.path))

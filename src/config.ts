@@ -51,8 +51,17 @@ export type ServerEnvironment = {
   rebindFrom?: string
   quotasFile?: string
   countSource?: string
+  role?: string
+  redisUrl?: string
+  redisPrefix?: string
+  redisBufferPairs?: string
+  writerUrl?: string
   /** Set by Fly.io on every machine: the app's name. */
   flyAppName?: string
+  /** Set by Fly.io on every machine: its own ID (what `fly-replay: instance=` names). */
+  flyMachineId?: string
+  /** Set by Fly.io on every machine: its process group (fly.cluster.toml: writer, frontend). */
+  flyProcessGroup?: string
   nodeEnv?: string
 }
 
@@ -101,7 +110,14 @@ export const readEnv = (
   rebindFrom: env.HOLD_REBIND_FROM,
   quotasFile: env.HOLD_QUOTAS_FILE,
   countSource: env.HOLD_COUNT_SOURCE,
+  role: env.HOLD_ROLE,
+  redisUrl: env.HOLD_REDIS_URL,
+  redisPrefix: env.HOLD_REDIS_PREFIX,
+  redisBufferPairs: env.HOLD_REDIS_BUFFER_PAIRS,
+  writerUrl: env.HOLD_WRITER_URL,
   flyAppName: env.FLY_APP_NAME,
+  flyMachineId: env.FLY_MACHINE_ID,
+  flyProcessGroup: env.FLY_PROCESS_GROUP,
   nodeEnv: env.NODE_ENV,
 })
 
@@ -168,9 +184,32 @@ export type ServerConfig = {
    * uploads) or manifests (notifyManifest); the other source is answered and not counted
    */
   countSource: CountSource
+  /** HOLD_ROLE and what it needs: one process (`all`), or a writer and its frontends. */
+  cluster: ClusterConfig
 }
 
 export type CountSource = 'blob' | 'manifest'
+
+export type HoldRole = 'all' | 'writer' | 'frontend'
+
+/**
+ * HOLD_ROLE=writer owns the repo and applies the counts frontends send through Redis;
+ * HOLD_ROLE=frontend serves blobs, uploads and stats, counts into Redis, and sends every other
+ * call to the writer (Fly: the `fly-replay` header; elsewhere: a proxy to HOLD_WRITER_URL).
+ */
+export type ClusterConfig = {
+  role: HoldRole
+  /** HOLD_REDIS_URL (writer, frontend): redis:// or rediss:// */
+  redisUrl: string | undefined
+  /** HOLD_REDIS_PREFIX: every key the hold uses in Redis starts with it */
+  redisPrefix: string
+  /** HOLD_REDIS_BUFFER_PAIRS: pairs a frontend keeps in memory while Redis is down */
+  bufferPairs: number
+  /** How a frontend reaches the writer: Fly's replay (by machine ID), or a proxy to a URL. */
+  writer: { via: 'fly-replay' } | { via: 'proxy'; url: string } | undefined
+  /** FLY_MACHINE_ID: what a writer on Fly advertises for `fly-replay: instance=` */
+  flyMachineId: string | undefined
+}
 /** An S3-compatible bucket (credentials are secrets: `S3Credentials`). */
 export type S3Config = {
   /** Origin of the S3 API, e.g. https://fly.storage.tigris.dev */
@@ -287,6 +326,7 @@ export const envToCfg = (
       `HOLD_COUNT_SOURCE must be "blob" (getBlob requests with repo, and uploads) or "manifest" (notifyManifest), got "${countSource}"`,
     )
   }
+  const cluster = envToCluster(env, flyApp, storage)
   const logLevel = nonEmpty(env.logLevel) ?? 'info'
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError(
@@ -396,6 +436,91 @@ export const envToCfg = (
     rebindFrom,
     quotasFile: nonEmpty(env.quotasFile),
     countSource,
+    cluster,
+  }
+}
+
+const envToCluster = (
+  env: ServerEnvironment,
+  flyApp: string | undefined,
+  storage: string,
+): ClusterConfig => {
+  // On Fly a machine of the `writer` or `frontend` process group has that role unless told.
+  const group = flyApp ? nonEmpty(env.flyProcessGroup) : undefined
+  const role =
+    nonEmpty(env.role) ??
+    (group === 'writer' || group === 'frontend' ? group : 'all')
+  if (role !== 'all' && role !== 'writer' && role !== 'frontend') {
+    throw new ConfigError(
+      `HOLD_ROLE must be "all", "writer" or "frontend", got "${role}"`,
+    )
+  }
+  const redisUrl = nonEmpty(env.redisUrl)
+  const writerUrl = nonEmpty(env.writerUrl)
+  if (role === 'all' && redisUrl !== undefined) {
+    throw new ConfigError(
+      'HOLD_REDIS_URL is for HOLD_ROLE=writer or frontend; set HOLD_ROLE or unset HOLD_REDIS_URL',
+    )
+  }
+  if (role !== 'frontend' && writerUrl !== undefined) {
+    throw new ConfigError(
+      `HOLD_WRITER_URL is for HOLD_ROLE=frontend (this is HOLD_ROLE=${role}); unset it`,
+    )
+  }
+  if (role !== 'all' && redisUrl === undefined) {
+    throw new ConfigError(
+      `HOLD_ROLE=${role} needs HOLD_REDIS_URL (redis:// or rediss://, where frontends send their counts)`,
+    )
+  }
+  if (redisUrl !== undefined) {
+    const url = URL.canParse(redisUrl) ? new URL(redisUrl) : undefined
+    if (!url || (url.protocol !== 'redis:' && url.protocol !== 'rediss:')) {
+      throw new ConfigError(
+        'HOLD_REDIS_URL must be a redis:// or rediss:// URL such as redis://localhost:6379',
+      )
+    }
+  }
+  if (role === 'frontend' && storage !== 's3') {
+    throw new ConfigError(
+      "HOLD_ROLE=frontend needs HOLD_STORAGE=s3: blobs on one machine's disk cannot be served by the others",
+    )
+  }
+  if (role !== 'all' && nonEmpty(env.signingKey) === undefined) {
+    throw new ConfigError(
+      `HOLD_ROLE=${role} needs HOLD_SIGNING_KEY, the same on the writer and every frontend (blob URLs signed by one are checked by another)`,
+    )
+  }
+  let writer: ClusterConfig['writer']
+  if (role === 'frontend') {
+    if (writerUrl !== undefined) {
+      writer = { via: 'proxy', url: parseOrigin('HOLD_WRITER_URL', writerUrl) }
+    } else if (flyApp !== undefined) {
+      writer = { via: 'fly-replay' }
+    } else {
+      throw new ConfigError(
+        'HOLD_ROLE=frontend needs HOLD_WRITER_URL (where repo calls are proxied), or Fly.io (FLY_APP_NAME), where they are replayed on the writer',
+      )
+    }
+  }
+  const prefix = nonEmpty(env.redisPrefix) ?? 'atcr-hold'
+  if (!/^[A-Za-z0-9._:-]{1,64}$/.test(prefix)) {
+    throw new ConfigError(
+      `HOLD_REDIS_PREFIX must be 1 to 64 letters, digits, dots, dashes, underscores or colons, got "${prefix}"`,
+    )
+  }
+  return {
+    role,
+    redisUrl,
+    redisPrefix: prefix,
+    bufferPairs: parseIntVar(
+      'HOLD_REDIS_BUFFER_PAIRS',
+      env.redisBufferPairs,
+      100_000,
+      1,
+      10_000_000,
+    ),
+    writer,
+    flyMachineId: nonEmpty(env.flyMachineId),
   }
 }
 

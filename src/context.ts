@@ -19,6 +19,7 @@ import {
   type ServerSecrets,
 } from './config.ts'
 import { asDataDirError, DataDirLock } from './data-dir.ts'
+import { clusterUrlSecret, HoldCluster } from './cluster/cluster.ts'
 import { Database } from './db.ts'
 import {
   checkIdentity,
@@ -126,6 +127,7 @@ type AppContextFields = {
   visibility: BlobVisibility
   layers: LayerService
   quotas: Quotas
+  cluster: HoldCluster | undefined
 }
 
 /**
@@ -181,6 +183,8 @@ export class AppContext {
   readonly layers: LayerService
   /** HOLD_QUOTAS_FILE's tiers and each user's limit. */
   readonly quotas: Quotas
+  /** HOLD_ROLE=writer or frontend: Redis, and what the role adds; undefined for `all`. */
+  readonly cluster: HoldCluster | undefined
 
   private readonly resources: AsyncDisposableStack
   private started = false
@@ -219,6 +223,7 @@ export class AppContext {
     this.visibility = f.visibility
     this.layers = f.layers
     this.quotas = f.quotas
+    this.cluster = f.cluster
     this.resources = resources
   }
 
@@ -237,10 +242,23 @@ export class AppContext {
         'WAL checkpoint worker failed; SQLite checkpoints inline',
       ),
     )
+    const cluster = this.cluster
+    if (cluster?.role === 'frontend') {
+      // A frontend counts into Redis and writes no repo: no publisher, relays or flushes.
+      cluster.start(this.cfg.statsPersistMs)
+      this.resources.defer(() => cluster.stop())
+      this.startSweeper()
+      return
+    }
     this.stats.start()
     this.resources.defer(async () => {
       this.lastFlush = await this.stats.stop()
     })
+    if (cluster) {
+      cluster.start(this.cfg.statsPersistMs)
+      // Stopped before the last flush: what it applied is in that flush.
+      this.resources.defer(() => cluster.stop())
+    }
     const { sequencer } = this.writer
     sequencer.startPruning(this.cfg.firehoseRetentionHours)
     void this.crawlers.requestNow()
@@ -362,7 +380,11 @@ export class AppContext {
     // A bad tiers file stops the start before anything in the data dir is touched.
     const tiers = cfg.quotasFile ? loadTiers(cfg.quotasFile) : undefined
     const keypair = await loadSigningKey(cfg.dataDir, secrets.signingKeyHex)
-    const urlSecret = await loadUrlSecret(cfg.dataDir)
+    // Every machine of a cluster checks the blob URLs any of them signed.
+    const urlSecret =
+      cfg.cluster.role === 'all'
+        ? await loadUrlSecret(cfg.dataDir)
+        : clusterUrlSecret(secrets.signingKeyHex!)
     const db = new Database(join(cfg.dataDir, 'hold.sqlite'), log.db)
     resources.defer(() => db.close())
     const carSpooler = new CarSpooler(db.path)
@@ -472,6 +494,17 @@ export class AppContext {
       log: log.uploads,
     })
     meterUploads(metrics.registry, uploads)
+    const cluster =
+      cfg.cluster.role === 'all'
+        ? undefined
+        : new HoldCluster({
+            cfg: cfg.cluster,
+            stats,
+            database: db,
+            log: log.stats,
+            registry: metrics.registry,
+          })
+    if (cluster) resources.defer(() => cluster.close())
     return new AppContext(
       {
         cfg,
@@ -505,6 +538,7 @@ export class AppContext {
         visibility,
         layers: new LayerService(layerIndex, writer, blobs, visibility),
         quotas: new Quotas(tiers, crew, layerIndex),
+        cluster,
       },
       resources,
     )

@@ -608,6 +608,24 @@ export const MIGRATIONS: string[] = [
     PRIMARY KEY (did, repository, kind, ref)
   ) WITHOUT ROWID;
   `,
+  // HOLD_ROLE=writer: the Redis stream entries applied to stats_counter and not yet
+  // acknowledged, and each frontend process's last applied sequence number (both written in
+  // the transaction that applies the counts, so a replayed entry is skipped). HOLD_ROLE=frontend:
+  // counts spilled while Redis was down, taken out of stats_counter and on their way to Redis.
+  `
+  CREATE TABLE stats_stream_applied (id TEXT PRIMARY KEY) WITHOUT ROWID;
+  CREATE TABLE stats_stream_producer (
+    producer TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    seen_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE TABLE stats_outbox (
+    producer TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (producer, seq)
+  ) WITHOUT ROWID;
+  `,
 ]
 
 const migrate = (db: DatabaseSync): void => {

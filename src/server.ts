@@ -4,6 +4,7 @@ import type { Server } from 'node:http'
 import { createAdaptorServer } from '@hono/node-server'
 import { createApp, type Extend } from './app.ts'
 import type { App } from './api/util.ts'
+import { proxyUpgrades } from './cluster/route.ts'
 import type { ServerConfig, ServerSecrets } from './config.ts'
 import { AppContext, type AppContextOverrides } from './context.ts'
 import { asDataDirError } from './data-dir.ts'
@@ -83,7 +84,9 @@ export class HoldServer {
       socket.once('close', () => this.sockets.delete(socket))
     })
     this.server = server
-    this.ctx.firehose.attach(server)
+    const writer = this.ctx.cluster?.cfg.writer
+    if (this.ctx.cluster?.role !== 'frontend') this.ctx.firehose.attach(server)
+    else if (writer?.via === 'proxy') proxyUpgrades(server, writer.url)
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
       server.listen(cfg.port, cfg.host, () => {

@@ -114,6 +114,14 @@ describe('envToCfg and envToSecrets', () => {
       logLevel: 'info',
       version: '0.0.0',
       countSource: 'blob',
+      cluster: {
+        role: 'all',
+        redisUrl: undefined,
+        redisPrefix: 'atcr-hold',
+        bufferPairs: 100_000,
+        writer: undefined,
+        flyMachineId: undefined,
+      },
     })
     expect(secrets).toEqual({
       signingKeyHex: undefined,

@@ -54,6 +54,12 @@ export type Delta = PendingCounts &
   }
 
 /**
+ * Where a persist sends its batch instead of the counter table: with HOLD_ROLE=frontend, the
+ * Redis stream the writer applies (src/stats/stream-sink.ts). It takes the map as its own.
+ */
+export type DeltaSink = { accept(batch: Map<string, Delta>): void }
+
+/**
  * Where counts are taken and kept: a count is a map update in memory (no I/O on the request
  * path), and every `persistMs` the pending deltas go into the `stats_counter` table in one
  * transaction, the durability point. While the table cannot be written the deltas stay in
@@ -77,6 +83,7 @@ export class CounterStore {
   private readonly history: History | undefined
   /** Set when unique clients are counted: what a client's sketch entry is. */
   readonly clients: ClientHasher | undefined
+  private sink: DeltaSink | undefined
 
   /** Per-tag and per-manifest counts, written in the persist's transaction. */
   private readonly refs: RefCounts | undefined
@@ -160,12 +167,17 @@ export class CounterStore {
     const key = keyOf(did, repository)
     if (this.pending.has(key) || this.known.has(key)) return true
     if (!this.sql.hasCounter.get(did, repository)) return false
+    this.remember(key)
+    return true
+  }
+
+  private remember(key: string): void {
+    if (this.known.has(key)) return
     if (this.known.size >= KNOWN_PAIRS) {
       // The oldest entry first: Sets iterate in insertion order.
       this.known.delete(this.known.values().next().value!)
     }
     this.known.add(key)
-    return true
   }
 
   /** What is pending for a pair, not yet in the table. */
@@ -199,15 +211,41 @@ export class CounterStore {
     }
   }
 
-  /** Moves pending deltas into the counter table, in one transaction. */
+  /** From now on, persist() hands each batch to `sink` instead of the counter table. */
+  sendTo(sink: DeltaSink): void {
+    this.sink = sink
+  }
+
+  /** Moves pending deltas into the counter table (or the sink), in one transaction. */
   persist(): number {
     if (this.pending.size === 0) return 0
     const batch = this.pending
     this.pending = new Map()
+    if (this.sink) {
+      // The pair is counted now, wherever its counts go on to.
+      for (const key of batch.keys()) this.remember(key)
+      this.sink.accept(batch)
+      return batch.size
+    }
+    try {
+      this.writeTable(batch.values())
+    } catch (err) {
+      this.putBack(batch)
+      throw err
+    }
+    return batch.size
+  }
+
+  /**
+   * Adds deltas to the counter table in one transaction, with `inTxn` run inside it (the
+   * writer records the stream entries it applied there). Throws when the table cannot be written.
+   */
+  writeTable(deltas: Iterable<Delta>, inTxn?: () => void): void {
     const top = this.top.keeping ? this.top : undefined
+    const list = Array.isArray(deltas) ? (deltas as Delta[]) : [...deltas]
     try {
       this.database.transaction(() => {
-        for (const d of batch.values()) {
+        for (const d of list) {
           const last = Math.max(d.lastPull, d.lastPush, d.first)
           const args = [
             d.did,
@@ -228,18 +266,17 @@ export class CounterStore {
           }
           top.saw(d.did, d.repository, counts)
         }
-        this.history?.write(batch.values())
+        this.history?.write(list)
         this.refs?.write()
+        inTxn?.()
       })
     } catch (err) {
       // The kept most pulled pairs may hold counts the rollback took back.
       this.top.forget()
       this.history?.rolledBack()
       this.refs?.rolledBack()
-      this.putBack(batch)
       throw err
     }
-    return batch.size
   }
 
   /** Deltas a failed persist took out go back, added to any counted since: nothing is lost. */

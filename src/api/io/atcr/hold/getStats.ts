@@ -18,11 +18,18 @@ export const register: Register = (app, ctx) => {
     ctx.lexicons,
     ids.HoldGetStats,
     // The lexicon bounds repo; the OCI grammar and the record key's length are the hold's own.
-    (c, { did, repo, tag, manifestDigest }) => {
+    async (c, { did, repo, tag, manifestDigest }) => {
       const repository = checkRepoParam(did, repo)
       const countSource = ctx.cfg.countSource
       if (tag === undefined && manifestDigest === undefined) {
-        return c.json({ ...ctx.stats.get(did, repository), countSource })
+        // A frontend answers from the writer's table as published in Redis.
+        const fromRedis = ctx.cluster?.frontendStats
+        return c.json({
+          ...(fromRedis
+            ? await fromRedis.get(did, repository)
+            : ctx.stats.get(did, repository)),
+          countSource,
+        })
       }
       if (tag !== undefined && manifestDigest !== undefined) {
         throw new InvalidRequestError('give tag or manifestDigest, not both')

@@ -11,7 +11,7 @@ export const register: Register = (app, ctx) => {
     app,
     ctx.lexicons,
     ids.HoldListStats,
-    (c, { did, repo, limit, cursor }) => {
+    async (c, { did, repo, limit, cursor }) => {
       if (repo !== undefined) {
         const repository = checkRepoParam(did, repo)
         refsKept(ctx.cfg.countSource, 'repo')
@@ -28,7 +28,10 @@ export const register: Register = (app, ctx) => {
         })
       }
       const after = cursor === undefined ? '' : decodeCursor(cursor)
-      const page = ctx.stats.list(did, limit, after)
+      const fromRedis = ctx.cluster?.frontendStats
+      const page = fromRedis
+        ? await fromRedis.list(did, limit, after)
+        : ctx.stats.list(did, limit, after)
       return c.json({
         countSource: ctx.cfg.countSource,
         stats: page.stats,

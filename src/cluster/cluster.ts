@@ -1,0 +1,198 @@
+import { createHmac } from 'node:crypto'
+import type { Redis } from 'ioredis'
+import { Counter, Gauge, type Registry } from 'prom-client'
+import type { ClusterConfig, HoldRole } from '../config.ts'
+import type { Database } from '../db.ts'
+import type { Logger } from '../logger.ts'
+import { FrontendStats } from '../stats/frontend-stats.ts'
+import type { StatsService } from '../stats/service.ts'
+import { StreamConsumer } from '../stats/stream-consumer.ts'
+import { StreamSink } from '../stats/stream-sink.ts'
+import { clusterKeys, connectRedis, type ClusterKeys } from './redis.ts'
+
+/** How long a stopping frontend tries to hand its last counts to Redis. */
+const STOP_SEND_MS = 5000
+/** How often a frontend on Fly reads which machine the writer is. */
+const WRITER_REFRESH_MS = 5000
+
+/**
+ * A hold that is one of several (HOLD_ROLE=writer or frontend): its Redis connections, and the
+ * parts the role adds. A frontend sends its counts to the stream (StreamSink) and answers stats
+ * from the writer's published view (FrontendStats); the writer applies the stream
+ * (StreamConsumer) and, on Fly, says which machine it is so frontends can replay calls on it.
+ */
+export class HoldCluster {
+  readonly role: Exclude<HoldRole, 'all'>
+  readonly cfg: ClusterConfig
+  readonly keys: ClusterKeys
+  readonly redis: Redis
+  readonly sink: StreamSink | undefined
+  readonly frontendStats: FrontendStats | undefined
+  readonly consumer: StreamConsumer | undefined
+  private readonly reader: Redis | undefined
+  private readonly stats: StatsService
+  private readonly log: Logger
+  private writerMachine: string | undefined
+  private writerTimer: NodeJS.Timeout | undefined
+
+  constructor(opts: {
+    cfg: ClusterConfig
+    stats: StatsService
+    database: Database
+    log: Logger
+    registry: Registry
+  }) {
+    const { cfg, stats, database, log } = opts
+    this.role = cfg.role as Exclude<HoldRole, 'all'>
+    this.cfg = cfg
+    this.stats = stats
+    this.log = log
+    this.keys = clusterKeys(cfg.redisPrefix)
+    this.redis = connectRedis(cfg, `atcr-hold-${this.role}`)
+    if (this.role === 'frontend') {
+      this.sink = new StreamSink({
+        redis: this.redis,
+        keys: this.keys,
+        counters: stats.counters,
+        database,
+        log,
+        bufferPairs: cfg.bufferPairs,
+      })
+      stats.counters.sendTo(this.sink)
+      this.frontendStats = new FrontendStats(this.redis, this.keys, this.sink)
+    } else {
+      this.reader = connectRedis(cfg, 'atcr-hold-writer-reader', {
+        blocking: true,
+      })
+      this.consumer = new StreamConsumer({
+        redis: this.redis,
+        reader: this.reader,
+        keys: this.keys,
+        stats,
+        database,
+        log,
+      })
+    }
+    this.meter(opts.registry)
+  }
+
+  private meter(registry: Registry): void {
+    const registers = [registry]
+    const sink = this.sink
+    const consumer = this.consumer
+    const up = new Gauge({
+      name: 'hold_redis_up',
+      help: 'Whether this process reaches Redis now (HOLD_REDIS_URL)',
+      registers,
+    })
+    up.set(0)
+    this.redis.on('ready', () => up.set(1))
+    this.redis.on('end', () => up.set(0))
+    this.redis.on('close', () => up.set(0))
+    if (sink) {
+      new Gauge({
+        name: 'hold_stats_buffered_pairs',
+        help: 'Pairs whose counts wait in memory to be appended to Redis (bounded by HOLD_REDIS_BUFFER_PAIRS)',
+        registers,
+        collect() {
+          this.set(sink.bufferedPairs)
+        },
+      })
+      new Counter({
+        name: 'hold_stats_spilled_total',
+        help: 'Counts spilled into the local counter table because Redis was down and the buffer full',
+        registers,
+        collect() {
+          this.reset()
+          this.inc(sink.totals.spilledCounts)
+        },
+      })
+      new Counter({
+        name: 'hold_stats_stream_appends_total',
+        help: 'Count entries appended to the Redis stream, by result',
+        labelNames: ['result'],
+        registers,
+        collect() {
+          this.reset()
+          this.inc({ result: 'ok' }, sink.totals.entries)
+          this.inc({ result: 'failed' }, sink.totals.failedAppends)
+        },
+      })
+    }
+    if (consumer) {
+      new Counter({
+        name: 'hold_stats_stream_entries_total',
+        help: 'Count entries read from the Redis stream, by what the writer did with them',
+        labelNames: ['result'],
+        registers,
+        collect() {
+          this.reset()
+          this.inc({ result: 'applied' }, consumer.totals.applied)
+          this.inc({ result: 'skipped' }, consumer.totals.skipped)
+          this.inc({ result: 'malformed' }, consumer.totals.malformed)
+        },
+      })
+    }
+  }
+
+  /** Frontend: counting into Redis. Writer: applying the stream, and saying where it is. */
+  start(persistMs: number): void {
+    if (this.sink) {
+      this.stats.counters.start(persistMs)
+      this.sink.start(persistMs)
+      if (this.cfg.writer?.via === 'fly-replay') {
+        const refresh = () => {
+          this.redis.get(this.keys.writer).then(
+            (id) => (this.writerMachine = id ?? undefined),
+            () => undefined,
+          )
+        }
+        refresh()
+        this.writerTimer = setInterval(refresh, WRITER_REFRESH_MS)
+        this.writerTimer.unref()
+      }
+    }
+    if (this.consumer) {
+      this.consumer.start()
+      if (this.cfg.flyMachineId) {
+        const id = this.cfg.flyMachineId
+        const announce = () =>
+          this.redis.set(this.keys.writer, id).catch(() => undefined)
+        void announce()
+        this.writerTimer = setInterval(announce, WRITER_REFRESH_MS)
+        this.writerTimer.unref()
+      }
+    }
+  }
+
+  /** The writer's Fly machine, as it last said (undefined until it has). */
+  get writerMachineId(): string | undefined {
+    return this.writerMachine
+  }
+
+  /** Stops what start started; a frontend hands what it counted to Redis first. */
+  async stop(): Promise<void> {
+    clearInterval(this.writerTimer)
+    if (this.sink) {
+      this.stats.counters.stop()
+      this.stats.counters.persist()
+      await this.sink.stop(STOP_SEND_MS)
+    }
+    await this.consumer?.stop()
+  }
+
+  close(): void {
+    this.redis.disconnect()
+    this.reader?.disconnect()
+    this.log.debug('Redis connections closed')
+  }
+}
+
+/**
+ * The key blob URLs are signed with on every machine of a cluster, derived from the one
+ * signing key they share (a single hold keeps a random one in its data dir instead).
+ */
+export const clusterUrlSecret = (signingKeyHex: string): Buffer =>
+  createHmac('sha256', Buffer.from(signingKeyHex, 'hex'))
+    .update('atcr-hold blob URLs')
+    .digest()

@@ -1,0 +1,129 @@
+import type { Delta } from './counter-store.ts'
+import { dayOf, type DayCounts } from './history.ts'
+
+/**
+ * One entry of the counts stream: a frontend's deltas of one batch window. `producer` names the
+ * frontend process and `seq` numbers its entries from 1; an entry sent again after a lost reply
+ * carries the same pair, so the writer applies each (producer, seq) once.
+ */
+export type StreamEntry = {
+  producer: string
+  seq: number
+  deltas: Delta[]
+}
+
+/** The one field of a stream entry. */
+const FIELD = 'c'
+
+/**
+ * A stream entry as XADD's field-value list. Every field a delta carries travels: a field added
+ * to Delta is added here and in decodeEntry, and nowhere else.
+ */
+export const encodeEntry = (entry: StreamEntry): [string, string] => [
+  FIELD,
+  JSON.stringify({
+    p: entry.producer,
+    s: entry.seq,
+    d: entry.deltas.map((d) => [
+      d.did,
+      d.repository,
+      d.pulls,
+      d.pushes,
+      d.lastPull,
+      d.lastPush,
+      d.first,
+      d.day,
+      // Counts of earlier days when the batch spans a midnight; unique-client sketches stay on
+      // the frontend (README: "Not yet on frontends").
+      ...(d.earlier?.length
+        ? [d.earlier.map((e) => [e.day, e.pulls, e.pushes])]
+        : []),
+    ]),
+  }),
+]
+
+/** A malformed entry (not written by a hold of this version): skipped and acknowledged. */
+export class BadEntryError extends Error {}
+
+/** The entry XREADGROUP returned as its field-value list; BadEntryError when malformed. */
+export const decodeEntry = (fields: string[]): StreamEntry => {
+  const i = fields.indexOf(FIELD)
+  if (i < 0 || i % 2 !== 0 || i + 1 >= fields.length) {
+    throw new BadEntryError(`no "${FIELD}" field`)
+  }
+  let body: unknown
+  try {
+    body = JSON.parse(fields[i + 1])
+  } catch {
+    throw new BadEntryError('not JSON')
+  }
+  const { p, s, d } = (body ?? {}) as { p?: unknown; s?: unknown; d?: unknown }
+  if (typeof p !== 'string' || p === '' || !isCount(s) || s < 1) {
+    throw new BadEntryError('no producer and sequence number')
+  }
+  if (!Array.isArray(d)) throw new BadEntryError('no deltas')
+  const deltas = d.map((row: unknown): Delta => {
+    if (
+      !Array.isArray(row) ||
+      row.length < 7 ||
+      typeof row[0] !== 'string' ||
+      typeof row[1] !== 'string' ||
+      !row.slice(2, 7).every(isCount)
+    ) {
+      throw new BadEntryError('a malformed delta')
+    }
+    const [did, repository, pulls, pushes, lastPull, lastPush, first] = row as [
+      string,
+      string,
+      number,
+      number,
+      number,
+      number,
+      number,
+    ]
+    const day = row.length > 7 ? row[7] : undefined
+    if (day !== undefined && !isCount(day)) {
+      throw new BadEntryError('a malformed day')
+    }
+    const delta: Delta = {
+      did,
+      repository,
+      pulls,
+      pushes,
+      lastPull,
+      lastPush,
+      first,
+      day: day ?? dayOf(Math.max(lastPull, lastPush, first)),
+    }
+    if (row.length > 8) delta.earlier = decodeEarlier(row[8], delta)
+    return delta
+  })
+  return { producer: p, seq: s, deltas }
+}
+
+/** A delta's earlier days: [day, pulls, pushes] each, before its day, within its counts. */
+const decodeEarlier = (v: unknown, d: Delta): DayCounts[] => {
+  if (!Array.isArray(v)) throw new BadEntryError('malformed earlier days')
+  let pulls = 0
+  let pushes = 0
+  const out = v.map((e: unknown): DayCounts => {
+    if (
+      !Array.isArray(e) ||
+      e.length !== 3 ||
+      !e.every(isCount) ||
+      e[0] >= d.day
+    ) {
+      throw new BadEntryError('malformed earlier days')
+    }
+    pulls += e[1]
+    pushes += e[2]
+    return { day: e[0], pulls: e[1], pushes: e[2] }
+  })
+  if (pulls > d.pulls || pushes > d.pushes) {
+    throw new BadEntryError('earlier days over the delta')
+  }
+  return out
+}
+
+const isCount = (v: unknown): v is number =>
+  typeof v === 'number' && Number.isSafeInteger(v) && v >= 0
