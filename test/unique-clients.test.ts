@@ -18,7 +18,9 @@ const sketchOf = (clients: string[], hasher: ClientHasher) => {
 }
 
 describe('unique-client sketches', () => {
-  const hasher = new ClientHasher(randomBytes(32))
+  // A fixed key: the estimates below are then the same in every run (with a random key a
+  // different pair of clients shares a register each time).
+  const hasher = new ClientHasher(Buffer.alloc(32, 7))
 
   it('state a standard error of 2.3%', () => {
     expect(STANDARD_ERROR).toBeCloseTo(0.023, 3)
@@ -34,7 +36,9 @@ describe('unique-client sketches', () => {
       for (const clients of [dids, addresses]) {
         const s = sketchOf([...clients, ...clients.slice(0, n / 2)], hasher)
         const estimate = s.estimate()
-        if (n <= 10) expect(estimate).toBe(n)
+        // Ten clients: linear counting is exact unless two of them share one of the 2,048
+        // registers (about 2% of the time, 10 * 9 / 2 / 2048), which counts one less.
+        if (n <= 10) expect(Math.abs(estimate - n)).toBeLessThanOrEqual(1)
         else expect(Math.abs(estimate - n) / n).toBeLessThanOrEqual(BOUND)
       }
     })
@@ -86,7 +90,9 @@ describe('SipHash-2-4', () => {
 
 describe('estimates read from bytes', () => {
   it("equal the sketch's own, sparse and dense", () => {
-    const hasher = new ClientHasher(randomBytes(32))
+    // A fixed key: the estimates below are then the same in every run (with a random key a
+    // different pair of clients shares a register each time).
+    const hasher = new ClientHasher(Buffer.alloc(32, 7))
     for (const n of [1, 300, 5000]) {
       const s = new Sketch()
       for (let i = 0; i < n; i++) s.add(hasher.of(`did:plc:e${i}`))
