@@ -16,6 +16,8 @@ import { BadEntryError, decodeEntry } from './stream-entry.ts'
 const READ_COUNT = 1000
 /** How long one read waits for new entries. */
 const BLOCK_MS = 500
+/** The longest a stop waits for the read in progress. */
+const STOP_WAIT_MS = 5000
 /** After a failure (Redis down, a disk refusing writes), how long before reading again. */
 const RETRY_MS = 1000
 /** Rows of the view published per Redis round trip at start. */
@@ -92,9 +94,27 @@ export class StreamConsumer {
     this.running ??= this.run()
   }
 
+  /**
+   * Stops reading. Waits for the read in progress, at most STOP_WAIT_MS: a Redis that does not
+   * answer must not hold the hold's stop. What was applied is in the counter table with its
+   * stream IDs, so an entry left unacknowledged is skipped when it is read again.
+   */
   async stop(): Promise<void> {
     this.stopped = true
-    await this.running
+    if (!this.running) return
+    let timer: NodeJS.Timeout | undefined
+    const late = await Promise.race([
+      this.running.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), STOP_WAIT_MS)
+      }),
+    ])
+    clearTimeout(timer)
+    if (late) {
+      this.log.warn(
+        'Redis did not answer within the stop: the counts stream is left as it is, to be read again at the next start',
+      )
+    }
   }
 
   private async run(): Promise<void> {
