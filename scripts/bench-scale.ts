@@ -19,7 +19,6 @@ import { execFileSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, statSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
-import { DatabaseSync } from 'node:sqlite'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -234,9 +233,10 @@ const main = async () => {
     })
   // A start as after a crash (no clean-stop mark: the whole tree is walked), stopped cleanly,
   // then the start measured below, which finds the mark.
-  const dropMark = new DatabaseSync(join(dataDir, 'hold.sqlite'))
-  dropMark.exec('DELETE FROM repo_clean_stop')
-  dropMark.close()
+  // (Opened as the hold opens it, so a data dir of an older version is migrated first.)
+  const dropMark = new Database(join(dataDir, 'hold.sqlite'))
+  dropMark.db.exec('DELETE FROM repo_clean_stop')
+  await dropMark.close()
   const dbBytes = statSync(join(dataDir, 'hold.sqlite')).size
   const walked = await start()
   const walkedMs = walked.startMs
