@@ -22,6 +22,7 @@ import {
   median,
   openLoad,
   pushBlob,
+  recordPulls,
   startHold,
   stopHold,
 } from './lib.ts'
@@ -146,22 +147,7 @@ const main = async () => {
       )
       inStats += page.stats.reduce((n, s) => n + s.pullCount, 0)
     }
-    let inRecords = 0
-    let cursor: string | undefined
-    do {
-      const q = new URLSearchParams({
-        repo: h.did,
-        collection: ids.HoldStats,
-        limit: '100',
-      })
-      if (cursor) q.set('cursor', cursor)
-      const page = await getJson<{
-        records: { value: { pullCount: number } }[]
-        cursor?: string
-      }>(`${h.base}/xrpc/${ids.RepoListRecords}?${q}`)
-      inRecords += page.records.reduce((n, r) => n + r.value.pullCount, 0)
-      cursor = page.cursor
-    } while (cursor)
+    const inRecords = await recordPulls(h)
 
     const first = samples.slice(0, Math.max(1, Math.floor(samples.length / 6)))
     const last = samples.slice(-Math.max(1, Math.floor(samples.length / 6)))

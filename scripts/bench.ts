@@ -36,6 +36,7 @@ import {
   openLoad,
   ownerToken,
   pushBlob,
+  recordPulls,
   REPOS,
   startHold,
   stopHold,
@@ -89,27 +90,6 @@ const totalPulls = async (h: Hold): Promise<number> => {
     )
     total += page.stats.reduce((n, s) => n + s.pullCount, 0)
   }
-  return total
-}
-
-/** Sum of pullCount over the io.atcr.hold.stats records in the repo. */
-const recordPulls = async (h: Hold): Promise<number> => {
-  let total = 0
-  let cursor: string | undefined
-  do {
-    const q = new URLSearchParams({
-      repo: h.did,
-      collection: ids.HoldStats,
-      limit: '100',
-    })
-    if (cursor) q.set('cursor', cursor)
-    const page = await getJson<{
-      records: { value: { pullCount: number } }[]
-      cursor?: string
-    }>(`${h.base}/xrpc/${ids.RepoListRecords}?${q}`)
-    total += page.records.reduce((n, r) => n + r.value.pullCount, 0)
-    cursor = page.cursor
-  } while (cursor)
   return total
 }
 

@@ -339,3 +339,24 @@ export const procSample = (pid: number): ProcSample => {
   const writeBytes = Number(/^write_bytes: (\d+)$/m.exec(io)![1])
   return { at: performance.now(), cpuUs: ticks * TICK_US, writeBytes }
 }
+
+/** Sum of pullCount over the io.atcr.hold.stats records in the repo. */
+export const recordPulls = async (h: Hold): Promise<number> => {
+  let total = 0
+  let cursor: string | undefined
+  do {
+    const q = new URLSearchParams({
+      repo: h.did,
+      collection: ids.HoldStats,
+      limit: '100',
+    })
+    if (cursor) q.set('cursor', cursor)
+    const page = await getJson<{
+      records: { value: { pullCount: number } }[]
+      cursor?: string
+    }>(`${h.base}/xrpc/${ids.RepoListRecords}?${q}`)
+    total += page.records.reduce((n, r) => n + r.value.pullCount, 0)
+    cursor = page.cursor
+  } while (cursor)
+  return total
+}

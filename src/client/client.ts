@@ -389,16 +389,7 @@ export class HoldClient {
     params: { did: Did; limit?: number },
     opts: CallOptions = {},
   ): AsyncGenerator<ListStatsPage, void, undefined> {
-    let cursor: string | undefined
-    do {
-      const res = await this.#call(holdDid, hold.listStats.main, {
-        params: { ...params, cursor },
-        retry: true,
-        signal: opts.signal,
-      })
-      yield res.body
-      cursor = res.body.cursor
-    } while (cursor)
+    yield* this.#pages(holdDid, hold.listStats.main, params, opts)
   }
 
   /**
@@ -424,15 +415,25 @@ export class HoldClient {
     params: { days?: number; limit?: number } = {},
     opts: CallOptions = {},
   ): AsyncGenerator<TrendingPage, void, undefined> {
+    yield* this.#pages(holdDid, hold.listTrending.main, params, opts)
+  }
+
+  /** A paged query's pages, each asked with the cursor of the one before (retried). */
+  async *#pages<M extends Method>(
+    holdDid: string,
+    method: M,
+    params: Record<string, unknown>,
+    opts: CallOptions,
+  ): AsyncGenerator<XrpcResponse<M>['body'], void, undefined> {
     let cursor: string | undefined
     do {
-      const res = await this.#call(holdDid, hold.listTrending.main, {
+      const res = await this.#call(holdDid, method, {
         params: { ...params, cursor },
         retry: true,
         signal: opts.signal,
       })
       yield res.body
-      cursor = res.body.cursor
+      cursor = (res.body as { cursor?: string }).cursor
     } while (cursor)
   }
 
