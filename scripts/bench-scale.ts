@@ -157,11 +157,16 @@ const seedBulk = async () => {
        created_at, updated_at, version, record_version)
      VALUES (?, ?, ?, 0, ?, NULL, ?, ?, 1, 1)`,
   )
+  // The hold adds each persist's counts to its totals itself; a seed does the same per batch.
+  const addTotals = database.db.prepare(
+    'UPDATE stats_total SET pulls = pulls + ? WHERE id = 1',
+  )
   const at = new Date('2026-01-01T00:00:00.000Z').getTime()
   const total = DIDS * REPOS
   const BATCH_DIDS = 10_000
   for (let first = 0; first < DIDS; first += BATCH_DIDS) {
     database.transaction(() => {
+      let pulls = 0
       for (let i = first; i < Math.min(DIDS, first + BATCH_DIDS); i++) {
         for (let j = 0; j < REPOS; j++) {
           const stamp = iso(at + (i * REPOS + j) * 1000)
@@ -188,6 +193,7 @@ const seedBulk = async () => {
             stamp,
             stamp,
           )
+          pulls += row.pull_count
           const bytes = encode(toRecord(row))
           const cid = cidString(cborCidBytes(bytes))
           storage.putBlockSync(cid, bytes, root.rev)
@@ -200,6 +206,7 @@ const seedBulk = async () => {
           )
         }
       }
+      addTotals.run(pulls)
     })
     progress('rows', Math.min(DIDS, first + BATCH_DIDS) * REPOS, total)
   }

@@ -626,6 +626,42 @@ export const MIGRATIONS: string[] = [
     PRIMARY KEY (producer, seq)
   ) WITHOUT ROWID;
   `,
+  // A persist writes one row per pair. The counts of a pair's latest day (its open day) ride
+  // in its counter row and move to stats_day when a later day is first counted, so the day
+  // rows are written once per pair and day rather than at every persist. stats_total follows
+  // the persist's sums (one statement per persist) instead of a trigger per row. Unique-client
+  // sketches leave the day rows: a range of days reads small rows, and each sketch keeps its
+  // estimate, so an answer never decodes a sketch.
+  `
+  ALTER TABLE stats_counter ADD COLUMN open_day INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE stats_counter ADD COLUMN open_pulls INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE stats_counter ADD COLUMN open_pushes INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX stats_counter_open_day_idx ON stats_counter (open_day);
+  DROP TRIGGER stats_counter_total_insert;
+  DROP TRIGGER stats_counter_total_update;
+  CREATE TRIGGER stats_counter_total_insert AFTER INSERT ON stats_counter BEGIN
+    UPDATE stats_total SET pairs = pairs + 1,
+      pulls = pulls + new.baseline_pull, pushes = pushes + new.baseline_push;
+  END;
+  CREATE TRIGGER stats_counter_total_baseline
+    AFTER UPDATE OF baseline_pull, baseline_push ON stats_counter BEGIN
+    UPDATE stats_total SET
+      pulls = pulls + new.baseline_pull - old.baseline_pull,
+      pushes = pushes + new.baseline_push - old.baseline_push;
+  END;
+  CREATE TABLE stats_day_clients (
+    did TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    estimate INTEGER,
+    sketch BLOB NOT NULL,
+    UNIQUE (did, repository, day)
+  );
+  CREATE INDEX stats_day_clients_day_idx ON stats_day_clients (day);
+  INSERT INTO stats_day_clients (did, repository, day, sketch)
+    SELECT did, repository, day, clients FROM stats_day WHERE clients IS NOT NULL;
+  ALTER TABLE stats_day DROP COLUMN clients;
+  `,
 ]
 
 const migrate = (db: DatabaseSync): void => {

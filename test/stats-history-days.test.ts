@@ -48,9 +48,11 @@ const sums = (db: Database) =>
     .prepare(
       `SELECT c.did, c.repository, c.pull_count, c.push_count,
          coalesce((SELECT sum(pulls) FROM stats_day d WHERE d.did = c.did AND d.repository = c.repository), 0)
-           + coalesce((SELECT pulls FROM stats_day_pruned p WHERE p.did = c.did AND p.repository = c.repository), 0) AS day_pulls,
+           + coalesce((SELECT pulls FROM stats_day_pruned p WHERE p.did = c.did AND p.repository = c.repository), 0)
+           + c.open_pulls AS day_pulls,
          coalesce((SELECT sum(pushes) FROM stats_day d WHERE d.did = c.did AND d.repository = c.repository), 0)
-           + coalesce((SELECT pushes FROM stats_day_pruned p WHERE p.did = c.did AND p.repository = c.repository), 0) AS day_pushes
+           + coalesce((SELECT pushes FROM stats_day_pruned p WHERE p.did = c.did AND p.repository = c.repository), 0)
+           + c.open_pushes AS day_pushes
        FROM stats_counter c ORDER BY c.did, c.repository`,
     )
     .all() as {
@@ -65,7 +67,12 @@ const sums = (db: Database) =>
 const dayRows = (db: Database, repository: string) =>
   db.db
     .prepare(
-      'SELECT day, pulls, pushes FROM stats_day WHERE did = ? AND repository = ? ORDER BY day',
+      `SELECT day, sum(pulls) AS pulls, sum(pushes) AS pushes FROM (
+         SELECT day, pulls, pushes FROM stats_day WHERE did = ?1 AND repository = ?2
+         UNION ALL
+         SELECT open_day, open_pulls, open_pushes FROM stats_counter
+         WHERE did = ?1 AND repository = ?2 AND (open_pulls <> 0 OR open_pushes <> 0))
+       GROUP BY day ORDER BY day`,
     )
     .all(DID, repository) as { day: number; pulls: number; pushes: number }[]
 
@@ -160,10 +167,11 @@ describe('day rows of the counter store', () => {
       counters.count(kind, DID, repo, now, client)
       const fault = rand(1000)
       if (fault === 0) {
-        // A persist that fails at its day rows, after the counters were upserted: the
-        // transaction rolls back and the deltas go back to be persisted again.
+        // A persist that fails at its day totals, after the counters (and any folded open
+        // day) were written: the transaction rolls back and the deltas go back to be
+        // persisted again.
         db.db.exec(
-          `CREATE TRIGGER fail BEFORE INSERT ON stats_day
+          `CREATE TRIGGER fail BEFORE INSERT ON stats_day_total
            BEGIN SELECT RAISE(ABORT, 'refused'); END`,
         )
         expect(() => counters.persist()).toThrow(/refused/)

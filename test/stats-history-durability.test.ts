@@ -36,9 +36,11 @@ const sumsOf = (dataDir: string) => {
       .prepare(
         `SELECT c.did, c.repository, c.pull_count, c.push_count,
            coalesce((SELECT sum(pulls) FROM stats_day d WHERE d.did = c.did AND d.repository = c.repository), 0)
-             + coalesce((SELECT pulls FROM stats_day_pruned p WHERE p.did = c.did AND p.repository = c.repository), 0) AS day_pulls,
+             + coalesce((SELECT pulls FROM stats_day_pruned p WHERE p.did = c.did AND p.repository = c.repository), 0)
+           + c.open_pulls AS day_pulls,
            coalesce((SELECT sum(pushes) FROM stats_day d WHERE d.did = c.did AND d.repository = c.repository), 0)
-             + coalesce((SELECT pushes FROM stats_day_pruned p WHERE p.did = c.did AND p.repository = c.repository), 0) AS day_pushes
+             + coalesce((SELECT pushes FROM stats_day_pruned p WHERE p.did = c.did AND p.repository = c.repository), 0)
+           + c.open_pushes AS day_pushes
          FROM stats_counter c ORDER BY c.did, c.repository`,
       )
       .all() as {

@@ -34,8 +34,20 @@ export const clientAddress = (ctx: TrustedProxy, c: ClientRequest): string => {
     if (address) return `ip:${address}`
   }
   const peer = c.env?.incoming?.socket?.remoteAddress
-  return `ip:${(peer && normalizeAddress(peer)) ?? 'unknown'}`
+  if (!peer) return 'ip:unknown'
+  let key = peerKeys.get(peer)
+  if (key === undefined) {
+    key = `ip:${normalizeAddress(peer) ?? 'unknown'}`
+    // Emptied rather than evicted one by one: cheap, and bounded.
+    if (peerKeys.size >= PEER_KEYS_KEPT) peerKeys.clear()
+    peerKeys.set(peer, key)
+  }
+  return key
 }
+
+/** Socket peers seen lately and their keys: most requests come from a peer seen before. */
+const peerKeys = new Map<string, string>()
+const PEER_KEYS_KEPT = 10_000
 
 /**
  * The client a per-client limit charges: the caller's DID when authenticated, else the client

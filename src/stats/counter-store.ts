@@ -22,10 +22,18 @@ const FAILING_RETRY_MS = 1000
 /** Pairs remembered as having a counter row, so most checks for a new pair never reach SQLite. */
 const KNOWN_PAIRS = 50_000
 
-const UPSERT_SQL = `
+/**
+ * A persist's row write: the pair's counts, and (with history kept) what it adds to its open
+ * day (`?8`, see History.open). `roll` is for a row whose open day may be another: it moves the
+ * open day to `?8`, its counts starting over (History.open has folded the old ones into
+ * stats_day first). Without `roll` the open day is left as it is, so the index on it is not
+ * touched.
+ */
+const upsertSql = (roll: boolean, ranked: boolean) => `
   INSERT INTO stats_counter
-    (did, repository, pull_count, push_count, last_pull, last_push, created_at, updated_at)
-  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+    (did, repository, pull_count, push_count, last_pull, last_push, created_at, updated_at,
+     open_day, open_pulls, open_pushes)
+  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)
   ON CONFLICT (did, repository) DO UPDATE SET
     pull_count = pull_count + excluded.pull_count,
     push_count = push_count + excluded.push_count,
@@ -34,14 +42,31 @@ const UPSERT_SQL = `
     last_push = CASE WHEN excluded.last_push IS NOT NULL AND (last_push IS NULL OR excluded.last_push > last_push)
                 THEN excluded.last_push ELSE last_push END,
     updated_at = CASE WHEN excluded.updated_at > updated_at THEN excluded.updated_at ELSE updated_at END,
-    version = version + 1`
+    ${
+      roll
+        ? `open_pulls = CASE WHEN open_day = excluded.open_day THEN open_pulls ELSE 0 END + excluded.open_pulls,
+    open_pushes = CASE WHEN open_day = excluded.open_day THEN open_pushes ELSE 0 END + excluded.open_pushes,
+    open_day = excluded.open_day,`
+        : `open_pulls = open_pulls + excluded.open_pulls,
+    open_pushes = open_pushes + excluded.open_pushes,`
+    }
+    version = version + 1${
+      ranked
+        ? `
+  RETURNING pull_count + baseline_pull AS pulls, push_count + baseline_push AS pushes`
+        : ''
+    }`
 
 const SQL = {
-  upsert: UPSERT_SQL,
-  /** The upsert, answering the pair's counts: used while the most pulled pairs are kept. */
-  upsertRanked: `${UPSERT_SQL}
-    RETURNING pull_count + baseline_pull AS pulls, push_count + baseline_push AS pushes`,
+  upsert: upsertSql(false, false),
+  upsertRoll: upsertSql(true, false),
+  /** The upserts, answering the pair's counts: used while the most pulled pairs are kept. */
+  upsertRanked: upsertSql(false, true),
+  upsertRollRanked: upsertSql(true, true),
   hasCounter: 'SELECT 1 FROM stats_counter WHERE did = ? AND repository = ?',
+  /** The hold's totals follow each persist (inserts and baselines are the triggers'). */
+  addTotals:
+    'UPDATE stats_total SET pulls = pulls + ?, pushes = pushes + ? WHERE id = 1',
 }
 
 /** A pair's counts taken since the last persist. */
@@ -74,6 +99,9 @@ export class CounterStore {
   unrecorded = 0
   private lastPersistTry = 0
   private persistTimer: NodeJS.Timeout | undefined
+  private lastDid = ''
+  private lastRepository = ''
+  private lastKey = ''
   private readonly sql: Statements<keyof typeof SQL>
 
   private readonly database: Database
@@ -137,7 +165,7 @@ export class CounterStore {
     repository: string,
     now: number,
   ): Delta | undefined {
-    const key = keyOf(did, repository)
+    const key = this.keyOf(did, repository)
     let d = this.pending.get(key)
     if (!d) {
       if (this.pending.size >= MAX_PENDING_PAIRS) {
@@ -164,11 +192,21 @@ export class CounterStore {
    * memory, remembered, or in the counter table. Only a miss in memory asks SQLite.
    */
   has(did: string, repository: string): boolean {
-    const key = keyOf(did, repository)
+    const key = this.keyOf(did, repository)
     if (this.pending.has(key) || this.known.has(key)) return true
     if (!this.sql.hasCounter.get(did, repository)) return false
     this.remember(key)
     return true
+  }
+
+  /** keyOf, remembering the last pair: a count asks has() and then counts the same pair. */
+  private keyOf(did: string, repository: string): string {
+    if (did !== this.lastDid || repository !== this.lastRepository) {
+      this.lastKey = keyOf(did, repository)
+      this.lastDid = did
+      this.lastRepository = repository
+    }
+    return this.lastKey
   }
 
   private remember(key: string): void {
@@ -243,10 +281,14 @@ export class CounterStore {
   writeTable(deltas: Iterable<Delta>, inTxn?: () => void): void {
     const top = this.top.keeping ? this.top : undefined
     const list = Array.isArray(deltas) ? (deltas as Delta[]) : [...deltas]
+    const history = this.history
     try {
       this.database.transaction(() => {
+        let pulls = 0
+        let pushes = 0
         for (const d of list) {
           const last = Math.max(d.lastPull, d.lastPush, d.first)
+          const open = history?.open(d)
           const args = [
             d.did,
             d.repository,
@@ -255,25 +297,31 @@ export class CounterStore {
             d.lastPull ? iso(d.lastPull) : null,
             d.lastPush ? iso(d.lastPush) : null,
             iso(last),
+            open?.day ?? 0,
+            open?.pulls ?? 0,
+            open?.pushes ?? 0,
           ] as const
+          pulls += d.pulls
+          pushes += d.pushes
+          const roll = open?.roll === true
           if (!top) {
-            this.sql.upsert.run(...args)
+            ;(roll ? this.sql.upsertRoll : this.sql.upsert).run(...args)
             continue
           }
-          const counts = this.sql.upsertRanked.get(...args) as {
-            pulls: number
-            pushes: number
-          }
+          const counts = (
+            roll ? this.sql.upsertRollRanked : this.sql.upsertRanked
+          ).get(...args) as { pulls: number; pushes: number }
           top.saw(d.did, d.repository, counts)
         }
-        this.history?.write(list)
+        this.sql.addTotals.run(pulls, pushes)
+        history?.wrote(list)
         this.refs?.write()
         inTxn?.()
       })
     } catch (err) {
       // The kept most pulled pairs may hold counts the rollback took back.
       this.top.forget()
-      this.history?.rolledBack()
+      history?.rolledBack()
       this.refs?.rolledBack()
       throw err
     }

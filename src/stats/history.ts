@@ -13,6 +13,8 @@ const PRUNE_BATCH = 2000
 const MAINTAIN_MS = 60_000
 /** Day sketches kept between persists (emptied when full; the table has them all). */
 const SKETCHES_KEPT = 20_000
+/** Pairs remembered as having today as their open day (past this, forgotten and learnt again). */
+const OPEN_KEYS_KEPT = 200_000
 
 /** The UTC day of a time in ms: days since 1970-01-01. */
 export const dayOf = (ms: number): number => Math.floor(ms / DAY_MS)
@@ -146,6 +148,24 @@ export type TrendingRow = {
   pushCount: number
 }
 
+/** A stored sketch's estimate; sketches written before estimates were kept are read. */
+const estimateOf = (row: {
+  estimate: number | null
+  sketch: Uint8Array | null
+}): number | undefined =>
+  row.estimate ?? (row.sketch ? Sketch.estimateOf(row.sketch) : undefined)
+
+const compare = (a: ExportPosition, b: ExportPosition): number =>
+  a.did < b.did
+    ? -1
+    : a.did > b.did
+      ? 1
+      : a.repository < b.repository
+        ? -1
+        : a.repository > b.repository
+          ? 1
+          : a.day - b.day
+
 /** A day row of the export: the pair, the day, its counts. */
 export type ExportRow = HistoryDay & { did: string; repository: string }
 /** Where an export page ends. */
@@ -154,15 +174,39 @@ export type ExportPosition = { did: string; repository: string; day: number }
 /** Where a trending page ends: the last row's window pulls, DID and repository. */
 export type TrendingCursor = { pulls: number; did: string; repository: string }
 
+/** What a delta adds to its counter row's open day (CounterStore's persist writes it). */
+export type OpenPart = {
+  day: number
+  pulls: number
+  pushes: number
+  /** The row's open day may be another: the upsert moves it (its old counts are folded). */
+  roll: boolean
+}
+
+const NOTHING_OPEN: OpenPart = { day: 0, pulls: 0, pushes: 0, roll: false }
+
+/** A pair's counts of one day as a read returns them (closed and open parts summed by the caller). */
+type DayRow = { day: number; pulls: number; pushes: number }
+
 const SQL = {
   upsertDay: `
-    INSERT INTO stats_day (did, repository, day, pulls, pushes, clients)
-    VALUES (?, ?, ?, ?, ?, ?)
+    INSERT INTO stats_day (did, repository, day, pulls, pushes) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (did, repository, day) DO UPDATE SET
-      pulls = pulls + excluded.pulls, pushes = pushes + excluded.pushes,
-      clients = coalesce(excluded.clients, clients)`,
+      pulls = pulls + excluded.pulls, pushes = pushes + excluded.pushes`,
+  /** A pair's open day, when it is not `?3`, into stats_day (before the upsert moves it). */
+  fold: `
+    INSERT INTO stats_day (did, repository, day, pulls, pushes)
+    SELECT did, repository, open_day, open_pulls, open_pushes FROM stats_counter
+    WHERE did = ?1 AND repository = ?2 AND open_day <> ?3
+      AND (open_pulls <> 0 OR open_pushes <> 0)
+    ON CONFLICT (did, repository, day) DO UPDATE SET
+      pulls = pulls + excluded.pulls, pushes = pushes + excluded.pushes`,
   clientsOf:
-    'SELECT clients FROM stats_day WHERE did = ? AND repository = ? AND day = ?',
+    'SELECT sketch FROM stats_day_clients WHERE did = ? AND repository = ? AND day = ?',
+  putClients: `
+    INSERT INTO stats_day_clients (did, repository, day, estimate, sketch) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (did, repository, day) DO UPDATE SET
+      estimate = excluded.estimate, sketch = excluded.sketch`,
   upsertTotal: `
     INSERT INTO stats_day_total (day, pulls, pushes) VALUES (?, ?, ?)
     ON CONFLICT (day) DO UPDATE SET
@@ -172,18 +216,39 @@ const SQL = {
   forgetTotals: `
     UPDATE stats_day_total SET pulls = stats_day_total.pulls - d.pulls,
       pushes = stats_day_total.pushes - d.pushes
-    FROM (SELECT day, sum(pulls) AS pulls, sum(pushes) AS pushes FROM stats_day
-          WHERE did = ?1 AND (?2 IS NULL OR repository = ?2) GROUP BY day) AS d
+    FROM (SELECT day, sum(pulls) AS pulls, sum(pushes) AS pushes FROM (
+            SELECT day, pulls, pushes FROM stats_day
+            WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)
+            UNION ALL
+            SELECT open_day, open_pulls, open_pushes FROM stats_counter
+            WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)
+              AND (open_pulls <> 0 OR open_pushes <> 0))
+          GROUP BY day) AS d
     WHERE stats_day_total.day = d.day`,
   pruneTotals: 'DELETE FROM stats_day_total WHERE day < ?',
   range: `
-    SELECT day, pulls, pushes, clients FROM stats_day
-    WHERE did = ? AND repository = ? AND day >= ? AND day <= ? ORDER BY day`,
+    SELECT day, pulls, pushes FROM stats_day
+    WHERE did = ?1 AND repository = ?2 AND day >= ?3 AND day <= ?4
+    UNION ALL
+    SELECT open_day, open_pulls, open_pushes FROM stats_counter
+    WHERE did = ?1 AND repository = ?2 AND open_day >= ?3 AND open_day <= ?4
+      AND (open_pulls <> 0 OR open_pushes <> 0)
+    ORDER BY 1`,
+  rangeClients: `
+    SELECT day, estimate, CASE WHEN estimate IS NULL THEN sketch END AS sketch
+    FROM stats_day_clients WHERE did = ? AND repository = ? AND day >= ? AND day <= ?
+    ORDER BY day`,
+  dayClients: `
+    SELECT estimate, CASE WHEN estimate IS NULL THEN sketch END AS sketch
+    FROM stats_day_clients WHERE did = ? AND repository = ? AND day = ?`,
   totalsOf: `
     SELECT pull_count + baseline_pull AS pullCount, push_count + baseline_push AS pushCount
     FROM stats_counter WHERE did = ? AND repository = ?`,
   recentPulls: `
-    SELECT did, repository, day, pulls FROM stats_day WHERE day > ? AND pulls > 0`,
+    SELECT did, repository, day, pulls FROM stats_day WHERE day > ?1 AND pulls > 0
+    UNION ALL
+    SELECT did, repository, open_day, open_pulls FROM stats_counter
+    WHERE open_day > ?1 AND open_pulls > 0`,
   pruneFold: `
     INSERT INTO stats_day_pruned (did, repository, pulls, pushes)
     SELECT did, repository, sum(pulls), sum(pushes) FROM (
@@ -196,23 +261,50 @@ const SQL = {
     DELETE FROM stats_day WHERE (did, repository, day) IN (
       SELECT did, repository, day FROM stats_day
       WHERE day < ?1 ORDER BY day, did, repository LIMIT ${PRUNE_BATCH})`,
+  /** Open days past the kept days (pairs not counted since) are pruned too. */
+  staleOpen: `
+    SELECT did, repository, open_pulls AS pulls, open_pushes AS pushes FROM stats_counter
+    WHERE open_day < ?1 AND (open_pulls <> 0 OR open_pushes <> 0) LIMIT ${PRUNE_BATCH}`,
+  prunedAdd: `
+    INSERT INTO stats_day_pruned (did, repository, pulls, pushes) VALUES (?, ?, ?, ?)
+    ON CONFLICT (did, repository) DO UPDATE SET
+      pulls = pulls + excluded.pulls, pushes = pushes + excluded.pushes`,
+  closeOpen: `
+    UPDATE stats_counter SET open_pulls = 0, open_pushes = 0
+    WHERE did = ? AND repository = ?`,
+  pruneClients: `
+    DELETE FROM stats_day_clients WHERE rowid IN (
+      SELECT rowid FROM stats_day_clients WHERE day < ?1 LIMIT ${PRUNE_BATCH})`,
   forgetDays:
     'DELETE FROM stats_day WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)',
+  forgetClients:
+    'DELETE FROM stats_day_clients WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)',
   forgetPruned:
     'DELETE FROM stats_day_pruned WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)',
   export: `
-    SELECT did, repository, day, pulls, pushes, clients FROM stats_day
+    SELECT did, repository, day, pulls, pushes FROM stats_day
     WHERE day >= ?1 AND (did, repository, day) > (?2, ?3, ?4)
     ORDER BY did, repository, day LIMIT ?5`,
+  /** The open days of the pairs in an export page's key range (`?5`/`?6`: its last pair). */
+  exportOpen: `
+    SELECT did, repository, open_day AS day, open_pulls AS pulls, open_pushes AS pushes
+    FROM stats_counter
+    WHERE (did, repository) >= (?2, ?3) AND (?5 IS NULL OR (did, repository) <= (?5, ?6))
+      AND open_day >= ?1 AND (did, repository, open_day) > (?2, ?3, ?4)
+      AND (open_pulls <> 0 OR open_pushes <> 0)
+    ORDER BY did, repository LIMIT ?7`,
 }
 
 /**
- * Per-day counts of each (DID, repository): `stats_day`, written in the counter store's persist
- * transaction from the day counts its deltas carry, so the days of a pair always add up to its
- * own counts (less those of days pruned past HOLD_STATS_HISTORY_DAYS, kept summed in
- * `stats_day_pruned`), and the hold's own per day (`stats_day_total`). Each pair's pulls of its
- * last 30 days are also kept in memory (TrendingWindows), added to when a persist commits, for
- * listTrending.
+ * Per-day counts of each (DID, repository). The days before a pair's latest are rows of
+ * `stats_day`; its latest day (the open day) rides in its counter row (`open_day`,
+ * `open_pulls`, `open_pushes`), written by the same upsert as its totals, and is folded into
+ * `stats_day` when a later day is first counted for the pair. So a persist writes one row per
+ * pair, the days of a pair always add up to its own counts (less those of days pruned past
+ * HOLD_STATS_HISTORY_DAYS, kept summed in `stats_day_pruned`), and every read sums both parts.
+ * The hold's own per day is `stats_day_total`; unique-client sketches are `stats_day_clients`,
+ * each with its estimate. Each pair's pulls of its last 30 days are also kept in memory
+ * (TrendingWindows), added to when a persist commits, for listTrending.
  */
 export class History {
   readonly keepDays: number
@@ -220,6 +312,17 @@ export class History {
   private readonly sql: Statements<keyof typeof SQL>
   private readonly log: Logger
   private readonly trend = new TrendingWindows()
+  /**
+   * The latest day counted, and the pairs whose counter row has it as its open day (written
+   * by a committed persist of this process): their upserts need not move the open day. A
+   * hint only: a pair missing here takes the longer way, which is right for any row.
+   */
+  private openDay: number
+  private openKeys = new Set<string>()
+  /** Pairs whose open day a persist under way moved, and to which day. */
+  private rolled: { key: string; day: number }[] = []
+  /** Each day's pulls and pushes of the persist under way (stats_day_total). */
+  private dayTotals = new Map<number, { pulls: number; pushes: number }>()
   /**
    * The day sketches of pairs counted lately, as the table has them: a persist merges a delta's
    * sketch into its day's here and writes the bytes only when a register changed.
@@ -232,6 +335,7 @@ export class History {
     this.keepDays = keepDays
     this.log = log
     this.sql = prepareAll(database.db, SQL)
+    this.openDay = dayOf(Date.now())
     const recent = this.sql.recentPulls.iterate(
       dayOf(Date.now()) - TRENDING_MAX_DAYS - 1,
     ) as Iterable<{
@@ -243,35 +347,76 @@ export class History {
     for (const r of recent) this.trend.add(r.did, r.repository, r.day, r.pulls)
   }
 
-  /** Writes the day counts of a persist's deltas: called inside its transaction. */
-  write(deltas: Iterable<HistoryDelta>): void {
-    const totals = new Map<number, { pulls: number; pushes: number }>()
-    const pulled: HistoryDelta[] = []
-    for (const d of deltas) {
-      for (const e of daysOf(d)) {
-        if (e.pulls === 0 && e.pushes === 0 && !e.clients) continue
-        this.sql.upsertDay.run(
-          d.did,
-          d.repository,
-          e.day,
-          e.pulls,
-          e.pushes,
-          e.clients ? this.mergedClients(d, e.day, e.clients) : null,
-        )
-        const t = totals.get(e.day)
-        if (t) {
-          t.pulls += e.pulls
-          t.pushes += e.pushes
-        } else totals.set(e.day, { pulls: e.pulls, pushes: e.pushes })
-      }
-      if (d.pulls > 0) pulled.push(d)
+  /**
+   * Where a persist's delta goes by day, called inside its transaction for each delta: days
+   * before the latest counted go straight into stats_day; the delta's own day is returned, for
+   * the counter row's open day. A pair whose row may hold an older open day has it folded into
+   * stats_day first.
+   */
+  open(d: HistoryDelta): OpenPart {
+    const days = daysOf(d)
+    const key = `${d.did} ${d.repository}`
+    for (let i = 0; i < days.length - 1; i++) this.closed(d, key, days[i])
+    const own = days[days.length - 1]
+    this.sumDay(own)
+    if (own.clients) this.putClients(d, key, own.day, own.clients)
+    if (own.day < this.openDay) {
+      // A late count (a frontend's delayed batch, a clock set back): a closed day.
+      this.upsert(d, own)
+      return NOTHING_OPEN
     }
-    for (const [day, t] of totals) {
+    if (own.day > this.openDay) {
+      this.openDay = own.day
+      this.openKeys = new Set()
+    }
+    const roll = !this.openKeys.has(key)
+    if (roll) {
+      this.sql.fold.run(d.did, d.repository, own.day)
+      this.rolled.push({ key, day: own.day })
+    }
+    return { day: own.day, pulls: own.pulls, pushes: own.pushes, roll }
+  }
+
+  private closed(d: HistoryDelta, key: string, e: DayCounts): void {
+    this.sumDay(e)
+    this.upsert(d, e)
+    if (e.clients) this.putClients(d, key, e.day, e.clients)
+  }
+
+  private upsert(d: HistoryDelta, e: DayCounts): void {
+    if (e.pulls === 0 && e.pushes === 0) return
+    this.sql.upsertDay.run(d.did, d.repository, e.day, e.pulls, e.pushes)
+  }
+
+  private sumDay(e: DayCounts): void {
+    if (e.pulls === 0 && e.pushes === 0) return
+    const t = this.dayTotals.get(e.day)
+    if (t) {
+      t.pulls += e.pulls
+      t.pushes += e.pushes
+    } else this.dayTotals.set(e.day, { pulls: e.pulls, pushes: e.pushes })
+  }
+
+  /**
+   * The end of a persist's deltas, inside its transaction: the hold's day totals, and once it
+   * commits, the trending windows and the pairs whose open day moved.
+   */
+  wrote(deltas: HistoryDelta[]): void {
+    for (const [day, t] of this.dayTotals) {
       this.sql.upsertTotal.run(day, t.pulls, t.pushes)
     }
+    this.dayTotals = new Map()
+    const rolled = this.rolled
+    this.rolled = []
     // The windows in memory follow the table: only what committed is added.
     this.database.afterCommit(() => {
-      for (const d of pulled) {
+      for (const r of rolled) {
+        if (r.day === this.openDay) this.openKeys.add(r.key)
+        else this.openKeys.delete(r.key)
+      }
+      if (this.openKeys.size > OPEN_KEYS_KEPT) this.openKeys = new Set()
+      for (const d of deltas) {
+        if (d.pulls === 0) continue
         for (const e of daysOf(d)) {
           if (e.pulls > 0) this.trend.add(d.did, d.repository, e.day, e.pulls)
         }
@@ -279,38 +424,53 @@ export class History {
     })
   }
 
-  /** The day's sketch with `clients` taken in, as bytes to write; null when nothing changed. */
-  private mergedClients(
+  /** A day sketch with `clients` taken in, written (with its estimate) when a register changed. */
+  private putClients(
     d: HistoryDelta,
+    key: string,
     day: number,
     clients: Sketch,
-  ): Uint8Array | null {
-    const key = `${d.did} ${d.repository}`
+  ): void {
     let kept = this.sketches.get(key)
+    let changed: boolean
     if (!kept || kept.day !== day) {
       const row = this.sql.clientsOf.get(d.did, d.repository, day) as
-        { clients: Uint8Array | null } | undefined
-      const stored = row?.clients ? Sketch.from(row.clients) : undefined
+        { sketch: Uint8Array } | undefined
+      const stored = row ? Sketch.from(row.sketch) : undefined
       kept = { day, sketch: stored ?? new Sketch() }
       if (this.sketches.size >= SKETCHES_KEPT) this.sketches.clear()
       this.sketches.set(key, kept)
       kept.sketch.merge(clients)
-      return kept.sketch.toBytes()
-    }
-    return kept.sketch.merge(clients) ? kept.sketch.toBytes() : null
+      changed = true
+    } else changed = kept.sketch.merge(clients)
+    if (!changed) return
+    this.sql.putClients.run(
+      d.did,
+      d.repository,
+      day,
+      kept.sketch.estimate(),
+      kept.sketch.toBytes(),
+    )
   }
 
-  /** A persist rolled back: the kept sketches may hold registers the table does not. */
+  /** A persist rolled back: what it noted for the table is not there. */
   rolledBack(): void {
     this.sketches = new Map()
+    this.rolled = []
+    this.dayTotals = new Map()
   }
 
-  /** Deletes a DID's day rows (all its repositories, or one): in the reset's transaction. */
+  /**
+   * Deletes a DID's day rows (all its repositories, or one): in the reset's transaction, before
+   * its counter rows (their open days) go.
+   */
   forget(did: string, repository: string | null): void {
     this.sql.forgetTotals.run(did, repository)
     this.sql.forgetDays.run(did, repository)
+    this.sql.forgetClients.run(did, repository)
     this.sql.forgetPruned.run(did, repository)
     this.sketches = new Map()
+    this.openKeys = new Set()
     this.database.afterCommit(() => this.trend.forget(did, repository))
   }
 
@@ -321,23 +481,25 @@ export class History {
     since: number,
     until: number,
   ): HistoryDay[] {
-    const rows = this.sql.range.all(did, repository, since, until) as {
-      day: number
-      pulls: number
-      pushes: number
-      clients: Uint8Array | null
-    }[]
+    const rows = this.sql.range.all(did, repository, since, until) as DayRow[]
+    const clients = this.sql.rangeClients.all(
+      did,
+      repository,
+      since,
+      until,
+    ) as { day: number; estimate: number | null; sketch: Uint8Array | null }[]
     const out: HistoryDay[] = []
     let i = 0
+    let k = 0
     for (let day = since; day <= until; day++) {
-      const row = rows[i]?.day === day ? rows[i++] : undefined
-      const view: HistoryDay = {
-        day: dayString(day),
-        pulls: row?.pulls ?? 0,
-        pushes: row?.pushes ?? 0,
+      const view: HistoryDay = { day: dayString(day), pulls: 0, pushes: 0 }
+      // A day can have a stats_day row and an open part (a late count): both are added.
+      while (rows[i]?.day === day) {
+        view.pulls += rows[i].pulls
+        view.pushes += rows[i++].pushes
       }
-      if (row?.clients) {
-        const estimate = Sketch.estimateOf(row.clients)
+      if (clients[k]?.day === day) {
+        const estimate = estimateOf(clients[k++])
         if (estimate !== undefined) view.uniqueClients = estimate
       }
       out.push(view)
@@ -347,11 +509,7 @@ export class History {
 
   /** The hold's pulls and pushes per day, `since` to `until`, days without counts as zeros. */
   dailyTotals(since: number, until: number): HistoryDay[] {
-    const rows = this.sql.totals.all(since, until) as {
-      day: number
-      pulls: number
-      pushes: number
-    }[]
+    const rows = this.sql.totals.all(since, until) as DayRow[]
     const out: HistoryDay[] = []
     let i = 0
     for (let day = since; day <= until; day++) {
@@ -383,43 +541,76 @@ export class History {
     })
   }
 
-  /** Day rows from `since` on, by pair and day, after the position `after` (the CLI's export). */
+  /**
+   * Day rows from `since` on, by pair and day, after the position `after` (the CLI's export): a
+   * page of stats_day merged with the counter rows' open days (at most `limit` of each).
+   */
   exportRows(
     since: number,
     limit: number,
     after: ExportPosition | undefined,
-  ): ExportRow[] {
-    const rows = this.sql.export.all(
-      since,
-      after?.did ?? '',
-      after?.repository ?? '',
-      after?.day ?? -1,
-      limit,
-    ) as {
+  ): { rows: ExportRow[]; more: boolean } {
+    const from = [after?.did ?? '', after?.repository ?? '', after?.day ?? -1]
+    const closed = this.sql.export.all(since, ...from, limit) as (DayRow & {
       did: string
       repository: string
-      day: number
-      pulls: number
-      pushes: number
-      clients: Uint8Array | null
-    }[]
-    return rows.map((r) => {
-      const view: ExportRow = {
+    })[]
+    const closedEnd =
+      closed.length === limit ? closed[closed.length - 1] : undefined
+    const open = this.sql.exportOpen.all(
+      since,
+      ...from,
+      closedEnd?.did ?? null,
+      closedEnd?.repository ?? null,
+      limit,
+    ) as (DayRow & { did: string; repository: string })[]
+    // Both lists are complete up to their last row when full: the page ends at the earlier.
+    const openEnd = open.length === limit ? open[open.length - 1] : undefined
+    const end =
+      closedEnd && openEnd
+        ? compare(closedEnd, openEnd) < 0
+          ? closedEnd
+          : openEnd
+        : (closedEnd ?? openEnd)
+    const byKey = new Map<string, ExportRow & { n: number }>()
+    for (const r of [...closed, ...open]) {
+      // Past the page's end, a row belongs to the next page.
+      if (end && compare(r, end) > 0) continue
+      const key = `${r.did} ${r.repository} ${r.day}`
+      const cur = byKey.get(key)
+      if (cur) {
+        cur.pulls += r.pulls
+        cur.pushes += r.pushes
+        continue
+      }
+      byKey.set(key, {
         did: r.did,
         repository: r.repository,
         day: dayString(r.day),
+        n: r.day,
         pulls: r.pulls,
         pushes: r.pushes,
-      }
-      const estimate = r.clients ? Sketch.estimateOf(r.clients) : undefined
-      if (estimate !== undefined) view.uniqueClients = estimate
-      return view
+      })
+    }
+    const sorted = [...byKey.values()].sort((a, b) =>
+      compare(
+        { did: a.did, repository: a.repository, day: a.n },
+        { did: b.did, repository: b.repository, day: b.n },
+      ),
+    )
+    // Complete up to `end`, so a page cut at `limit` goes on from its last row.
+    const rows = sorted.slice(0, limit).map(({ n, ...row }) => {
+      const c = this.sql.dayClients.get(row.did, row.repository, n) as
+        { estimate: number | null; sketch: Uint8Array | null } | undefined
+      const estimate = c ? estimateOf(c) : undefined
+      return estimate === undefined ? row : { ...row, uniqueClients: estimate }
     })
+    return { rows, more: end !== undefined || sorted.length > limit }
   }
 
   /**
-   * Folds the day rows older than HOLD_STATS_HISTORY_DAYS into stats_day_pruned, a batch per
-   * transaction; returns how many rows went.
+   * Folds the day rows older than HOLD_STATS_HISTORY_DAYS (and open days that old, of pairs not
+   * counted since) into stats_day_pruned, a batch per transaction; returns how many rows went.
    */
   prune(now = Date.now()): number {
     const before = dayOf(now) - this.keepDays + 1
@@ -427,7 +618,20 @@ export class History {
     for (;;) {
       const n = this.database.transaction(() => {
         this.sql.pruneFold.run(before)
-        return Number(this.sql.pruneDelete.run(before).changes)
+        let n = Number(this.sql.pruneDelete.run(before).changes)
+        const stale = this.sql.staleOpen.all(before) as {
+          did: string
+          repository: string
+          pulls: number
+          pushes: number
+        }[]
+        for (const r of stale) {
+          this.sql.prunedAdd.run(r.did, r.repository, r.pulls, r.pushes)
+          this.sql.closeOpen.run(r.did, r.repository)
+        }
+        this.sql.pruneClients.run(before)
+        n += stale.length
+        return n
       })
       pruned += n
       if (n < PRUNE_BATCH) {

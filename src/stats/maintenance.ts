@@ -145,9 +145,10 @@ export class StatsMaintenance {
         did: string
         repository: string
       }[]
+      // The history first: the counter rows hold the pairs' open days.
+      this.history?.forget(did, repo)
       this.sql.deleteCounters.run(did, repo)
       this.sql.deleteBaselines.run(did, repo)
-      this.history?.forget(did, repo)
       this.refs.forget(did, repo)
       return found
     })

@@ -232,7 +232,7 @@ export class StatsService {
     since: number,
     limit: number,
     after?: ExportPosition,
-  ): ExportRow[] | undefined {
+  ): { rows: ExportRow[]; more: boolean } | undefined {
     if (!this.history) return undefined
     this.counters.persistIfWritable()
     return this.history.exportRows(since, limit, after)

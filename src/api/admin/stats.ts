@@ -29,13 +29,14 @@ export const register: Register = (app, ctx) => {
     const limit = params.int('limit', { min: 1, max: 5000, def: 1000 })
     const cursor = params.string('cursor', { maxLength: 1024 })
     const after = cursor === undefined ? undefined : decodeExportCursor(cursor)
-    const rows = ctx.stats.exportHistory(since, limit, after)
-    if (!rows) throw historyNotKept()
+    const page = ctx.stats.exportHistory(since, limit, after)
+    if (!page) throw historyNotKept()
+    const { rows, more } = page
     const last = rows.at(-1)
     return c.json({
       rows,
       cursor:
-        rows.length === limit && last
+        more && last
           ? Buffer.from(
               `${parseDay(last.day)} ${last.did} ${last.repository}`,
             ).toString('base64url')
