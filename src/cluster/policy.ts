@@ -69,6 +69,7 @@ export class PolicyPublisher {
   private running: Promise<void> | undefined
   private retry: NodeJS.Timeout | undefined
   private stopped = false
+  private failing = false
 
   constructor(opts: {
     redis: Redis
@@ -104,8 +105,11 @@ export class PolicyPublisher {
       for (const d of digests) set.add(d.slice('sha256:'.length))
       this.schedule()
     })
-    // Redis back after an outage: what failed meanwhile goes now.
-    this.redis.on('ready', () => this.schedule())
+    // Redis back after an outage: all of it again (Redis may have come back empty).
+    this.redis.on('ready', () => {
+      this.lastBody = undefined
+      this.schedule()
+    })
   }
 
   start(): void {
@@ -135,43 +139,45 @@ export class PolicyPublisher {
 
   private async publish(): Promise<void> {
     clearTimeout(this.retry)
-    const captain = this.crew.captain
-    const members = this.crew.members()
-    const body = JSON.stringify({
-      format: 1,
-      captain,
-      crew: members.map((m) => ({
-        member: m.member,
-        permissions: [...m.permissions].sort(),
-        ...(m.tier !== undefined ? { tier: m.tier } : {}),
-      })),
-      privateHex: [...this.privateHex()].sort(),
-      tiers: this.tiers
-        ? {
-            defaultTier: this.tiers.defaultTier,
-            tiers: [...this.tiers.tiers.values()],
-          }
-        : null,
-    } satisfies PolicyBody)
     const charged = this.charged
     this.charged = new Map()
-    const k = this.keys
-    const multi = this.redis.multi()
-    const usage: string[] = []
-    for (const m of members) usage.push(m.member, String(this.usage(m.member)))
-    if (usage.length > 0) multi.hset(k.usage, ...usage)
-    for (const [did, hexes] of charged) {
-      multi.hdel(k.reserved(did), ...hexes)
-    }
-    const changed = body !== this.lastBody
-    if (changed) {
-      multi.hincrby(k.policy, 'version', 1)
-      multi.hset(k.policy, 'body', body)
-      multi.publish(k.policyChannel, 'changed')
-    }
     try {
+      const members = this.crew.members()
+      const body = JSON.stringify({
+        format: 1,
+        captain: this.crew.captain,
+        crew: members.map((m) => ({
+          member: m.member,
+          permissions: [...m.permissions].sort(),
+          ...(m.tier !== undefined ? { tier: m.tier } : {}),
+        })),
+        privateHex: [...this.privateHex()].sort(),
+        tiers: this.tiers
+          ? {
+              defaultTier: this.tiers.defaultTier,
+              tiers: [...this.tiers.tiers.values()],
+            }
+          : null,
+      } satisfies PolicyBody)
+      const k = this.keys
+      const multi = this.redis.multi()
+      const usage: string[] = []
+      for (const m of members) {
+        usage.push(m.member, String(this.usage(m.member)))
+      }
+      if (usage.length > 0) multi.hset(k.usage, ...usage)
+      for (const [did, hexes] of charged) {
+        multi.hdel(k.reserved(did), ...hexes)
+      }
+      if (body !== this.lastBody) {
+        multi.hincrby(k.policy, 'version', 1)
+        multi.hset(k.policy, 'body', body)
+        multi.publish(k.policyChannel, 'changed')
+      }
       await multi.exec()
       this.lastBody = body
+      if (this.failing) this.log.info('access policy published to Redis again')
+      this.failing = false
     } catch (err) {
       // Kept for the next try, merged with what changed since.
       for (const [did, hexes] of charged) {
@@ -179,10 +185,13 @@ export class PolicyPublisher {
         for (const h of hexes) set.add(h)
         this.charged.set(did, set)
       }
-      this.log.warn(
-        { err: (err as Error).message },
-        'publishing the access policy to Redis failed; trying again',
-      )
+      if (!this.failing) {
+        this.log.warn(
+          { err: (err as Error).message },
+          'publishing the access policy to Redis failed; trying again every second',
+        )
+      }
+      this.failing = true
       if (!this.stopped) {
         this.retry = setTimeout(() => this.schedule(), PUBLISH_RETRY_MS)
         this.retry.unref()
