@@ -136,7 +136,7 @@ export const quotaCheck = async (
 ): Promise<boolean> => {
   const { limit } = ctx.quotas.limitFor(caller)
   if (limit === undefined) return false
-  if (ctx.cluster) {
+  if (ctx.cluster && Number.isSafeInteger(size)) {
     const r = await ctx.cluster.reserve(caller, hex, size, limit)
     if (!r.ok) {
       throw new XRPCError(
