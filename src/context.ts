@@ -19,7 +19,11 @@ import {
   type ServerSecrets,
 } from './config.ts'
 import { asDataDirError, DataDirLock } from './data-dir.ts'
-import { clusterUrlSecret, HoldCluster } from './cluster/cluster.ts'
+import {
+  clusterClientKey,
+  clusterUrlSecret,
+  HoldCluster,
+} from './cluster/cluster.ts'
 import { Database } from './db.ts'
 import {
   checkIdentity,
@@ -432,10 +436,13 @@ export class AppContext {
       persistMs: cfg.statsPersistMs,
       flushMs: cfg.statsFlushMs,
       historyDays: cfg.statsHistoryDays,
+      // Every machine of a cluster hashes an address alike, so a client is one client on all.
       clientKey:
-        cfg.statsHistoryDays > 0
-          ? loadClientKey(join(cfg.dataDir, CLIENT_KEY_FILE))
-          : undefined,
+        cfg.statsHistoryDays === 0
+          ? undefined
+          : cfg.cluster.role === 'all'
+            ? loadClientKey(join(cfg.dataDir, CLIENT_KEY_FILE))
+            : clusterClientKey(secrets.signingKeyHex!),
     })
     const layerIndex = new LayerIndex(db)
     if (writer.repaired) {

@@ -292,3 +292,12 @@ export const clusterUrlSecret = (signingKeyHex: string): Buffer =>
   createHmac('sha256', Buffer.from(signingKeyHex, 'hex'))
     .update('atcr-hold blob URLs')
     .digest()
+
+/**
+ * The key client addresses are hashed under for unique-client sketches on every machine of a
+ * cluster, derived from the signing key they share (a single hold keeps a random one).
+ */
+export const clusterClientKey = (signingKeyHex: string): Buffer =>
+  createHmac('sha256', Buffer.from(signingKeyHex, 'hex'))
+    .update('atcr-hold client addresses')
+    .digest()
