@@ -214,6 +214,7 @@ export class PolicyMirror implements CrewSource {
   private readonly keys: ClusterKeys
   private readonly log: Logger
   private version: string | undefined
+  private unreadable: string | undefined
   private captainValue: Captain | undefined
   private members = new Map<string, CrewMember>()
   private privateSet = new Set<string>()
@@ -327,6 +328,8 @@ export class PolicyMirror implements CrewSource {
     const k = this.keys
     const version = await this.redis.hget(k.policy, 'version')
     if (version === null) return
+    // A body this frontend cannot read is not read again until the writer writes another.
+    if (version === this.unreadable) return
     if (version !== this.version) {
       const [v, body] = await this.redis.hmget(k.policy, 'version', 'body')
       if (v === null || body === null) return
@@ -345,6 +348,7 @@ export class PolicyMirror implements CrewSource {
       body = JSON.parse(text) as PolicyBody
       if (body.format !== 1) throw new Error(`format ${String(body.format)}`)
     } catch (err) {
+      this.unreadable = version
       this.log.error(
         { err: (err as Error).message },
         'the access policy in Redis is not one this frontend reads (run the same version as the writer)',
