@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Secp256k1Keypair } from '@atproto/crypto'
 import { HoldAccess } from './auth/access.ts'
-import { CrewIndex } from './auth/crew.ts'
+import { CrewIndex, type CrewSource } from './auth/crew.ts'
 import { ServiceAuth } from './auth/service-auth.ts'
 import { DiskBlobStore } from './blobs/disk-store.ts'
 import { MeteredBlobStore, meterUploads } from './blobs/metered-store.ts'
@@ -19,7 +19,11 @@ import {
   type ServerSecrets,
 } from './config.ts'
 import { asDataDirError, DataDirLock } from './data-dir.ts'
-import { clusterUrlSecret, HoldCluster } from './cluster/cluster.ts'
+import {
+  clusterClientKey,
+  clusterUrlSecret,
+  HoldCluster,
+} from './cluster/cluster.ts'
 import { Database } from './db.ts'
 import {
   checkIdentity,
@@ -30,7 +34,7 @@ import {
 } from './identity.ts'
 import { LayerIndex } from './layers/layer-index.ts'
 import { LayerService } from './layers/service.ts'
-import { BlobVisibility } from './layers/visibility.ts'
+import { BlobVisibility, type PrivateBlobs } from './layers/visibility.ts'
 import { ids, loadLexicons, type Lexicons } from './lexicons.ts'
 import { createRootLogger, type Logger } from './logger.ts'
 import { HoldMetrics } from './metrics.ts'
@@ -116,6 +120,7 @@ type AppContextFields = {
   newPairs: TokenBuckets
   crewJoins: TokenBuckets
   crew: CrewIndex
+  policy: CrewSource
   serviceAuth: ServiceAuth
   access: HoldAccess
   metrics: HoldMetrics
@@ -124,7 +129,7 @@ type AppContextFields = {
   crawlers: Crawlers
   carSpooler: CarSpooler
   layerIndex: LayerIndex
-  visibility: BlobVisibility
+  visibility: PrivateBlobs
   layers: LayerService
   quotas: Quotas
   cluster: HoldCluster | undefined
@@ -164,7 +169,13 @@ export class AppContext {
   readonly newPairs: TokenBuckets
   /** HOLD_CREW_JOINS_PER_HOUR: requestCrew joins per caller and per client address. */
   readonly crewJoins: TokenBuckets
+  /** The captain and crew records of this process's repo (the writer's routes use them). */
   readonly crew: CrewIndex
+  /**
+   * The captain and crew access and counting decide over: `crew`, or on a frontend the
+   * writer's as it publishes them in Redis.
+   */
+  readonly policy: CrewSource
   readonly serviceAuth: ServiceAuth
   readonly access: HoldAccess
   /** Prometheus metrics of this hold (GET /metrics). */
@@ -178,8 +189,8 @@ export class AppContext {
   readonly carSpooler: CarSpooler
   /** What notifyManifest recorded: layer records, per-user usage, manifests' blobs. */
   readonly layerIndex: LayerIndex
-  /** Blobs only private manifests name (getBlob's check). */
-  readonly visibility: BlobVisibility
+  /** Blobs only private manifests name (getBlob's check); on a frontend, the writer's. */
+  readonly visibility: PrivateBlobs
   readonly layers: LayerService
   /** HOLD_QUOTAS_FILE's tiers and each user's limit. */
   readonly quotas: Quotas
@@ -212,6 +223,7 @@ export class AppContext {
     this.newPairs = f.newPairs
     this.crewJoins = f.crewJoins
     this.crew = f.crew
+    this.policy = f.policy
     this.serviceAuth = f.serviceAuth
     this.access = f.access
     this.metrics = f.metrics
@@ -424,10 +436,13 @@ export class AppContext {
       persistMs: cfg.statsPersistMs,
       flushMs: cfg.statsFlushMs,
       historyDays: cfg.statsHistoryDays,
+      // Every machine of a cluster hashes an address alike, so a client is one client on all.
       clientKey:
-        cfg.statsHistoryDays > 0
-          ? loadClientKey(join(cfg.dataDir, CLIENT_KEY_FILE))
-          : undefined,
+        cfg.statsHistoryDays === 0
+          ? undefined
+          : cfg.cluster.role === 'all'
+            ? loadClientKey(join(cfg.dataDir, CLIENT_KEY_FILE))
+            : clusterClientKey(secrets.signingKeyHex!),
     })
     const layerIndex = new LayerIndex(db)
     if (writer.repaired) {
@@ -494,6 +509,7 @@ export class AppContext {
       log: log.uploads,
     })
     meterUploads(metrics.registry, uploads)
+    const layers = new LayerService(layerIndex, writer, blobs, visibility)
     const cluster =
       cfg.cluster.role === 'all'
         ? undefined
@@ -503,8 +519,13 @@ export class AppContext {
             database: db,
             log: log.stats,
             registry: metrics.registry,
+            policy: { crew, visibility, layerIndex, layers, writer, tiers },
+            reservationMs: cfg.uploadTtlMs,
           })
     if (cluster) resources.defer(() => cluster.close())
+    // A frontend decides access over the writer's crew, private blobs and tiers, not its own.
+    const policy = cluster?.policy
+    const crewSource: CrewSource = policy ?? crew
     return new AppContext(
       {
         cfg,
@@ -527,17 +548,22 @@ export class AppContext {
         newPairs,
         crewJoins,
         crew,
+        policy: crewSource,
         serviceAuth,
-        access: new HoldAccess(serviceAuth, crew, { cfg }),
+        access: new HoldAccess(serviceAuth, crewSource, { cfg }),
         metrics,
         exportLimits: { ...DEFAULT_EXPORT_LIMITS, ...overrides.exportLimits },
         firehose,
         crawlers,
         carSpooler,
         layerIndex,
-        visibility,
-        layers: new LayerService(layerIndex, writer, blobs, visibility),
-        quotas: new Quotas(tiers, crew, layerIndex),
+        visibility: policy ?? visibility,
+        layers,
+        quotas: new Quotas(
+          policy ? () => policy.tiers : tiers,
+          crewSource,
+          layerIndex,
+        ),
         cluster,
       },
       resources,

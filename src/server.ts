@@ -10,6 +10,9 @@ import { AppContext, type AppContextOverrides } from './context.ts'
 import { asDataDirError } from './data-dir.ts'
 import { bootstrapRecords } from './repo/bootstrap.ts'
 
+/** How long a starting frontend waits for the writer's access policy before it listens. */
+const POLICY_WAIT_MS = 5000
+
 export const packageVersion = (): string =>
   (
     JSON.parse(
@@ -84,6 +87,8 @@ export class HoldServer {
       socket.once('close', () => this.sockets.delete(socket))
     })
     this.server = server
+    // A frontend answers access questions from the writer's policy: wait a little for it.
+    await this.ctx.cluster?.loadPolicy(POLICY_WAIT_MS)
     const writer = this.ctx.cluster?.cfg.writer
     if (this.ctx.cluster?.role !== 'frontend') this.ctx.firehose.attach(server)
     else if (writer?.via === 'proxy') proxyUpgrades(server, writer.url)

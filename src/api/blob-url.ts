@@ -65,12 +65,17 @@ export const register: Register = (app, ctx) => {
         `blob is larger than HOLD_MAX_BLOB_BYTES (${ctx.cfg.maxBlobBytes} bytes)`,
       )
     }
-    if (declared !== undefined && grant.caller) {
-      quotaCheck(ctx, grant.caller, hex, Number(declared))
+    const reserved =
+      declared !== undefined && grant.caller
+        ? await quotaCheck(ctx, grant.caller, hex, Number(declared))
+        : false
+    const release = () => {
+      if (reserved) ctx.cluster!.release(grant.caller!, hex)
     }
     try {
       ctx.uploadGrants.claim(grant.sig)
     } catch (err) {
+      release()
       if (err instanceof UploadUrlUsedError) {
         throw new XRPCError(409, err.message, 'UrlAlreadyUsed')
       }
@@ -89,6 +94,7 @@ export const register: Register = (app, ctx) => {
     } catch (err) {
       // A failed upload leaves the URL unused: the client may retry with it.
       ctx.uploadGrants.release(grant.sig)
+      release()
       if (err instanceof DigestMismatchError) {
         throw new InvalidRequestError(err.message, 'DigestMismatch')
       }
@@ -119,15 +125,28 @@ export const register: Register = (app, ctx) => {
  * An upload that cannot fit the caller's quota is refused before a byte is read: its declared
  * size on top of what the caller's layer records already name (a blob they name costs nothing
  * again). notifyManifest checks again with the sizes stored, for uploads without a length.
+ * In a cluster (writer or frontend) the check is a reservation in Redis, so that uploads
+ * through several machines cannot pass the limit together; resolves true when it reserved.
  */
-export const quotaCheck = (
+export const quotaCheck = async (
   ctx: AppContext,
   caller: string,
   hex: string,
   size: number,
-): void => {
+): Promise<boolean> => {
   const { limit } = ctx.quotas.limitFor(caller)
-  if (limit === undefined) return
+  if (limit === undefined) return false
+  if (ctx.cluster && Number.isSafeInteger(size)) {
+    const r = await ctx.cluster.reserve(caller, hex, size, limit)
+    if (!r.ok) {
+      throw new XRPCError(
+        403,
+        `quota exceeded: ${r.usage} bytes stored and ${r.pending} in uploads not yet in a manifest; this ${size}-byte upload would pass the limit of ${limit} bytes`,
+        'QuotaExceeded',
+      )
+    }
+    return true
+  }
   const added = ctx.layerIndex.addedBytes(
     caller,
     new Map([[`sha256:${hex}`, size]]),
@@ -140,6 +159,7 @@ export const quotaCheck = (
       'QuotaExceeded',
     )
   }
+  return false
 }
 
 /** The request body as a Node stream (the adapter's own when there is one). */

@@ -1,5 +1,5 @@
 import type { ServiceAuth } from './service-auth.ts'
-import type { CrewIndex } from './crew.ts'
+import type { CrewSource } from './crew.ts'
 import type { Permission } from './crew-rules.ts'
 import { AuthRequiredError, ForbiddenError } from '../errors.ts'
 import {
@@ -17,10 +17,10 @@ export type Caller = { did?: string }
 
 export class HoldAccess {
   private readonly auth: ServiceAuth
-  private readonly crew: CrewIndex
+  private readonly crew: CrewSource
   private readonly proxy: TrustedProxy
 
-  constructor(auth: ServiceAuth, crew: CrewIndex, proxy: TrustedProxy) {
+  constructor(auth: ServiceAuth, crew: CrewSource, proxy: TrustedProxy) {
     this.auth = auth
     this.crew = crew
     this.proxy = proxy
@@ -78,6 +78,7 @@ export class HoldAccess {
   /** Why did lacks a permission now, or undefined when it has it (re-checks a signed URL). */
   missing(did: string, need: Permission): string | undefined {
     if (did === this.crew.captain.owner) return undefined
+    this.crew.assertCurrent()
     const member = this.crew.member(did)
     if (!member) return 'not a crew member'
     const grants =

@@ -15,6 +15,17 @@ export type CrewMember = {
   tier: string | undefined
 }
 
+/**
+ * Who the captain and the crew are, as access decisions ask: the writer's CrewIndex, or a
+ * frontend's copy of it (PolicyMirror).
+ */
+export interface CrewSource {
+  readonly captain: Captain
+  member(did: string): CrewMember | undefined
+  /** Throws (503) when the crew answers may be out of date; a no-op on the writer. */
+  assertCurrent(): void
+}
+
 type Crew = {
   byMember: Map<string, CrewMember>
   byRkey: Map<string, CrewMember>
@@ -27,7 +38,7 @@ type Crew = {
  * up to date from each commit's operations after that, so an access check never walks the repo
  * and a join does not read the whole crew again.
  */
-export class CrewIndex {
+export class CrewIndex implements CrewSource {
   private captainValue: Captain | undefined
   private crew: Crew | undefined
   private readonly reader: RecordReader
@@ -48,6 +59,8 @@ export class CrewIndex {
     this.captainValue ??= this.loadCaptain()
     return this.captainValue
   }
+
+  assertCurrent(): void {}
 
   member(did: string): CrewMember | undefined {
     this.crew ??= this.loadCrew()

@@ -8,7 +8,30 @@ import { FrontendStats } from '../stats/frontend-stats.ts'
 import type { StatsService } from '../stats/service.ts'
 import { StreamConsumer } from '../stats/stream-consumer.ts'
 import { StreamSink } from '../stats/stream-sink.ts'
+import type { CrewIndex } from '../auth/crew.ts'
+import type { LayerIndex } from '../layers/layer-index.ts'
+import type { BlobVisibility } from '../layers/visibility.ts'
+import type { TierConfig } from '../quota/tiers.ts'
+import type { RepoWriter } from '../repo/writer.ts'
+import {
+  PolicyMirror,
+  PolicyPublisher,
+  releaseQuota,
+  reserveQuota,
+  type LayerChanges,
+  type Reservation,
+} from './policy.ts'
 import { clusterKeys, connectRedis, type ClusterKeys } from './redis.ts'
+
+/** What the writer publishes its access policy from. */
+export type PolicySources = {
+  crew: CrewIndex
+  visibility: BlobVisibility
+  layerIndex: LayerIndex
+  layers: LayerChanges
+  writer: RepoWriter
+  tiers: TierConfig | undefined
+}
 
 /** How long a stopping frontend tries to hand its last counts to Redis. */
 const STOP_SEND_MS = 5000
@@ -29,7 +52,12 @@ export class HoldCluster {
   readonly sink: StreamSink | undefined
   readonly frontendStats: FrontendStats | undefined
   readonly consumer: StreamConsumer | undefined
+  /** Frontend: the writer's crew, captain, private blobs and tiers, followed through Redis. */
+  readonly policy: PolicyMirror | undefined
+  private readonly publisher: PolicyPublisher | undefined
   private readonly reader: Redis | undefined
+  private readonly sub: Redis | undefined
+  private readonly reservationMs: number
   private readonly stats: StatsService
   private readonly log: Logger
   private writerMachine: string | undefined
@@ -41,10 +69,14 @@ export class HoldCluster {
     database: Database
     log: Logger
     registry: Registry
+    policy: PolicySources
+    /** HOLD_UPLOAD_TTL_HOURS: how long an upload's quota reservation lasts at most. */
+    reservationMs: number
   }) {
     const { cfg, stats, database, log } = opts
     this.role = cfg.role as Exclude<HoldRole, 'all'>
     this.cfg = cfg
+    this.reservationMs = Math.round(opts.reservationMs)
     this.stats = stats
     this.log = log
     this.keys = clusterKeys(cfg.redisPrefix)
@@ -60,7 +92,28 @@ export class HoldCluster {
       })
       stats.counters.sendTo(this.sink)
       this.frontendStats = new FrontendStats(this.redis, this.keys, this.sink)
+      this.sub = connectRedis(cfg, 'atcr-hold-frontend-policy', {
+        blocking: true,
+      })
+      this.policy = new PolicyMirror({
+        redis: this.redis,
+        sub: this.sub,
+        keys: this.keys,
+        log,
+      })
     } else {
+      const p = opts.policy
+      this.publisher = new PolicyPublisher({
+        redis: this.redis,
+        keys: this.keys,
+        crew: p.crew,
+        privateHex: () => p.visibility.hexes(),
+        tiers: p.tiers,
+        usage: (did) => p.layerIndex.usage(did).totalSize,
+        writer: p.writer,
+        layers: p.layers,
+        log,
+      })
       this.reader = connectRedis(cfg, 'atcr-hold-writer-reader', {
         blocking: true,
       })
@@ -86,6 +139,17 @@ export class HoldCluster {
       registers,
     })
     up.set(0)
+    const policy = this.policy
+    if (policy) {
+      new Gauge({
+        name: 'hold_policy_current',
+        help: "Whether this frontend's copy of the writer's access policy is current (1) or missing or out of date (0)",
+        registers,
+        collect() {
+          this.set(policy.isCurrent ? 1 : 0)
+        },
+      })
+    }
     this.redis.on('ready', () => up.set(1))
     this.redis.on('end', () => up.set(0))
     this.redis.on('close', () => up.set(0))
@@ -153,6 +217,7 @@ export class HoldCluster {
       }
     }
     if (this.consumer) {
+      this.publisher?.start()
       this.consumer.start()
       if (this.cfg.flyMachineId) {
         const id = this.cfg.flyMachineId
@@ -165,6 +230,34 @@ export class HoldCluster {
     }
   }
 
+  /**
+   * Frontend: starts following the writer's access policy and waits up to waitMs for the
+   * first copy (a frontend without one answers 503 to what needs it).
+   */
+  async loadPolicy(waitMs: number): Promise<void> {
+    await this.policy?.start(waitMs)
+  }
+
+  /** Reserves quota for an upload, on any machine of the cluster (see reserveQuota). */
+  reserve(
+    did: string,
+    hex: string,
+    size: number,
+    limit: number,
+  ): Promise<Reservation> {
+    return reserveQuota(this.redis, this.keys, {
+      did,
+      hex,
+      size,
+      limit,
+      ttlMs: this.reservationMs,
+    })
+  }
+
+  release(did: string, hex: string): void {
+    releaseQuota(this.redis, this.keys, did, hex)
+  }
+
   /** The writer's Fly machine, as it last said (undefined until it has). */
   get writerMachineId(): string | undefined {
     return this.writerMachine
@@ -173,6 +266,8 @@ export class HoldCluster {
   /** Stops what start started; a frontend hands what it counted to Redis first. */
   async stop(): Promise<void> {
     clearInterval(this.writerTimer)
+    this.policy?.stop()
+    await this.publisher?.stop()
     if (this.sink) {
       this.stats.counters.stop()
       this.stats.counters.persist()
@@ -184,6 +279,7 @@ export class HoldCluster {
   close(): void {
     this.redis.disconnect()
     this.reader?.disconnect()
+    this.sub?.disconnect()
     this.log.debug('Redis connections closed')
   }
 }
@@ -195,4 +291,13 @@ export class HoldCluster {
 export const clusterUrlSecret = (signingKeyHex: string): Buffer =>
   createHmac('sha256', Buffer.from(signingKeyHex, 'hex'))
     .update('atcr-hold blob URLs')
+    .digest()
+
+/**
+ * The key client addresses are hashed under for unique-client sketches on every machine of a
+ * cluster, derived from the signing key they share (a single hold keeps a random one).
+ */
+export const clusterClientKey = (signingKeyHex: string): Buffer =>
+  createHmac('sha256', Buffer.from(signingKeyHex, 'hex'))
+    .update('atcr-hold client addresses')
     .digest()

@@ -12,6 +12,14 @@ export type ClusterKeys = {
   producers: string
   /** Where the writer says which machine it is (fly-replay). */
   writer: string
+  /** A hash: the writer's access policy (`body`) and its `version`. */
+  policy: string
+  /** Where the writer says the policy changed. */
+  policyChannel: string
+  /** A hash: crew member → bytes their layer records name (quota usage). */
+  usage: string
+  /** A hash per DID: hex digest → `<bytes>:<expiry ms>` of uploads not yet in a manifest. */
+  reserved: (did: string) => string
 }
 
 export const clusterKeys = (prefix: string): ClusterKeys => ({
@@ -20,6 +28,10 @@ export const clusterKeys = (prefix: string): ClusterKeys => ({
   view: (did) => `${prefix}:view:${did}`,
   producers: `${prefix}:producers`,
   writer: `${prefix}:writer`,
+  policy: `${prefix}:policy`,
+  policyChannel: `${prefix}:policy:changed`,
+  usage: `${prefix}:quota:usage`,
+  reserved: (did) => `${prefix}:quota:reserved:${did}`,
 })
 
 /** How long one Redis command may take before it counts as failed (and is tried again). */

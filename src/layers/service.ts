@@ -47,6 +47,8 @@ export class LayerService {
   private readonly writer: RepoWriter
   private readonly blobs: BlobSizes
   private readonly visibility: BlobVisibility
+  private readonly listeners: ((userDid: string, digests: string[]) => void)[] =
+    []
 
   constructor(
     index: LayerIndex,
@@ -148,7 +150,17 @@ export class LayerService {
       },
     )
     this.visibility.refresh(push.blobs)
+    this.changed(push.userDid, push.blobs)
     return { created: rows.length, missing }
+  }
+
+  /** Called after a user's layer records or manifests' blobs were written or deleted. */
+  onChange(listener: (userDid: string, digests: string[]) => void): void {
+    this.listeners.push(listener)
+  }
+
+  private changed(userDid: string, digests: string[]): void {
+    for (const listener of this.listeners) listener(userDid, digests)
   }
 
   /** Every layer row of userDid, in key order. */
@@ -184,6 +196,7 @@ export class LayerService {
       digests = this.index.deleteManifestBlobs(userDid)
     })
     this.visibility.refresh(digests)
+    this.changed(userDid, digests)
     return deleted
   }
 }

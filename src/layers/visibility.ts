@@ -1,10 +1,15 @@
 import type { LayerIndex } from './layer-index.ts'
 
+/** getBlob's question: is this blob named by private manifests only? */
+export interface PrivateBlobs {
+  isPrivate(hex: string): boolean
+}
+
 /**
  * Blobs only private manifests name, by hex digest, kept in memory so that getBlob pays one set
  * lookup (none while no private manifest exists) instead of a query.
  */
-export class BlobVisibility {
+export class BlobVisibility implements PrivateBlobs {
   private readonly index: LayerIndex
   private readonly privateHex = new Set<string>()
 
@@ -17,6 +22,11 @@ export class BlobVisibility {
 
   isPrivate(hex: string): boolean {
     return this.privateHex.size > 0 && this.privateHex.has(hex)
+  }
+
+  /** The hex digests of every private blob. */
+  hexes(): Iterable<string> {
+    return this.privateHex
   }
 
   get size(): number {

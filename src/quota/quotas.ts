@@ -1,4 +1,4 @@
-import type { CrewIndex } from '../auth/crew.ts'
+import type { CrewSource } from '../auth/crew.ts'
 import type { LayerIndex } from '../layers/layer-index.ts'
 import { formatBytes, type TierConfig } from './tiers.ts'
 
@@ -25,18 +25,23 @@ export type TierView = {
  * tier. Without HOLD_QUOTAS_FILE nobody has a limit.
  */
 export class Quotas {
-  private readonly config: TierConfig | undefined
-  private readonly crew: CrewIndex
+  private readonly tierConfig: () => TierConfig | undefined
+  private readonly crew: CrewSource
   private readonly index: LayerIndex
 
   constructor(
-    config: TierConfig | undefined,
-    crew: CrewIndex,
+    config: TierConfig | undefined | (() => TierConfig | undefined),
+    crew: CrewSource,
     index: LayerIndex,
   ) {
-    this.config = config
+    this.tierConfig = typeof config === 'function' ? config : () => config
     this.crew = crew
     this.index = index
+  }
+
+  /** HOLD_QUOTAS_FILE's tiers: the writer's own, or on a frontend the copy it published. */
+  private get config(): TierConfig | undefined {
+    return this.tierConfig()
   }
 
   get enabled(): boolean {
@@ -46,6 +51,7 @@ export class Quotas {
   limitFor(did: string): Limit {
     const config = this.config
     if (!config || did === this.crew.captain.owner) return {}
+    this.crew.assertCurrent()
     const named = this.crew.member(did)?.tier
     const tier =
       (named !== undefined && config.tiers.get(named)) ||

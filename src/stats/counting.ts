@@ -13,7 +13,8 @@ export type CountingContext = TrustedProxy & {
   limiter: CountLimiter
   /** HOLD_NEW_PAIRS_PER_HOUR */
   newPairs: TokenBuckets
-  crew: { captain: { owner: string }; member(did: string): unknown }
+  /** The captain and crew (on a frontend, the writer's copy). */
+  policy: { captain: { owner: string }; member(did: string): unknown }
 }
 
 /**
@@ -27,8 +28,8 @@ const related = (
 ): boolean =>
   callerDid !== undefined &&
   (callerDid === did ||
-    callerDid === ctx.crew.captain.owner ||
-    ctx.crew.member(callerDid) !== undefined)
+    callerDid === ctx.policy.captain.owner ||
+    ctx.policy.member(callerDid) !== undefined)
 
 /**
  * Counts a pull or a push for (did, repo), charged to the client for HOLD_STATS_MAX_PER_MINUTE,

@@ -1,4 +1,5 @@
 import type { Delta } from './counter-store.ts'
+import { Sketch } from './hll.ts'
 import { dayOf, type DayCounts } from './history.ts'
 
 /**
@@ -33,14 +34,35 @@ export const encodeEntry = (entry: StreamEntry): [string, string] => [
       d.lastPush,
       d.first,
       d.day,
-      // Counts of earlier days when the batch spans a midnight; unique-client sketches stay on
-      // the frontend (README: "Not yet on frontends").
-      ...(d.earlier?.length
-        ? [d.earlier.map((e) => [e.day, e.pulls, e.pushes])]
+      // Counts of earlier days when the batch spans a midnight, then the day's unique-client
+      // sketch (serialized, base64) when clients are counted.
+      ...(d.earlier?.length || d.clients
+        ? [(d.earlier ?? []).map(encodeDay)]
         : []),
+      ...(d.clients ? [sketchText(d.clients)] : []),
     ]),
   }),
 ]
+
+const sketchText = (s: Sketch): string =>
+  Buffer.from(s.toBytes()).toString('base64')
+
+const encodeDay = (e: DayCounts): (number | string)[] =>
+  e.clients
+    ? [e.day, e.pulls, e.pushes, sketchText(e.clients)]
+    : [e.day, e.pulls, e.pushes]
+
+const decodeSketch = (v: unknown): Sketch => {
+  const sketch =
+    typeof v === 'string' && v.length <= MAX_SKETCH_TEXT
+      ? Sketch.from(Buffer.from(v, 'base64'))
+      : undefined
+  if (!sketch) throw new BadEntryError('a malformed unique-client sketch')
+  return sketch
+}
+
+/** The base64 of the largest sketch (a dense one: a byte per register and the form's byte). */
+const MAX_SKETCH_TEXT = 4 * Math.ceil(2049 / 3)
 
 /** A malformed entry (not written by a hold of this version): skipped and acknowledged. */
 export class BadEntryError extends Error {}
@@ -95,7 +117,11 @@ export const decodeEntry = (fields: string[]): StreamEntry => {
       first,
       day: day ?? dayOf(Math.max(lastPull, lastPush, first)),
     }
-    if (row.length > 8) delta.earlier = decodeEarlier(row[8], delta)
+    if (row.length > 8) {
+      const earlier = decodeEarlier(row[8], delta)
+      if (earlier.length > 0) delta.earlier = earlier
+    }
+    if (row.length > 9) delta.clients = decodeSketch(row[9])
     return delta
   })
   return { producer: p, seq: s, deltas }
@@ -109,15 +135,17 @@ const decodeEarlier = (v: unknown, d: Delta): DayCounts[] => {
   const out = v.map((e: unknown): DayCounts => {
     if (
       !Array.isArray(e) ||
-      e.length !== 3 ||
-      !e.every(isCount) ||
+      (e.length !== 3 && e.length !== 4) ||
+      !e.slice(0, 3).every(isCount) ||
       e[0] >= d.day
     ) {
       throw new BadEntryError('malformed earlier days')
     }
     pulls += e[1]
     pushes += e[2]
-    return { day: e[0], pulls: e[1], pushes: e[2] }
+    const day: DayCounts = { day: e[0], pulls: e[1], pushes: e[2] }
+    if (e.length === 4) day.clients = decodeSketch(e[3])
+    return day
   })
   if (pulls > d.pulls || pushes > d.pushes) {
     throw new BadEntryError('earlier days over the delta')
