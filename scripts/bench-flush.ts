@@ -1,7 +1,7 @@
 /**
  * The 200-record stats flush, alone, compared across code trees (not part of `npm test`):
  *   node scripts/bench-flush.ts --data-dir /tmp/scale-100k [--trees DIR,DIR] [--rounds 4]
- *        [--flushes 5] [--ops 200] [--profile OUT_DIR] [--no-warm]
+ *        [--flushes 5] [--ops 200] [--spread-ms 0] [--profile OUT_DIR] [--no-warm] [--trace]
  *
  * For each tree (a checkout of this repo; default: this one) the seeded data dir (from
  * `npm run bench:scale`, never changed here) is copied once, and then, round by round and
@@ -9,7 +9,8 @@
  * the seed was made with, which names the hold's DID), waits for the start-up read of the tree
  * into the node cache (unless --no-warm), and times `--flushes` flushes of `--ops` changed
  * pairs each, chosen at random over the whole repo (200 counted pulls, then one flush, as
- * bench:scale does). With --profile each child's flushes are sampled by V8's CPU profiler
+ * bench:scale does; --spread-ms spreads the pulls over that many ms, so the hold's own persists
+ * write them between flushes, as requests would). With --profile each child's flushes are sampled by V8's CPU profiler
  * (`node --cpu-prof`'s) into OUT_DIR. Prints per-tree medians and the ratio of the medians.
  */
 import { execFileSync, spawn } from 'node:child_process'
@@ -31,6 +32,7 @@ const { values: args } = parseArgs({
     profile: { type: 'string' },
     'no-warm': { type: 'boolean', default: false },
     trace: { type: 'boolean', default: false },
+    'spread-ms': { type: 'string', default: '0' },
     // Internal: one child's run.
     child: { type: 'string' },
     dir: { type: 'string' },
@@ -40,7 +42,7 @@ const { values: args } = parseArgs({
 })
 if (args.help) {
   console.log(
-    'node scripts/bench-flush.ts --data-dir DIR [--trees DIR,DIR] [--rounds N] [--flushes N] [--ops N] [--port N] [--profile OUT_DIR] [--no-warm]',
+    'node scripts/bench-flush.ts --data-dir DIR [--trees DIR,DIR] [--rounds N] [--flushes N] [--ops N] [--spread-ms N] [--port N] [--profile OUT_DIR] [--no-warm] [--trace]',
   )
   process.exit(0)
 }
@@ -175,8 +177,15 @@ const runChild = async (): Promise<void> => {
     while (chosen.size < Number(args.ops)) {
       chosen.add(Math.floor(random() * pairs.length))
     }
+    // Spread over --spread-ms, the counts reach the table in the hold's own persists between
+    // flushes, as when they come from requests; else they all wait for the flush's persist.
+    const spread = Number(args['spread-ms'])
+    let k = 0
     for (const i of chosen) {
       hold.ctx.stats.countPull(pairs[i].did, pairs[i].repository)
+      if (spread > 0 && ++k % 10 === 0) {
+        await new Promise((r) => setTimeout(r, (spread * 10) / chosen.size))
+      }
     }
     const result = await hold.ctx.stats.flush()
     if (result.records !== chosen.size) {
@@ -247,6 +256,8 @@ const runParent = async (): Promise<void> => {
           ...(args.profile ? ['--profile', resolve(args.profile)] : []),
           ...(args['no-warm'] ? ['--no-warm'] : []),
           ...(args.trace ? ['--trace'] : []),
+          '--spread-ms',
+          args['spread-ms']!,
         ],
         { cwd: trees[t], stdio: ['ignore', 'pipe', 'inherit'] },
       )
