@@ -156,11 +156,21 @@ const runChild = async (): Promise<void> => {
   const warmStarted = performance.now()
   if (!args['no-warm']) await hold.ctx.writer.warm()
   const warmMs = performance.now() - warmStarted
-  // The pairs the seed made: did:plc:scale<19 digits> x app, service-1...
-  const pairs = hold.ctx.db.db
-    .prepare('SELECT did, repository FROM stats_counter')
-    .all() as { did: string; repository: string }[]
+  // Every flush's pairs chosen up front, so the list of all pairs is let go before timing.
   const random = rng(Number(args.seed))
+  const rounds: { did: string; repository: string }[][] = []
+  {
+    const pairs = hold.ctx.db.db
+      .prepare('SELECT did, repository FROM stats_counter')
+      .all() as { did: string; repository: string }[]
+    for (let f = 0; f < Number(args.flushes); f++) {
+      const chosen = new Set<number>()
+      while (chosen.size < Number(args.ops)) {
+        chosen.add(Math.floor(random() * pairs.length))
+      }
+      rounds.push([...chosen].map((i) => pairs[i]))
+    }
+  }
   let session: import('node:inspector/promises').Session | undefined
   if (args.profile) {
     const { Session } = await import('node:inspector/promises')
@@ -172,24 +182,22 @@ const runChild = async (): Promise<void> => {
   }
   const flushMs: number[] = []
   if (args.trace) report = await traceSql()
-  for (let f = 0; f < Number(args.flushes); f++) {
-    const chosen = new Set<number>()
-    while (chosen.size < Number(args.ops)) {
-      chosen.add(Math.floor(random() * pairs.length))
-    }
+  for (const chosen of rounds) {
     // Spread over --spread-ms, the counts reach the table in the hold's own persists between
     // flushes, as when they come from requests; else they all wait for the flush's persist.
     const spread = Number(args['spread-ms'])
     let k = 0
-    for (const i of chosen) {
-      hold.ctx.stats.countPull(pairs[i].did, pairs[i].repository)
+    for (const pair of chosen) {
+      hold.ctx.stats.countPull(pair.did, pair.repository)
       if (spread > 0 && ++k % 10 === 0) {
-        await new Promise((r) => setTimeout(r, (spread * 10) / chosen.size))
+        await new Promise((r) => setTimeout(r, (spread * 10) / chosen.length))
       }
     }
     const result = await hold.ctx.stats.flush()
-    if (result.records !== chosen.size) {
-      throw new Error(`expected ${chosen.size} records, got ${result.records}`)
+    if (result.records !== chosen.length) {
+      throw new Error(
+        `expected ${chosen.length} records, got ${result.records}`,
+      )
     }
     flushMs.push(result.ms)
     // As between a hold's flushes: the checkpoint worker gets its turn.
