@@ -60,7 +60,7 @@ describe('a stop with idle connections open', () => {
     expect(hold.output()).not.toContain('still open after the grace period')
     expect(hold.output()).toContain('hold stopped')
     agent.destroy()
-  }, 15_000)
+  }, 30_000)
 
   it('gives a connection that has sent part of a request the grace period, while one that sent nothing closes at once', async () => {
     const h = await startHold()
