@@ -6,6 +6,9 @@ import type { UploadRecord } from '../blobs/upload-table.ts'
 import { XRPCError } from '../errors.ts'
 import type { ClusterKeys } from './redis.ts'
 
+/** The ids Uploads.initiate makes: 16 random bytes, base64url. */
+const UPLOAD_ID_RE = /^[A-Za-z0-9_-]{22}$/
+
 /** How long a completion or abort holds an upload without renewing its hold. */
 export const HOLD_MS = 30_000
 /** How often a running completion renews its hold. */
@@ -89,6 +92,8 @@ export class RedisUploadSessions implements UploadSessions {
   }
 
   async get(id: string): Promise<UploadRecord | undefined> {
+    // Only ids the hold makes: no other name may reach another key (a hold's is a string).
+    if (!UPLOAD_ID_RE.test(id)) return undefined
     const h = await this.call(() => this.redis.hgetall(this.keys.upload(id)))
     if (h.caller === undefined || h.hex === undefined) return undefined
     return {

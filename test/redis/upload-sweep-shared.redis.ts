@@ -139,6 +139,10 @@ describe('the upload sweep of a cluster (sessions in Redis)', () => {
       orphans: 0,
     })
     expect(await leftovers()).toHaveLength(1)
+    // An id naming the hold's own key is no upload (400, not Redis's type error).
+    await expect(
+      b.uploads.partUrl(ALICE, `${uploadId}:held`, 1),
+    ).rejects.toMatchObject({ code: 'InvalidUploadId' })
     // The holder still ends it (and so would count it); B's hold is refused meanwhile.
     await expect(b.sessions.hold(uploadId)).rejects.toMatchObject({
       code: 'InvalidUploadId',
