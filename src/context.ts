@@ -12,6 +12,7 @@ import { S3BlobStore } from './blobs/s3-store.ts'
 import { BlobUrlSigner } from './blobs/signed-url.ts'
 import type { BlobStore } from './blobs/store.ts'
 import { UploadGrants } from './blobs/upload-grants.ts'
+import { LocalUploadSessions } from './blobs/upload-sessions.ts'
 import { Uploads } from './blobs/uploads.ts'
 import {
   DEFAULT_STATS_FLUSH_MS,
@@ -24,6 +25,7 @@ import {
   clusterUrlSecret,
   HoldCluster,
 } from './cluster/cluster.ts'
+import { RedisUploadSessions } from './cluster/upload-sessions.ts'
 import { Database } from './db.ts'
 import {
   checkIdentity,
@@ -503,12 +505,6 @@ export class AppContext {
       crawlers,
     })
     const blobs = new MeteredBlobStore(store, metrics.registry)
-    const uploads = new Uploads(blobs, db, {
-      ttlMs: cfg.uploadTtlMs,
-      maxBlobBytes: cfg.maxBlobBytes,
-      log: log.uploads,
-    })
-    meterUploads(metrics.registry, uploads)
     const layers = new LayerService(layerIndex, writer, blobs, visibility)
     const cluster =
       cfg.cluster.role === 'all'
@@ -523,6 +519,21 @@ export class AppContext {
             reservationMs: cfg.uploadTtlMs,
           })
     if (cluster) resources.defer(() => cluster.close())
+    // On a cluster's bucket any machine takes any call of an upload: they share it in Redis.
+    const sessions =
+      cluster && blobs.kind === 's3'
+        ? new RedisUploadSessions({
+            redis: cluster.redis,
+            keys: cluster.keys,
+            ttlMs: cfg.uploadTtlMs,
+          })
+        : new LocalUploadSessions(db)
+    const uploads = new Uploads(blobs, sessions, {
+      ttlMs: cfg.uploadTtlMs,
+      maxBlobBytes: cfg.maxBlobBytes,
+      log: log.uploads,
+    })
+    meterUploads(metrics.registry, uploads)
     // A frontend decides access over the writer's crew, private blobs and tiers, not its own.
     const policy = cluster?.policy
     const crewSource: CrewSource = policy ?? crew

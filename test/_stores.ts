@@ -8,6 +8,7 @@ import { DiskBlobStore } from '../src/blobs/disk-store.ts'
 import { BlobStoreError, type BlobErrorCode } from '../src/blobs/errors.ts'
 import { S3BlobStore } from '../src/blobs/s3-store.ts'
 import type { BlobStore } from '../src/blobs/store.ts'
+import { LocalUploadSessions } from '../src/blobs/upload-sessions.ts'
 import { Uploads } from '../src/blobs/uploads.ts'
 import { Database } from '../src/db.ts'
 import { startS3, type TestS3 } from './_s3.ts'
@@ -56,7 +57,7 @@ export const openStore = async (
       })
     : new DiskBlobStore(dir, db)
   await store.init()
-  const uploads = new Uploads(store, db, {
+  const uploads = new Uploads(store, new LocalUploadSessions(db), {
     ttlMs: opts.ttlMs ?? 24 * 3600 * 1000,
     maxBlobBytes: opts.maxBlobBytes ?? 64 * 1024 * 1024,
   })

@@ -119,7 +119,7 @@ describe('presigned part URLs', () => {
       [2, parts[1]],
       [1, parts[0]],
     ] as const) {
-      const part = t.uploads.partUrl(ALICE, uploadId, n)!
+      const part = (await t.uploads.partUrl(ALICE, uploadId, n))!
       expect(part.method).toBe('PUT')
       const res = await putTo(part.url, bytes)
       expect(res.status).toBe(200)
@@ -143,9 +143,9 @@ describe('presigned part URLs', () => {
     const hex = sha256(randomBytes(8))
     const a = await t.uploads.initiate({ caller: ALICE, hex })
     const b = await t.uploads.initiate({ caller: ALICE, hex })
-    const url = t.uploads.partUrl(ALICE, a.uploadId, 1)!.url
+    const url = (await t.uploads.partUrl(ALICE, a.uploadId, 1))!.url
     const bytes = randomBytes(1000)
-    const other = new URL(t.uploads.partUrl(ALICE, b.uploadId, 1)!.url)
+    const other = new URL((await t.uploads.partUrl(ALICE, b.uploadId, 1))!.url)
     const swapped = new URL(url)
     swapped.searchParams.set('uploadId', other.searchParams.get('uploadId')!)
     expect(

@@ -99,7 +99,7 @@ describe('the S3 store', () => {
     const parts = [randomBytes(4000), randomBytes(100)]
     const hex = sha256(Buffer.concat(parts))
     const { uploadId } = await t.uploads.initiate({ caller: ALICE, hex })
-    t.uploads.partUrl(ALICE, uploadId, 2)
+    await t.uploads.partUrl(ALICE, uploadId, 2)
     const listed = await sendAll(uploadId, parts)
     expect(
       await readBacks(store, () =>
@@ -132,7 +132,7 @@ describe('the S3 store', () => {
     )
     expect(err.message).toContain('5 MiB')
     // The upload is still open: it can be aborted (or completed with fewer parts).
-    expect(t.uploads.count()).toBe(1)
+    expect(await t.uploads.count()).toBe(1)
     await t.uploads.abort(ALICE, uploadId)
     expect(await t.leftovers()).toEqual([])
   })

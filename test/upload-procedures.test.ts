@@ -163,7 +163,7 @@ describe.each<StoreKind>(['disk', 's3'])('upload procedures on %s', (kind) => {
       400,
       'InvalidUploadId',
     )
-    expect(h.hold.ctx.uploads.count()).toBe(0)
+    expect(await h.hold.ctx.uploads.count()).toBe(0)
     expect((await pull(h, digest)).status).toBe(404)
   })
 

@@ -220,12 +220,12 @@ export class DiskBlobStore implements BlobStore {
   }
 
   async sweepOrphans(
-    isKnown: (id: string) => boolean,
+    isKnown: (id: string) => boolean | Promise<boolean>,
     before: number,
   ): Promise<number> {
     let removed = 0
     for (const id of await readdir(this.uploadsDir)) {
-      if (!UPLOAD_ID_RE.test(id) || isKnown(id)) continue
+      if (!UPLOAD_ID_RE.test(id) || (await isKnown(id))) continue
       const dir = join(this.uploadsDir, id)
       const { mtimeMs } = await stat(dir)
       if (mtimeMs >= before) continue

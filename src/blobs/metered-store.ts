@@ -156,7 +156,7 @@ export class MeteredBlobStore implements BlobStore {
   }
 
   sweepOrphans(
-    isKnown: (id: string) => boolean,
+    isKnown: (id: string) => boolean | Promise<boolean>,
     before: number,
   ): Promise<number> {
     return this.timed('sweepOrphans', () =>
@@ -176,14 +176,18 @@ export class MeteredBlobStore implements BlobStore {
 /** The uploads in flight, read at scrape time. */
 export const meterUploads = (
   registry: Registry,
-  uploads: { count(): number },
+  uploads: { count(): Promise<number> },
 ): void => {
   new Gauge({
     name: 'hold_uploads_in_flight',
     help: 'Multipart uploads started and not yet completed, aborted or swept',
     registers: [registry],
-    collect() {
-      this.set(uploads.count())
+    async collect() {
+      // Kept as it was when they cannot be counted now (a cluster's Redis down).
+      await uploads.count().then(
+        (n) => this.set(n),
+        () => undefined,
+      )
     },
   })
 }

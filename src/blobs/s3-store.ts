@@ -171,12 +171,6 @@ export class S3BlobStore implements BlobStore {
     return uploadKey(this.prefix, id)
   }
 
-  private hashOf(id: string): InOrderHash {
-    let hash = this.hashes.get(id)
-    if (!hash) this.hashes.set(id, (hash = new InOrderHash()))
-    return hash
-  }
-
   async startUpload(id: string): Promise<string> {
     const storeId = await s3Call('StorageUnavailable', () =>
       this.client.createMultipartUpload(this.temp(id)),
@@ -186,7 +180,8 @@ export class S3BlobStore implements BlobStore {
   }
 
   partUrl(upload: StoreUpload, partNumber: number, now = Date.now()): PartUrl {
-    this.hashOf(upload.id).bypassed()
+    // Without a hash here (a restart, or another machine started it) the digest is read back.
+    this.hashes.get(upload.id)?.bypassed()
     const url = this.client.signer.presign(
       'PUT',
       this.temp(upload.id),
@@ -240,7 +235,7 @@ export class S3BlobStore implements BlobStore {
     if (!upload.assembled) {
       knownHex = this.hashes.get(upload.id)?.digestFor(parts)
       await this.assemble(upload, temp, parts)
-      opts.onAssembled()
+      await opts.onAssembled()
     }
     this.hashes.delete(upload.id)
     const { size } = await s3Call('CompletionFailed', () =>
@@ -303,22 +298,26 @@ export class S3BlobStore implements BlobStore {
   }
 
   async sweepOrphans(
-    isKnown: (id: string) => boolean,
+    isKnown: (id: string) => boolean | Promise<boolean>,
     before: number,
   ): Promise<number> {
-    const orphan = (key: string, at: number) => {
+    const orphan = async (key: string, at: number) => {
       const id = uploadIdOf(this.prefix, key)
-      return id !== undefined && !isKnown(id) && at < before
+      return id !== undefined && at < before && !(await isKnown(id))
+    }
+    // Uploads another machine of a cluster completed or aborted: their hashes go too.
+    for (const id of [...this.hashes.keys()]) {
+      if (!(await isKnown(id))) this.hashes.delete(id)
     }
     let removed = 0
     const prefix = uploadsPrefix(this.prefix)
     for (const u of await this.client.listMultipartUploads(prefix)) {
-      if (!orphan(u.key, u.initiated)) continue
+      if (!(await orphan(u.key, u.initiated))) continue
       await this.client.abortMultipartUpload(u.key, u.uploadId)
       removed++
     }
     for (const o of await this.client.listObjects(prefix)) {
-      if (!orphan(o.key, o.lastModified)) continue
+      if (!(await orphan(o.key, o.lastModified))) continue
       await this.client.deleteObject(o.key)
       removed++
     }

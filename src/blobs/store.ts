@@ -29,7 +29,7 @@ export type StoreUpload = {
 export type CompleteOptions = {
   maxBytes: number
   /** Called once the store's side is assembled and cannot take parts any more. */
-  onAssembled: () => void
+  onAssembled: () => void | Promise<void>
 }
 
 /**
@@ -109,7 +109,7 @@ export interface BlobStore {
    * Returns how many it removed.
    */
   sweepOrphans(
-    isKnown: (id: string) => boolean,
+    isKnown: (id: string) => boolean | Promise<boolean>,
     before: number,
   ): Promise<number>
 

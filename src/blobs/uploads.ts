@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import type { Readable } from 'node:stream'
-import type { Database } from '../db.ts'
+import { XRPCError } from '../errors.ts'
 import type { Logger } from '../logger.ts'
 import { BlobStoreError, type BlobErrorCode } from './errors.ts'
 import {
@@ -11,7 +11,8 @@ import {
   type PartUrl,
   type StoreUpload,
 } from './store.ts'
-import { UploadTable, type UploadRecord } from './upload-table.ts'
+import type { UploadRecord } from './upload-table.ts'
+import type { UploadHold, UploadSessions } from './upload-sessions.ts'
 
 /** S3's largest part; no store takes more in one. */
 const MAX_PART_BYTES = 5 * 1024 ** 3
@@ -55,21 +56,23 @@ export type UploadsOptions = {
  * hold, complete, abort, and the sweep of uploads left unfinished. Every call but initiate names
  * the caller, and an upload answers only the caller who started it (anyone else gets
  * InvalidUploadId, as for an id that does not exist), so no route can forget the check.
- * Uploads are rows in SQLite (`upload`): a restart keeps them.
+ * Uploads are kept in `sessions`: rows in SQLite (`upload`) on a single hold, so a restart keeps
+ * them; in Redis on the machines of a cluster, so any of them takes any call.
  */
 export class Uploads {
   readonly store: BlobStore
-  private readonly table: UploadTable
+  private readonly sessions: UploadSessions
   private readonly ttlMs: number
   private readonly maxBlobBytes: number
   private readonly maxPartBytes: number
   private readonly log: Logger | undefined
-  /** Uploads being completed or aborted: one such call at a time each. */
-  private readonly busy = new Set<string>()
-
-  constructor(store: BlobStore, database: Database, opts: UploadsOptions) {
+  constructor(
+    store: BlobStore,
+    sessions: UploadSessions,
+    opts: UploadsOptions,
+  ) {
     this.store = store
-    this.table = new UploadTable(database)
+    this.sessions = sessions
     this.ttlMs = opts.ttlMs
     this.maxBlobBytes = opts.maxBlobBytes
     this.maxPartBytes = Math.min(opts.maxBlobBytes, MAX_PART_BYTES)
@@ -77,8 +80,8 @@ export class Uploads {
   }
 
   /** Uploads started and not yet completed, aborted or swept. */
-  count(): number {
-    return this.table.count()
+  count(): Promise<number> {
+    return this.sessions.count()
   }
 
   async initiate(
@@ -90,7 +93,7 @@ export class Uploads {
       this.store.startUpload(id),
     )
     try {
-      this.table.insert({
+      await this.sessions.insert({
         id,
         caller: start.caller,
         hex: start.hex,
@@ -109,13 +112,13 @@ export class Uploads {
   }
 
   /** Where the caller PUTs a part itself, or null: the store has no such URL (disk). */
-  partUrl(
+  async partUrl(
     caller: string,
     uploadId: unknown,
     partNumber: unknown,
     now?: number,
-  ): PartUrl | null {
-    const upload = this.owned(caller, uploadId)
+  ): Promise<PartUrl | null> {
+    const upload = await this.owned(caller, uploadId)
     const n = checkPartNumber(partNumber)
     return this.store.partUrl(storeUpload(upload), n, now)
   }
@@ -128,7 +131,7 @@ export class Uploads {
     body: Readable,
     length?: number,
   ): Promise<{ etag: string; size: number }> {
-    const upload = this.owned(caller, uploadId)
+    const upload = await this.owned(caller, uploadId)
     const n = checkPartNumber(partNumber)
     if (length !== undefined && length > this.maxPartBytes) {
       throw new BlobStoreError(
@@ -154,21 +157,27 @@ export class Uploads {
     hex: string,
     parts: unknown,
   ): Promise<CompletedUpload> {
-    const upload = this.owned(caller, uploadId)
+    const upload = await this.owned(caller, uploadId)
     const listed = checkParts(parts)
-    return this.exclusive(upload.id, 'CompletionFailed', async () => {
+    return this.exclusive(upload.id, 'CompletionFailed', async (hold) => {
       try {
         const { size } = await storeCall('CompletionFailed', () =>
           this.store.completeUpload(storeUpload(upload), hex, listed, {
             maxBytes: this.maxBlobBytes,
-            onAssembled: () => this.table.markAssembled(upload.id),
+            onAssembled: () => this.sessions.markAssembled(upload.id),
           }),
         )
-        this.table.delete(upload.id)
-        return { hex, size, did: upload.did, repo: upload.repo }
+        // Only the call that ended the upload counts it (a hold lost meanwhile counts nothing).
+        const ended = await hold.end()
+        return {
+          hex,
+          size,
+          did: ended ? upload.did : null,
+          repo: ended ? upload.repo : null,
+        }
       } catch (err) {
         if (err instanceof BlobStoreError && err.code === 'InvalidDigest') {
-          this.table.delete(upload.id)
+          await hold.end()
         }
         throw err
       }
@@ -176,15 +185,17 @@ export class Uploads {
   }
 
   async abort(caller: string, uploadId: unknown): Promise<void> {
-    const upload = this.owned(caller, uploadId)
-    await this.exclusive(upload.id, 'AbortFailed', () => this.drop(upload))
+    const upload = await this.owned(caller, uploadId)
+    await this.exclusive(upload.id, 'AbortFailed', (hold) =>
+      this.drop(upload, hold),
+    )
   }
 
-  private async drop(upload: UploadRecord): Promise<void> {
+  private async drop(upload: UploadRecord, hold: UploadHold): Promise<void> {
     await storeCall('AbortFailed', () =>
       this.store.abortUpload(storeUpload(upload)),
     )
-    this.table.delete(upload.id)
+    await hold.end()
   }
 
   /**
@@ -194,10 +205,22 @@ export class Uploads {
   async sweep(now = Date.now()): Promise<{ expired: number; orphans: number }> {
     const before = now - this.ttlMs
     let expired = 0
-    for (const upload of this.table.olderThan(before, SWEEP_BATCH)) {
-      if (this.busy.has(upload.id)) continue
+    let stale: UploadRecord[] = []
+    try {
+      stale = await this.sessions.olderThan(before, SWEEP_BATCH)
+    } catch (err) {
+      this.log?.warn({ err }, 'could not list expired uploads')
+    }
+    for (const upload of stale) {
       try {
-        await this.exclusive(upload.id, 'AbortFailed', () => this.drop(upload))
+        const hold = await this.sessions.hold(upload.id)
+        // Being completed or aborted by a call: that call ends it.
+        if (!hold) continue
+        try {
+          await this.drop(upload, hold)
+        } finally {
+          await hold.release()
+        }
         expired++
       } catch (err) {
         this.log?.warn({ err, uploadId: upload.id }, 'could not sweep upload')
@@ -206,7 +229,7 @@ export class Uploads {
     let orphans = 0
     try {
       orphans = await this.store.sweepOrphans(
-        (id) => this.table.get(id) !== undefined,
+        (id) => this.sessions.isKnown(id),
         before,
       )
     } catch (err) {
@@ -219,12 +242,15 @@ export class Uploads {
   }
 
   /** The caller's upload, or InvalidUploadId (unknown and foreign ids alike). */
-  private owned(caller: string, uploadId: unknown): UploadRecord {
+  private async owned(
+    caller: string,
+    uploadId: unknown,
+  ): Promise<UploadRecord> {
     const upload =
       typeof uploadId === 'string' &&
       uploadId.length > 0 &&
       uploadId.length <= MAX_ID_LENGTH
-        ? this.table.get(uploadId)
+        ? await this.sessions.get(uploadId)
         : undefined
     if (!upload || upload.caller !== caller) {
       throw new BlobStoreError(
@@ -238,19 +264,19 @@ export class Uploads {
   private async exclusive<T>(
     id: string,
     code: BlobErrorCode,
-    fn: () => Promise<T>,
+    fn: (hold: UploadHold) => Promise<T>,
   ): Promise<T> {
-    if (this.busy.has(id)) {
+    const hold = await this.sessions.hold(id)
+    if (!hold) {
       throw new BlobStoreError(
         'this upload is being completed or aborted by another call',
         code,
       )
     }
-    this.busy.add(id)
     try {
-      return await fn()
+      return await fn(hold)
     } finally {
-      this.busy.delete(id)
+      await hold.release()
     }
   }
 }
@@ -319,7 +345,8 @@ const storeCall = async <T>(
   try {
     return await fn()
   } catch (err) {
-    if (err instanceof BlobStoreError) throw err
+    // The hold's own refusals (its uploads unreachable) pass as they are.
+    if (err instanceof BlobStoreError || err instanceof XRPCError) throw err
     throw new BlobStoreError((err as Error).message, code, { cause: err })
   }
 }

@@ -21,6 +21,7 @@ import {
   type LayerChanges,
   type Reservation,
 } from './policy.ts'
+import { KnownPairs } from './known-pairs.ts'
 import { clusterKeys, connectRedis, type ClusterKeys } from './redis.ts'
 
 /** What the writer publishes its access policy from. */
@@ -54,6 +55,8 @@ export class HoldCluster {
   readonly consumer: StreamConsumer | undefined
   /** Frontend: the writer's crew, captain, private blobs and tiers, followed through Redis. */
   readonly policy: PolicyMirror | undefined
+  /** Frontend: which pairs the writer's table has (HOLD_NEW_PAIRS_PER_HOUR). */
+  readonly knownPairs: KnownPairs | undefined
   private readonly publisher: PolicyPublisher | undefined
   private readonly reader: Redis | undefined
   private readonly sub: Redis | undefined
@@ -92,6 +95,7 @@ export class HoldCluster {
       })
       stats.counters.sendTo(this.sink)
       this.frontendStats = new FrontendStats(this.redis, this.keys, this.sink)
+      this.knownPairs = new KnownPairs(this.redis, this.keys)
       this.sub = connectRedis(cfg, 'atcr-hold-frontend-policy', {
         blocking: true,
       })

@@ -20,6 +20,12 @@ export type ClusterKeys = {
   usage: string
   /** A hash per DID: hex digest → `<bytes>:<expiry ms>` of uploads not yet in a manifest. */
   reserved: (did: string) => string
+  /** A hash per multipart upload in progress (who started it, its S3 UploadId, …). */
+  upload: (id: string) => string
+  /** Set while a completion or abort of the upload runs, to the token of the call. */
+  uploadHeld: (id: string) => string
+  /** A sorted set: upload id → when it started (ms), for the count of uploads in progress. */
+  uploads: string
 }
 
 export const clusterKeys = (prefix: string): ClusterKeys => ({
@@ -32,6 +38,9 @@ export const clusterKeys = (prefix: string): ClusterKeys => ({
   policyChannel: `${prefix}:policy:changed`,
   usage: `${prefix}:quota:usage`,
   reserved: (did) => `${prefix}:quota:reserved:${did}`,
+  upload: (id) => `${prefix}:upload:${id}`,
+  uploadHeld: (id) => `${prefix}:upload:${id}:held`,
+  uploads: `${prefix}:uploads`,
 })
 
 /** How long one Redis command may take before it counts as failed (and is tried again). */

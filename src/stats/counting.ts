@@ -15,6 +15,16 @@ export type CountingContext = TrustedProxy & {
   newPairs: TokenBuckets
   /** The captain and crew (on a frontend, the writer's copy). */
   policy: { captain: { owner: string }; member(did: string): unknown }
+  /** On a frontend: whether the writer's table has a pair this frontend never counted. */
+  cluster?:
+    | {
+        knownPairs:
+          | {
+              known(did: string, repo: string): Promise<boolean> | undefined
+            }
+          | undefined
+      }
+    | undefined
 }
 
 /**
@@ -36,7 +46,9 @@ const related = (
  * and, when the pair has never been counted and the caller is not related to it, for
  * HOLD_NEW_PAIRS_PER_HOUR. A count over either limit is not taken (false); the call is served.
  * The client key is only worked out when a limit needs it (the socket address is a syscall);
- * whether the pair is new is answered from memory unless the pair was never seen.
+ * whether the pair is new is answered from memory unless the pair was never seen. A frontend
+ * asks the writer's table (through Redis) about a pair it never counted, and counts once it
+ * has the answer, without holding the call.
  */
 const count = (
   kind: 'pull' | 'push',
@@ -55,10 +67,21 @@ const count = (
   if (
     ctx.newPairs.enabled &&
     !counters.has(did, repo) &&
-    !related(ctx, callerDid, did) &&
-    !ctx.newPairs.take(client ?? clientKey(ctx, c, callerDid))
+    !related(ctx, callerDid, did)
   ) {
-    return false
+    const key = client ?? clientKey(ctx, c, callerDid)
+    const asking = ctx.cluster?.knownPairs?.known(did, repo)
+    if (asking) {
+      const who = counters.clients ? key : undefined
+      void asking.then((known) => {
+        if (known || counters.has(did, repo) || ctx.newPairs.take(key)) {
+          counters.count(kind, did, repo, undefined, who)
+        }
+      })
+      return true
+    }
+    if (!ctx.newPairs.take(key)) return false
+    client = key
   }
   // Unique clients per day: the caller's DID, or its address (hashed under the hold's key).
   const who = counters.clients

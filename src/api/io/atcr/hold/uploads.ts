@@ -49,9 +49,9 @@ export const register: Register = (app, ctx) => {
     ids.HoldGetPartUploadUrl,
     {
       auth: writer(ids.HoldGetPartUploadUrl),
-      handler: (c, { auth: caller, input }) => {
+      handler: async (c, { auth: caller, input }) => {
         const { uploadId, partNumber } = input
-        const direct = ctx.uploads.partUrl(caller, uploadId, partNumber)
+        const direct = await ctx.uploads.partUrl(caller, uploadId, partNumber)
         const signed =
           direct ?? ctx.urlSigner.signPart({ uploadId, partNumber, caller })
         return c.json({ method: 'PUT', ...signed })
