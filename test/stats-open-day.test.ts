@@ -169,6 +169,7 @@ describe("a pair's open day (its latest, in its counter row)", () => {
     db.db.close()
     opened.splice(opened.indexOf(db), 1)
     const again = openParts(path)
+    await again.history.ready
     expect(
       again.history
         .trending(7, 10, undefined)
@@ -177,6 +178,41 @@ describe("a pair's open day (its latest, in its counter row)", () => {
       ['a', 4],
       ['b', 1],
     ])
+  })
+
+  it('are read at start a batch at a time, exact with the pulls and resets that commit meanwhile', async () => {
+    const { path, db, counters } = await make()
+    const now = Date.now()
+    for (let i = 0; i < 25_000; i++) counters.count('pull', DID, `p${i}`, now)
+    counters.count('pull', DID, 'p7', now - DAY_MS)
+    counters.persist()
+    db.db.close()
+    opened.splice(opened.indexOf(db), 1)
+    const again = openParts(path)
+    let loaded = false
+    void again.history.ready.then(() => (loaded = true))
+    // Committed while the windows are being read: p1's pulls are not in the snapshot, and p2
+    // is reset (its days are gone), so neither may come out wrong.
+    for (let i = 0; i < 3; i++) again.counters.count('pull', DID, 'p1', now)
+    again.counters.persist()
+    again.db.transaction(() => {
+      again.history.forget(DID, 'p2')
+      again.db.db
+        .prepare('DELETE FROM stats_counter WHERE did = ? AND repository = ?')
+        .run(DID, 'p2')
+    })
+    expect(loaded).toBe(false)
+    await again.history.ready
+    const ranked = new Map(
+      again.history
+        .trending(7, 30_000, undefined)
+        .map((r) => [r.repository, r.pulls]),
+    )
+    expect(ranked.get('p1')).toBe(4)
+    expect(ranked.get('p7')).toBe(2)
+    expect(ranked.has('p2')).toBe(false)
+    expect(ranked.get('p24999')).toBe(1)
+    expect(ranked.size).toBe(24_999)
   })
 
   it('goes with a reset, and leaves the day totals equal to what the other pairs have', async () => {

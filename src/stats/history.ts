@@ -174,6 +174,15 @@ export type ExportPosition = { did: string; repository: string; day: number }
 /** Where a trending page ends: the last row's window pulls, DID and repository. */
 export type TrendingCursor = { pulls: number; did: string; repository: string }
 
+/** Each pair's pulls of its recent days, for the trending windows at start. */
+const RECENT_PULLS_SQL = `
+  SELECT did, repository, day, pulls FROM stats_day WHERE day > ?1 AND pulls > 0
+  UNION ALL
+  SELECT did, repository, open_day, open_pulls FROM stats_counter
+  WHERE open_day > ?1 AND open_pulls > 0`
+/** Rows of RECENT_PULLS_SQL read between turns of the event loop. */
+const LOAD_BATCH = 10_000
+
 /** What a delta adds to its counter row's open day (CounterStore's persist writes it). */
 export type OpenPart = {
   day: number
@@ -244,11 +253,6 @@ const SQL = {
   totalsOf: `
     SELECT pull_count + baseline_pull AS pullCount, push_count + baseline_push AS pushCount
     FROM stats_counter WHERE did = ? AND repository = ?`,
-  recentPulls: `
-    SELECT did, repository, day, pulls FROM stats_day WHERE day > ?1 AND pulls > 0
-    UNION ALL
-    SELECT did, repository, open_day, open_pulls FROM stats_counter
-    WHERE open_day > ?1 AND open_pulls > 0`,
   pruneFold: `
     INSERT INTO stats_day_pruned (did, repository, pulls, pushes)
     SELECT did, repository, sum(pulls), sum(pushes) FROM (
@@ -329,6 +333,12 @@ export class History {
    */
   private sketches = new Map<string, { day: number; sketch: Sketch }>()
   private timer: NodeJS.Timeout | undefined
+  private stopped = false
+  /** Pairs reset while the windows are read: their older rows are left out. */
+  private forgotten: { did: string; repository: string | null }[] | undefined =
+    []
+  /** Resolves once the trending windows hold every recent day (listTrending waits for it). */
+  readonly ready: Promise<void>
 
   constructor(database: Database, keepDays: number, log: Logger) {
     this.database = database
@@ -336,15 +346,52 @@ export class History {
     this.log = log
     this.sql = prepareAll(database.db, SQL)
     this.openDay = dayOf(Date.now())
-    const recent = this.sql.recentPulls.iterate(
-      dayOf(Date.now()) - TRENDING_MAX_DAYS - 1,
-    ) as Iterable<{
-      did: string
-      repository: string
-      day: number
-      pulls: number
-    }>
-    for (const r of recent) this.trend.add(r.did, r.repository, r.day, r.pulls)
+    this.ready = this.loadWindows(dayOf(Date.now()) - TRENDING_MAX_DAYS - 1)
+  }
+
+  /**
+   * Reads the recent day rows into the trending windows, a batch per turn of the event loop, so
+   * a large history does not hold up the start. The rows come from a snapshot taken now (the
+   * first read happens before this returns); persists that commit later add their own pulls,
+   * which the snapshot does not have, so the windows end up exact either way.
+   */
+  private async loadWindows(after: number): Promise<void> {
+    try {
+      await this.database.readSnapshot(async (reader) => {
+        let n = 0
+        const rows = reader
+          .prepare(RECENT_PULLS_SQL)
+          .iterate(after) as Iterable<{
+          did: string
+          repository: string
+          day: number
+          pulls: number
+        }>
+        for (const r of rows) {
+          if (this.stopped) return
+          if (!this.forgottenWhileLoading(r.did, r.repository)) {
+            this.trend.add(r.did, r.repository, r.day, r.pulls)
+          }
+          if (++n % LOAD_BATCH === 0) await new Promise(setImmediate)
+        }
+      })
+    } catch (err) {
+      if (!this.stopped) {
+        this.log.error({ err }, 'reading the trending windows failed')
+      }
+    } finally {
+      this.forgotten = undefined
+    }
+  }
+
+  private forgottenWhileLoading(did: string, repository: string): boolean {
+    return (
+      this.forgotten?.some(
+        (f) =>
+          f.did === did &&
+          (f.repository === null || f.repository === repository),
+      ) ?? false
+    )
   }
 
   /**
@@ -471,7 +518,10 @@ export class History {
     this.sql.forgetPruned.run(did, repository)
     this.sketches = new Map()
     this.openKeys = new Set()
-    this.database.afterCommit(() => this.trend.forget(did, repository))
+    this.database.afterCommit(() => {
+      this.trend.forget(did, repository)
+      this.forgotten?.push({ did, repository })
+    })
   }
 
   /** A pair's days from `since` to `until` (UTC day numbers), days without counts as zeros. */
@@ -660,6 +710,7 @@ export class History {
   }
 
   stop(): void {
+    this.stopped = true
     clearInterval(this.timer)
   }
 }

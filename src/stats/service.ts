@@ -262,12 +262,13 @@ export class StatsService {
   }
 
   /** The most pulled pairs of the last `days` days; undefined when no history is kept. */
-  trending(
+  async trending(
     days: number,
     limit: number,
     after?: TrendingCursor,
-  ): TrendingRow[] | undefined {
+  ): Promise<TrendingRow[] | undefined> {
     if (!this.history) return undefined
+    await this.history.ready
     this.counters.persistIfWritable()
     return this.history.trending(days, limit, after)
   }

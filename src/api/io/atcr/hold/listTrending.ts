@@ -12,9 +12,9 @@ export const register: Register = (app, ctx) => {
     app,
     ctx.lexicons,
     ids.HoldListTrending,
-    (c, { days, limit, cursor }) => {
+    async (c, { days, limit, cursor }) => {
       const after = cursor === undefined ? undefined : decodeCursor(cursor)
-      const rows = ctx.stats.trending(days, limit, after)
+      const rows = await ctx.stats.trending(days, limit, after)
       if (!rows) throw historyNotKept()
       const last = rows.at(-1)
       return c.json({
