@@ -631,7 +631,8 @@ export const MIGRATIONS: string[] = [
   // rows are written once per pair and day rather than at every persist. stats_total follows
   // the persist's sums (one statement per persist) instead of a trigger per row. Unique-client
   // sketches leave the day rows: a range of days reads small rows, and each sketch keeps its
-  // estimate, so an answer never decodes a sketch.
+  // estimate (in an index, so a range reads no sketch at all; sketches moved here get theirs
+  // at the first start, History).
   `
   ALTER TABLE stats_counter ADD COLUMN open_day INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE stats_counter ADD COLUMN open_pulls INTEGER NOT NULL DEFAULT 0;
@@ -658,6 +659,8 @@ export const MIGRATIONS: string[] = [
     UNIQUE (did, repository, day)
   );
   CREATE INDEX stats_day_clients_day_idx ON stats_day_clients (day);
+  CREATE INDEX stats_day_clients_estimate_idx
+    ON stats_day_clients (did, repository, day, estimate);
   INSERT INTO stats_day_clients (did, repository, day, sketch)
     SELECT did, repository, day, clients FROM stats_day WHERE clients IS NOT NULL;
   ALTER TABLE stats_day DROP COLUMN clients;

@@ -148,13 +148,6 @@ export type TrendingRow = {
   pushCount: number
 }
 
-/** A stored sketch's estimate; sketches written before estimates were kept are read. */
-const estimateOf = (row: {
-  estimate: number | null
-  sketch: Uint8Array | null
-}): number | undefined =>
-  row.estimate ?? (row.sketch ? Sketch.estimateOf(row.sketch) : undefined)
-
 const compare = (a: ExportPosition, b: ExportPosition): number =>
   a.did < b.did
     ? -1
@@ -241,15 +234,17 @@ const SQL = {
     UNION ALL
     SELECT open_day, open_pulls, open_pushes FROM stats_counter
     WHERE did = ?1 AND repository = ?2 AND open_day >= ?3 AND open_day <= ?4
-      AND (open_pulls <> 0 OR open_pushes <> 0)
-    ORDER BY 1`,
+      AND (open_pulls <> 0 OR open_pushes <> 0)`,
   rangeClients: `
-    SELECT day, estimate, CASE WHEN estimate IS NULL THEN sketch END AS sketch
-    FROM stats_day_clients WHERE did = ? AND repository = ? AND day >= ? AND day <= ?
-    ORDER BY day`,
+    SELECT day, estimate FROM stats_day_clients
+    WHERE did = ? AND repository = ? AND day >= ? AND day <= ? AND estimate IS NOT NULL`,
   dayClients: `
-    SELECT estimate, CASE WHEN estimate IS NULL THEN sketch END AS sketch
-    FROM stats_day_clients WHERE did = ? AND repository = ? AND day = ?`,
+    SELECT estimate FROM stats_day_clients WHERE did = ? AND repository = ? AND day = ?`,
+  /** Sketches without their estimate (moved from the day rows by the upgrade). */
+  unestimated: `
+    SELECT rowid AS id, sketch FROM stats_day_clients WHERE estimate IS NULL LIMIT 1000`,
+  setEstimate: 'UPDATE stats_day_clients SET estimate = ? WHERE rowid = ?',
+  dropSketch: 'DELETE FROM stats_day_clients WHERE rowid = ?',
   totalsOf: `
     SELECT pull_count + baseline_pull AS pullCount, push_count + baseline_push AS pushCount
     FROM stats_counter WHERE did = ? AND repository = ?`,
@@ -346,6 +341,7 @@ export class History {
     this.log = log
     this.sql = prepareAll(database.db, SQL)
     this.openDay = dayOf(Date.now())
+    this.estimateMoved()
     this.ready = this.loadWindows(dayOf(Date.now()) - TRENDING_MAX_DAYS - 1)
   }
 
@@ -381,6 +377,25 @@ export class History {
       }
     } finally {
       this.forgotten = undefined
+    }
+  }
+
+  /** Gives the sketches the upgrade moved out of the day rows their estimates (once). */
+  private estimateMoved(): void {
+    for (;;) {
+      const rows = this.sql.unestimated.all() as {
+        id: number
+        sketch: Uint8Array
+      }[]
+      if (rows.length === 0) return
+      this.database.transaction(() => {
+        for (const r of rows) {
+          const estimate = Sketch.estimateOf(r.sketch)
+          // Bytes that are no sketch estimate nothing: the row goes.
+          if (estimate === undefined) this.sql.dropSketch.run(r.id)
+          else this.sql.setEstimate.run(estimate, r.id)
+        }
+      })
     }
   }
 
@@ -531,28 +546,28 @@ export class History {
     since: number,
     until: number,
   ): HistoryDay[] {
-    const rows = this.sql.range.all(did, repository, since, until) as DayRow[]
-    const clients = this.sql.rangeClients.all(
+    const out: HistoryDay[] = []
+    for (let day = since; day <= until; day++) {
+      out.push({ day: dayString(day), pulls: 0, pushes: 0 })
+    }
+    // A day can have a stats_day row and an open part (a late count): both are added.
+    for (const r of this.sql.range.all(
       did,
       repository,
       since,
       until,
-    ) as { day: number; estimate: number | null; sketch: Uint8Array | null }[]
-    const out: HistoryDay[] = []
-    let i = 0
-    let k = 0
-    for (let day = since; day <= until; day++) {
-      const view: HistoryDay = { day: dayString(day), pulls: 0, pushes: 0 }
-      // A day can have a stats_day row and an open part (a late count): both are added.
-      while (rows[i]?.day === day) {
-        view.pulls += rows[i].pulls
-        view.pushes += rows[i++].pushes
-      }
-      if (clients[k]?.day === day) {
-        const estimate = estimateOf(clients[k++])
-        if (estimate !== undefined) view.uniqueClients = estimate
-      }
-      out.push(view)
+    ) as DayRow[]) {
+      const view = out[r.day - since]
+      view.pulls += r.pulls
+      view.pushes += r.pushes
+    }
+    for (const c of this.sql.rangeClients.all(
+      did,
+      repository,
+      since,
+      until,
+    ) as { day: number; estimate: number }[]) {
+      out[c.day - since].uniqueClients = c.estimate
     }
     return out
   }
@@ -651,9 +666,8 @@ export class History {
     // Complete up to `end`, so a page cut at `limit` goes on from its last row.
     const rows = sorted.slice(0, limit).map(({ n, ...row }) => {
       const c = this.sql.dayClients.get(row.did, row.repository, n) as
-        { estimate: number | null; sketch: Uint8Array | null } | undefined
-      const estimate = c ? estimateOf(c) : undefined
-      return estimate === undefined ? row : { ...row, uniqueClients: estimate }
+        { estimate: number | null } | undefined
+      return c?.estimate == null ? row : { ...row, uniqueClients: c.estimate }
     })
     return { rows, more: end !== undefined || sorted.length > limit }
   }
