@@ -1,11 +1,19 @@
 import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ids } from '../src/ids.ts'
+import { CLIENT_KEY_FILE } from '../src/stats/hll.ts'
 import { DAY_MS, dayOf, dayString } from '../src/stats/history.ts'
 import { plcDid } from './_stats.ts'
-import { pushBlob, removeDir, startHold, xrpc, type TestHold } from './_util.ts'
+import {
+  pushBlob,
+  removeDir,
+  startHold,
+  tempDir,
+  xrpc,
+  type TestHold,
+} from './_util.ts'
 
 type Day = {
   day: string
@@ -62,7 +70,12 @@ describe('getStatsHistory and listTrending', () => {
   }
 
   beforeAll(async () => {
+    // A fixed client key: which of the test's addresses share a sketch register (an estimate
+    // one short) is then the same in every run, and none of these do.
+    const dataDir = await tempDir()
+    writeFileSync(join(dataDir, CLIENT_KEY_FILE), Buffer.alloc(32, 7))
     h = await startHold({
+      dataDir,
       env: {
         HOLD_STATS_FLUSH_MS: '3600000',
         HOLD_NEW_PAIRS_PER_HOUR: '0',
