@@ -119,7 +119,11 @@ const shuffle = <T>(items: T[], rand: () => number): T[] => {
 
 /**
  * Undoes `ops` on the library's MST loaded from `blocks` alone, in the given order, as a
- * relay inverts an event: a create is deleted, an update and a delete put `prev` back.
+ * relay inverts an event: a create is deleted, an update and a delete put `prev` back. A tree
+ * the undoing empties starts again as a new empty tree: the library's emptied tree remembers its
+ * old layer, and a key added to it then hangs below pointer-only nodes (undoing a batch that
+ * created two keys and deleted a third, in the order create, create, delete, gave another root
+ * than the tree before it; loaded from storage, as after a commit, it is canonical again).
  */
 const invert = async (
   blocks: Map<string, Uint8Array>,
@@ -135,6 +139,7 @@ const invert = async (
     else if (op.action === 'update')
       mst = await mst.update(op.key, prev.get(op.key)!)
     else mst = await mst.add(op.key, prev.get(op.key)!)
+    if ((await mst.getEntries()).length === 0) mst = await MST.create(store, [])
   }
   return (await mst.getPointer()).toString()
 }
