@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util'
 import { envToCfg, envToSecrets, readEnv } from '../src/config.ts'
 import { ids } from '../src/ids.ts'
 import { HoldServer } from '../src/server.ts'
-import { DAY_MS, dayOf, dayString } from '../src/stats/history.ts'
+import { DAY_MS, dayOf, dayString } from '../src/stats/days.ts'
 import { identity, testPlcUrl } from '../test/_identity.ts'
 import { removeDir, tempDir } from '../test/_util.ts'
 import {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DAY_MS, dayOf, dayString } from '../src/stats/history.ts'
+import { DAY_MS, dayOf, dayString } from '../src/stats/days.ts'
 import { cliFor, lines, type CliResult } from './_cli.ts'
 import { plcDid } from './_stats.ts'
 import { removeDir, startHold, type TestHold } from './_util.ts'

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ids } from '../src/ids.ts'
 import { CLIENT_KEY_FILE } from '../src/stats/hll.ts'
-import { DAY_MS, dayOf, dayString } from '../src/stats/history.ts'
+import { DAY_MS, dayOf, dayString } from '../src/stats/days.ts'
 import { plcDid } from './_stats.ts'
 import {
   pushBlob,

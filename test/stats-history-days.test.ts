@@ -4,13 +4,8 @@ import { Database } from '../src/db.ts'
 import { createRootLogger } from '../src/logger.ts'
 import { CounterStore } from '../src/stats/counter-store.ts'
 import { ClientHasher } from '../src/stats/hll.ts'
-import {
-  DAY_MS,
-  History,
-  dayOf,
-  dayString,
-  parseDay,
-} from '../src/stats/history.ts'
+import { History } from '../src/stats/history.ts'
+import { DAY_MS, dayOf, dayString, parseDay } from '../src/stats/days.ts'
 import { TopPairs } from '../src/stats/top-pairs.ts'
 import { removeDir, tempDir } from './_util.ts'
 

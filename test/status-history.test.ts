@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { renderStatusPage, sparkline } from '../src/api/status-page.ts'
-import { DAY_MS } from '../src/stats/history.ts'
+import { DAY_MS } from '../src/stats/days.ts'
 import { identity, setHandle } from './_identity.ts'
 import {
   removeDir,

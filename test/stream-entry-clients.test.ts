@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest'
 import type { Delta } from '../src/stats/counter-store.ts'
 import { hash32, Sketch } from '../src/stats/hll.ts'
-import { dayOf } from '../src/stats/history.ts'
+import { dayOf } from '../src/stats/days.ts'
 import {
   BadEntryError,
   decodeEntry,

@@ -1,7 +1,7 @@
 // The counts stream's entries carry each delta's days: what the writer's daily history needs.
 import { describe, expect, it } from 'vitest'
 import type { Delta } from '../src/stats/counter-store.ts'
-import { DAY_MS, dayOf } from '../src/stats/history.ts'
+import { DAY_MS, dayOf } from '../src/stats/days.ts'
 import {
   BadEntryError,
   decodeEntry,

@@ -2,13 +2,8 @@ import { prepareAll, type Database, type Statements } from '../db.ts'
 import type { Logger } from '../logger.ts'
 import { iso, keyOf, type PendingCounts } from './counter-row.ts'
 import { Sketch, type ClientHasher } from './hll.ts'
-import {
-  DAY_MS,
-  mergeDays,
-  rollDay,
-  type DayCarrier,
-  type History,
-} from './history.ts'
+import { type History } from './history.ts'
+import { DAY_MS, mergeDays, rollDay, type DayCarrier } from './days.ts'
 import type { RefCounts } from './refs.ts'
 import type { TopPairs } from './top-pairs.ts'
 

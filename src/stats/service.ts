@@ -6,7 +6,6 @@ import type { StatsView } from './counter-row.ts'
 import { CounterStore } from './counter-store.ts'
 import { ClientHasher } from './hll.ts'
 import {
-  dayOf,
   History,
   type ExportPosition,
   type ExportRow,
@@ -14,6 +13,7 @@ import {
   type TrendingCursor,
   type TrendingRow,
 } from './history.ts'
+import { dayOf } from './days.ts'
 import {
   StatsMaintenance,
   type ImportResult,

@@ -1,6 +1,6 @@
 import type { Delta } from './counter-store.ts'
 import { Sketch } from './hll.ts'
-import { dayOf, type DayCounts } from './history.ts'
+import { dayOf, type DayCounts } from './days.ts'
 
 /**
  * One entry of the counts stream: a frontend's deltas of one batch window. `producer` names the

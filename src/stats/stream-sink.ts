@@ -5,7 +5,7 @@ import type { ClusterKeys } from '../cluster/redis.ts'
 import { prepareAll, type Database, type Statements } from '../db.ts'
 import type { Logger } from '../logger.ts'
 import { keyOf, type PendingCounts } from './counter-row.ts'
-import { dayOf, mergeDays, rollDay } from './history.ts'
+import { dayOf, mergeDays, rollDay } from './days.ts'
 import type { CounterStore, Delta, DeltaSink } from './counter-store.ts'
 import { encodeEntry, type StreamEntry } from './stream-entry.ts'
 

@@ -3,7 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { chromium, type Browser } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DAY_MS } from '../../src/stats/history.ts'
+import { DAY_MS } from '../../src/stats/days.ts'
 import { removeDir, ROOT, startHold, type TestHold } from '../_util.ts'
 
 const CHROMIUM = '/usr/bin/chromium'

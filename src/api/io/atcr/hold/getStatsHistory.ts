@@ -1,11 +1,7 @@
 import { InvalidRequestError, NotFoundError } from '../../../../errors.ts'
 import { ids } from '../../../../lexicons.ts'
-import {
-  HISTORY_MAX_DAYS,
-  dayOf,
-  dayString,
-  parseDay,
-} from '../../../../stats/history.ts'
+import { HISTORY_MAX_DAYS } from '../../../../stats/history.ts'
+import { dayOf, dayString, parseDay } from '../../../../stats/days.ts'
 import { checkRepoParam } from '../../../../stats/rkey.ts'
 import type { Register } from '../../../util.ts'
 import { atcrQuery } from '../../../xrpc.ts'
