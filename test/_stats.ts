@@ -208,3 +208,30 @@ export const statsHold = () => {
     assertValidBoth,
   }
 }
+
+/** A pair's own counts beside the sum of its days: day rows, pruned days and its open day. */
+export type DaySums = {
+  did: string
+  repository: string
+  pull_count: number
+  push_count: number
+  day_pulls: number
+  day_pushes: number
+}
+
+/** Every pair's DaySums, read with `db` (the hold's database, open or read-only). */
+export const daySums = (db: {
+  prepare(sql: string): { all(): unknown[] }
+}): DaySums[] =>
+  db
+    .prepare(
+      `SELECT c.did, c.repository, c.pull_count, c.push_count,
+         coalesce((SELECT sum(pulls) FROM stats_day d WHERE d.did = c.did AND d.repository = c.repository), 0)
+           + coalesce((SELECT pulls FROM stats_day_pruned p WHERE p.did = c.did AND p.repository = c.repository), 0)
+           + c.open_pulls AS day_pulls,
+         coalesce((SELECT sum(pushes) FROM stats_day d WHERE d.did = c.did AND d.repository = c.repository), 0)
+           + coalesce((SELECT pushes FROM stats_day_pruned p WHERE p.did = c.did AND p.repository = c.repository), 0)
+           + c.open_pushes AS day_pushes
+       FROM stats_counter c ORDER BY c.did, c.repository`,
+    )
+    .all() as DaySums[]

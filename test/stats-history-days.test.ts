@@ -7,6 +7,7 @@ import { ClientHasher } from '../src/stats/hll.ts'
 import { History } from '../src/stats/history.ts'
 import { DAY_MS, dayOf, dayString, parseDay } from '../src/stats/days.ts'
 import { TopPairs } from '../src/stats/top-pairs.ts'
+import { daySums } from './_stats.ts'
 import { removeDir, tempDir } from './_util.ts'
 
 const log = createRootLogger('silent')
@@ -38,26 +39,7 @@ afterEach(async () => {
 })
 
 /** Each pair's own counts beside the sum of its days (pruned ones included). */
-const sums = (db: Database) =>
-  db.db
-    .prepare(
-      `SELECT c.did, c.repository, c.pull_count, c.push_count,
-         coalesce((SELECT sum(pulls) FROM stats_day d WHERE d.did = c.did AND d.repository = c.repository), 0)
-           + coalesce((SELECT pulls FROM stats_day_pruned p WHERE p.did = c.did AND p.repository = c.repository), 0)
-           + c.open_pulls AS day_pulls,
-         coalesce((SELECT sum(pushes) FROM stats_day d WHERE d.did = c.did AND d.repository = c.repository), 0)
-           + coalesce((SELECT pushes FROM stats_day_pruned p WHERE p.did = c.did AND p.repository = c.repository), 0)
-           + c.open_pushes AS day_pushes
-       FROM stats_counter c ORDER BY c.did, c.repository`,
-    )
-    .all() as {
-    did: string
-    repository: string
-    pull_count: number
-    push_count: number
-    day_pulls: number
-    day_pushes: number
-  }[]
+const sums = (db: Database) => daySums(db.db)
 
 const dayRows = (db: Database, repository: string) =>
   db.db

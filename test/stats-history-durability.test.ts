@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { ids } from '../src/ids.ts'
-import { plcDid } from './_stats.ts'
+import { daySums, plcDid } from './_stats.ts'
 import {
   freePort,
   pushBlob,
@@ -32,23 +32,7 @@ const ADDRESS = (i: number) => `192.0.2.${i % 200}`
 const sumsOf = (dataDir: string) => {
   const db = new DatabaseSync(join(dataDir, 'hold.sqlite'), { readOnly: true })
   try {
-    return db
-      .prepare(
-        `SELECT c.did, c.repository, c.pull_count, c.push_count,
-           coalesce((SELECT sum(pulls) FROM stats_day d WHERE d.did = c.did AND d.repository = c.repository), 0)
-             + coalesce((SELECT pulls FROM stats_day_pruned p WHERE p.did = c.did AND p.repository = c.repository), 0)
-           + c.open_pulls AS day_pulls,
-           coalesce((SELECT sum(pushes) FROM stats_day d WHERE d.did = c.did AND d.repository = c.repository), 0)
-             + coalesce((SELECT pushes FROM stats_day_pruned p WHERE p.did = c.did AND p.repository = c.repository), 0)
-           + c.open_pushes AS day_pushes
-         FROM stats_counter c ORDER BY c.did, c.repository`,
-      )
-      .all() as {
-      pull_count: number
-      push_count: number
-      day_pulls: number
-      day_pushes: number
-    }[]
+    return daySums(db)
   } finally {
     db.close()
   }
