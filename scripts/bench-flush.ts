@@ -66,7 +66,6 @@ type ChildResult = { flushMs: number[]; rssMb: number; warmMs: number }
 /** Time per SQL statement and the WAL bytes each COMMIT wrote, summed over the flushes. */
 const traceSql = async (): Promise<() => void> => {
   const { StatementSync, DatabaseSync } = await import('node:sqlite')
-  const { statSync } = await import('node:fs')
   const spent = new Map<string, { ms: number; calls: number }>()
   const note = (sql: string, ms: number) => {
     const key = sql.replace(/\s+/g, ' ').slice(0, 70)
@@ -88,34 +87,43 @@ const traceSql = async (): Promise<() => void> => {
       }
     }
   }
-  let walBytes = 0
+  // Frames a COMMIT wrote, from the WAL index's last frame number (a log that starts over
+  // reuses its file, so the file's size does not tell).
+  const { openSync, readSync } = await import('node:fs')
+  const header = Buffer.alloc(24)
+  let shm: number | undefined
+  const lastFrame = () => {
+    try {
+      shm ??= openSync(`${process.env.HOLD_DATA_DIR}/hold.sqlite-shm`, 'r')
+      readSync(shm, header, 0, 24, 0)
+      return header.readUInt32LE(16)
+    } catch {
+      return 0
+    }
+  }
+  let frames = 0
   const exec = DatabaseSync.prototype.exec
   DatabaseSync.prototype.exec = function (
     this: InstanceType<typeof DatabaseSync>,
     sql: string,
   ) {
     const commit = sql === 'COMMIT'
-    const wal = `${process.env.HOLD_DATA_DIR}/hold.sqlite-wal`
-    const size = () => {
-      try {
-        return statSync(wal).size
-      } catch {
-        return 0
-      }
-    }
-    const before = commit ? size() : 0
+    const before = commit ? lastFrame() : 0
     const t = performance.now()
     try {
       return exec.call(this, sql)
     } finally {
       note(sql, performance.now() - t)
-      if (commit) walBytes += Math.max(0, size() - before)
+      if (commit) {
+        const after = lastFrame()
+        frames += after >= before ? after - before : after
+      }
     }
   }
   return () => {
     const n = Number(args.flushes)
     console.error(
-      `per flush: WAL growth at COMMIT ${(walBytes / n / 2 ** 20).toFixed(1)} MiB`,
+      `per flush: ${Math.round(frames / n)} WAL frames written at COMMIT (${((frames * (header.readUInt16LE(14) + 24)) / n / 2 ** 20).toFixed(1)} MiB)`,
     )
     for (const [sql, { ms, calls }] of [...spent]
       .sort((a, b) => b[1].ms - a[1].ms)
@@ -125,7 +133,7 @@ const traceSql = async (): Promise<() => void> => {
       )
     }
     spent.clear()
-    walBytes = 0
+    frames = 0
   }
 }
 

@@ -1,10 +1,8 @@
-import { statSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { Worker } from 'node:worker_threads'
 import { describeStorageError } from './data-dir.ts'
 import type { Logger } from './logger.ts'
+import { WAL_FILE_LIMIT_BYTES, WalCheckpointer, type WalState } from './wal.ts'
 
 /** A table of SQL statements by name, prepared once on one connection. */
 export type Statements<K extends string> = Record<K, StatementSync>
@@ -30,7 +28,7 @@ export class Database {
   readonly path: string
   readonly db: DatabaseSync
   private depth = 0
-  private checkpointer: Worker | undefined
+  private readonly wal: WalCheckpointer
   private readonly idleReaders: DatabaseSync[] = []
   /**
    * Set while writes fail for a reason of the disk's (full, not writable), with one line for
@@ -50,78 +48,50 @@ export class Database {
     this.db.exec('PRAGMA synchronous = NORMAL')
     this.db.exec('PRAGMA busy_timeout = 5000')
     this.db.exec('PRAGMA foreign_keys = ON')
-    // When the WAL starts over, a file grown past this by a burst is cut back to it.
-    this.db.exec(`PRAGMA journal_size_limit = ${WAL_TRUNCATE_BYTES}`)
+    // When the WAL starts over, a file grown past this by writes outrunning the checkpoints is
+    // cut back to it; below it the file is reused in place.
+    this.db.exec(`PRAGMA journal_size_limit = ${WAL_FILE_LIMIT_BYTES}`)
     // Repo blocks are written and removed at random across a large table: 16 MiB of page cache
     // instead of SQLite's 2 MiB keeps the B-tree's inner pages and recent leaves in memory.
     // The MST's nodes are read from the writer's own cache (NodeCache), not through this one.
     this.db.exec('PRAGMA cache_size = -16384')
     migrate(this.db)
+    const { page_size } = this.db.prepare('PRAGMA page_size').get() as {
+      page_size: number
+    }
+    this.wal = new WalCheckpointer(path, page_size)
   }
 
   /**
    * Moves WAL checkpoints (which copy the WAL into the database and fsync it) off the event
-   * loop, into a worker thread with its own connection. Without it SQLite checkpoints inside
-   * whichever COMMIT crosses 1000 pages, stalling every request while it copies.
-   *
-   * A passive checkpoint never waits, but under steady writes it never catches up either, and
-   * the WAL only starts over once one has. So a bulk writer (a stats flush) waits between its
-   * commits while the WAL is past `WAL_PAUSE_BYTES` (`walRoom()`), which lets a passive pass
-   * copy every frame; the worker then truncates a WAL past `WAL_TRUNCATE_BYTES` (waiting at
-   * most `TRUNCATE_WAIT_MS` for readers). Past `WAL_FORCE_TRUNCATE_BYTES` it truncates even
-   * when frames are left to copy, which holds writes back for that copy. A reader on an older
-   * snapshot (an export being written) keeps the WAL from starting over while it reads; the
-   * bulk writer's wait is bounded, so one outside the hold cannot stop it.
+   * loop, into a worker thread with its own connection (`WalCheckpointer`). Without it SQLite
+   * checkpoints inside whichever COMMIT crosses 1000 pages, stalling every request while it
+   * copies.
    */
   startCheckpointer(
     onError?: (err: Error) => void,
     intervalMs = CHECKPOINT_INTERVAL_MS,
   ): void {
-    if (this.checkpointer) return
+    if (this.wal.running) return
     this.db.exec('PRAGMA wal_autocheckpoint = 0')
-    const worker = new Worker(CHECKPOINT_WORKER, {
-      eval: true,
-      workerData: {
-        path: this.path,
-        intervalMs,
-        truncateBytes: WAL_TRUNCATE_BYTES,
-        forceBytes: WAL_FORCE_TRUNCATE_BYTES,
-        truncateWaitMs: TRUNCATE_WAIT_MS,
-      },
-    })
-    worker.unref()
-    worker.on('error', (err: Error) => {
+    this.wal.start((err) => {
       // Fall back to SQLite's own checkpoints rather than let the WAL grow.
-      this.checkpointer = undefined
       if (this.db.isOpen) this.db.exec('PRAGMA wal_autocheckpoint = 1000')
       onError?.(err)
-    })
-    this.checkpointer = worker
+    }, intervalMs)
   }
 
-  /** Bytes in the WAL file now. */
-  walBytes(): number {
-    try {
-      return statSync(`${this.path}-wal`).size
-    } catch {
-      return 0
-    }
+  /** Frames in the WAL and how many are copied into the database; undefined if unknown. */
+  walState(): WalState | undefined {
+    return this.wal.state()
   }
 
   /**
-   * Resolves once the WAL is below `WAL_PAUSE_BYTES`, or after `maxWaitMs` at most: a bulk
-   * writer (a stats flush) waits here between commits while a reader keeps the WAL from being
-   * checkpointed, so the WAL stays bounded by about one commit past that size.
+   * Resolves once the WAL has room (see `WalCheckpointer.room`), or after `maxWaitMs` at most:
+   * a bulk writer (a stats flush) waits here between commits.
    */
-  async walRoom(maxWaitMs = WAL_MAX_WAIT_MS): Promise<void> {
-    if (!this.checkpointer || this.walBytes() <= WAL_PAUSE_BYTES) return
-    const until = performance.now() + maxWaitMs
-    while (this.checkpointer && performance.now() < until) {
-      // A checkpoint now, not at the next tick: with this writer paused it can finish.
-      this.checkpointer.postMessage('checkpoint')
-      await sleep(20)
-      if (this.walBytes() <= WAL_PAUSE_BYTES) return
-    }
+  walRoom(maxWaitMs?: number): Promise<void> {
+    return this.wal.room(maxWaitMs)
   }
 
   /** Checkpoints the whole WAL now (used at stop, so a stopped hold leaves one file). */
@@ -266,9 +236,7 @@ export class Database {
   async close(): Promise<void> {
     clearInterval(this.probe)
     for (const reader of this.idleReaders.splice(0)) reader.close()
-    const worker = this.checkpointer
-    this.checkpointer = undefined
-    if (worker) await worker.terminate()
+    await this.wal.stop()
     if (this.db.isOpen) {
       try {
         this.checkpoint()
@@ -289,44 +257,6 @@ const FAILURE_LOG_MS = 60_000
 
 /** How often the checkpoint worker runs. */
 const CHECKPOINT_INTERVAL_MS = 250
-/** A WAL larger than this, fully copied by a passive checkpoint, is truncated. */
-export const WAL_TRUNCATE_BYTES = 16 * 1024 * 1024
-/** A WAL larger than this is truncated even when writers must wait for the copy. */
-const WAL_FORCE_TRUNCATE_BYTES = 48 * 1024 * 1024
-/** How long a truncating checkpoint waits for readers (writes wait meanwhile). */
-const TRUNCATE_WAIT_MS = 20
-/** A WAL larger than this makes bulk writers wait (`walRoom`). */
-export const WAL_PAUSE_BYTES = 32 * 1024 * 1024
-/** The longest a bulk writer waits for room, so a reader outside the hold cannot stop it. */
-const WAL_MAX_WAIT_MS = 15_000
-
-const CHECKPOINT_WORKER = `
-const { DatabaseSync } = require('node:sqlite')
-const { parentPort, workerData } = require('node:worker_threads')
-const db = new DatabaseSync(workerData.path)
-db.exec('PRAGMA busy_timeout = 0')
-const passive = db.prepare('PRAGMA wal_checkpoint(PASSIVE)')
-const truncate = db.prepare('PRAGMA wal_checkpoint(TRUNCATE)')
-const frameBytes = db.prepare('PRAGMA page_size').get().page_size + 24
-const round = () => {
-  try {
-    const { log, checkpointed } = passive.get()
-    const bytes = log * frameBytes
-    if (bytes <= workerData.truncateBytes) return
-    // Every frame copied: truncating only waits for readers. Otherwise writers wait for the
-    // copy too, so that is done only past the hard bound.
-    if (checkpointed < log && bytes <= workerData.forceBytes) return
-    db.exec('PRAGMA busy_timeout = ' + workerData.truncateWaitMs)
-    try {
-      truncate.get()
-    } finally {
-      db.exec('PRAGMA busy_timeout = 0')
-    }
-  } catch {}
-}
-setInterval(round, workerData.intervalMs)
-parentPort.on('message', round)
-`
 
 export const MIGRATIONS: string[] = [
   `
