@@ -9,6 +9,7 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    globalSetup: ['test/_temp-root.ts'],
     // The cluster tests each run several holds and a Redis: one file at a time.
     fileParallelism: false,
   },
