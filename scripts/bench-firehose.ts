@@ -1,15 +1,20 @@
 /**
  * Firehose fan-out benchmark (not part of `npm test`):
  *   node scripts/bench-firehose.ts [--rounds 3 --requests 20000 --subscribers 100 --flush-ms 250]
+ *        [--pin]
  *
  * One real hold (a child process) counting getBlob calls and flushing every `--flush-ms`, so
  * commits and their events follow the load. Each round runs counted getBlob (autocannon, from
  * this process) once with no subscriber and once with `--subscribers` live subscribeRepos
  * clients (another process), in alternating order, and reports the throughput ratio of the same
  * run, how long events took from their commit to a subscriber (p50, p99, max), and the hold's
- * memory; then the same latency with subscribers and a light load (events at rest).
+ * memory; then the same latency with subscribers and a light load (events at rest). Each run
+ * also reads the hold's own CPU time, so the report gives the hold's CPU per counted getBlob
+ * with and without subscribers: what the fan-out costs the hold, apart from what the
+ * subscribers' process and the load generator take from a shared machine. --pin puts the hold
+ * on CPU 0 and this process and the subscribers' on CPU 1 (taskset).
  */
-import { fork, type ChildProcess } from 'node:child_process'
+import { execFileSync, fork, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import {
@@ -32,6 +37,7 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '32' },
     subscribers: { type: 'string', default: '100' },
     'flush-ms': { type: 'string', default: '250' },
+    pin: { type: 'boolean', default: false },
   },
 })
 const REQUESTS = Number(args.requests)
@@ -63,6 +69,7 @@ const subscribers = async (
     [hold.base, String(n)],
     { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
   )
+  if (args.pin) execFileSync('taskset', ['-a', '-cp', '1', String(child.pid)])
   await new Promise<void>((resolve, reject) => {
     child.once('message', () => resolve())
     child.once('exit', () => reject(new Error('clients exited')))
@@ -88,6 +95,12 @@ const main = async () => {
   const hold = await startHold({
     env: { HOLD_STATS_FLUSH_MS: String(FLUSH_MS) },
   })
+  if (args.pin) {
+    execFileSync('taskset', ['-a', '-cp', '0', String(hold.proc.pid)])
+    execFileSync('taskset', ['-a', '-cp', '1', String(process.pid)])
+  }
+  const cpuMs = async () =>
+    (await getJson<{ cpuMs: number }>(`${hold.base}/_bench/info`)).cpuMs
   try {
     const digest = await pushBlob(hold, randomBytes(1024))
     const paths = DIDS.flatMap((did) =>
@@ -96,13 +109,23 @@ const main = async () => {
           `/xrpc/com.atproto.sync.getBlob?${new URLSearchParams({ did, cid: digest, method: 'GET', repo })}`,
       ),
     )
-    const run = () =>
-      load({
+    // The hold's CPU microseconds per request of each run, by the same order as the runs.
+    const cpuPer: { without: number[]; with: number[] } = {
+      without: [],
+      with: [],
+    }
+    const run = async (subs: boolean) => {
+      const before = await cpuMs()
+      const r = await load({
         base: hold.base,
         paths,
         connections: CONNECTIONS,
         amount: REQUESTS,
       })
+      const us = ((await cpuMs()) - before) * 1000
+      cpuPer[subs ? 'with' : 'without'].push(us / REQUESTS)
+      return r
+    }
     await load({
       base: hold.base,
       paths,
@@ -118,7 +141,7 @@ const main = async () => {
     for (let round = 1; round <= ROUNDS; round++) {
       for (const subs of round % 2 ? [false, true] : [true, false]) {
         if (!subs) {
-          const r = await run()
+          const r = await run(false)
           without.push(r)
           console.error(
             `round ${round} no subscribers   ${r.rps.toFixed(0).padStart(6)} req/s  p99 ${r.p99} ms  errors ${r.errors}`,
@@ -126,7 +149,7 @@ const main = async () => {
           continue
         }
         const stop = await subscribers(hold, SUBSCRIBERS)
-        const r = await run()
+        const r = await run(true)
         rss = Math.max(
           rss,
           (await getJson<{ rssMb: number }>(`${hold.base}/_bench/info`)).rssMb,
@@ -165,6 +188,11 @@ const main = async () => {
         'ratio (same run)',
         `${ratio.toFixed(3)} (per round: ${withSubs.map((r, i) => (r.rps / without[i].rps).toFixed(2)).join(', ')})`,
         '>= 0.95',
+      ],
+      [
+        "the hold's CPU per counted getBlob, none / with subscribers (median)",
+        `${median(cpuPer.without).toFixed(1)} / ${median(cpuPer.with).toFixed(1)} µs: ${(median(cpuPer.without) / median(cpuPer.with)).toFixed(3)} (per round: ${cpuPer.with.map((w, i) => (cpuPer.without[i] / w).toFixed(2)).join(', ')})`,
+        '',
       ],
       [
         'commit to subscriber, under load',

@@ -116,6 +116,11 @@ hold.app.get('/_bench/info', (c) =>
   c.json({
     ...commits,
     pulls: hold.ctx.stats.totals.pulls,
+    // The process's CPU time so far (user + system), for CPU per request between two reads.
+    cpuMs: (() => {
+      const { user, system } = process.cpuUsage()
+      return (user + system) / 1000
+    })(),
     pendingPairs: hold.ctx.stats.pendingPairs,
     rssMb: process.memoryUsage().rss / 1024 / 1024,
     heapMb: process.memoryUsage().heapUsed / 1024 / 1024,
