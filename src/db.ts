@@ -595,6 +595,15 @@ export const MIGRATIONS: string[] = [
     SELECT did, repository, day, clients FROM stats_day WHERE clients IS NOT NULL;
   ALTER TABLE stats_day DROP COLUMN clients;
   `,
+  // The record index's CIDs answer one question: does another record still name a block a
+  // commit removed? A stats record can never share its block: its content holds its pair, its
+  // key is made of the pair, and only the hold writes it, so stats records (nearly all of a
+  // hold's records) leave this index, which every flush otherwise rewrote twice per record.
+  `
+  DROP INDEX record_cid_idx;
+  CREATE INDEX record_shared_cid_idx ON record (cid)
+    WHERE collection <> 'io.atcr.hold.stats';
+  `,
 ]
 
 const migrate = (db: DatabaseSync): void => {

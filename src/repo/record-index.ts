@@ -11,9 +11,16 @@ export type IndexedRecord = { collection: string; rkey: string; cid: string }
  * here. It reads and writes on the connection it is given (the writer's, or a snapshot
  * reader's); the writer's changes run inside the commit's transaction.
  */
+/**
+ * Whether a record other than a stats record names this CID. Only records that can share a
+ * block are indexed by CID (the migration that made record_shared_cid_idx says why); the term
+ * on the collection is what lets the query use that index.
+ */
+export const SHARED_CID_SQL = `SELECT 1 FROM record WHERE cid = ? AND collection <> 'io.atcr.hold.stats' LIMIT 1`
+
 const SQL = {
   cid: 'SELECT cid FROM record WHERE collection = ? AND rkey = ?',
-  cidUsed: 'SELECT 1 FROM record WHERE cid = ? LIMIT 1',
+  cidUsed: SHARED_CID_SQL,
   put: `INSERT INTO record (collection, rkey, cid, repo_rev, indexed_at) VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (collection, rkey) DO UPDATE SET cid = excluded.cid, repo_rev = excluded.repo_rev, indexed_at = excluded.indexed_at`,
   delete: 'DELETE FROM record WHERE collection = ? AND rkey = ?',
@@ -42,7 +49,10 @@ export class RecordIndex {
     return row?.cid
   }
 
-  /** Whether any record's block is this one (identical records share one block). */
+  /**
+   * Whether any record's block is this one (identical records share one block). Stats records
+   * are left out: no two have the same content, so none shares a block with another.
+   */
   usesCid(cid: string): boolean {
     return this.sql.cidUsed.get(cid) !== undefined
   }
