@@ -12,6 +12,9 @@ export const ABORT = ids.HoldAbortUpload
 
 export type StoreKind = 'disk' | 's3'
 
+/** Where the upload procedures are called: a TestHold, or a machine of a Redis cluster. */
+export type UploadTarget = Pick<TestHold, 'url' | 'did'>
+
 /** A hold on `kind`, with its own S3 server for s3; `stop` stops both. */
 export const holdOn = async (
   kind: StoreKind,
@@ -37,7 +40,7 @@ export const digestOf = (bytes: Uint8Array): string =>
 
 /** Calls one of the upload procedures with JSON, as `as` (the owner by default). */
 export const call = async <T = Record<string, unknown>>(
-  h: TestHold,
+  h: UploadTarget,
   nsid: string,
   body: unknown,
   as = TEST_OWNER,
@@ -58,7 +61,7 @@ export const call = async <T = Record<string, unknown>>(
 
 /** uploadPart: the part's bytes through the hold. */
 export const uploadPart = async (
-  h: TestHold,
+  h: UploadTarget,
   uploadId: string,
   partNumber: number | string,
   bytes: Uint8Array,

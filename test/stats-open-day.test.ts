@@ -5,11 +5,8 @@ import { Database, MIGRATIONS } from '../src/db.ts'
 import { createRootLogger } from '../src/logger.ts'
 import { CounterStore } from '../src/stats/counter-store.ts'
 import { ClientHasher, Sketch, hash32 } from '../src/stats/hll.ts'
-import {
-  History,
-  type ExportPosition,
-  type ExportRow,
-} from '../src/stats/history.ts'
+import type { ExportPosition, ExportRow } from '../src/stats/day-export.ts'
+import { History } from '../src/stats/history.ts'
 import { DAY_MS, dayOf, dayString } from '../src/stats/days.ts'
 import { TopPairs } from '../src/stats/top-pairs.ts'
 import { removeDir, tempDir } from './_util.ts'

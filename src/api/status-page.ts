@@ -1,5 +1,5 @@
 import type { CountSource } from '../config.ts'
-import type { HistoryDay } from '../stats/history.ts'
+import type { HistoryDay } from '../stats/days.ts'
 import type { StatsView } from '../stats/service.ts'
 import { ids } from '../lexicons.ts'
 import { OwnerHandles } from './owner-handles.ts'

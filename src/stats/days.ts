@@ -35,6 +35,14 @@ export const parseDay = (value: string): number | undefined => {
   return dayString(day) === value ? day : undefined
 }
 
+/** A day's counts as a read returns them (getStatsHistory, the status page, the export). */
+export type HistoryDay = {
+  day: string
+  pulls: number
+  pushes: number
+  uniqueClients?: number
+}
+
 /** A pair's counts of one UTC day, with its unique-client sketch when clients are counted. */
 export type DayCounts = {
   day: number

@@ -1,6 +1,8 @@
 import { prepareAll, type Database, type Statements } from '../db.ts'
 import type { Logger } from '../logger.ts'
+import { DayExport, type ExportPosition, type ExportRow } from './day-export.ts'
 import { Sketch } from './hll.ts'
+import { TrendingLoad } from './trending-load.ts'
 import { TrendingWindows } from './trending.ts'
 import {
   dayOf,
@@ -8,6 +10,7 @@ import {
   type DayCounts,
   type DayCarrier,
   daysOf,
+  type HistoryDay,
 } from './days.ts'
 
 /** listTrending's longest window, in days: the trending table keeps one row per window. */
@@ -25,13 +28,6 @@ const OPEN_KEYS_KEPT = 200_000
 /** A pair the history is written for: a delta of the counter store. */
 export type HistoryDelta = DayCarrier & { did: string; repository: string }
 
-export type HistoryDay = {
-  day: string
-  pulls: number
-  pushes: number
-  uniqueClients?: number
-}
-
 export type TrendingRow = {
   did: string
   repository: string
@@ -41,33 +37,8 @@ export type TrendingRow = {
   pushCount: number
 }
 
-const compare = (a: ExportPosition, b: ExportPosition): number =>
-  a.did < b.did
-    ? -1
-    : a.did > b.did
-      ? 1
-      : a.repository < b.repository
-        ? -1
-        : a.repository > b.repository
-          ? 1
-          : a.day - b.day
-
-/** A day row of the export: the pair, the day, its counts. */
-export type ExportRow = HistoryDay & { did: string; repository: string }
-/** Where an export page ends. */
-export type ExportPosition = { did: string; repository: string; day: number }
-
 /** Where a trending page ends: the last row's window pulls, DID and repository. */
 export type TrendingCursor = { pulls: number; did: string; repository: string }
-
-/** Each pair's pulls of its recent days, for the trending windows at start. */
-const RECENT_PULLS_SQL = `
-  SELECT did, repository, day, pulls FROM stats_day WHERE day > ?1 AND pulls > 0
-  UNION ALL
-  SELECT did, repository, open_day, open_pulls FROM stats_counter
-  WHERE open_day > ?1 AND open_pulls > 0`
-/** Rows of RECENT_PULLS_SQL read between turns of the event loop. */
-const LOAD_BATCH = 10_000
 
 /** What a delta adds to its counter row's open day (CounterStore's persist writes it). */
 export type OpenPart = {
@@ -131,8 +102,6 @@ const SQL = {
   rangeClients: `
     SELECT day, estimate FROM stats_day_clients
     WHERE did = ? AND repository = ? AND day >= ? AND day <= ? AND estimate IS NOT NULL`,
-  dayClients: `
-    SELECT estimate FROM stats_day_clients WHERE did = ? AND repository = ? AND day = ?`,
   /** Sketches without their estimate (moved from the day rows by the upgrade). */
   unestimated: `
     SELECT rowid AS id, sketch FROM stats_day_clients WHERE estimate IS NULL LIMIT 1000`,
@@ -173,18 +142,6 @@ const SQL = {
     'DELETE FROM stats_day_clients WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)',
   forgetPruned:
     'DELETE FROM stats_day_pruned WHERE did = ?1 AND (?2 IS NULL OR repository = ?2)',
-  export: `
-    SELECT did, repository, day, pulls, pushes FROM stats_day
-    WHERE day >= ?1 AND (did, repository, day) > (?2, ?3, ?4)
-    ORDER BY did, repository, day LIMIT ?5`,
-  /** The open days of the pairs in an export page's key range (`?5`/`?6`: its last pair). */
-  exportOpen: `
-    SELECT did, repository, open_day AS day, open_pulls AS pulls, open_pushes AS pushes
-    FROM stats_counter
-    WHERE (did, repository) >= (?2, ?3) AND (?5 IS NULL OR (did, repository) <= (?5, ?6))
-      AND open_day >= ?1 AND (did, repository, open_day) > (?2, ?3, ?4)
-      AND (open_pulls <> 0 OR open_pushes <> 0)
-    ORDER BY did, repository LIMIT ?7`,
 }
 
 /**
@@ -204,6 +161,9 @@ export class History {
   private readonly sql: Statements<keyof typeof SQL>
   private readonly log: Logger
   private readonly trend = new TrendingWindows()
+  /** The windows' first read, from a snapshot of the table at start. */
+  private readonly load: TrendingLoad
+  private readonly dayExport: DayExport
   /**
    * The latest day counted, and the pairs whose counter row has it as its open day (written
    * by a committed persist of this process): their upserts need not move the open day. A
@@ -221,10 +181,6 @@ export class History {
    */
   private sketches = new Map<string, { day: number; sketch: Sketch }>()
   private timer: NodeJS.Timeout | undefined
-  private stopped = false
-  /** Pairs reset while the windows are read: their older rows are left out. */
-  private forgotten: { did: string; repository: string | null }[] | undefined =
-    []
   /** Resolves once the trending windows hold every recent day (listTrending waits for it). */
   readonly ready: Promise<void>
 
@@ -234,43 +190,15 @@ export class History {
     this.log = log
     this.sql = prepareAll(database.db, SQL)
     this.openDay = dayOf(Date.now())
+    this.dayExport = new DayExport(database)
     this.estimateMoved()
-    this.ready = this.loadWindows(dayOf(Date.now()) - TRENDING_MAX_DAYS - 1)
-  }
-
-  /**
-   * Reads the recent day rows into the trending windows, a batch per turn of the event loop, so
-   * a large history does not hold up the start. The rows come from a snapshot taken now (the
-   * first read happens before this returns); persists that commit later add their own pulls,
-   * which the snapshot does not have, so the windows end up exact either way.
-   */
-  private async loadWindows(after: number): Promise<void> {
-    try {
-      await this.database.readSnapshot(async (reader) => {
-        let n = 0
-        const rows = reader
-          .prepare(RECENT_PULLS_SQL)
-          .iterate(after) as Iterable<{
-          did: string
-          repository: string
-          day: number
-          pulls: number
-        }>
-        for (const r of rows) {
-          if (this.stopped) return
-          if (!this.forgottenWhileLoading(r.did, r.repository)) {
-            this.trend.add(r.did, r.repository, r.day, r.pulls)
-          }
-          if (++n % LOAD_BATCH === 0) await new Promise(setImmediate)
-        }
-      })
-    } catch (err) {
-      if (!this.stopped) {
-        this.log.error({ err }, 'reading the trending windows failed')
-      }
-    } finally {
-      this.forgotten = undefined
-    }
+    this.load = new TrendingLoad(
+      database,
+      this.trend,
+      dayOf(Date.now()) - TRENDING_MAX_DAYS - 1,
+      log,
+    )
+    this.ready = this.load.done
   }
 
   /** Gives the sketches the upgrade moved out of the day rows their estimates (once). */
@@ -290,16 +218,6 @@ export class History {
         }
       })
     }
-  }
-
-  private forgottenWhileLoading(did: string, repository: string): boolean {
-    return (
-      this.forgotten?.some(
-        (f) =>
-          f.did === did &&
-          (f.repository === null || f.repository === repository),
-      ) ?? false
-    )
   }
 
   /**
@@ -428,7 +346,7 @@ export class History {
     this.openKeys = new Set()
     this.database.afterCommit(() => {
       this.trend.forget(did, repository)
-      this.forgotten?.push({ did, repository })
+      this.load.forget(did, repository)
     })
   }
 
@@ -499,70 +417,13 @@ export class History {
     })
   }
 
-  /**
-   * Day rows from `since` on, by pair and day, after the position `after` (the CLI's export): a
-   * page of stats_day merged with the counter rows' open days (at most `limit` of each).
-   */
+  /** A page of the CLI's export: day rows from `since` on, after `after` (see DayExport). */
   exportRows(
     since: number,
     limit: number,
     after: ExportPosition | undefined,
   ): { rows: ExportRow[]; more: boolean } {
-    const from = [after?.did ?? '', after?.repository ?? '', after?.day ?? -1]
-    const closed = this.sql.export.all(since, ...from, limit) as (DayRow & {
-      did: string
-      repository: string
-    })[]
-    const closedEnd =
-      closed.length === limit ? closed[closed.length - 1] : undefined
-    const open = this.sql.exportOpen.all(
-      since,
-      ...from,
-      closedEnd?.did ?? null,
-      closedEnd?.repository ?? null,
-      limit,
-    ) as (DayRow & { did: string; repository: string })[]
-    // Both lists are complete up to their last row when full: the page ends at the earlier.
-    const openEnd = open.length === limit ? open[open.length - 1] : undefined
-    const end =
-      closedEnd && openEnd
-        ? compare(closedEnd, openEnd) < 0
-          ? closedEnd
-          : openEnd
-        : (closedEnd ?? openEnd)
-    const byKey = new Map<string, ExportRow & { n: number }>()
-    for (const r of [...closed, ...open]) {
-      // Past the page's end, a row belongs to the next page.
-      if (end && compare(r, end) > 0) continue
-      const key = `${r.did} ${r.repository} ${r.day}`
-      const cur = byKey.get(key)
-      if (cur) {
-        cur.pulls += r.pulls
-        cur.pushes += r.pushes
-        continue
-      }
-      byKey.set(key, {
-        did: r.did,
-        repository: r.repository,
-        day: dayString(r.day),
-        n: r.day,
-        pulls: r.pulls,
-        pushes: r.pushes,
-      })
-    }
-    const sorted = [...byKey.values()].sort((a, b) =>
-      compare(
-        { did: a.did, repository: a.repository, day: a.n },
-        { did: b.did, repository: b.repository, day: b.n },
-      ),
-    )
-    // Complete up to `end`, so a page cut at `limit` goes on from its last row.
-    const rows = sorted.slice(0, limit).map(({ n, ...row }) => {
-      const c = this.sql.dayClients.get(row.did, row.repository, n) as
-        { estimate: number | null } | undefined
-      return c?.estimate == null ? row : { ...row, uniqueClients: c.estimate }
-    })
-    return { rows, more: end !== undefined || sorted.length > limit }
+    return this.dayExport.page(since, limit, after)
   }
 
   /**
@@ -617,7 +478,7 @@ export class History {
   }
 
   stop(): void {
-    this.stopped = true
+    this.load.stop()
     clearInterval(this.timer)
   }
 }

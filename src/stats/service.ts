@@ -5,15 +5,9 @@ import type { Baseline } from './baseline.ts'
 import type { StatsView } from './counter-row.ts'
 import { CounterStore } from './counter-store.ts'
 import { ClientHasher } from './hll.ts'
-import {
-  History,
-  type ExportPosition,
-  type ExportRow,
-  type HistoryDay,
-  type TrendingCursor,
-  type TrendingRow,
-} from './history.ts'
-import { dayOf } from './days.ts'
+import type { ExportPosition, ExportRow } from './day-export.ts'
+import { History, type TrendingCursor, type TrendingRow } from './history.ts'
+import { dayOf, type HistoryDay } from './days.ts'
 import {
   StatsMaintenance,
   type ImportResult,

@@ -1,11 +1,19 @@
 import { randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ids } from '../../src/ids.ts'
-import { tokenFor } from '../_access.ts'
 import { addMember } from '../_appview.ts'
 import { bearer } from '../_identity.ts'
-import { ABORT, COMPLETE, digestOf, holdOn, INITIATE } from '../_uploads.ts'
-import { PART_URL, UPLOAD_PART } from '../_uploads.ts'
+import {
+  ABORT,
+  call,
+  COMPLETE,
+  digestOf,
+  holdOn,
+  INITIATE,
+  PART_URL,
+  uploadPart,
+  type UploadTarget,
+} from '../_uploads.ts'
 import { holdInfo, TEST_OWNER, waitFor, xrpc, type TestHold } from '../_util.ts'
 import { getStats, startCluster, type TestCluster } from './_cluster.ts'
 
@@ -13,46 +21,7 @@ const MEMBER = 'did:plc:clusteruploadsmember0000000'
 /** S3's smallest part but the last. */
 const MIB5 = 5 * 1024 * 1024
 
-type Machine = { url: string; did: string }
 type Part = { partNumber: number; etag: string }
-
-const post = async (h: Machine, nsid: string, body: unknown, as: string) =>
-  xrpc<Record<string, unknown>>(
-    h.url,
-    nsid,
-    {},
-    {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        ...(await tokenFor(h, as, nsid)),
-      },
-      body: JSON.stringify(body),
-    },
-  )
-
-const putPart = async (
-  h: Machine,
-  uploadId: string,
-  partNumber: number,
-  bytes: Uint8Array,
-  as: string,
-) =>
-  xrpc<{ etag: string }>(
-    h.url,
-    UPLOAD_PART,
-    {},
-    {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/octet-stream',
-        'x-upload-id': uploadId,
-        'x-part-number': String(partNumber),
-        ...(await tokenFor(h, as, UPLOAD_PART)),
-      },
-      body: bytes,
-    },
-  )
 
 /** A blob of two parts: the first S3's minimum, the second small. */
 const twoParts = () => {
@@ -61,25 +30,25 @@ const twoParts = () => {
 }
 
 const initiate = async (
-  h: Machine,
+  h: UploadTarget,
   digest: string,
   repo: string,
   as = TEST_OWNER,
 ) => {
-  const res = await post(h, INITIATE, { digest, repo }, as)
+  const res = await call(h, INITIATE, { digest, repo }, as)
   expect(res.status).toBe(200)
   return res.body.uploadId as string
 }
 
 /** Sends part 1 through `h` (uploadPart) and part 2 to the URL `h` signs for it. */
 const sendParts = async (
-  h: Machine,
+  h: UploadTarget,
   uploadId: string,
   parts: Buffer[],
 ): Promise<Part[]> => {
-  const first = await putPart(h, uploadId, 1, parts[0], TEST_OWNER)
+  const first = await uploadPart(h, uploadId, 1, parts[0], TEST_OWNER)
   expect(first.status).toBe(200)
-  const url = await post(h, PART_URL, { uploadId, partNumber: 2 }, TEST_OWNER)
+  const url = await call(h, PART_URL, { uploadId, partNumber: 2 }, TEST_OWNER)
   expect(url.status).toBe(200)
   const put = await fetch(url.body.url as string, {
     method: 'PUT',
@@ -93,7 +62,7 @@ const sendParts = async (
 }
 
 /** The blob's bytes as `h` serves them (getBlob's presigned URL). */
-const pullBytes = async (h: Machine, digest: string): Promise<Buffer> => {
+const pullBytes = async (h: UploadTarget, digest: string): Promise<Buffer> => {
   const res = await xrpc<{ url: string }>(h.url, ids.SyncGetBlob, {
     did: TEST_OWNER,
     cid: digest,
@@ -137,7 +106,7 @@ describe('multipart uploads across frontends (sessions in Redis)', () => {
 
   let holdDid: string
   /** The frontends, with the DID they all answer to (the writer's). */
-  const frontends = (): Machine[] =>
+  const frontends = (): UploadTarget[] =>
     cluster.frontends.map((f) => ({ url: f.url, did: holdDid }))
 
   beforeAll(async () => {
@@ -156,7 +125,7 @@ describe('multipart uploads across frontends (sessions in Redis)', () => {
     const { parts, digest } = twoParts()
     const uploadId = await initiate(a, digest, 'across')
     const listed = await sendParts(b, uploadId, parts)
-    const done = await post(
+    const done = await call(
       a,
       COMPLETE,
       { uploadId, digest, parts: listed },
@@ -181,8 +150,8 @@ describe('multipart uploads across frontends (sessions in Redis)', () => {
     const uploadId = await initiate(b, digest, 'twice')
     const listed = await sendParts(a, uploadId, parts)
     const body = { uploadId, digest, parts: listed }
-    expect((await post(a, COMPLETE, body, TEST_OWNER)).status).toBe(200)
-    const again = await post(b, COMPLETE, body, TEST_OWNER)
+    expect((await call(a, COMPLETE, body, TEST_OWNER)).status).toBe(200)
+    const again = await call(b, COMPLETE, body, TEST_OWNER)
     expect(again.status).toBe(400)
     expect(again.body).toMatchObject({ error: 'InvalidUploadId' })
     expect(await settledPushes(cluster, 'twice', digest)).toBe(1)
@@ -195,8 +164,8 @@ describe('multipart uploads across frontends (sessions in Redis)', () => {
     const listed = await sendParts(b, uploadId, parts)
     const body = { uploadId, digest, parts: listed }
     const answers = await Promise.all([
-      post(a, COMPLETE, body, TEST_OWNER),
-      post(b, COMPLETE, body, TEST_OWNER),
+      call(a, COMPLETE, body, TEST_OWNER),
+      call(b, COMPLETE, body, TEST_OWNER),
     ])
     const statuses = answers.map((r) => r.status).sort()
     expect(statuses).toEqual([200, 400])
@@ -240,16 +209,16 @@ describe('multipart uploads across frontends (sessions in Redis)', () => {
     ]
     const as = MEMBER
     for (const [what, clusterId, singleId] of cases) {
-      const ask = async (h: Machine, uploadId: string) => [
-        await post(h, PART_URL, { uploadId, partNumber: 1 }, as),
-        await putPart(h, uploadId, 1, randomBytes(100), as),
-        await post(
+      const ask = async (h: UploadTarget, uploadId: string) => [
+        await call(h, PART_URL, { uploadId, partNumber: 1 }, as),
+        await uploadPart(h, uploadId, 1, randomBytes(100), as),
+        await call(
           h,
           COMPLETE,
           { uploadId, digest, parts: [{ partNumber: 1, etag: '"x"' }] },
           as,
         ),
-        await post(h, ABORT, { uploadId }, as),
+        await call(h, ABORT, { uploadId }, as),
       ]
       const want = (await ask(single, singleId)).map((r) => [
         r.status,
@@ -264,7 +233,7 @@ describe('multipart uploads across frontends (sessions in Redis)', () => {
       expect(got, what).toEqual(want)
     }
     // The owner's upload is untouched by all that.
-    expect((await post(a, ABORT, { uploadId: owned }, TEST_OWNER)).status).toBe(
+    expect((await call(a, ABORT, { uploadId: owned }, TEST_OWNER)).status).toBe(
       200,
     )
   })
@@ -279,7 +248,7 @@ describe('multipart uploads across frontends (sessions in Redis)', () => {
     const storedParts = await sendParts(a, storedId, stored.parts)
     expect(
       (
-        await post(
+        await call(
           b,
           COMPLETE,
           {
@@ -296,16 +265,16 @@ describe('multipart uploads across frontends (sessions in Redis)', () => {
     try {
       for (const f of [a, b]) {
         const answers = [
-          await post(f, INITIATE, { digest }, TEST_OWNER),
-          await post(f, PART_URL, { uploadId, partNumber: 1 }, TEST_OWNER),
-          await putPart(f, uploadId, 1, parts[0], TEST_OWNER),
-          await post(
+          await call(f, INITIATE, { digest }, TEST_OWNER),
+          await call(f, PART_URL, { uploadId, partNumber: 1 }, TEST_OWNER),
+          await uploadPart(f, uploadId, 1, parts[0], TEST_OWNER),
+          await call(
             f,
             COMPLETE,
             { uploadId, digest, parts: listed },
             TEST_OWNER,
           ),
-          await post(f, ABORT, { uploadId }, TEST_OWNER),
+          await call(f, ABORT, { uploadId }, TEST_OWNER),
         ]
         for (const r of answers) {
           expect(r.status).toBe(503)
@@ -319,7 +288,7 @@ describe('multipart uploads across frontends (sessions in Redis)', () => {
       await cluster.redis.start()
     }
     const done = await waitFor(async () => {
-      const res = await post(
+      const res = await call(
         b,
         COMPLETE,
         { uploadId, digest, parts: listed },

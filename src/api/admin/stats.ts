@@ -1,6 +1,6 @@
 import { InvalidRequestError } from '../../errors.ts'
 import { checkBaseline, type Baseline } from '../../stats/baseline.ts'
-import { type ExportPosition } from '../../stats/history.ts'
+import { type ExportPosition } from '../../stats/day-export.ts'
 import { parseDay } from '../../stats/days.ts'
 import { isValidRepository, parseRepoParam } from '../../stats/rkey.ts'
 import { historyNotKept } from '../io/atcr/hold/getStatsHistory.ts'
