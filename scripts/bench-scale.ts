@@ -1,7 +1,7 @@
 /**
  * Scale benchmark (not part of `npm test`):
  *   npm run bench:scale [-- --records 1000000 | --dids 10000 --repos 10]
- *                       [--seed bulk|counts] [--data-dir /tmp/atcr-scale] [--pin]
+ *                       [--seed bulk|counts] [--data-dir /tmp/atcr-scale] [--pin] [--rate 1000]
  *
  * Seeds a hold with dids x repos io.atcr.hold.stats records (100,000 by default; --records N
  * gives N / 10 DIDs of 10 repositories). `--seed bulk` (the default) writes the counter rows,
@@ -10,7 +10,7 @@
  * (counter table, then flushes of 200 records per commit; about 2 minutes per 100,000 records).
  * Both leave the same records and the same tree. Then it starts the hold as a child process and
  * measures: start-up time, RSS, the time to flush 200 changed records,
- * getStats and listStats latency at 1,000 req/s (open loop, with a bare route as the floor and
+ * getStats and listStats latency at --rate req/s (open loop, with a bare route as the floor and
  * the hold's event-loop delay), and the time to export the repo with getRepo. With --data-dir
  * an already seeded directory is reused. --pin puts the hold and this
  * process on separate cores (taskset).
@@ -60,8 +60,11 @@ const { values: args } = parseArgs({
     // The hold's DID names its port, so seeding and measuring use the same one.
     port: { type: 'string', default: '18877' },
     pin: { type: 'boolean', default: false },
+    // Requests a second for the getStats, listStats and bare-route latencies.
+    rate: { type: 'string', default: '1000' },
   },
 })
+const RATE = Number(args.rate)
 const REPOS = Number(args.repos)
 const DIDS = args.records
   ? Math.ceil(Number(args.records) / REPOS)
@@ -315,10 +318,10 @@ const main = async () => {
       { length: 500 },
       (_, k) => `/xrpc/${ids.HoldListStats}?did=${didOf((k * 97) % DIDS)}`,
     )
-    // Open-loop, one request every millisecond for 10 s (see openLoad), with the bare Hono
-    // route at the same rate as the floor this machine and stack set for any route.
-    const at1000 = (paths: string[], duration = 10) =>
-      openLoad({ base: h.base, paths, rate: 1000, duration })
+    // Open-loop, --rate requests a second for 10 s (see openLoad), with the bare Hono route at
+    // the same rate as the floor this machine and stack set for any route.
+    const atRate = (paths: string[], duration = 10) =>
+      openLoad({ base: h.base, paths, rate: RATE, duration })
     // --pin: the hold on CPU 0, this process (the load generator) on CPU 1, to see how much of
     // the latency tail is the two sharing both cores.
     if (args.pin) {
@@ -326,16 +329,16 @@ const main = async () => {
       execFileSync('taskset', ['-a', '-cp', '1', String(process.pid)])
     }
     // Unmeasured: the routes compiled and the connections open before the clock starts.
-    await at1000(['/_bench/bare', ...statsPaths, ...listPaths], 2)
+    await atRate(['/_bench/bare', ...statsPaths, ...listPaths], 2)
     type Delay = { p50: number; p99: number; p999: number; max: number }
     const loopDelay = () =>
       getJson<Delay>(`${h.base}/_bench/loop-delay`, { method: 'POST' })
     await loopDelay()
-    const getStats = await at1000(statsPaths)
+    const getStats = await atRate(statsPaths)
     const getStatsDelay = await loopDelay()
-    const listStats = await at1000(listPaths)
+    const listStats = await atRate(listPaths)
     await loopDelay()
-    const bare = await at1000(['/_bench/bare'])
+    const bare = await atRate(['/_bench/bare'])
     const bareDelay = await loopDelay()
 
     await mem('after getStats/listStats load')
@@ -386,12 +389,16 @@ const main = async () => {
         '< 150 ms',
       ],
       [
-        'getStats at 1,000 req/s (open loop, 10 s)',
+        `getStats at ${RATE} req/s (open loop, 10 s)`,
         latencies(getStats),
         'p99 < 5 ms',
       ],
-      ['listStats at 1,000 req/s (open loop, 10 s)', latencies(listStats), ''],
-      ['bare Hono route at 1,000 req/s (the floor)', latencies(bare), ''],
+      [
+        `listStats at ${RATE} req/s (open loop, 10 s)`,
+        latencies(listStats),
+        '',
+      ],
+      [`bare Hono route at ${RATE} req/s (the floor)`, latencies(bare), ''],
       [
         "the hold's event-loop delay during getStats / bare",
         `p99 ${getStatsDelay.p99} / ${bareDelay.p99} ms, p99.9 ${getStatsDelay.p999} / ${bareDelay.p999} ms, max ${getStatsDelay.max} / ${bareDelay.max} ms`,

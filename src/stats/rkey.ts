@@ -18,6 +18,25 @@ export const isValidRepository = (name: string): boolean =>
 export const statsRecordKey = (did: string, repository: string): string =>
   Buffer.from(`${did}:${repository}`, 'utf8').toString('base64url')
 
+/**
+ * Why a stats record may not be stored under `rkey`, or undefined: each is kept under its own
+ * pair's key, so no two have the same content (what lets the record index leave them out of
+ * its shared-block lookups).
+ */
+export const statsKeyProblem = (
+  rkey: string,
+  record: { did?: unknown; repository?: unknown },
+): string | undefined => {
+  const { did, repository } = record
+  if (typeof did !== 'string' || typeof repository !== 'string') {
+    return 'a stats record needs its did and repository'
+  }
+  const own = statsRecordKey(did, repository)
+  return own === rkey
+    ? undefined
+    : `a stats record is kept under its own pair's key (${own}), not ${rkey}`
+}
+
 /** The length of statsRecordKey(did, repository), without building it (the getBlob hot path). */
 export const statsRecordKeyLength = (did: string, repository: string): number =>
   Math.ceil(
