@@ -183,4 +183,22 @@ describe('encodeDagCbor', () => {
       )
     }
   })
+
+  it('writes a frame whose body it does not handle through the library, header included', () => {
+    // A non-ASCII key: the body goes to the library, the header is still written here.
+    const event = {
+      type: 'identity',
+      body: { did: 'did:web:hold.example.com', é: [1, 'x'] },
+    } as unknown as RepoEvent
+    const time = '2026-11-30T21:00:00.000Z'
+    const expected = new MessageFrame(
+      { ...event.body, seq: 9, time } as never,
+      {
+        type: '#identity',
+      },
+    ).toBytes()
+    expect(Buffer.from(eventFrame(event, 9, time))).toEqual(
+      Buffer.from(expected),
+    )
+  })
 })

@@ -16,14 +16,36 @@ import { ifCid } from '@atproto/lex-data'
 export const encodeDagCbor = (value: unknown): Uint8Array => {
   const w = new Writer()
   if (!w.value(value, 0)) return libraryEncode(value as never)
-  // A copy: the scratch buffer is the next value's.
-  return Buffer.from(w.buf.subarray(0, w.len))
+  return w.copy()
+}
+
+/**
+ * Values one after another in one array, as a firehose frame is (header, then body): the
+ * bytes of each value's encodeDagCbor, written once.
+ */
+export const encodeDagCborSequence = (values: unknown[]): Uint8Array => {
+  const w = new Writer()
+  for (const value of values) {
+    if (!w.value(value, 0)) return concat(values.map(encodeDagCbor))
+  }
+  return w.copy()
+}
+
+const concat = (parts: Uint8Array[]): Uint8Array => {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0))
+  let n = 0
+  for (const part of parts) {
+    out.set(part, n)
+    n += part.byteLength
+  }
+  return out
 }
 
 /** Deeper values go through the library, whose own limits then apply. */
 const MAX_DEPTH = 64
 
-let scratch = Buffer.allocUnsafe(64 * 1024)
+const SCRATCH_BYTES = 64 * 1024
+const scratch = Buffer.allocUnsafe(SCRATCH_BYTES)
 
 const byCanonicalOrder = (a: string, b: string): number =>
   a.length !== b.length ? a.length - b.length : a < b ? -1 : a > b ? 1 : 0
@@ -41,12 +63,22 @@ class Writer {
 
   room(n: number): void {
     if (this.len + n <= this.buf.length) return
-    let size = this.buf.length * 2
-    while (size < this.len + n) size *= 2
+    // A value that outgrows the scratch (a frame with its CAR) is written to a buffer of its
+    // own, dropped once copied out: kept as the next value's scratch, it would stay in memory
+    // for good. Room for a large byte string at once, not by doublings that are each garbage.
+    const size = Math.max(this.buf.length * 2, this.len + n + SCRATCH_BYTES)
     const next = Buffer.allocUnsafe(size)
     this.buf.copy(next, 0, 0, this.len)
     this.buf = next
-    scratch = next
+  }
+
+  /**
+   * The bytes written, in an ArrayBuffer of their own and of their size: not a view of the
+   * scratch (the next value's), of a larger grown buffer, or of Node's shared Buffer pool,
+   * whose slabs the node cache's blocks keep alive.
+   */
+  copy(): Uint8Array {
+    return new Uint8Array(this.buf.subarray(0, this.len))
   }
 
   /** A head in its shortest form; `n` a safe non-negative integer. */
