@@ -1,4 +1,4 @@
-import { hash } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { decodeCid, parseCid } from '@atproto/lex-data'
 
 /**
@@ -62,13 +62,12 @@ export const cidBytes = (cid: string): Uint8Array => {
 
 /** The CIDv1 (dag-cbor, sha2-256) bytes of a DAG-CBOR block. */
 export const cborCidBytes = (block: Uint8Array): Uint8Array => {
-  // Pooled memory (a commit makes one per block), not an ArrayBuffer each. The one-shot hash
-  // makes no Hash object per block, which cost more than hashing a small block.
+  // Pooled memory (a commit makes one per block), not an ArrayBuffer each.
   const out = Buffer.allocUnsafe(36)
   out[0] = 1
   out[1] = DAG_CBOR
   out[2] = SHA2_256
   out[3] = 32
-  out.set(hash('sha256', block, 'buffer'), 4)
+  out.set(createHash('sha256').update(block).digest(), 4)
   return out
 }

@@ -1,4 +1,4 @@
-import { hash } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import type { Cid } from '@atproto/lex-data'
 import { cborCidBytes, cidString } from './cid.ts'
 import { decodeFlat, encodeFlat, type FlatNode, type Link } from './mst-node.ts'
@@ -73,9 +73,9 @@ const isDraft = (ref: Ref): ref is Draft =>
 
 /** Leading zero bit-pairs of the key's sha256: the key's layer in a fanout-4 MST. */
 export const layerOfKey = (key: string): number => {
-  const digest = hash('sha256', key, 'buffer')
+  const hash = createHash('sha256').update(key).digest()
   let zeros = 0
-  for (const byte of digest) {
+  for (const byte of hash) {
     if (byte < 64) zeros++
     if (byte < 16) zeros++
     if (byte < 4) zeros++
