@@ -4,6 +4,7 @@ import { isValidHandle } from '@atproto/syntax'
 import { MessageFrame } from '@atproto/xrpc-server'
 import { carBytes } from './car.ts'
 import { cidBytes } from './cid.ts'
+import { encodeDagCborSequence } from './dag-cbor.ts'
 import type { Commit, PreparedWrite } from './commit.ts'
 
 /**
@@ -194,7 +195,10 @@ export const eventFrame = (
   event: RepoEvent,
   seq: number,
   time: string,
-): Uint8Array =>
-  new MessageFrame({ ...event.body, seq, time } as LexMap, {
+): Uint8Array => {
+  const frame = new MessageFrame({ ...event.body, seq, time } as LexMap, {
     type: `#${event.type}`,
-  }).toBytes()
+  })
+  // MessageFrame.toBytes, through the faster encoder (the same bytes), with no copy per part.
+  return encodeDagCborSequence([frame.header, frame.body])
+}

@@ -1,8 +1,6 @@
 import { TID } from '@atproto/common'
 import type { Keypair } from '@atproto/crypto'
-import { encode } from '@atproto/lex-cbor'
-import { decodeCid, parseCid } from '@atproto/lex-data'
-import type { LexMap } from '@atproto/lex-data'
+import { decodeCid, type Cid, type LexMap } from '@atproto/lex-data'
 import {
   Repo,
   verifyCommitSig,
@@ -12,7 +10,8 @@ import {
 import type { Database } from '../db.ts'
 import type { Lexicons } from '../lexicons.ts'
 import type { Logger } from '../logger.ts'
-import { cborCidBytes, cidString } from './cid.ts'
+import { cborCidBytes, cidBytes, cidString } from './cid.ts'
+import { encodeDagCbor } from './dag-cbor.ts'
 import type { BlockSource } from './mst.ts'
 import { decodeNode } from './mst-node.ts'
 import { NodeCache } from './node-cache.ts'
@@ -400,7 +399,7 @@ export class RepoWriter {
       for (const { collection, rkey, record } of build()) {
         // Validated and encoded once: the same bytes name the record in the index and the MST.
         this.lexicons.assertValidRecord(collection, record)
-        const bytes = encode(record)
+        const bytes = encodeDagCbor(record)
         const cidBytes = cborCidBytes(bytes)
         const current = this.records.cid(collection, rkey)
         if (current === cidString(cidBytes)) continue
@@ -412,7 +411,7 @@ export class RepoWriter {
           record,
           cid: decodeCid(cidBytes),
           bytes,
-          ...(current !== undefined ? { prev: parseCid(current) } : {}),
+          ...(current !== undefined ? { prev: cidOf(current) } : {}),
         } as PreparedWrite)
       }
       return this.commitNow(ops, inTxn)
@@ -432,7 +431,7 @@ export class RepoWriter {
           action: WriteOpAction.Delete,
           collection,
           rkey,
-          prev: parseCid(current),
+          prev: cidOf(current),
         } as PreparedWrite)
       }
       return this.commitNow(ops, inTxn)
@@ -625,5 +624,8 @@ const previousCids = (ops: PreparedWrite[]): Set<string> => {
   }
   return cids
 }
+
+/** A CID object from its string, without the generic multibase parser (cid.ts). */
+const cidOf = (cid: string): Cid => decodeCid(cidBytes(cid))
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
