@@ -22,6 +22,7 @@ import {
   type RepoHead,
 } from '../src/repo/commit.ts'
 import type { RecordPut } from '../src/repo/writer.ts'
+import { statsRecordKey } from '../src/stats/rkey.ts'
 import { startHold, type TestHold } from './_util.ts'
 
 // The hold's commit (src/repo/commit.ts) against @atproto/repo's Repo.formatCommit for the same
@@ -293,10 +294,19 @@ describe('the writer’s commits against Repo.formatCommit', () => {
     return repo.formatCommit(writes, keypair)
   }
 
+  // Through the hold's writer, a stats record is kept under its own pair's key.
+  const didOfPair = (n: number) => `did:plc:format${String(n).padStart(6, '0')}`
+  const keyOf = (n: number) => statsRecordKey(didOfPair(n), 'app')
   const put = (n: number, tag: string): RecordPut => ({
     collection: STATS,
-    rkey: rkeyOf(n),
-    record: recordOf(STATS, rkeyOf(n), tag),
+    rkey: keyOf(n),
+    record: {
+      ...recordOf(STATS, keyOf(n), tag),
+      did: didOfPair(n),
+      ownerDid: didOfPair(n),
+      repository: 'app',
+      pullCount: tag === 'one' ? 1 : 2,
+    },
   })
 
   it('are the library’s for the same creates, updates and deletes', async () => {
@@ -326,7 +336,7 @@ describe('the writer’s commits against Repo.formatCommit', () => {
         : batch.deletes!.map((n) => ({
             action: WriteOpAction.Delete,
             collection: STATS,
-            rkey: rkeyOf(n),
+            rkey: keyOf(n),
           }))
       const lib = await libraryCommit(writes)
       const ours = batch.puts

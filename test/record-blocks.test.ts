@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { Database, MIGRATIONS } from '../src/db.ts'
 import { ids } from '../src/ids.ts'
 import { SHARED_CID_SQL } from '../src/repo/record-index.ts'
+import { statsRecordKey } from '../src/stats/rkey.ts'
 import { repoCar, verifiedRepo, recordsIn } from './_repo.ts'
 import { removeDir, startHold, tempDir, type TestHold } from './_util.ts'
 
@@ -110,5 +111,31 @@ describe("a data dir from before stats records left the record index's CIDs", ()
     } finally {
       db.db.close()
     }
+  })
+})
+
+describe('a stats record', () => {
+  let h: TestHold
+  beforeAll(async () => {
+    h = await startHold({ env: { HOLD_STATS_FLUSH_MS: '86400000' } })
+  })
+  afterAll(() => h.stop())
+
+  it("is refused under any key but its own pair's, so no two can share a block", async () => {
+    const { writer, stats, reader } = h.hold.ctx
+    const did = 'did:plc:keyedaaaaaaaaaaaaaaaaaaa'
+    stats.countPull(did, 'app')
+    await stats.flush()
+    const own = reader.get(ids.HoldStats, statsRecordKey(did, 'app'))
+    expect(own?.value).toMatchObject({ did, repository: 'app', pullCount: 1 })
+    const before = await repoCar(h.url, h.did)
+    for (const rkey of ['elsewhere', statsRecordKey('did:plc:other', 'app')]) {
+      await expect(
+        writer.putRecords([
+          { collection: ids.HoldStats, rkey, record: own!.value as never },
+        ]),
+      ).rejects.toThrow(/its own pair's key/)
+    }
+    expect(await repoCar(h.url, h.did)).toEqual(before)
   })
 })

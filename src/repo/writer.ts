@@ -43,6 +43,10 @@ import { Sequencer } from './sequencer.ts'
 import type { SqlRepoStorage } from './storage.ts'
 
 /** MST nodes kept in memory by default: the whole tree of a large repo (BENCHMARKS.md). */
+
+/** Why a record may not be stored under its key, or undefined (`RepoWriter.keyRule`). */
+export type KeyRule = (rkey: string, record: LexMap) => string | undefined
+
 export const DEFAULT_NODE_CACHE_BYTES = 32 * 1024 * 1024
 
 /** Firehose limit: a commit may carry at most this many operations. */
@@ -88,6 +92,7 @@ export class RepoWriter {
   private readonly keypair: Keypair
   private readonly lexicons: Lexicons
   private readonly log: Logger
+  private readonly keyRules = new Map<string, KeyRule>()
   readonly nodes: NodeCache
   private readonly nodeSource: BlockSource
   private warming: Promise<number> | undefined
@@ -123,6 +128,15 @@ export class RepoWriter {
     this.lexicons = lexicons
     this.log = log
     this.head = head
+  }
+
+  /**
+   * Holds every record of `collection` to `rule` (why it may not be stored under its key, or
+   * undefined): a collection whose records are each kept under a key made of their content
+   * can tell the record index that none shares a block with another.
+   */
+  keyRule(collection: string, rule: KeyRule): void {
+    this.keyRules.set(collection, rule)
   }
 
   /**
@@ -399,6 +413,8 @@ export class RepoWriter {
       for (const { collection, rkey, record } of build()) {
         // Validated and encoded once: the same bytes name the record in the index and the MST.
         this.lexicons.assertValidRecord(collection, record)
+        const problem = this.keyRules.get(collection)?.(rkey, record)
+        if (problem) throw new Error(problem)
         const bytes = encodeDagCbor(record)
         const cidBytes = cborCidBytes(bytes)
         const current = this.records.cid(collection, rkey)

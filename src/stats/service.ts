@@ -1,4 +1,5 @@
 import type { Database } from '../db.ts'
+import { ids } from '../lexicons.ts'
 import type { Logger } from '../logger.ts'
 import type { RepoWriter } from '../repo/writer.ts'
 import type { Baseline } from './baseline.ts'
@@ -16,6 +17,7 @@ import {
 import { StatsPublisher, type FlushResult } from './publisher.ts'
 import { StatsQueries } from './queries.ts'
 import { RefCounts, type RefKind, type RefView } from './refs.ts'
+import { statsKeyProblem } from './rkey.ts'
 import { TopPairs } from './top-pairs.ts'
 
 export type { FlushResult, ImportResult, ResetResult, StatsView }
@@ -71,6 +73,8 @@ export class StatsService {
       refs: this.refs,
     })
     this.publisher = new StatsPublisher(database, writer, this.counters, log)
+    // Each stats record under its own pair's key: the record index relies on it.
+    writer.keyRule(ids.HoldStats, statsKeyProblem)
     const parts = {
       counters: this.counters,
       top: this.topPairs,
