@@ -57,6 +57,48 @@ const isAscii = (text: string): boolean => {
   return true
 }
 
+/**
+ * Writes a CBOR head (major type and argument `n`, a safe non-negative integer) in its shortest
+ * form at `at`, which has room for nine bytes; returns the offset after it. The MST node codec
+ * writes its heads with it too.
+ */
+export const writeHead = (
+  b: Uint8Array,
+  at: number,
+  major: number,
+  n: number,
+): number => {
+  const m = major << 5
+  if (n < 24) {
+    b[at++] = m | n
+  } else if (n < 0x100) {
+    b[at++] = m | 24
+    b[at++] = n
+  } else if (n < 0x10000) {
+    b[at++] = m | 25
+    b[at++] = n >>> 8
+    b[at++] = n & 0xff
+  } else if (n < 0x100000000) {
+    b[at++] = m | 26
+    b[at++] = n >>> 24
+    b[at++] = (n >>> 16) & 0xff
+    b[at++] = (n >>> 8) & 0xff
+    b[at++] = n & 0xff
+  } else {
+    const high = Math.floor(n / 0x100000000)
+    b[at++] = m | 27
+    b[at++] = high >>> 24
+    b[at++] = (high >>> 16) & 0xff
+    b[at++] = (high >>> 8) & 0xff
+    b[at++] = high & 0xff
+    b[at++] = n >>> 24
+    b[at++] = (n >>> 16) & 0xff
+    b[at++] = (n >>> 8) & 0xff
+    b[at++] = n & 0xff
+  }
+  return at
+}
+
 class Writer {
   buf: Buffer = scratch
   len = 0
@@ -84,27 +126,7 @@ class Writer {
   /** A head in its shortest form; `n` a safe non-negative integer. */
   head(major: number, n: number): void {
     this.room(9)
-    const b = this.buf
-    const m = major << 5
-    if (n < 24) {
-      b[this.len++] = m | n
-    } else if (n < 0x100) {
-      b[this.len++] = m | 24
-      b[this.len++] = n
-    } else if (n < 0x10000) {
-      b[this.len++] = m | 25
-      b.writeUInt16BE(n, this.len)
-      this.len += 2
-    } else if (n < 0x100000000) {
-      b[this.len++] = m | 26
-      b.writeUInt32BE(n, this.len)
-      this.len += 4
-    } else {
-      b[this.len++] = m | 27
-      b.writeUInt32BE(Math.floor(n / 0x100000000), this.len)
-      b.writeUInt32BE(n >>> 0, this.len + 4)
-      this.len += 8
-    }
+    this.len = writeHead(this.buf, this.len, major, n)
   }
 
   string(text: string): void {

@@ -11,6 +11,8 @@
  * a valid MST node, and reading one throws. Links are CIDs as bytes (see cid.ts).
  */
 
+import { writeHead } from './dag-cbor.ts'
+
 export type Link = Uint8Array
 export type NodeEntry = { p: number; k: Uint8Array; v: Link; t: Link | null }
 export type NodeData = { l: Link | null; e: NodeEntry[] }
@@ -45,27 +47,8 @@ class Writer {
 
   /** A CBOR head: major type and argument, shortest form. */
   head(major: number, n: number): void {
-    const m = major << 5
     this.room(9)
-    const b = this.buf
-    if (n < 24) {
-      b[this.len++] = m | n
-    } else if (n < 0x100) {
-      b[this.len++] = m | 24
-      b[this.len++] = n
-    } else if (n < 0x10000) {
-      b[this.len++] = m | 25
-      b[this.len++] = n >>> 8
-      b[this.len++] = n & 0xff
-    } else if (n < 0x100000000) {
-      b[this.len++] = m | 26
-      b[this.len++] = n >>> 24
-      b[this.len++] = (n >>> 16) & 0xff
-      b[this.len++] = (n >>> 8) & 0xff
-      b[this.len++] = n & 0xff
-    } else {
-      throw new Error('MST node: length out of range')
-    }
+    this.len = writeHead(this.buf, this.len, major, n)
   }
 
   /** A byte string of the ASCII characters of `text` from `from` on. */
