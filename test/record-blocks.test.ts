@@ -1,13 +1,13 @@
-import { DatabaseSync } from 'node:sqlite'
 import { join } from 'node:path'
 import { MemoryBlockstore, readCarWithRoot, Repo } from '@atproto/repo'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { Database, MIGRATIONS } from '../src/db.ts'
+import { Database } from '../src/db.ts'
 import { ids } from '../src/ids.ts'
 import { SHARED_CID_SQL } from '../src/repo/record-index.ts'
 import { statsRecordKey } from '../src/stats/rkey.ts'
 import { repoCar, verifiedRepo, recordsIn } from './_repo.ts'
 import { removeDir, startHold, tempDir, type TestHold } from './_util.ts'
+import { schemaBefore } from './_schema.ts'
 
 // The block table holds exactly what the head reaches: every block a record or tree node
 // needs, and nothing a commit replaced, through stats records rewritten flush after flush.
@@ -80,13 +80,7 @@ describe("a data dir from before stats records left the record index's CIDs", ()
     const dir = await tempDir()
     dirs.push(dir)
     const path = join(dir, 'hold.sqlite')
-    const before = MIGRATIONS.findIndex((m) =>
-      m.includes('record_shared_cid_idx'),
-    )
-    expect(before).toBeGreaterThan(0)
-    const old = new DatabaseSync(path)
-    for (const sql of MIGRATIONS.slice(0, before)) old.exec(sql)
-    old.exec(`PRAGMA user_version = ${before}`)
+    const old = schemaBefore(path, 'record_shared_cid_idx')
     const put = old.prepare(
       `INSERT INTO record (collection, rkey, cid, repo_rev, indexed_at) VALUES (?, ?, ?, 'r', 'x')`,
     )

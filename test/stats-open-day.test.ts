@@ -1,7 +1,6 @@
-import { DatabaseSync } from 'node:sqlite'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { Database, MIGRATIONS } from '../src/db.ts'
+import { Database } from '../src/db.ts'
 import { createRootLogger } from '../src/logger.ts'
 import { CounterStore } from '../src/stats/counter-store.ts'
 import { ClientHasher, Sketch, hash32 } from '../src/stats/hll.ts'
@@ -10,6 +9,7 @@ import { History } from '../src/stats/history.ts'
 import { DAY_MS, dayOf, dayString } from '../src/stats/days.ts'
 import { TopPairs } from '../src/stats/top-pairs.ts'
 import { removeDir, tempDir } from './_util.ts'
+import { schemaBefore } from './_schema.ts'
 
 const log = createRootLogger('silent')
 const DID = 'did:plc:opendayaaaaaaaaaaaaaaaaa'
@@ -293,11 +293,7 @@ describe('unique-client sketches after the upgrade', () => {
     const dir = await tempDir()
     dirs.push(dir)
     const path = join(dir, 'hold.sqlite')
-    const before = MIGRATIONS.findIndex((m) => m.includes('open_day'))
-    expect(before).toBeGreaterThan(0)
-    const old = new DatabaseSync(path)
-    for (const sql of MIGRATIONS.slice(0, before)) old.exec(sql)
-    old.exec(`PRAGMA user_version = ${before}`)
+    const old = schemaBefore(path, 'open_day')
     const sketch = new Sketch()
     for (let i = 0; i < 40; i++) sketch.add(hash32(`did:plc:client${i}`))
     const at = '2025-01-01T00:00:00.000Z'

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { afterAll, describe, expect, it } from 'vitest'
-import { Database, MIGRATIONS } from '../src/db.ts'
+import { Database } from '../src/db.ts'
 import { TOTALS_SQL } from '../src/stats/queries.ts'
 import { TOP_KEPT } from '../src/stats/top-pairs.ts'
 import { GET_BLOB, sha256Hex } from './_access.ts'
@@ -15,6 +15,7 @@ import {
   xrpc,
   type TestHold,
 } from './_util.ts'
+import { schemaBefore } from './_schema.ts'
 
 /** Totals and the most pulled pairs computed the slow way, from every row of the tables. */
 const recount = (db: DatabaseSync, limit = 10) => ({
@@ -199,11 +200,7 @@ describe('the status page’s totals and top pairs', () => {
     const dir = await tempDir()
     dirs.push(dir)
     const path = join(dir, 'hold.sqlite')
-    const before = MIGRATIONS.findIndex((m) => m.includes('stats_total'))
-    expect(before).toBeGreaterThan(0)
-    const old = new DatabaseSync(path)
-    for (const sql of MIGRATIONS.slice(0, before)) old.exec(sql)
-    old.exec(`PRAGMA user_version = ${before}`)
+    const old = schemaBefore(path, 'stats_total')
     const at = '2025-01-01T00:00:00.000Z'
     const counter = old.prepare(
       `INSERT INTO stats_counter (did, repository, pull_count, push_count, created_at, updated_at)
