@@ -301,7 +301,7 @@ export class AppContext {
       .catch((err) => log.warn({ err }, 'reading the repo tree failed'))
     // Counters a crash left behind in the table reach the repo now, not at the first flush.
     this.stats
-      .flush()
+      .flush({ paced: true })
       .catch((err) =>
         log.error({ err }, 'initial stats flush failed; will retry'),
       )

@@ -8,6 +8,14 @@ import { statsRecordKey } from './rkey.ts'
 
 export type FlushResult = { records: number; commits: number; ms: number }
 
+/**
+ * The longest a paced flush rests between two of its commits. A commit holds the event loop;
+ * one turn of rest lets in only what is already at the socket, while a loaded client's backlog
+ * keeps growing from commit to commit. Resting as long as the last commit took lets requests
+ * catch up before the next one.
+ */
+const MAX_REST_MS = 250
+
 const SQL = {
   dirty: `${COUNTER_SELECT}
     WHERE c.version > c.record_version AND (c.did, c.repository) > (?, ?)
@@ -66,27 +74,32 @@ export class StatsPublisher {
   /**
    * Writes every counter whose record is behind into the repo, at most 200 records per commit.
    * Each changed counter is visited once per flush, so sustained traffic cannot keep a flush
-   * going forever. Concurrent calls share one flush.
+   * going forever. Concurrent calls share one flush. A `paced` flush (the background ones)
+   * rests between its commits as long as the last commit took, so requests are never held for
+   * more than about one commit, and it takes about twice as long; a stop ends the resting.
    */
-  flush(): Promise<FlushResult> {
+  flush(opts: { paced?: boolean } = {}): Promise<FlushResult> {
     if (!this.flushing) {
-      this.flushing = this.flushNow().finally(() => {
+      this.flushing = this.flushNow(opts.paced === true).finally(() => {
         this.flushing = undefined
       })
     }
     return this.flushing
   }
 
-  private async flushNow(): Promise<FlushResult> {
+  private async flushNow(paced: boolean): Promise<FlushResult> {
     const started = performance.now()
     this.counters.persist()
     let after: [string, string] = ['', '']
     let records = 0
     let commits = 0
+    let rest = 0
     for (;;) {
       // Cheap look first, so an idle flush never queues behind other writes.
       if (this.sql.dirty.all(after[0], after[1], 1).length === 0) break
+      if (rest > 0 && !this.stopped) await sleep(rest)
       await this.database.walRoom()
+      const commitStarted = performance.now()
       // The rows are read inside the writer's turn: a reset that deleted them before it
       // cannot see them written back.
       let rows: CounterRow[] = []
@@ -115,6 +128,9 @@ export class StatsPublisher {
       records += rows.length
       if (commit) commits++
       if (rows.length < MAX_OPS_PER_COMMIT) break
+      if (paced) {
+        rest = Math.min(performance.now() - commitStarted, MAX_REST_MS)
+      }
     }
     const ms = performance.now() - started
     this.totals.commits += commits
@@ -163,7 +179,7 @@ export class StatsPublisher {
     const schedule = () => {
       if (this.stopped) return
       this.flushTimer = setTimeout(() => {
-        this.flush()
+        this.flush({ paced: true })
           .catch((err) => {
             // A disk failure is logged by the database (at most once a minute).
             if (!this.database.writeFailure) {
@@ -194,3 +210,6 @@ export const rewriteAllStats = (database: Database): number =>
     database.db.prepare('UPDATE stats_counter SET record_version = 0').run()
       .changes,
   )
+
+const sleep = (ms: number) =>
+  new Promise<void>((resolve) => setTimeout(resolve, ms))

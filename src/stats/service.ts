@@ -117,9 +117,12 @@ export class StatsService {
     return this.counters.persist()
   }
 
-  /** Writes every counter whose record is behind into the repo. */
-  flush(): Promise<FlushResult> {
-    return this.publisher.flush()
+  /**
+   * Writes every counter whose record is behind into the repo; `paced` rests between commits
+   * so requests keep their turns (StatsPublisher.flush).
+   */
+  flush(opts: { paced?: boolean } = {}): Promise<FlushResult> {
+    return this.publisher.flush(opts)
   }
 
   /** Called after every flush that completes (metrics). */
