@@ -1,12 +1,28 @@
 import { isValidDid } from '@atproto/syntax'
+import {
+  envToS3Cfg,
+  envToS3Credentials,
+  type S3Config,
+  type S3Credentials,
+} from './config-s3.ts'
+import {
+  ConfigError,
+  nonEmpty,
+  parseBoolVar,
+  parseIntVar,
+  parseOrigin,
+} from './config-vars.ts'
 
-/** Raw environment, read in exactly one place. */
+export { ConfigError }
+export type { S3Config, S3Credentials }
+
 /**
  * One flush a minute keeps a hold under the reference relay's budget for a new host (21,000
  * events a day) with up to ~2,800 changed pairs a minute; see README "Relays".
  */
 export const DEFAULT_STATS_FLUSH_MS = 60_000
 
+/** Raw environment, read in exactly one place. */
 export type ServerEnvironment = {
   host?: string
   port?: string
@@ -210,29 +226,6 @@ export type ClusterConfig = {
   /** FLY_MACHINE_ID: what a writer on Fly advertises for `fly-replay: instance=` */
   flyMachineId: string | undefined
 }
-/** An S3-compatible bucket (credentials are secrets: `S3Credentials`). */
-export type S3Config = {
-  /** Origin of the S3 API, e.g. https://fly.storage.tigris.dev */
-  endpoint: string
-  region: string
-  bucket: string
-  /** https://host/bucket/key rather than https://bucket.host/key (MinIO) */
-  pathStyle: boolean
-  /** Prepended to every object key: empty or ending in `/` */
-  prefix: string
-  /** Origin download URLs are moved to after signing */
-  cdnUrl: string | undefined
-  /** The variables that named the bucket and the endpoint, for operator messages. */
-  bucketVar: 'BUCKET_NAME' | 'S3_BUCKET'
-  endpointVar: 'AWS_ENDPOINT_URL_S3' | 'S3_ENDPOINT' | 'AWS_REGION'
-}
-
-export type S3Credentials = {
-  accessKeyId: string
-  secretAccessKey: string
-  sessionToken: string | undefined
-}
-
 export type ServerSecrets = {
   /** 64 hex characters, or undefined to use (or create) the key in the data dir */
   signingKeyHex: string | undefined
@@ -240,9 +233,6 @@ export type ServerSecrets = {
   /** With HOLD_STORAGE=s3 */
   s3Credentials: S3Credentials | undefined
 }
-
-/** A configuration problem: the message names the variable and is meant to be shown as is. */
-export class ConfigError extends Error {}
 
 const LOG_LEVELS = [
   'fatal',
@@ -540,175 +530,6 @@ export const envToSecrets = (env: ServerEnvironment): ServerSecrets => {
 }
 
 const HOUR_MS = 3600 * 1000
-
-/** Endpoints whose region is `auto` when AWS_REGION is unset: Tigris and Cloudflare R2. */
-const AUTO_REGION_HOSTS = [
-  /(^|\.)tigris\.dev$/,
-  /(^|\.)storage\.dev$/,
-  /\.r2\.cloudflarestorage\.com$/,
-]
-
-const envToS3Cfg = (env: ServerEnvironment): S3Config => {
-  const [bucketVar, bucket] = oneOf(
-    ['BUCKET_NAME', env.bucketName],
-    ['S3_BUCKET', env.s3Bucket],
-  )
-  if (bucketVar === undefined || bucket === undefined) {
-    throw new ConfigError(
-      'HOLD_STORAGE=s3 needs a bucket: set BUCKET_NAME (or S3_BUCKET)',
-    )
-  }
-  if (!/^[A-Za-z0-9._-]{1,255}$/.test(bucket)) {
-    throw new ConfigError(
-      `${bucketVar} must be a bucket name (letters, digits, dots, dashes and underscores), got "${bucket}"`,
-    )
-  }
-  const region = nonEmpty(env.awsRegion)
-  if (region !== undefined && !/^[a-z0-9-]{1,64}$/.test(region)) {
-    throw new ConfigError(
-      `AWS_REGION must be a region name such as us-east-1 or auto, got "${region}"`,
-    )
-  }
-  let [endpointVar, endpointRaw] = oneOf(
-    ['AWS_ENDPOINT_URL_S3', env.awsEndpointUrlS3],
-    ['S3_ENDPOINT', env.s3Endpoint],
-  ) as [S3Config['endpointVar'] | undefined, string | undefined]
-  if (endpointRaw === undefined) {
-    if (region === undefined || region === 'auto') {
-      throw new ConfigError(
-        'HOLD_STORAGE=s3 needs an endpoint: set AWS_ENDPOINT_URL_S3 (or S3_ENDPOINT), or AWS_REGION for AWS S3 itself',
-      )
-    }
-    endpointVar = 'AWS_REGION'
-    endpointRaw = `https://s3.${region}.amazonaws.com`
-  }
-  const endpoint = parseOrigin(endpointVar!, endpointRaw)
-  const host = new URL(endpoint).hostname
-  const cdn = nonEmpty(env.cdnUrl)
-  return {
-    endpoint,
-    region:
-      region ??
-      (AUTO_REGION_HOSTS.some((re) => re.test(host)) ? 'auto' : 'us-east-1'),
-    bucket,
-    pathStyle:
-      parseBoolVar('HOLD_S3_PATH_STYLE', env.s3PathStyle) ??
-      parseBoolVar('S3_FORCE_PATH_STYLE', env.s3ForcePathStyle) ??
-      false,
-    prefix: parseS3Prefix(env.s3Prefix),
-    cdnUrl: cdn === undefined ? undefined : parseOrigin('HOLD_CDN_URL', cdn),
-    bucketVar,
-    endpointVar: endpointVar!,
-  }
-}
-
-const envToS3Credentials = (env: ServerEnvironment): S3Credentials => {
-  const accessKeyId = nonEmpty(env.awsAccessKeyId)
-  const secretAccessKey = nonEmpty(env.awsSecretAccessKey)
-  if (accessKeyId === undefined || secretAccessKey === undefined) {
-    const missing =
-      accessKeyId === undefined ? 'AWS_ACCESS_KEY_ID' : 'AWS_SECRET_ACCESS_KEY'
-    throw new ConfigError(
-      `HOLD_STORAGE=s3 needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; ${missing} is not set`,
-    )
-  }
-  return {
-    accessKeyId,
-    secretAccessKey,
-    sessionToken: nonEmpty(env.awsSessionToken),
-  }
-}
-
-/** The one value two alternative variables give, with the name that gave it. */
-const oneOf = <N extends string>(
-  ...vars: Array<[N, string | undefined]>
-): [N, string] | [undefined, undefined] => {
-  const set = vars
-    .map(([name, raw]) => [name, nonEmpty(raw)] as const)
-    .filter((v): v is readonly [N, string] => v[1] !== undefined)
-  if (set.length > 1 && set.some(([, value]) => value !== set[0][1])) {
-    throw new ConfigError(
-      `${set.map(([name]) => name).join(' and ')} disagree (${set.map(([, v]) => `"${v}"`).join(' and ')}); set one of them`,
-    )
-  }
-  return set.length > 0 ? [set[0][0], set[0][1]] : [undefined, undefined]
-}
-
-/** An http(s) origin, as S3 endpoints and CDNs are named. */
-const parseOrigin = (name: string, raw: string): string => {
-  let url: URL
-  try {
-    url = new URL(raw)
-  } catch {
-    throw new ConfigError(
-      `${name} must be an absolute URL such as https://fly.storage.tigris.dev, got "${raw}"`,
-    )
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-    throw new ConfigError(`${name} must use http or https, got "${raw}"`)
-  }
-  if (url.pathname !== '/' || url.search || url.hash || url.username) {
-    throw new ConfigError(
-      `${name} must be a bare origin with no path, query or credentials, got "${raw}"`,
-    )
-  }
-  return url.origin
-}
-
-/** HOLD_S3_PREFIX as keys use it: no leading `/`, one trailing `/` (or empty). */
-const parseS3Prefix = (raw: string | undefined): string => {
-  const value = nonEmpty(raw)?.replace(/^\/+|\/+$/g, '')
-  if (!value) return ''
-  const segments = value.split('/')
-  if (
-    value.length > 512 ||
-    // eslint-disable-next-line no-control-regex
-    /[\u0000-\u001f\u007f\\]/.test(value) ||
-    segments.some((s) => s === '' || s === '.' || s === '..')
-  ) {
-    throw new ConfigError(
-      `HOLD_S3_PREFIX must be a key prefix such as "atcr" or "holds/one" (no empty, "." or ".." parts, no control characters), got "${raw}"`,
-    )
-  }
-  return `${value}/`
-}
-
-const nonEmpty = (value: string | undefined): string | undefined => {
-  const trimmed = value?.trim()
-  return trimmed ? trimmed : undefined
-}
-
-const parseIntVar = (
-  name: string,
-  raw: string | undefined,
-  def: number,
-  min: number,
-  max: number,
-): number => {
-  const value = nonEmpty(raw)
-  if (value === undefined) return def
-  if (!/^\d+$/.test(value)) {
-    throw new ConfigError(`${name} must be a whole number, got "${value}"`)
-  }
-  const n = Number(value)
-  if (n < min || n > max) {
-    throw new ConfigError(
-      `${name} must be between ${min} and ${max}, got ${value}`,
-    )
-  }
-  return n
-}
-
-const parseBoolVar = (
-  name: string,
-  raw: string | undefined,
-): boolean | undefined => {
-  const value = nonEmpty(raw)?.toLowerCase()
-  if (value === undefined) return undefined
-  if (['true', '1', 'yes', 'on'].includes(value)) return true
-  if (['false', '0', 'no', 'off'].includes(value)) return false
-  throw new ConfigError(`${name} must be true or false, got "${raw}"`)
-}
 
 /** HOLD_CRAWLERS: comma-separated relay URLs (origins), as the reference PDS's crawlers. */
 const parseCrawlers = (raw: string | undefined): string[] => {

@@ -1,6 +1,6 @@
 import { DatabaseSync } from 'node:sqlite'
 import { expect } from 'vitest'
-import { MIGRATIONS } from '../src/db.ts'
+import { MIGRATIONS } from '../src/migrations.ts'
 
 /**
  * A database at `path` as a hold of an older version left it: every migration before the first
