@@ -138,7 +138,7 @@ export class HoldMetrics {
     })
     const flushDuration = new Histogram({
       name: 'hold_stats_flush_duration_seconds',
-      help: 'Duration of stats flushes that wrote at least one record',
+      help: 'Duration of stats flushes that wrote at least one record, rests between commits included',
       buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     })
