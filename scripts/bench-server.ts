@@ -130,6 +130,20 @@ hold.app.get('/_bench/info', (c) =>
     nodeCacheMb: hold.ctx.writer.nodes.usedBytes / 1024 / 1024,
   }),
 )
+// Waits until the write-ahead log is copied into the database in full (at most 30 s), as it is
+// between two flushes at the default cadence; answers how long that took.
+hold.app.post('/_bench/wal-settled', async (c) => {
+  const started = performance.now()
+  for (;;) {
+    const wal = hold.ctx.db.walState()
+    if (!wal || wal.copied >= wal.frames) break
+    if (performance.now() - started > 30_000) {
+      return c.json({ error: 'the log was not copied within 30 s' }, 503)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  return c.json({ ms: performance.now() - started })
+})
 // Times one flush of whatever changed (the scale benchmark changes 200 counters first).
 hold.app.post('/_bench/flush', async (c) =>
   c.json(await hold.ctx.stats.flush()),

@@ -1,6 +1,6 @@
 /**
  * Soak benchmark (not part of `npm test`, about half an hour):
- *   npm run bench:soak [-- --minutes 30 --pairs 1000 --chart docs/soak.svg]
+ *   npm run bench:soak [-- --minutes 30 --pairs 1000 --chart docs/soak.svg --rate N --tree DIR]
  *
  * Starts the hold as a child process (default settings, so stats records are flushed every
  * HOLD_STATS_FLUSH_MS = 60 s), measures its most counted getBlob calls per second (autocannon,
@@ -33,6 +33,10 @@ const { values: args } = parseArgs({
     pairs: { type: 'string', default: '1000' },
     chart: { type: 'string', default: 'docs/soak.svg' },
     'sample-s': { type: 'string', default: '10' },
+    // A fixed rate instead of half the measured maximum (to compare two trees at one rate).
+    rate: { type: 'string' },
+    // Another checkout's hold (its scripts/bench-server.ts), driven by this script.
+    tree: { type: 'string' },
   },
 })
 const MINUTES = Number(args.minutes)
@@ -68,6 +72,7 @@ type Info = {
 
 const main = async () => {
   const h = await startHold({
+    tree: args.tree,
     // Every pair is new to this anonymous client: the new-pair limit would refuse most counts.
     env: { HOLD_NEW_PAIRS_PER_HOUR: '0' },
   })
@@ -95,7 +100,8 @@ const main = async () => {
       connections: 32,
       amount: 8000,
     })
-    const rate = Math.floor(max.rps / 2)
+    const rate = args.rate ? Number(args.rate) : Math.floor(max.rps / 2)
+    if (!(rate > 0)) throw new Error('--rate takes a positive number')
     console.error(
       `maximum ${max.rps.toFixed(0)} counted getBlob/s; soaking at ${rate}/s for ${MINUTES} min`,
     )
@@ -151,7 +157,10 @@ const main = async () => {
 
     const first = samples.slice(0, Math.max(1, Math.floor(samples.length / 6)))
     const last = samples.slice(-Math.max(1, Math.floor(samples.length / 6)))
-    const med = (xs: Sample[], f: (s: Sample) => number) => median(xs.map(f))
+    const med = (xs: Sample[], f: (s: Sample) => number) =>
+      xs.length > 0 ? median(xs.map(f)) : NaN
+    const flushed = samples.filter((s) => s.commits > 0)
+    const quiet = samples.filter((s) => s.commits === 0)
     const rows: [string, string, string][] = [
       [
         'maximum counted getBlob/s (32 connections, 8,000 requests)',
@@ -161,7 +170,7 @@ const main = async () => {
       [
         'soak rate / duration',
         `${rate}/s for ${MINUTES} min`,
-        'half the maximum',
+        args.rate ? 'given' : 'half the maximum',
       ],
       [
         'RSS, first / last sixth (median)',
@@ -186,6 +195,11 @@ const main = async () => {
       [
         'request p99 per window, median / max',
         `${med(samples, (s) => s.p99)} / ${Math.max(...samples.map((s) => s.p99))} ms`,
+        '',
+      ],
+      [
+        'request p99 per window with a flush / without, median',
+        `${med(flushed, (s) => s.p99)} / ${med(quiet, (s) => s.p99)} ms`,
         '',
       ],
       [
