@@ -141,16 +141,19 @@ describe('a large flush and other requests', () => {
       )
       const flush = flushedLine(hold.output())!
       expect(flush.commits).toBe(PAIRS / 200)
+      // The load ran across the flush (at 500 a second, a second of it at least).
+      expect(latencies.length).toBeGreaterThan(500)
       latencies.sort((a, b) => a - b)
       const p99 = latencies[Math.floor(latencies.length * 0.99)]
       // A paced flush's commits and rests take turns: one commit and its rest last about
-      // flush.ms / commits. Measured here: p99 about 1.8 such cycles paced, and 24 of them
-      // (half the flush) when the flush rested one turn between commits.
+      // flush.ms / commits. Measured here: p99 about 1.8 such cycles paced (5.5 with another
+      // test file running beside it), and 24 of them (half the flush) when the flush rested
+      // one turn between commits.
       const cycle = flush.ms / flush.commits
       expect(
         p99,
         `p99 ${p99.toFixed(0)} ms over ${latencies.length} requests; ${flush.commits} commits in ${flush.ms.toFixed(0)} ms`,
-      ).toBeLessThan(4 * cycle)
+      ).toBeLessThan(8 * cycle)
     } finally {
       hold.proc.kill('SIGTERM')
       await hold.exited

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { prepareAll, type Database, type Statements } from '../db.ts'
 import { ids } from '../lexicons.ts'
 import type { Logger } from '../logger.ts'
@@ -210,6 +211,3 @@ export const rewriteAllStats = (database: Database): number =>
     database.db.prepare('UPDATE stats_counter SET record_version = 0').run()
       .changes,
   )
-
-const sleep = (ms: number) =>
-  new Promise<void>((resolve) => setTimeout(resolve, ms))
