@@ -3,7 +3,12 @@
  * is itself: it forwards requests to the hold, or answers as a broken hold would (a status,
  * garbage, or late), as the test says per request. It logs every /xrpc request it gets.
  */
-import { createServer, type Server } from 'node:http'
+import {
+  createServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http'
 import type { AddressInfo } from 'node:net'
 
 export type FrontAnswer =
@@ -26,7 +31,12 @@ export const startFront = async (target: string): Promise<Front> => {
     seen: [] as string[],
     answer: (() => 'forward') as Front['answer'],
   } as Front
-  const server: Server = createServer(async (req, res) => {
+  const server: Server = createServer((req, res) => {
+    // A client that goes away mid-request (a timeout, or close() below) rejects the body
+    // read or the forward: nobody is left to answer, and the rejection must not outlive us.
+    handle(req, res).catch(() => res.destroy())
+  })
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0]!
     if (path === '/.well-known/did.json') {
       res.writeHead(200, { 'content-type': 'application/json' })
@@ -83,7 +93,7 @@ export const startFront = async (target: string): Promise<Front> => {
     resHeaders['content-length'] = String(out.length)
     res.writeHead(upstream.status, resHeaders)
     res.end(out)
-  })
+  }
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   const { port } = server.address() as AddressInfo
   front.url = `http://localhost:${port}`
