@@ -158,9 +158,11 @@ const seedBulk = async () => {
   const root = storage.getRootSync()!
   const insertCounter = database.db.prepare(
     `INSERT INTO stats_counter (did, repository, pull_count, push_count, last_pull, last_push,
-       created_at, updated_at, version, record_version)
-     VALUES (?, ?, ?, 0, ?, NULL, ?, ?, 1, 1)`,
+       created_at, updated_at, version)
+     VALUES (?, ?, ?, 0, ?, NULL, ?, ?, 1)`,
   )
+  // Each record goes into the repo with its counter, so none is behind.
+  const clearDirty = database.db.prepare('DELETE FROM stats_dirty')
   // The hold adds each persist's counts to its totals itself; a seed does the same per batch.
   const addTotals = database.db.prepare(
     'UPDATE stats_total SET pulls = pulls + ? WHERE id = 1',
@@ -211,6 +213,7 @@ const seedBulk = async () => {
         }
       }
       addTotals.run(pulls)
+      clearDirty.run()
     })
     progress('rows', Math.min(DIDS, first + BATCH_DIDS) * REPOS, total)
   }

@@ -350,6 +350,37 @@ export const MIGRATIONS: string[] = [
   CREATE INDEX record_shared_cid_idx ON record (cid)
     WHERE collection <> 'io.atcr.hold.stats';
   `,
+  // Which counters' records are behind moves from a column of every counter row
+  // (record_version) to a table of those pairs alone: marking a flushed pair deletes a row of a
+  // small table instead of rewriting its counter's page, about 200 pages fewer per flush. The
+  // triggers keep it for every writer of stats_counter (persists, imports, resets). Dropping
+  // the column rewrites the counter table once (about 5 s at a million pairs).
+  `
+  CREATE TABLE stats_dirty (
+    did TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (did, repository)
+  ) WITHOUT ROWID;
+  INSERT INTO stats_dirty (did, repository, version)
+    SELECT did, repository, version FROM stats_counter WHERE version > record_version;
+  DROP INDEX stats_counter_dirty_idx;
+  ALTER TABLE stats_counter DROP COLUMN record_version;
+  CREATE TRIGGER stats_counter_dirty_insert AFTER INSERT ON stats_counter BEGIN
+    INSERT INTO stats_dirty (did, repository, version)
+      VALUES (new.did, new.repository, new.version)
+      ON CONFLICT (did, repository) DO UPDATE SET version = excluded.version;
+  END;
+  CREATE TRIGGER stats_counter_dirty_update AFTER UPDATE OF version ON stats_counter
+    WHEN new.version <> old.version BEGIN
+    INSERT INTO stats_dirty (did, repository, version)
+      VALUES (new.did, new.repository, new.version)
+      ON CONFLICT (did, repository) DO UPDATE SET version = excluded.version;
+  END;
+  CREATE TRIGGER stats_counter_dirty_delete AFTER DELETE ON stats_counter BEGIN
+    DELETE FROM stats_dirty WHERE did = old.did AND repository = old.repository;
+  END;
+  `,
 ]
 
 /** Brings a database to the newest schema, one migration per transaction. */

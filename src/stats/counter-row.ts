@@ -36,12 +36,23 @@ export type PendingCounts = {
   lastPush: number
 }
 
+const COUNTER_COLUMNS = `c.*, b.pull_count AS base_pull, b.push_count AS base_push,
+  b.last_pull AS base_last_pull, b.last_push AS base_last_push`
+const BASELINE_JOIN =
+  'LEFT JOIN stats_baseline b ON b.did = c.did AND b.repository = c.repository'
+
 // A counter with its baseline: the hold's own counts plus what was imported.
 export const COUNTER_SELECT = `
-  SELECT c.*, b.pull_count AS base_pull, b.push_count AS base_push,
-         b.last_pull AS base_last_pull, b.last_push AS base_last_push
+  SELECT ${COUNTER_COLUMNS}
   FROM stats_counter c
-  LEFT JOIN stats_baseline b ON b.did = c.did AND b.repository = c.repository`
+  ${BASELINE_JOIN}`
+
+// The counters whose records are behind (stats_dirty), the few pairs read first.
+export const DIRTY_COUNTER_SELECT = `
+  SELECT ${COUNTER_COLUMNS}
+  FROM stats_dirty d
+  CROSS JOIN stats_counter c ON c.did = d.did AND c.repository = d.repository
+  ${BASELINE_JOIN}`
 
 /** The key of a pair in memory. */
 export const keyOf = (did: string, repository: string) => `${did} ${repository}`

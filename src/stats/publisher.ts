@@ -3,7 +3,11 @@ import { prepareAll, type Database, type Statements } from '../db.ts'
 import { ids } from '../lexicons.ts'
 import type { Logger } from '../logger.ts'
 import { MAX_OPS_PER_COMMIT, type RepoWriter } from '../repo/writer.ts'
-import { COUNTER_SELECT, toRecord, type CounterRow } from './counter-row.ts'
+import {
+  DIRTY_COUNTER_SELECT,
+  toRecord,
+  type CounterRow,
+} from './counter-row.ts'
 import type { CounterStore } from './counter-store.ts'
 import { statsRecordKey } from './rkey.ts'
 
@@ -18,19 +22,19 @@ export type FlushResult = { records: number; commits: number; ms: number }
 const MAX_REST_MS = 250
 
 const SQL = {
-  dirty: `${COUNTER_SELECT}
-    WHERE c.version > c.record_version AND (c.did, c.repository) > (?, ?)
-    ORDER BY c.did, c.repository LIMIT ?`,
-  mark: 'UPDATE stats_counter SET record_version = ? WHERE did = ? AND repository = ?',
-  dirtyCount:
-    'SELECT count(*) AS n FROM stats_counter WHERE version > record_version',
-  rewrite:
-    'UPDATE stats_counter SET record_version = 0 WHERE did = ? AND repository = ?',
+  dirty: `${DIRTY_COUNTER_SELECT}
+    WHERE (d.did, d.repository) > (?, ?)
+    ORDER BY d.did, d.repository LIMIT ?`,
+  // A pair counted again since its row was read stays behind.
+  mark: 'DELETE FROM stats_dirty WHERE did = ? AND repository = ? AND version = ?',
+  dirtyCount: 'SELECT count(*) AS n FROM stats_dirty',
+  rewrite: `INSERT OR REPLACE INTO stats_dirty (did, repository, version)
+    SELECT did, repository, version FROM stats_counter WHERE did = ? AND repository = ?`,
 }
 
 /**
  * From the counter table to the repo: every `flushMs` the counters whose record is behind
- * (`version > record_version`) become `io.atcr.hold.stats` records through the repo's single
+ * (the pairs in `stats_dirty`) become `io.atcr.hold.stats` records through the repo's single
  * writer, at most 200 per commit, and each commit marks the rows it wrote in its own
  * transaction, so a crash can never leave a record and its mark apart. Deleting the records of
  * reset pairs goes the same way.
@@ -119,7 +123,7 @@ export class StatsPublisher {
         },
         () => {
           for (const row of rows) {
-            this.sql.mark.run(row.version, row.did, row.repository)
+            this.sql.mark.run(row.did, row.repository, row.version)
           }
         },
       )
@@ -208,6 +212,10 @@ export class StatsPublisher {
  */
 export const rewriteAllStats = (database: Database): number =>
   Number(
-    database.db.prepare('UPDATE stats_counter SET record_version = 0').run()
-      .changes,
+    database.db
+      .prepare(
+        `INSERT OR REPLACE INTO stats_dirty (did, repository, version)
+         SELECT did, repository, version FROM stats_counter`,
+      )
+      .run().changes,
   )
