@@ -10,6 +10,8 @@ export default defineConfig({
     hookTimeout: 60_000,
     pool: 'forks',
     globalSetup: ['test/_temp-root.ts'],
+    setupFiles: ['test/_worker-files.ts'],
+
     projects: [
       {
         extends: true,
