@@ -2,7 +2,16 @@ import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  { ignores: ['node_modules', 'dist', 'data', '.scratch', 'test-results'] },
+  {
+    ignores: [
+      'node_modules',
+      'dist',
+      'data',
+      '.scratch',
+      'test-results',
+      '.bench-build',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -2,6 +2,7 @@
  * Scale benchmark (not part of `npm test`):
  *   npm run bench:scale [-- --records 1000000 | --dids 10000 --repos 10]
  *                       [--seed bulk|counts] [--data-dir /tmp/atcr-scale] [--pin] [--rate 1000]
+ *                       [--compiled]
  *
  * Seeds a hold with dids x repos io.atcr.hold.stats records (100,000 by default; --records N
  * gives N / 10 DIDs of 10 repositories). `--seed bulk` (the default) writes the counter rows,
@@ -14,7 +15,8 @@
  * getStats and listStats latency at --rate req/s (open loop, with a bare route as the floor and
  * the hold's event-loop delay), and the time to export the repo with getRepo. With --data-dir
  * an already seeded directory is reused. --pin puts the hold and this
- * process on separate cores (taskset).
+ * process on separate cores (taskset). --compiled runs the hold compiled to JavaScript, as the
+ * image runs it, instead of from its TypeScript sources (lib.ts, compileBenchServer).
  */
 import { execFileSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
@@ -40,6 +42,7 @@ import { statsRecordKey } from '../src/stats/rkey.ts'
 import { HoldServer } from '../src/server.ts'
 import { testPlcUrl, identity } from '../test/_identity.ts'
 import {
+  compileBenchServer,
   getJson,
   median,
   openLoad,
@@ -63,6 +66,7 @@ const { values: args } = parseArgs({
     pin: { type: 'boolean', default: false },
     // Requests a second for the getStats, listStats and bare-route latencies.
     rate: { type: 'string', default: '1000' },
+    compiled: { type: 'boolean', default: false },
   },
 })
 const RATE = Number(args.rate)
@@ -239,10 +243,12 @@ const main = async () => {
     await (args.seed === 'bulk' ? seedBulk() : seedCounts())
   } else console.error(`reusing ${dataDir}`)
 
+  const server = args.compiled ? compileBenchServer() : undefined
   const start = () =>
     startHold({
       dataDir,
       port: Number(args.port),
+      server,
       env: { HOLD_STATS_FLUSH_MS: '86400000' },
     })
   // A start as after a crash (no clean-stop mark: the whole tree is walked), stopped cleanly,

@@ -1,6 +1,7 @@
 /**
  * Soak benchmark (not part of `npm test`, about half an hour):
- *   npm run bench:soak [-- --minutes 30 --pairs 1000 --chart docs/soak.svg --rate N --tree DIR]
+ *   npm run bench:soak [-- --minutes 30 --pairs 1000 --chart docs/soak.svg --rate N --tree DIR
+ *                          --compiled]
  *
  * Starts the hold as a child process (default settings, so stats records are flushed every
  * HOLD_STATS_FLUSH_MS = 60 s), measures its most counted getBlob calls per second (autocannon,
@@ -9,7 +10,8 @@
  * window), the WAL's size, and the commits made and records written in the window, with the
  * latency of the window's requests. At the end it stops the load, flushes, and checks that the
  * counts equal the counted 2xx answers, in getStats and in the records. Prints a table and writes
- * the samples as an SVG chart.
+ * the samples as an SVG chart. --compiled runs the hold compiled to JavaScript, as the image
+ * runs it (lib.ts, compileBenchServer).
  */
 import { statSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
@@ -17,6 +19,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ids } from '../src/ids.ts'
 import {
+  compileBenchServer,
   getJson,
   load,
   median,
@@ -37,6 +40,7 @@ const { values: args } = parseArgs({
     rate: { type: 'string' },
     // Another checkout's hold (its scripts/bench-server.ts), driven by this script.
     tree: { type: 'string' },
+    compiled: { type: 'boolean', default: false },
   },
 })
 const MINUTES = Number(args.minutes)
@@ -73,6 +77,7 @@ type Info = {
 const main = async () => {
   const h = await startHold({
     tree: args.tree,
+    server: args.compiled ? compileBenchServer(args.tree) : undefined,
     // Every pair is new to this anonymous client: the new-pair limit would refuse most counts.
     env: { HOLD_NEW_PAIRS_PER_HOUR: '0' },
   })

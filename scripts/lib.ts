@@ -1,7 +1,7 @@
 /** Shared by the benchmark scripts: real holds as child processes, a local DID directory, load. */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import type { EventEmitter } from 'node:events'
-import { readFileSync } from 'node:fs'
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { Worker } from 'node:worker_threads'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
@@ -30,6 +30,45 @@ export const NODE_FLAGS: string[] = (
   .split(/\s+/)
   .filter((arg) => arg.startsWith('--'))
 export const OWNER = 'did:plc:benchowner00000000000000'
+
+/** The bench server as TypeScript, which Node runs by stripping the types. */
+export const BENCH_SERVER = 'scripts/bench-server.ts'
+
+/**
+ * Compiles the bench server and the hold's sources it imports to JavaScript with tsc, as the
+ * image's build stage compiles the hold, into `<tree>/.bench-build` (the lexicons and
+ * package.json beside them, where the image has them); returns the server's path from `tree`.
+ * Node runs TypeScript sources through a type-stripping transformer that stays resident (about
+ * 34 MB here); the image runs compiled JavaScript and has none, so `--compiled` runs measure
+ * the memory a deployed hold uses.
+ */
+export const compileBenchServer = (tree = ROOT): string => {
+  const out = join(tree, '.bench-build')
+  rmSync(out, { recursive: true, force: true })
+  mkdirSync(out, { recursive: true })
+  const config = join(out, 'tsconfig.json')
+  writeFileSync(
+    config,
+    JSON.stringify({
+      extends: join(tree, 'tsconfig.json'),
+      compilerOptions: {
+        noEmit: false,
+        outDir: out,
+        rootDir: tree,
+        declaration: false,
+        sourceMap: false,
+      },
+      files: [join(tree, BENCH_SERVER)],
+      include: [],
+    }),
+  )
+  execFileSync(join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', config], {
+    stdio: 'inherit',
+  })
+  cpSync(join(tree, 'lexicons'), join(out, 'lexicons'), { recursive: true })
+  cpSync(join(tree, 'package.json'), join(out, 'package.json'))
+  return join('.bench-build', BENCH_SERVER.replace(/\.ts$/, '.js'))
+}
 
 export const DIDS = Array.from(
   { length: 10 },
@@ -72,6 +111,8 @@ export const startHold = async (opts: {
   dataDir?: string
   port?: number
   tree?: string
+  /** The server script, from `tree` (default BENCH_SERVER; see compileBenchServer). */
+  server?: string
   nodeFlags?: string[]
   stderr?: 'inherit' | 'pipe'
 }): Promise<Hold & { startMs: number }> => {
@@ -81,7 +122,7 @@ export const startHold = async (opts: {
   const started = performance.now()
   const proc = spawn(
     process.execPath,
-    [...NODE_FLAGS, ...(opts.nodeFlags ?? []), 'scripts/bench-server.ts'],
+    [...NODE_FLAGS, ...(opts.nodeFlags ?? []), opts.server ?? BENCH_SERVER],
     {
       cwd: opts.tree ?? ROOT,
       env: {
