@@ -132,9 +132,15 @@ export class CarSpooler {
     const worker = new Worker(SPOOL_WORKER, {
       eval: true,
       workerData: { path: this.path },
-      // Each row's bytes die young: a small young generation keeps a whole-repo export from
-      // adding tens of MB to the hold's resident memory (1M records: +41 MB against +67).
-      resourceLimits: { maxYoungGenerationSizeMb: 4 },
+      // Each row's bytes die young, and the worker keeps nothing live but the rows of one
+      // write (external memory, outside these limits): small generations keep a whole-repo
+      // export from adding tens of MB to the hold's resident memory, memory the process keeps
+      // after the worker is gone (1.27M blocks: +41 MB with both limits, +58 with the young
+      // one alone, BENCHMARKS.md).
+      resourceLimits: {
+        maxYoungGenerationSizeMb: 4,
+        maxOldGenerationSizeMb: 16,
+      },
     })
     worker.unref()
     worker.on('message', (answer: Answer) => {
