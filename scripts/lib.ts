@@ -38,9 +38,9 @@ export const BENCH_SERVER = 'scripts/bench-server.ts'
  * Compiles the bench server and the hold's sources it imports to JavaScript with tsc, as the
  * image's build stage compiles the hold, into `<tree>/.bench-build` (the lexicons and
  * package.json beside them, where the image has them); returns the server's path from `tree`.
- * Node runs TypeScript sources through a type-stripping transformer that stays resident (about
- * 34 MB here); the image runs compiled JavaScript and has none, so `--compiled` runs measure
- * the memory a deployed hold uses.
+ * Node runs TypeScript sources through a type-stripping transformer that stays resident (25-34
+ * MB here); the image runs compiled JavaScript and has none, so `--compiled` runs measure the
+ * memory a deployed hold uses.
  */
 export const compileBenchServer = (tree = ROOT): string => {
   const out = join(tree, '.bench-build')
