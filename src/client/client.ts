@@ -8,6 +8,7 @@ import {
 } from '@atproto/lex-client'
 import type { Procedure, Query } from '@atproto/lex-schema'
 import { io } from '../generated/lexicons/index.ts'
+import { aggregateStats, type AggregatedStats } from './aggregate.ts'
 import { Inflight, TtlCache, untilAborted } from './cache.ts'
 import { HoldError, toHoldError } from './errors.ts'
 import { GET_BLOB, getBlobBytes, getBlobUrl } from './get-blob.ts'
@@ -68,32 +69,9 @@ export type HoldClientOptions = {
 
 export type CallOptions = { signal?: AbortSignal }
 
-export type HoldResult =
-  | { hold: string; ok: true; stats: StatsView; ms: number }
-  | { hold: string; ok: false; error: HoldError; timedOut: boolean; ms: number }
-
-export type AggregatedStats = {
-  did: string
-  repository: string
-  pullCount: number
-  pushCount: number
-  lastPull?: string
-  lastPush?: string
-  /** One entry per distinct hold DID asked, in the order given. */
-  holds: HoldResult[]
-  /** The holds that failed or timed out (empty when all answered). */
-  failed: string[]
-  /** When this result was computed (ms since the epoch); cached results keep it. */
-  at: number
-}
+export type { AggregatedStats, HoldResult } from './aggregate.ts'
 
 type Method = Query | Procedure
-
-const laterOf = (a?: string, b?: string): string | undefined => {
-  if (!a) return b
-  if (!b) return a
-  return Date.parse(b) > Date.parse(a) ? b : a
-}
 
 /**
  * A typed client for atcr-hold holds, as an AppView uses them. Holds are named by DID and
@@ -457,11 +435,11 @@ export class HoldClient {
       if (hit) return hit
     }
     const run = this.#aggregating.run(key, async () => {
-      const result = await this.#aggregate(
-        did,
-        repo,
+      const result = await aggregateStats(
+        { did, repository: repo },
         holds,
         opts.timeoutMs ?? this.#opts.aggregateTimeoutMs,
+        (holdDid, signal) => this.getStats(holdDid, { did, repo }, { signal }),
       )
       this.#aggregates.set(
         key,
@@ -476,60 +454,6 @@ export class HoldClient {
       return result
     })
     return untilAborted(run, opts.signal)
-  }
-
-  async #aggregate(
-    did: Did,
-    repo: string,
-    holds: string[],
-    timeoutMs: number,
-  ): Promise<AggregatedStats> {
-    const results = await Promise.all(
-      holds.map(async (holdDid): Promise<HoldResult> => {
-        const started = performance.now()
-        const signal = AbortSignal.timeout(timeoutMs)
-        try {
-          const stats = await this.getStats(holdDid, { did, repo }, { signal })
-          return {
-            hold: holdDid,
-            ok: true,
-            stats,
-            ms: performance.now() - started,
-          }
-        } catch (err) {
-          const error = toHoldError(err, { hold: holdDid, signal })
-          return {
-            hold: holdDid,
-            ok: false,
-            error,
-            timedOut: error.timedOut,
-            ms: performance.now() - started,
-          }
-        }
-      }),
-    )
-    const sum: AggregatedStats = {
-      did,
-      repository: repo,
-      pullCount: 0,
-      pushCount: 0,
-      holds: results,
-      failed: [],
-      at: Date.now(),
-    }
-    for (const r of results) {
-      if (!r.ok) {
-        sum.failed.push(r.hold)
-        continue
-      }
-      sum.pullCount += r.stats.pullCount
-      sum.pushCount += r.stats.pushCount
-      const lastPull = laterOf(sum.lastPull, r.stats.lastPull)
-      const lastPush = laterOf(sum.lastPush, r.stats.lastPush)
-      if (lastPull) sum.lastPull = lastPull
-      if (lastPush) sum.lastPush = lastPush
-    }
-    return sum
   }
 
   /** Forgets cached aggregates. */
