@@ -47,6 +47,36 @@ export const COUNTER_SELECT = `
   FROM stats_counter c
   ${BASELINE_JOIN}`
 
+/** What a view needs of a counter row: its counts and times, own and imported. */
+export type ViewRow = Pick<
+  CounterRow,
+  | 'repository'
+  | 'pull_count'
+  | 'push_count'
+  | 'last_pull'
+  | 'last_push'
+  | 'base_pull'
+  | 'base_push'
+  | 'base_last_pull'
+  | 'base_last_push'
+>
+
+const VIEW_COLUMNS =
+  'c.repository, c.pull_count, c.push_count, c.last_pull, c.last_push'
+
+/**
+ * A counter as getStats and listStats read it (the columns of a view), with its baseline; and
+ * the same without the join, for when no pair has a baseline.
+ */
+export const VIEW_SELECT = {
+  withBaselines: `
+  SELECT ${VIEW_COLUMNS}, b.pull_count AS base_pull, b.push_count AS base_push,
+    b.last_pull AS base_last_pull, b.last_push AS base_last_push
+  FROM stats_counter c
+  ${BASELINE_JOIN}`,
+  own: `SELECT ${VIEW_COLUMNS} FROM stats_counter c`,
+}
+
 // The counters whose records are behind (stats_dirty), the few pairs read first.
 export const DIRTY_COUNTER_SELECT = `
   SELECT ${COUNTER_COLUMNS}
@@ -86,7 +116,7 @@ export const latest = (...values: (string | null | undefined)[]) =>
 
 /** A pair's counts: its row (own and imported counts added) and what is still pending. */
 export const toView = (
-  row: CounterRow | null,
+  row: ViewRow | null,
   pending: PendingCounts | undefined,
   did: string,
   repository: string,

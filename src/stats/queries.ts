@@ -1,9 +1,9 @@
 import { prepareAll, type Database, type Statements } from '../db.ts'
 import {
-  COUNTER_SELECT,
   toView,
-  type CounterRow,
+  VIEW_SELECT,
   type StatsView,
+  type ViewRow,
 } from './counter-row.ts'
 import type { CounterStore } from './counter-store.ts'
 import type { History } from './history.ts'
@@ -15,9 +15,15 @@ import type { TopPairs } from './top-pairs.ts'
 export const TOTALS_SQL =
   'SELECT pairs, pulls, pushes FROM stats_total WHERE id = 1'
 
+const GET = 'WHERE c.did = ? AND c.repository = ?'
+const LIST =
+  'WHERE c.did = ? AND c.repository > ? ORDER BY c.repository LIMIT ?'
+
 const SQL = {
-  get: `${COUNTER_SELECT} WHERE c.did = ? AND c.repository = ?`,
-  list: `${COUNTER_SELECT} WHERE c.did = ? AND c.repository > ? ORDER BY c.repository LIMIT ?`,
+  get: `${VIEW_SELECT.withBaselines} ${GET}`,
+  list: `${VIEW_SELECT.withBaselines} ${LIST}`,
+  listOwn: `${VIEW_SELECT.own} ${LIST}`,
+  anyBaseline: 'SELECT 1 FROM stats_baseline LIMIT 1',
   totals: TOTALS_SQL,
   summary: `
     SELECT (SELECT count(*) FROM stats_counter) AS counters,
@@ -47,13 +53,16 @@ export class StatsQueries {
   }
 
   get(did: string, repository: string): StatsView {
-    const row = this.sql.get.get(did, repository) as CounterRow | undefined
     return toView(
-      row ?? null,
+      this.row(did, repository),
       this.parts.counters.pendingOf(did, repository),
       did,
       repository,
     )
+  }
+
+  private row(did: string, repository: string): ViewRow | null {
+    return (this.sql.get.get(did, repository) as ViewRow | undefined) ?? null
   }
 
   /** A DID's pairs by repository, after the cursor `after`. */
@@ -62,7 +71,14 @@ export class StatsQueries {
     limit: number,
     after = '',
   ): { stats: StatsView[]; cursor?: string } {
-    const rows = this.sql.list.all(did, after, limit) as CounterRow[]
+    // Most holds never import counts: then a page need not join stats_baseline, a third of
+    // the query's time (one look-up of an empty table answers whether it must).
+    const withBaselines = this.sql.anyBaseline.get() !== undefined
+    const rows = (withBaselines ? this.sql.list : this.sql.listOwn).all(
+      did,
+      after,
+      limit,
+    ) as ViewRow[]
     const byRepo = new Map<string, StatsView>()
     for (const row of rows) {
       byRepo.set(
@@ -78,9 +94,8 @@ export class StatsQueries {
     // Pairs counted since the last persist may not be in the table yet.
     for (const d of this.parts.counters.pendingDeltas()) {
       if (d.did === did && d.repository > after && !byRepo.has(d.repository)) {
-        const row = this.sql.get.get(did, d.repository) as
-          CounterRow | undefined
-        byRepo.set(d.repository, toView(row ?? null, d, did, d.repository))
+        const row = this.row(did, d.repository)
+        byRepo.set(d.repository, toView(row, d, did, d.repository))
       }
     }
     const stats = [...byRepo.values()]
