@@ -11,17 +11,24 @@
  * url+repo / url, the figures the throughput targets are set in; and the same from the hold's
  * CPU time per request (/proc/<pid>/stat over each run, every thread, the persists and flushes
  * included), which the other load on a shared machine moves far less than throughput.
+ * `--only` may also name bytes, bytes+repo, and getStats and listStats (after 500 counted pulls
+ * over the 50 pairs, so each reads a row, and a listStats page five); `--compiled` runs each
+ * checkout compiled by tsc, as the image does (see compileBenchServer).
  */
 import { randomBytes } from 'node:crypto'
 import { loadavg } from 'node:os'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { ids } from '../src/ids.ts'
 import {
   blobPaths,
+  compileBenchServer,
+  DIDS,
   load,
   median,
   procSample,
   pushBlob,
+  REPOS,
   startHold,
   stopHold,
   type Hold,
@@ -35,12 +42,13 @@ const { values: args } = parseArgs({
     requests: { type: 'string', default: '20000' },
     connections: { type: 'string', default: '32' },
     only: { type: 'string', default: 'bare,url,url+repo' },
+    compiled: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 })
 if (args.help) {
   console.log(
-    'npm run bench:path -- [--tree LABEL=DIR ...] [--rounds N] [--requests N] [--connections N] [--only bare,url,url+repo]',
+    'npm run bench:path -- [--tree LABEL=DIR ...] [--rounds N] [--requests N] [--connections N] [--only bare,url,url+repo,bytes,bytes+repo,getStats,listStats] [--compiled]',
   )
 } else {
   await main()
@@ -68,6 +76,7 @@ async function main() {
     for (const t of trees) {
       const h = await startHold({
         tree: t.dir,
+        server: args.compiled ? compileBenchServer(t.dir) : undefined,
         env: { HOLD_STATS_FLUSH_MS: '1000' },
       })
       holds.push({ ...h, label: t.label })
@@ -86,6 +95,24 @@ async function main() {
         'url+repo': blobPaths(digest, { method: 'GET', repo: true }),
         bytes: blobPaths(digest, { repo: false }),
         'bytes+repo': blobPaths(digest, { repo: true }),
+        getStats: DIDS.flatMap((did) =>
+          REPOS.map(
+            (repo) =>
+              `/xrpc/${ids.HoldGetStats}?${new URLSearchParams({ did, repo })}`,
+          ),
+        ),
+        listStats: DIDS.map(
+          (did) => `/xrpc/${ids.HoldListStats}?${new URLSearchParams({ did })}`,
+        ),
+      }
+      if (names.some((n) => n === 'getStats' || n === 'listStats')) {
+        // Counts for every pair first, so the stats queries read rows, five to a listStats page.
+        await load({
+          base: h.base,
+          paths: paths['url+repo'],
+          connections,
+          amount: 500,
+        })
       }
       for (const name of names) {
         if (!paths[name]) throw new Error(`--only: no scenario ${name}`)
