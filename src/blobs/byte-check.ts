@@ -1,4 +1,7 @@
 import type { Hash } from 'node:crypto'
+import { open, rm } from 'node:fs/promises'
+import type { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import { DigestMismatchError } from './errors.ts'
 
 /** A pipeline stage and the count of the bytes it has passed on. */
@@ -28,6 +31,29 @@ export const meterBytes = (
     },
   }
   return meter
+}
+
+/**
+ * Pipes `body` through `meter` into a new file at `path` (which must not exist). When that fails
+ * (too large, the client gone, a full disk), the file is gone before this rejects. The file is
+ * created before the first byte is read: a write stream opening it itself could still be
+ * opening when the pipeline failed, and create the file after its removal.
+ */
+export const writeMetered = async (
+  body: Readable,
+  meter: ByteMeter,
+  path: string,
+  mode?: number,
+): Promise<void> => {
+  const file = (await open(path, 'wx', mode)).createWriteStream()
+  try {
+    await pipeline(body, meter.stage, file)
+  } catch (err) {
+    // Not events.once: the stream's own 'error' (this error) would reject it.
+    if (!file.closed) await new Promise((closed) => file.once('close', closed))
+    await rm(path, { force: true })
+    throw err
+  }
 }
 
 /** Throws DigestMismatch unless the bytes' sha256 (`actual`, hex) is `hex`. */

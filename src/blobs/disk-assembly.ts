@@ -4,7 +4,7 @@ import { mkdir, open, rm, stat, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { meterBytes } from './byte-check.ts'
+import { meterBytes, writeMetered } from './byte-check.ts'
 import { BlobStoreError } from './errors.ts'
 import type { PartTable } from './part-table.ts'
 import type { ListedPart } from './store.ts'
@@ -449,11 +449,6 @@ const writeLimited = async (
     () =>
       new BlobStoreError(`part is larger than ${max} bytes`, 'PayloadTooLarge'),
   )
-  try {
-    await pipeline(body, meter.stage, createWriteStream(path, { flags: 'wx' }))
-  } catch (err) {
-    await rm(path, { force: true })
-    throw err
-  }
+  await writeMetered(body, meter, path)
   return meter.size
 }

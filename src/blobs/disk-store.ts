@@ -1,16 +1,10 @@
 import { createHash, randomUUID } from 'node:crypto'
-import {
-  accessSync,
-  constants,
-  createReadStream,
-  createWriteStream,
-} from 'node:fs'
+import { accessSync, constants, createReadStream } from 'node:fs'
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import type { Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 import type { Database } from '../db.ts'
-import { checkDigest, meterBytes } from './byte-check.ts'
+import { checkDigest, meterBytes, writeMetered } from './byte-check.ts'
 import { DiskAssembly } from './disk-assembly.ts'
 import { BlobStoreError, BlobTooLargeError } from './errors.ts'
 import { PartTable } from './part-table.ts'
@@ -123,11 +117,7 @@ export class DiskBlobStore implements BlobStore {
     const hash = createHash('sha256')
     const meter = meterBytes(maxBytes, tooLarge, hash)
     try {
-      await pipeline(
-        body,
-        meter.stage,
-        createWriteStream(tmp, { flags: 'wx', mode: 0o644 }),
-      )
+      await writeMetered(body, meter, tmp, 0o644)
       checkDigest(hash.digest('hex'), hex)
       await fsync(tmp)
       await this.moveIntoPlace(tmp, hex, meter.size)

@@ -1,9 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
+import { createReadStream } from 'node:fs'
 import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 import {
   BlobStoreError,
   BlobTooLargeError,
@@ -15,7 +14,7 @@ import {
   S3Unreachable,
   type S3ClientOptions,
 } from './s3/client.ts'
-import { checkDigest, meterBytes } from './byte-check.ts'
+import { checkDigest, meterBytes, writeMetered } from './byte-check.ts'
 import { InOrderHash } from './s3/in-order-hash.ts'
 import { blobKey, uploadIdOf, uploadKey, uploadsPrefix } from './s3/keys.ts'
 import { promote } from './s3/promote.ts'
@@ -390,7 +389,7 @@ const spoolVerified = async (
     () => new BlobTooLargeError(`blob is larger than ${maxBytes} bytes`),
     hash,
   )
-  await pipeline(body, meter.stage, createWriteStream(path, { flags: 'wx' }))
+  await writeMetered(body, meter, path)
   checkDigest(hash.digest('hex'), hex)
   return meter.size
 }

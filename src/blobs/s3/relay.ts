@@ -1,10 +1,9 @@
 import { randomUUID, type Hash } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
+import { createReadStream } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Transform, type Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
-import { meterBytes } from '../byte-check.ts'
+import { meterBytes, writeMetered } from '../byte-check.ts'
 import { BlobStoreError } from '../errors.ts'
 import type { S3Client } from './client.ts'
 
@@ -82,7 +81,7 @@ const relaySpooled = async (
       () => tooLarge(`a part may have at most ${opts.maxBytes} bytes`),
       opts.hash,
     )
-    await pipeline(body, meter.stage, createWriteStream(spool, { flags: 'wx' }))
+    await writeMetered(body, meter, spool)
     const { size } = meter
     const etag = await client.uploadPart(key, uploadId, partNumber, {
       stream: createReadStream(spool),
