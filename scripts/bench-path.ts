@@ -19,16 +19,14 @@ import { randomBytes } from 'node:crypto'
 import { loadavg } from 'node:os'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { ids } from '../src/ids.ts'
 import {
-  blobPaths,
   compileBenchServer,
-  DIDS,
+  countEveryPair,
   load,
   median,
   procSample,
   pushBlob,
-  REPOS,
+  scenarioPaths,
   startHold,
   stopHold,
   type Hold,
@@ -89,30 +87,9 @@ async function main() {
     }[] = []
     for (const h of holds) {
       const digest = await pushBlob(h, blob)
-      const paths: Record<string, string[]> = {
-        bare: ['/_bench/bare'],
-        url: blobPaths(digest, { method: 'GET', repo: false }),
-        'url+repo': blobPaths(digest, { method: 'GET', repo: true }),
-        bytes: blobPaths(digest, { repo: false }),
-        'bytes+repo': blobPaths(digest, { repo: true }),
-        getStats: DIDS.flatMap((did) =>
-          REPOS.map(
-            (repo) =>
-              `/xrpc/${ids.HoldGetStats}?${new URLSearchParams({ did, repo })}`,
-          ),
-        ),
-        listStats: DIDS.map(
-          (did) => `/xrpc/${ids.HoldListStats}?${new URLSearchParams({ did })}`,
-        ),
-      }
+      const paths = scenarioPaths(digest)
       if (names.some((n) => n === 'getStats' || n === 'listStats')) {
-        // Counts for every pair first, so the stats queries read rows, five to a listStats page.
-        await load({
-          base: h.base,
-          paths: paths['url+repo'],
-          connections,
-          amount: 500,
-        })
+        await countEveryPair(h, digest)
       }
       for (const name of names) {
         if (!paths[name]) throw new Error(`--only: no scenario ${name}`)

@@ -1,10 +1,11 @@
 /**
- * Where a getBlob's time goes (not part of `npm test`):
- *   npm run bench:profile -- [--scenario url+repo] [--requests 60000] [--us 250] [--top 25]
+ * Where a request's time goes (not part of `npm test`):
+ *   npm run bench:profile -- [--scenario url+repo] [--compiled] [--requests 60000] [--us 250] [--top 25]
  *
  * Starts one real hold as a child process (scripts/bench-server.ts, HOLD_STATS_FLUSH_MS 1000 as
- * in `npm run bench`), stores a 1 KiB blob, warms it up, then drives one scenario of
- * scripts/bench.ts with autocannon while the hold's V8 CPU profiler samples (the profiler of
+ * in `npm run bench`; compiled by tsc with --compiled), stores a 1 KiB blob, warms it up, then
+ * drives one scenario (lib.ts, scenarioPaths: getBlob's, or getStats and listStats after a
+ * counted pull of every pair) with autocannon while the hold's V8 CPU profiler samples (the profiler of
  * `node --cpu-prof`, started and stopped around the measured window only). Prints the self time
  * by category (what the request path does: parsing, validation, signing, headers, middleware,
  * the adapter, logging, metrics, counting; the runtime: HTTP and sockets, GC) and the top frames
@@ -16,10 +17,12 @@ import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import {
-  blobPaths,
+  compileBenchServer,
+  countEveryPair,
   getJson,
   load,
   pushBlob,
+  scenarioPaths,
   startHold,
   stopHold,
 } from './lib.ts'
@@ -28,6 +31,7 @@ import { tempDir } from '../test/_shared.ts'
 const { values: args } = parseArgs({
   options: {
     scenario: { type: 'string', default: 'url+repo' },
+    compiled: { type: 'boolean', default: false },
     requests: { type: 'string', default: '60000' },
     connections: { type: 'string', default: '32' },
     us: { type: 'string', default: '250' },
@@ -39,7 +43,7 @@ const { values: args } = parseArgs({
 })
 if (args.help) {
   console.log(
-    'npm run bench:profile -- [--scenario bare|url|url+repo|bytes|bytes+repo] [--requests N] [--connections N] [--us SAMPLING_US] [--top N] [--out DIR] [--summarise FILE.cpuprofile]',
+    'npm run bench:profile -- [--scenario bare|url|url+repo|bytes|bytes+repo|getStats|listStats] [--compiled] [--requests N] [--connections N] [--us SAMPLING_US] [--top N] [--out DIR] [--summarise FILE.cpuprofile]',
   )
   process.exit(0)
 }
@@ -222,16 +226,17 @@ const main = async () => {
   const requests = Number(args.requests)
   const connections = Number(args.connections)
   const out = args.out ?? (await tempDir('atcr-profile-'))
-  const hold = await startHold({ env: { HOLD_STATS_FLUSH_MS: '1000' } })
+  const hold = await startHold({
+    server: args.compiled ? compileBenchServer() : undefined,
+    env: { HOLD_STATS_FLUSH_MS: '1000' },
+  })
   try {
     const digest = await pushBlob(hold, randomBytes(1024))
-    const paths =
-      scenario === 'bare'
-        ? ['/_bench/bare']
-        : blobPaths(digest, {
-            method: scenario.startsWith('url') ? 'GET' : undefined,
-            repo: scenario.endsWith('+repo'),
-          })
+    const paths = scenarioPaths(digest)[scenario]
+    if (!paths) throw new Error(`--scenario: no scenario ${scenario}`)
+    if (scenario === 'getStats' || scenario === 'listStats') {
+      await countEveryPair(hold, digest)
+    }
     console.error(
       `profiling ${scenario}: ${requests} requests, ${connections} connections, sampling every ${args.us} µs; load average ${loadavg()
         .map((l) => l.toFixed(2))

@@ -90,6 +90,44 @@ export const blobPaths = (
     }),
   )
 
+/**
+ * The request paths of each scenario of the request-path benchmarks (bench:path, bench:profile)
+ * for a hold that stores the blob `digest`: the bare Hono route, getBlob answering a URL or the
+ * bytes, without and with `repo` (counted), and the stats queries over the same 50 pairs.
+ */
+export const scenarioPaths = (digest: string): Record<string, string[]> => ({
+  bare: ['/_bench/bare'],
+  url: blobPaths(digest, { method: 'GET', repo: false }),
+  'url+repo': blobPaths(digest, { method: 'GET', repo: true }),
+  bytes: blobPaths(digest, { repo: false }),
+  'bytes+repo': blobPaths(digest, { repo: true }),
+  getStats: DIDS.flatMap((did) =>
+    REPOS.map(
+      (repo) =>
+        `/xrpc/${ids.HoldGetStats}?${new URLSearchParams({ did, repo })}`,
+    ),
+  ),
+  listStats: DIDS.map(
+    (did) => `/xrpc/${ids.HoldListStats}?${new URLSearchParams({ did })}`,
+  ),
+})
+
+/**
+ * Before a stats scenario: counted pulls for every pair, so getStats reads a row and a
+ * listStats page five.
+ */
+export const countEveryPair = async (
+  h: Hold,
+  digest: string,
+): Promise<void> => {
+  await load({
+    base: h.base,
+    paths: blobPaths(digest, { method: 'GET', repo: true }),
+    connections: 8,
+    amount: 500,
+  })
+}
+
 export type Hold = {
   proc: ChildProcess
   base: string
