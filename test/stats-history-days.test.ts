@@ -4,7 +4,8 @@ import { Database } from '../src/db.ts'
 import { createRootLogger } from '../src/logger.ts'
 import { CounterStore } from '../src/stats/counter-store.ts'
 import { ClientHasher } from '../src/stats/hll.ts'
-import { History } from '../src/stats/history.ts'
+import { HISTORY_SQL, History } from '../src/stats/history.ts'
+import { RECENT_PULLS_SQL } from '../src/stats/trending-load.ts'
 import { DAY_MS, dayOf, dayString, parseDay } from '../src/stats/days.ts'
 import { TopPairs } from '../src/stats/top-pairs.ts'
 import { daySums } from './_stats.ts'
@@ -237,6 +238,48 @@ describe('day rows of the counter store', () => {
       day_pushes: 6,
     })
     expect(history.prune(D0 + 5 * DAY_MS)).toBe(0)
+  })
+
+  it('find old open days among the pairs with counts alone, every minute', async () => {
+    const { db, counters, history } = await make(3)
+    // 40 pairs counted on one day, then pruned: their open days are closed (no counts) but
+    // keep their day, as nearly every pair of a large hold is between its pulls.
+    for (let i = 0; i < 40; i++) counters.count('pull', DID, `idle-${i}`, D0)
+    counters.persist()
+    expect(history.prune(D0 + 10 * DAY_MS)).toBe(40)
+    counters.count('pull', DID, 'stale', D0 + DAY_MS)
+    counters.count('pull', DID, 'recent', D0 + 9 * DAY_MS)
+    counters.persist()
+    // The upkeep's and the start's reads of open days go through the index of open days with
+    // counts, which holds 2 rows here, not the 42 counter rows.
+    const plan = (sql: string) =>
+      db.db
+        .prepare(`EXPLAIN QUERY PLAN ${sql}`)
+        .all(0)
+        .map((r) => r.detail as string)
+        .join(' | ')
+    expect(plan(HISTORY_SQL.staleOpen)).toMatch(
+      /^SEARCH stats_counter USING INDEX stats_counter_open_idx \(open_day<\?\)$/,
+    )
+    expect(plan(RECENT_PULLS_SQL)).toMatch(
+      /SEARCH stats_counter USING INDEX stats_counter_open_idx \(open_day>\?\)/,
+    )
+    const indexed = db.db
+      .prepare(
+        `SELECT count(*) AS n FROM stats_counter INDEXED BY stats_counter_open_idx
+         WHERE open_day >= 0 AND (open_pulls <> 0 OR open_pushes <> 0)`,
+      )
+      .get() as { n: number }
+    expect(indexed.n).toBe(2)
+    // And the upkeep still folds the stale one, and only it.
+    expect(history.prune(D0 + 10 * DAY_MS)).toBe(1)
+    expect(dayRows(db, 'stale')).toEqual([])
+    expect(dayRows(db, 'recent')).toEqual([
+      { day: dayOf(D0) + 9, pulls: 1, pushes: 0 },
+    ])
+    const all = sums(db)
+    expect(all).toHaveLength(42)
+    expect(all.every((r) => r.pull_count === r.day_pulls)).toBe(true)
   })
 })
 

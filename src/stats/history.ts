@@ -54,7 +54,7 @@ const NOTHING_OPEN: OpenPart = { day: 0, pulls: 0, pushes: 0, roll: false }
 /** A pair's counts of one day as a read returns them (closed and open parts summed by the caller). */
 type DayRow = { day: number; pulls: number; pushes: number }
 
-const SQL = {
+export const HISTORY_SQL = {
   upsertDay: `
     INSERT INTO stats_day (did, repository, day, pulls, pushes) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (did, repository, day) DO UPDATE SET
@@ -122,7 +122,11 @@ const SQL = {
     DELETE FROM stats_day WHERE (did, repository, day) IN (
       SELECT did, repository, day FROM stats_day
       WHERE day < ?1 ORDER BY day, did, repository LIMIT ${PRUNE_BATCH})`,
-  /** Open days past the kept days (pairs not counted since) are pruned too. */
+  /**
+   * Open days past the kept days (pairs not counted since) are pruned too. Found through the
+   * index of open days with counts (stats_counter_open_idx, whose condition this repeats), so
+   * the pairs closed before are not read again every minute.
+   */
   staleOpen: `
     SELECT did, repository, open_pulls AS pulls, open_pushes AS pushes FROM stats_counter
     WHERE open_day < ?1 AND (open_pulls <> 0 OR open_pushes <> 0) LIMIT ${PRUNE_BATCH}`,
@@ -158,7 +162,7 @@ const SQL = {
 export class History {
   readonly keepDays: number
   private readonly database: Database
-  private readonly sql: Statements<keyof typeof SQL>
+  private readonly sql: Statements<keyof typeof HISTORY_SQL>
   private readonly log: Logger
   private readonly trend = new TrendingWindows()
   /** The windows' first read, from a snapshot of the table at start. */
@@ -188,7 +192,7 @@ export class History {
     this.database = database
     this.keepDays = keepDays
     this.log = log
-    this.sql = prepareAll(database.db, SQL)
+    this.sql = prepareAll(database.db, HISTORY_SQL)
     this.openDay = dayOf(Date.now())
     this.dayExport = new DayExport(database)
     this.estimateMoved()

@@ -2,12 +2,15 @@ import type { Database } from '../db.ts'
 import type { Logger } from '../logger.ts'
 import type { TrendingWindows } from './trending.ts'
 
-/** Each pair's pulls of its recent days, for the trending windows at start. */
-const RECENT_PULLS_SQL = `
+/**
+ * Each pair's pulls of its recent days, for the trending windows at start (the open days
+ * through stats_counter_open_idx, whose condition the second part repeats).
+ */
+export const RECENT_PULLS_SQL = `
   SELECT did, repository, day, pulls FROM stats_day WHERE day > ?1 AND pulls > 0
   UNION ALL
   SELECT did, repository, open_day, open_pulls FROM stats_counter
-  WHERE open_day > ?1 AND open_pulls > 0`
+  WHERE open_day > ?1 AND (open_pulls <> 0 OR open_pushes <> 0) AND open_pulls > 0`
 /** Rows of RECENT_PULLS_SQL read between turns of the event loop. */
 const LOAD_BATCH = 10_000
 
