@@ -10,6 +10,11 @@
  * by category (what the request path does: parsing, validation, signing, headers, middleware,
  * the adapter, logging, metrics, counting; the runtime: HTTP and sockets, GC) and the top frames
  * by self time, and keeps the .cpuprofile (open it in Chrome DevTools or speedscope).
+ *
+ * With --heap it samples, instead of the CPU, the allocations that outlive the young generation
+ * (what a scavenge promotes to the old generation, which only a mark-compact frees, a pause of
+ * tens of milliseconds on a large heap): bytes per request, and where they were allocated.
+ * --rate N paces the load (N requests a second), as a real client's would be.
  */
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile } from 'node:fs/promises'
@@ -38,12 +43,16 @@ const { values: args } = parseArgs({
     top: { type: 'string', default: '25' },
     out: { type: 'string' },
     summarise: { type: 'string' },
+    heap: { type: 'boolean', default: false },
+    // Flags for the hold's node, e.g. --node-flags='--trace-gc --max-semi-space-size=32'.
+    'node-flags': { type: 'string' },
+    rate: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 })
 if (args.help) {
   console.log(
-    'npm run bench:profile -- [--scenario bare|url|url+repo|bytes|bytes+repo|getStats|listStats] [--compiled] [--requests N] [--connections N] [--us SAMPLING_US] [--top N] [--out DIR] [--summarise FILE.cpuprofile]',
+    'npm run bench:profile -- [--scenario bare|url|url+repo|bytes|bytes+repo|getStats|listStats] [--compiled] [--requests N] [--connections N] [--us SAMPLING_US] [--top N] [--out DIR] [--summarise FILE.cpuprofile] [--heap [--rate N]] [--node-flags FLAGS]',
   )
   process.exit(0)
 }
@@ -221,6 +230,66 @@ const summarise = (profile: Profile, top: number): string => {
   return lines.join('\n')
 }
 
+type HeapNode = {
+  id: number
+  callFrame: Frame
+  selfSize: number
+  children: HeapNode[]
+}
+type HeapProfile = {
+  head: HeapNode
+  samples: { size: number; nodeId: number }[]
+}
+
+/**
+ * The surviving allocations by category and by place: the frame that allocated, with the
+ * nearest frame of the hold's own code above it (where the allocation is asked for).
+ */
+const summariseHeap = (
+  profile: HeapProfile,
+  requests: number,
+  top: number,
+): string => {
+  const own = /\/(src|scripts)\//
+  const places = new Map<string, { bytes: number; cat: string }>()
+  const cats = new Map<string, number>()
+  let total = 0
+  const walk = (node: HeapNode, stack: Frame[]) => {
+    const here = [...stack, node.callFrame]
+    if (node.selfSize > 0) {
+      const caller = [...here].reverse().find((f) => own.test(f.url))
+      const cat = categoryOf(node.callFrame)
+      const key =
+        short(node.callFrame) +
+        (caller && caller !== node.callFrame ? ` <- ${short(caller)}` : '')
+      const cur = places.get(key) ?? { bytes: 0, cat }
+      cur.bytes += node.selfSize
+      places.set(key, cur)
+      cats.set(cat, (cats.get(cat) ?? 0) + node.selfSize)
+      total += node.selfSize
+    }
+    for (const child of node.children) walk(child, here)
+  }
+  walk(profile.head, [])
+  const pct = (b: number) => ((100 * b) / total).toFixed(1)
+  return [
+    `outlived the young generation: ${(total / 1e6).toFixed(1)} MB sampled, ${(total / requests).toFixed(0)} bytes per request`,
+    '',
+    '| category (allocating frame) | % of bytes |',
+    '|---|---:|',
+    ...[...cats]
+      .sort((a, b) => b[1] - a[1])
+      .map(([c, b]) => `| ${c} | ${pct(b)} |`),
+    '',
+    `| top ${top} places | category | % of bytes |`,
+    '|---|---|---:|',
+    ...[...places]
+      .sort((a, b) => b[1].bytes - a[1].bytes)
+      .slice(0, top)
+      .map(([k, v]) => `| \`${k}\` | ${v.cat} | ${pct(v.bytes)} |`),
+  ].join('\n')
+}
+
 const main = async () => {
   const scenario = args.scenario
   const requests = Number(args.requests)
@@ -229,6 +298,7 @@ const main = async () => {
   const hold = await startHold({
     server: args.compiled ? compileBenchServer() : undefined,
     env: { HOLD_STATS_FLUSH_MS: '1000' },
+    nodeFlags: args['node-flags']?.split(' ').filter(Boolean),
   })
   try {
     const digest = await pushBlob(hold, randomBytes(1024))
@@ -248,26 +318,40 @@ const main = async () => {
       connections,
       amount: Math.ceil(requests / 4),
     })
-    await getJson(`${hold.base}/_bench/profile/start?us=${args.us}`, {
-      method: 'POST',
-    })
+    const kind = args.heap ? 'heap' : 'profile'
+    await getJson(
+      `${hold.base}/_bench/${kind}/start?${args.heap ? 'bytes=4096' : `us=${args.us}`}`,
+      { method: 'POST' },
+    )
     const run = await load({
       base: hold.base,
       paths,
       connections,
       amount: requests,
+      ...(args.rate ? { rate: Number(args.rate) } : {}),
     })
     await mkdir(out, { recursive: true })
-    const file = join(out, `${scenario}.cpuprofile`)
+    const file = join(
+      out,
+      `${scenario}.${args.heap ? 'heapprofile' : 'cpuprofile'}`,
+    )
     await getJson(
-      `${hold.base}/_bench/profile/stop?file=${encodeURIComponent(file)}`,
+      `${hold.base}/_bench/${kind}/stop?file=${encodeURIComponent(file)}`,
       { method: 'POST' },
     )
     console.error(
       `${run.rps.toFixed(0)} req/s, p99 ${run.p99} ms, errors ${run.errors}; profile in ${file}`,
     )
-    const profile = JSON.parse(await readFile(file, 'utf8')) as Profile
-    console.log(summarise(profile, Number(args.top)))
+    const text = await readFile(file, 'utf8')
+    console.log(
+      args.heap
+        ? summariseHeap(
+            JSON.parse(text) as HeapProfile,
+            requests,
+            Number(args.top),
+          )
+        : summarise(JSON.parse(text) as Profile, Number(args.top)),
+    )
   } finally {
     await stopHold(hold)
   }

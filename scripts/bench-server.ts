@@ -171,6 +171,29 @@ hold.app.post('/_bench/profile/stop', async (c) => {
   if (file) writeFileSync(file, JSON.stringify(profile))
   return c.json({ ok: true, file })
 })
+// What survives the young generation (bench-profile --heap): V8's sampling heap profiler, keeping
+// the samples of objects that lived through a scavenge (promoted, then freed by a mark-compact,
+// or still live at the stop) and dropping those a scavenge freed.
+hold.app.post('/_bench/heap/start', async (c) => {
+  if (!inspector) {
+    inspector = new Session()
+    inspector.connect()
+  }
+  await inspector.post('HeapProfiler.enable')
+  await inspector.post('HeapProfiler.startSampling', {
+    samplingInterval: Number(c.req.query('bytes') ?? 4096),
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: false,
+  })
+  return c.json({ ok: true })
+})
+hold.app.post('/_bench/heap/stop', async (c) => {
+  if (!inspector) return c.json({ error: 'not profiling' }, 400)
+  const { profile } = await inspector.post('HeapProfiler.stopSampling')
+  const file = c.req.query('file')
+  if (file) writeFileSync(file, JSON.stringify(profile))
+  return c.json({ ok: true, file })
+})
 await hold.start()
 process.stdout.write(`READY ${hold.port}\n`)
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
