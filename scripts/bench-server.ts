@@ -5,7 +5,11 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
-import { monitorEventLoopDelay } from 'node:perf_hooks'
+import {
+  constants,
+  monitorEventLoopDelay,
+  PerformanceObserver,
+} from 'node:perf_hooks'
 import type { LexMap } from '@atproto/lex-data'
 import type { App } from '../src/api/util.ts'
 import { envToCfg, envToSecrets, readEnv } from '../src/config.ts'
@@ -101,6 +105,28 @@ const procStatus = (): Record<string, string> => {
 // The hold's event-loop delay, for telling its own stalls from the machine's.
 const loopDelay = monitorEventLoopDelay({ resolution: 1 })
 loopDelay.enable()
+// And V8's collector's pauses by kind over the same time (a scavenge frees the young generation,
+// a mark-compact the whole heap), to tell a stall that is the collector from one that is not.
+type Pauses = { count: number; ms: number; max: number }
+const kinds: Record<number, string> = {
+  [constants.NODE_PERFORMANCE_GC_MINOR]: 'scavenge',
+  [constants.NODE_PERFORMANCE_GC_MAJOR]: 'markCompact',
+  [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+  [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weak',
+}
+let pauses: Record<string, Pauses> = {}
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    const { kind: k } = (
+      entry as PerformanceEntry & { detail: { kind: number } }
+    ).detail
+    const kind = kinds[k] ?? 'other'
+    const p = (pauses[kind] ??= { count: 0, ms: 0, max: 0 })
+    p.count++
+    p.ms += entry.duration
+    p.max = Math.max(p.max, entry.duration)
+  }
+}).observe({ entryTypes: ['gc'] })
 hold.app.post('/_bench/loop-delay', (c) => {
   const ms = (ns: number) => +(ns / 1e6).toFixed(2)
   const out = {
@@ -108,8 +134,15 @@ hold.app.post('/_bench/loop-delay', (c) => {
     p99: ms(loopDelay.percentile(99)),
     p999: ms(loopDelay.percentile(99.9)),
     max: ms(loopDelay.max),
+    gc: Object.fromEntries(
+      Object.entries(pauses).map(([kind, p]) => [
+        kind,
+        { count: p.count, ms: +p.ms.toFixed(1), max: +p.max.toFixed(1) },
+      ]),
+    ),
   }
   loopDelay.reset()
+  pauses = {}
   return c.json(out)
 })
 hold.app.get('/_bench/info', (c) =>

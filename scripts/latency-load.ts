@@ -119,6 +119,7 @@ const run = (opts: LatencyLoadOptions): Promise<OpenRun> =>
         max: +sorted[total - 1].toFixed(2),
         ok,
         errors,
+        generatorStall: +stall.toFixed(2),
       })
     }
     const dispatch = (c: Connection) => {
@@ -160,8 +161,15 @@ const run = (opts: LatencyLoadOptions): Promise<OpenRun> =>
       connections.push(c)
       connect(c)
     }
+    // The longest gap between two ticks while requests were still to be sent.
+    let lastTick = t0
+    let stall = 0
     const tick = () => {
       const now = performance.now()
+      if (now > t0) {
+        stall = Math.max(stall, now - Math.max(lastTick, t0))
+        lastTick = now
+      }
       while (sent < total && t0 + sent * interval <= now) waiting.push(sent++)
       for (const c of connections) dispatch(c)
       if (sent < total) setImmediate(tick)

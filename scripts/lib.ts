@@ -243,6 +243,12 @@ export type OpenRun = {
   max: number
   ok: number
   errors: number
+  /**
+   * The load generator's own longest stall, ms (the longest time between two of its looks at
+   * the clock; latency-load.ts only): requests due in it were sent that much late, and their
+   * times include it, so a tail no longer than this may be the generator's and not the hold's.
+   */
+  generatorStall?: number
 }
 
 /**

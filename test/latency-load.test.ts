@@ -52,6 +52,9 @@ describe('the latency load generator', () => {
     expect(run.p50).toBeGreaterThan(0)
     expect(run.p99).toBeGreaterThanOrEqual(run.p50)
     expect(run.max).toBeGreaterThanOrEqual(run.p999)
+    // Its own longest stall, to tell a tail of its own from the server's: within the run.
+    expect(run.generatorStall).toBeGreaterThan(0)
+    expect(run.generatorStall).toBeLessThan(500)
   })
 
   it('finds where a response ends, or that it has not yet', () => {
