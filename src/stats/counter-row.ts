@@ -65,6 +65,24 @@ const VIEW_COLUMNS =
   'c.repository, c.pull_count, c.push_count, c.last_pull, c.last_push'
 
 /**
+ * A ViewRow from a row of VIEW_SELECT read as an array (`setReturnArrays`), in the columns'
+ * order; the baseline's are absent from `VIEW_SELECT.own`. node:sqlite builds a row object as
+ * a dictionary, whose ~80 bytes a row outlive the young generation (a listStats page of ten rows
+ * left ~1 KB a request to a mark-compact); an array of the same row does not.
+ */
+export const viewRowOf = (row: unknown[]): ViewRow => ({
+  repository: row[0] as string,
+  pull_count: row[1] as number,
+  push_count: row[2] as number,
+  last_pull: row[3] as string | null,
+  last_push: row[4] as string | null,
+  base_pull: (row[5] ?? null) as number | null,
+  base_push: (row[6] ?? null) as number | null,
+  base_last_pull: (row[7] ?? null) as string | null,
+  base_last_push: (row[8] ?? null) as string | null,
+})
+
+/**
  * A counter as getStats and listStats read it (the columns of a view), with its baseline; and
  * the same without the join, for when no pair has a baseline.
  */

@@ -2,6 +2,7 @@ import { prepareAll, type Database, type Statements } from '../db.ts'
 import {
   toView,
   VIEW_SELECT,
+  viewRowOf,
   type StatsView,
   type ViewRow,
 } from './counter-row.ts'
@@ -50,6 +51,10 @@ export class StatsQueries {
   constructor(database: Database, parts: StatsParts) {
     this.parts = parts
     this.sql = prepareAll(database.db, SQL)
+    // The views' rows as arrays (viewRowOf), not as node:sqlite's row objects.
+    for (const stmt of [this.sql.get, this.sql.list, this.sql.listOwn]) {
+      stmt.setReturnArrays(true)
+    }
   }
 
   get(did: string, repository: string): StatsView {
@@ -62,7 +67,8 @@ export class StatsQueries {
   }
 
   private row(did: string, repository: string): ViewRow | null {
-    return (this.sql.get.get(did, repository) as ViewRow | undefined) ?? null
+    const row = this.sql.get.get(did, repository) as unknown[] | undefined
+    return row ? viewRowOf(row) : null
   }
 
   /** A DID's pairs by repository, after the cursor `after`. */
@@ -74,11 +80,13 @@ export class StatsQueries {
     // Most holds never import counts: then a page need not join stats_baseline, a third of
     // the query's time (one look-up of an empty table answers whether it must).
     const withBaselines = this.sql.anyBaseline.get() !== undefined
-    const rows = (withBaselines ? this.sql.list : this.sql.listOwn).all(
-      did,
-      after,
-      limit,
-    ) as ViewRow[]
+    const rows = (
+      (withBaselines ? this.sql.list : this.sql.listOwn).all(
+        did,
+        after,
+        limit,
+      ) as unknown as unknown[][]
+    ).map(viewRowOf)
     const byRepo = new Map<string, StatsView>()
     for (const row of rows) {
       byRepo.set(
