@@ -201,6 +201,11 @@ const db = new DatabaseSync(workerData.path, { readOnly: true })
 const rootStmt = db.prepare('SELECT cid FROM repo_root WHERE id = 1')
 const all = db.prepare('SELECT cid, content FROM repo_block')
 const later = db.prepare('SELECT cid, content FROM repo_block WHERE repo_rev > ?')
+// Rows as arrays: node:sqlite's row objects are dictionaries that outlive the young generation,
+// and a million-record export left ~70 MB resident through the worker's old generation (as
+// arrays, ~30 MB).
+all.setReturnArrays(true)
+later.setReturnArrays(true)
 const VALUES = new Int8Array(128).fill(-1)
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567'
 for (let i = 0; i < 32; i++) VALUES[ALPHABET.charCodeAt(i)] = i
@@ -265,8 +270,9 @@ const spool = ({ fd, since, cancel, writeBytes }) => {
     add(header(root.cid))
     const rows = since === undefined ? all.iterate() : later.iterate(since)
     try {
-      for (const { cid, content } of rows) {
-        const bytes = cidBytes(cid)
+      for (const row of rows) {
+        const content = row[1]
+        const bytes = cidBytes(row[0])
         add(varint(bytes.length + content.length))
         add(bytes)
         add(content)
