@@ -64,6 +64,8 @@ export const checkTree = async (
   const readNodes = database.db.prepare(
     'SELECT cid, content FROM repo_block WHERE cid IN (SELECT value FROM json_each(?))',
   )
+  // As arrays: node:sqlite's row objects are dictionaries that outlive the young generation.
+  readNodes.setReturnArrays(true)
   let values: string[] = []
   const visit = (cid: string, block: Uint8Array, next: string[]) => {
     let node: NodeData
@@ -99,7 +101,7 @@ export const checkTree = async (
         const wanted = unread.slice(i, i + NODES_PER_QUERY)
         const found = new Set<string>()
         for (const row of readNodes.iterate(JSON.stringify(wanted))) {
-          const { cid, content } = row as { cid: string; content: Uint8Array }
+          const [cid, content] = row as unknown as [string, Uint8Array]
           found.add(cid)
           cache?.set(cid, content)
           visit(cid, content, next)
