@@ -191,35 +191,37 @@ hold.app.post('/_bench/flush', async (c) =>
 // profiler as `node --cpu-prof`, without the start-up and warm-up in it.
 // The session is opened on first use: a hold that is not profiled runs without one.
 let inspector: Session | undefined
-hold.app.post('/_bench/profile/start', async (c) => {
+const session = (): Session => {
   if (!inspector) {
     inspector = new Session()
     inspector.connect()
   }
-  await inspector.post('Profiler.enable')
-  await inspector.post('Profiler.setSamplingInterval', {
+  return inspector
+}
+/** Writes a profile to the file the benchmark names (query `file`), and says where. */
+const saved = (profile: unknown, file: string | undefined) => {
+  if (file) writeFileSync(file, JSON.stringify(profile))
+  return { ok: true, file }
+}
+hold.app.post('/_bench/profile/start', async (c) => {
+  await session().post('Profiler.enable')
+  await session().post('Profiler.setSamplingInterval', {
     interval: Number(c.req.query('us') ?? 1000),
   })
-  await inspector.post('Profiler.start')
+  await session().post('Profiler.start')
   return c.json({ ok: true })
 })
 hold.app.post('/_bench/profile/stop', async (c) => {
   if (!inspector) return c.json({ error: 'not profiling' }, 400)
   const { profile } = await inspector.post('Profiler.stop')
-  const file = c.req.query('file')
-  if (file) writeFileSync(file, JSON.stringify(profile))
-  return c.json({ ok: true, file })
+  return c.json(saved(profile, c.req.query('file')))
 })
 // What survives the young generation (bench-profile --heap): V8's sampling heap profiler, keeping
 // the samples of objects that lived through a scavenge (promoted, then freed by a mark-compact,
 // or still live at the stop) and dropping those a scavenge freed.
 hold.app.post('/_bench/heap/start', async (c) => {
-  if (!inspector) {
-    inspector = new Session()
-    inspector.connect()
-  }
-  await inspector.post('HeapProfiler.enable')
-  await inspector.post('HeapProfiler.startSampling', {
+  await session().post('HeapProfiler.enable')
+  await session().post('HeapProfiler.startSampling', {
     samplingInterval: Number(c.req.query('bytes') ?? 4096),
     includeObjectsCollectedByMajorGC: true,
     includeObjectsCollectedByMinorGC: false,
@@ -229,9 +231,7 @@ hold.app.post('/_bench/heap/start', async (c) => {
 hold.app.post('/_bench/heap/stop', async (c) => {
   if (!inspector) return c.json({ error: 'not profiling' }, 400)
   const { profile } = await inspector.post('HeapProfiler.stopSampling')
-  const file = c.req.query('file')
-  if (file) writeFileSync(file, JSON.stringify(profile))
-  return c.json({ ok: true, file })
+  return c.json(saved(profile, c.req.query('file')))
 })
 await hold.start()
 process.stdout.write(`READY ${hold.port}\n`)
