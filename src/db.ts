@@ -18,6 +18,16 @@ export const prepareAll = <K extends string>(
   return out
 }
 
+/**
+ * Makes statements return their rows as arrays. node:sqlite builds each row object as a
+ * dictionary whose ~80 bytes a row outlive the young generation, however briefly the row is
+ * used (to a mark-compact under load; BENCHMARKS.md, "node:sqlite's row objects outlive the
+ * young generation"); an array of the same row does not. For the reads that are many or hot.
+ */
+export const returnArrays = (...statements: StatementSync[]): void => {
+  for (const statement of statements) statement.setReturnArrays(true)
+}
+
 /** Writes to the data dir failing (a full disk, a read-only volume): since when and why. */
 export type WriteFailure = { reason: string; since: number; failures: number }
 

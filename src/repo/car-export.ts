@@ -201,9 +201,9 @@ const db = new DatabaseSync(workerData.path, { readOnly: true })
 const rootStmt = db.prepare('SELECT cid FROM repo_root WHERE id = 1')
 const all = db.prepare('SELECT cid, content FROM repo_block')
 const later = db.prepare('SELECT cid, content FROM repo_block WHERE repo_rev > ?')
-// Rows as arrays: node:sqlite's row objects are dictionaries that outlive the young generation,
-// and a million-record export left ~70 MB resident through the worker's old generation (as
-// arrays, ~30 MB).
+// Rows as arrays, as db.ts's returnArrays makes them (this worker cannot import it): as row
+// objects, a million-record export left ~70 MB resident through the worker's old generation
+// (as arrays, ~30 MB).
 all.setReturnArrays(true)
 later.setReturnArrays(true)
 const VALUES = new Int8Array(128).fill(-1)

@@ -1,5 +1,5 @@
 import type { DatabaseSync } from 'node:sqlite'
-import { prepareAll, type Statements } from '../db.ts'
+import { prepareAll, returnArrays, type Statements } from '../db.ts'
 
 /** A record as the index knows it: where it is in the repo and the CID of its block. */
 export type IndexedRecord = { collection: string; rkey: string; cid: string }
@@ -40,11 +40,8 @@ export class RecordIndex {
 
   constructor(db: DatabaseSync) {
     this.sql = prepareAll(db, SQL)
-    // Pages and the whole table as arrays: node:sqlite's row objects are dictionaries that
-    // outlive the young generation (~80 bytes a row; a whole-repo rebuild reads every record).
-    for (const stmt of [this.sql.listAsc, this.sql.listDesc, this.sql.all]) {
-      stmt.setReturnArrays(true)
-    }
+    // Pages, and the whole table (a rebuild reads every record).
+    returnArrays(this.sql.listAsc, this.sql.listDesc, this.sql.all)
   }
 
   /** The CID of the record's block, or undefined when the repo has no such record. */

@@ -5,7 +5,7 @@ import { decodeCid, parseCid, type Cid } from '@atproto/lex-data'
 import { signCommit } from '@atproto/repo'
 import type { StatementSync } from 'node:sqlite'
 import { Worker } from 'node:worker_threads'
-import type { Database } from '../db.ts'
+import { returnArrays, type Database } from '../db.ts'
 import { cborCidBytes, cidString } from './cid.ts'
 import type { RepoHead } from './commit.ts'
 import { applyMstOps, type BlockSource, type MstOp } from './mst.ts'
@@ -64,8 +64,7 @@ export const checkTree = async (
   const readNodes = database.db.prepare(
     'SELECT cid, content FROM repo_block WHERE cid IN (SELECT value FROM json_each(?))',
   )
-  // As arrays: node:sqlite's row objects are dictionaries that outlive the young generation.
-  readNodes.setReturnArrays(true)
+  returnArrays(readNodes)
   let values: string[] = []
   const visit = (cid: string, block: Uint8Array, next: string[]) => {
     let node: NodeData

@@ -65,10 +65,9 @@ const VIEW_COLUMNS =
   'c.repository, c.pull_count, c.push_count, c.last_pull, c.last_push'
 
 /**
- * A ViewRow from a row of VIEW_SELECT read as an array (`setReturnArrays`), in the columns'
- * order; the baseline's are absent from `VIEW_SELECT.own`. node:sqlite builds a row object as
- * a dictionary, whose ~80 bytes a row outlive the young generation (a listStats page of ten rows
- * left ~1 KB a request to a mark-compact); an array of the same row does not.
+ * A ViewRow from a row of VIEW_SELECT read as an array (db.ts, returnArrays: as row objects, a
+ * listStats page of ten rows left ~1 KB a request to a mark-compact), in the columns' order;
+ * the baseline's are absent from `VIEW_SELECT.own`.
  */
 export const viewRowOf = (row: unknown[]): ViewRow => ({
   repository: row[0] as string,

@@ -1,4 +1,9 @@
-import { prepareAll, type Database, type Statements } from '../db.ts'
+import {
+  prepareAll,
+  returnArrays,
+  type Database,
+  type Statements,
+} from '../db.ts'
 import {
   toView,
   VIEW_SELECT,
@@ -51,10 +56,8 @@ export class StatsQueries {
   constructor(database: Database, parts: StatsParts) {
     this.parts = parts
     this.sql = prepareAll(database.db, SQL)
-    // The views' rows as arrays (viewRowOf), not as node:sqlite's row objects.
-    for (const stmt of [this.sql.get, this.sql.list, this.sql.listOwn]) {
-      stmt.setReturnArrays(true)
-    }
+    // Read by viewRowOf.
+    returnArrays(this.sql.get, this.sql.list, this.sql.listOwn)
   }
 
   get(did: string, repository: string): StatsView {
