@@ -4,6 +4,7 @@ import type { Cid } from '@atproto/lex-data'
 import { describe, expect, it } from 'vitest'
 import { ids } from '../src/ids.ts'
 import { NodeCache } from '../src/repo/node-cache.ts'
+import { checkTree } from '../src/repo/repair.ts'
 import { recordsIn, repoCar, verifiedRepo } from './_repo.ts'
 import { startHold, type TestHold } from './_util.ts'
 
@@ -50,6 +51,38 @@ describe('NodeCache', () => {
     expect(cache.evictions).toBe(1)
   })
 
+  it('when full, lets the lowest layer go first, the least recently used of it first', () => {
+    const entry = 100 + NodeCache.OVERHEAD
+    const cache = new NodeCache(3 * entry)
+    cache.set('root', block(100), 2)
+    cache.set('leaf', block(100), 0)
+    cache.set('mid', block(100), 1)
+    cache.set('mid2', block(100), 1)
+    expect(cache.has('leaf')).toBe(false)
+    expect(cache.evictions).toBe(1)
+    // A leaf now finds no room: it is the lowest and the newest, so it is what goes.
+    cache.set('leaf2', block(100), 0)
+    expect(cache.has('leaf2')).toBe(false)
+    expect(cache.evictions).toBe(2)
+    expect(cache.perLayer).toEqual([0, 2, 1])
+    // Within a layer, the least recently used: mid was read again, so mid2 goes.
+    expect(cache.get('mid', 1)).toBeDefined()
+    cache.set('mid3', block(100), 1)
+    expect(['root', 'mid', 'mid3'].every((k) => cache.has(k))).toBe(true)
+    expect(cache.has('mid2')).toBe(false)
+    // A node kept before its layer was known moves to the layer a later read names.
+    cache.set('mid', block(100))
+    expect(cache.layerOf('mid')).toBe(0)
+    expect(cache.get('mid', 3)).toBeDefined()
+    expect(cache.layerOf('mid')).toBe(3)
+    expect(cache.get('root')).toBeDefined()
+    expect(cache.layerOf('root')).toBe(2)
+    expect(cache.perLayer).toEqual([0, 1, 1, 1])
+    expect(cache.usedBytes).toBe(3 * entry)
+    cache.set('unlayered', block(100))
+    expect(cache.has('unlayered')).toBe(false)
+  })
+
   it('keeps its own copy of a block that is a view into a larger buffer', () => {
     const big = new Uint8Array(1 << 20)
     big[5000] = 7
@@ -61,6 +94,37 @@ describe('NodeCache', () => {
     expect(kept.buffer.byteLength).toBeLessThan(big.byteLength)
   })
 })
+
+/** Every MST node of the repo in a CAR with its layer, by the library's walk. */
+const treeLayers = async (car: Uint8Array): Promise<Map<string, number>> => {
+  const { root, blocks } = await readCarWithRoot(car)
+  const commit = decode(blocks.get(root)!) as unknown as { data: Cid }
+  const storage = new MemoryBlockstore(blocks)
+  const layers = new Map<string, number>()
+  for await (const entry of MST.load(storage, commit.data).walk()) {
+    if (entry.isTree()) {
+      layers.set((await entry.getPointer()).toString(), await entry.getLayer())
+    }
+  }
+  return layers
+}
+
+/**
+ * A cache too small for the tree keeps whole layers from the top down: every node above the
+ * lowest layer it holds, each under its own layer. Returns that lowest layer.
+ */
+const expectUpperLayers = (
+  cache: NodeCache,
+  tree: Map<string, number>,
+): number => {
+  const lowest = cache.perLayer.findIndex((n) => n > 0)
+  expect(lowest).toBeGreaterThanOrEqual(0)
+  for (const [cid, layer] of tree) {
+    if (layer > lowest) expect(cache.layerOf(cid)).toBe(layer)
+    else if (cache.has(cid)) expect(cache.layerOf(cid)).toBe(layer)
+  }
+  return lowest
+}
 
 /** The CIDs of every MST node of the repo in a CAR, by the library's walk. */
 const treeNodes = async (car: Uint8Array): Promise<Set<string>> => {
@@ -161,6 +225,39 @@ describe('the writer with its node cache', () => {
       expect(writer.nodes.evictions - evictions).toBeLessThanOrEqual(1)
       expect(writer.nodes.usedBytes).toBeGreaterThan(0.9 * 2 ** 20)
       expect(writer.nodes.usedBytes).toBeLessThanOrEqual(2 ** 20)
+    }))
+
+  it('keeps the upper layers of a tree larger than the cache, after a walk, a check at start and commits', () =>
+    withHold({ HOLD_REPO_CACHE_MB: '1' }, async (h) => {
+      const { writer, db } = h.hold.ctx
+      for (let i = 0; i < 40; i++) {
+        await writer.putRecords(statsPuts(i * 200, 200, 1))
+      }
+      await writer.warm()
+      const before = await treeLayers(await exportRepo(h))
+      writer.nodes.clear()
+      await writer.warm()
+      expect(writer.nodes.size).toBeLessThan(before.size)
+      expectUpperLayers(writer.nodes, before)
+      // Commits of keys spread over the tree: their new nodes enter under their layers, and
+      // the nodes they replaced leave.
+      await writer.putRecords(statsPuts(0, 200, 2))
+      await writer.putRecords(statsPuts(3000, 200, 2))
+      const after = await treeLayers(await exportRepo(h))
+      expectUpperLayers(writer.nodes, after)
+      for (const cid of before.keys()) {
+        if (!after.has(cid)) expect(writer.nodes.has(cid)).toBe(false)
+      }
+      // The check a start after a crash makes reads the tree a layer at a time.
+      const checked = new NodeCache(2 ** 20)
+      const { cid } = h.hold.ctx.storage.getRootSync()!
+      const commit = decode(
+        h.hold.ctx.storage.getBlockSync(cid.toString())!,
+      ) as unknown as { data: Cid }
+      const check = await checkTree(db, commit.data.bytes, checked)
+      expect(check.missingCount).toBe(0)
+      expect(check.nodes).toBe(after.size)
+      expectUpperLayers(checked, after)
     }))
 
   it('commits the same repo with the cache off (HOLD_REPO_CACHE_MB=0)', () =>

@@ -67,6 +67,8 @@ export const formatCommit = async (
   nodes: Map<string, Uint8Array>
   /** Unchanged MST nodes an event needs to invert the writes; not stored again. */
   proof: Map<string, Uint8Array>
+  /** The MST layer of each node in `nodes` and `proof`. */
+  layers: Map<string, number>
 }> => {
   const leaves = new Map<string, Uint8Array>()
   const ops: MstOp[] = writes.map((write) => {
@@ -107,5 +109,6 @@ export const formatCommit = async (
     head: { did: head.did, cid: commitCid, rev, data },
     nodes: mst.newBlocks,
     proof: mst.proof,
+    layers: mst.layers,
   }
 }

@@ -25,8 +25,13 @@ import { decodeFlat, encodeFlat, type FlatNode, type Link } from './mst-node.ts'
  * CIDs stay bytes and strings (cid.ts).
  */
 
-/** Blocks by CID string. */
-export type BlockSource = { getBlockSync(cid: string): Uint8Array | null }
+/**
+ * Blocks by CID string. A node's MST layer is passed where the walk knows it, for a source that
+ * keeps nodes by layer (the writer's NodeCache).
+ */
+export type BlockSource = {
+  getBlockSync(cid: string, layer?: number): Uint8Array | null
+}
 
 export type MstOp =
   | { action: 'create' | 'update'; key: string; cid: Cid }
@@ -37,6 +42,8 @@ export type MstResult = {
   root: { bytes: Uint8Array; cid: string }
   /** MST nodes the new tree has and the old one did not, by CID string. */
   newBlocks: Map<string, Uint8Array>
+  /** The layer of each node in `newBlocks` and `proof`. */
+  layers: Map<string, number>
   /** MST nodes of the old tree the new one no longer has, and the values replaced or deleted. */
   removed: Set<string>
   /**
@@ -85,6 +92,20 @@ export const layerOfKey = (key: string): number => {
   return zeros
 }
 
+/**
+ * The layer of a stored node: of its first key, else one above its subtree's, else 0 (an empty
+ * tree). `read` gives a node decoded.
+ */
+export const layerOfNode = (
+  cid: string,
+  read: (cid: string) => FlatNode,
+): number => {
+  const node = read(cid)
+  if (node.keys.length > 0) return layerOfKey(node.keys[0])
+  const below = node.trees[0]
+  return below === null ? 0 : layerOfNode(cidString(below), read) + 1
+}
+
 /** `collection/rkey`, in the characters the repository spec allows (ASCII only). */
 const MST_KEY = /^[a-zA-Z0-9_~\-:.]+\/[a-zA-Z0-9_~\-:.]+$/
 
@@ -124,6 +145,8 @@ class MstBatch {
   private readonly source: BlockSource
   private readonly removed = new Set<string>()
   private readonly added = new Map<string, Uint8Array>()
+  /** The layer of each node added or put in the proof. */
+  private readonly nodeLayers = new Map<string, number>()
   private readonly layers = new Map<string, number>()
   /** Stored nodes decoded for the proofs, so a node shared by several keys is decoded once. */
   private readonly decoded = new Map<string, FlatNode>()
@@ -179,7 +202,7 @@ class MstBatch {
     }
     const rootOut =
       this.serialize(newRoot) ??
-      this.write({ keys: [], values: [], trees: [null] }).link
+      this.write({ keys: [], values: [], trees: [null] }, 0).link
     // A node rewritten to its old content is neither new nor removed.
     for (const cid of this.removed) {
       if (this.added.delete(cid)) this.removed.delete(cid)
@@ -187,11 +210,12 @@ class MstBatch {
     const proof = new Map<string, Uint8Array>()
     // An emptied tree is its new (empty) root node alone, which newBlocks has.
     if (proofs && newRoot !== null) {
-      for (const op of ops) this.cover(newRoot, op.key, proof)
+      for (const op of ops) this.cover(newRoot, layer, op.key, proof)
     }
     return {
       root: { bytes: rootOut, cid: cidString(rootOut) },
       newBlocks: this.added,
+      layers: this.nodeLayers,
       removed: this.removed,
       proof,
     }
@@ -203,25 +227,35 @@ class MstBatch {
    * subtree before it and the first-child spine of the subtree after it (what undoing the key's
    * creation merges). A key no longer in the tree needs its path only.
    */
-  private cover(root: Ref, key: string, proof: Map<string, Uint8Array>) {
+  private cover(
+    root: Ref,
+    rootLayer: number,
+    key: string,
+    proof: Map<string, Uint8Array>,
+  ) {
     let ref = root
-    while (ref !== null) {
-      const node = this.proofNode(ref, proof)
+    for (let layer = rootLayer; ref !== null; layer--) {
+      const node = this.proofNode(ref, layer, proof)
       if (node === null) return
       const i = lowerBound(node.keys, key)
       if (i < node.keys.length && node.keys[i] === key) {
-        this.coverSpine(node.children[i], -1, proof)
-        this.coverSpine(node.children[i + 1], 0, proof)
+        this.coverSpine(node.children[i], layer - 1, -1, proof)
+        this.coverSpine(node.children[i + 1], layer - 1, 0, proof)
         return
       }
       ref = node.children[i]
     }
   }
 
-  /** The spine of first (0) or last (-1) children down from `ref`. */
-  private coverSpine(ref: Ref, side: 0 | -1, proof: Map<string, Uint8Array>) {
-    while (ref !== null) {
-      const node = this.proofNode(ref, proof)
+  /** The spine of first (0) or last (-1) children down from `ref` (at layer `top`). */
+  private coverSpine(
+    ref: Ref,
+    top: number,
+    side: 0 | -1,
+    proof: Map<string, Uint8Array>,
+  ) {
+    for (let layer = top; ref !== null; layer--) {
+      const node = this.proofNode(ref, layer, proof)
       if (node === null) return
       ref = node.children.at(side) ?? null
     }
@@ -234,19 +268,21 @@ class MstBatch {
    */
   private proofNode(
     ref: Link | Draft,
+    layer: number,
     proof: Map<string, Uint8Array>,
   ): { keys: string[]; children: Ref[] } | null {
     const cid = isDraft(ref) ? ref.cid : cidString(ref)
     if (cid === undefined || cid === null) return null
     if (!this.added.has(cid) && !proof.has(cid)) {
-      const bytes = this.source.getBlockSync(cid)
+      const bytes = this.source.getBlockSync(cid, layer)
       if (!bytes) throw new MissingMstBlockError(`MST node ${cid} is missing`)
       proof.set(cid, bytes)
+      this.nodeLayers.set(cid, layer)
     }
     if (isDraft(ref)) return ref
     let node = this.decoded.get(cid)
     if (!node) {
-      node = this.read(cid, this.added.get(cid) ?? proof.get(cid))
+      node = this.read(cid, layer, this.added.get(cid) ?? proof.get(cid))
       this.decoded.set(cid, node)
     }
     return { keys: node.keys, children: node.trees }
@@ -368,11 +404,15 @@ class MstBatch {
 
   /** A stored node, read without changing it. */
   private peek(cid: string, layer: number): Draft {
-    const { keys, values, trees } = this.read(cid)
+    const { keys, values, trees } = this.read(cid, layer)
     return { layer, keys, values, children: trees }
   }
 
-  private read(cid: string, bytes = this.source.getBlockSync(cid)): FlatNode {
+  private read(
+    cid: string,
+    layer?: number,
+    bytes = this.source.getBlockSync(cid, layer),
+  ): FlatNode {
     if (!bytes) throw new MissingMstBlockError(`MST node ${cid} is missing`)
     try {
       return decodeFlat(bytes)
@@ -381,11 +421,8 @@ class MstBatch {
     }
   }
 
-  /** The layer of a stored node: of its first key, else one above its child's, else 0. */
   private layerOf(cid: Link): number {
-    const node = this.read(cidString(cid))
-    if (node.keys.length > 0) return layerOfKey(node.keys[0])
-    return node.trees[0] === null ? 0 : this.layerOf(node.trees[0]) + 1
+    return layerOfNode(cidString(cid), (c) => this.read(c))
   }
 
   /** Writes a changed subtree bottom-up; null for a subtree with no keys left. */
@@ -396,20 +433,20 @@ class MstBatch {
       ref.cid = null
       return null
     }
-    const { link, cid } = this.write({
-      keys: ref.keys,
-      values: ref.values,
-      trees,
-    })
+    const { link, cid } = this.write(
+      { keys: ref.keys, values: ref.values, trees },
+      ref.layer,
+    )
     ref.cid = cid
     return link
   }
 
-  private write(node: FlatNode): { link: Link; cid: string } {
+  private write(node: FlatNode, layer: number): { link: Link; cid: string } {
     const bytes = encodeFlat(node)
     const link = cborCidBytes(bytes)
     const cid = cidString(link)
     this.added.set(cid, bytes)
+    this.nodeLayers.set(cid, layer)
     return { link, cid }
   }
 }

@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads'
 import { returnArrays, type Database } from '../db.ts'
 import { cborCidBytes, cidString } from './cid.ts'
 import type { RepoHead } from './commit.ts'
-import { applyMstOps, type BlockSource, type MstOp } from './mst.ts'
+import { applyMstOps, layerOfKey, type BlockSource, type MstOp } from './mst.ts'
 import { decodeNode, encodeFlat, type NodeData } from './mst-node.ts'
 import type { NodeCache } from './node-cache.ts'
 import type { RecordIndex } from './record-index.ts'
@@ -66,6 +66,9 @@ export const checkTree = async (
   )
   returnArrays(readNodes)
   let values: string[] = []
+  // The layer of the level being read: the root's is its first key's (a level down, one less),
+  // so a cache too small for the tree keeps its upper layers (NodeCache).
+  let layer = 0
   const visit = (cid: string, block: Uint8Array, next: string[]) => {
     let node: NodeData
     try {
@@ -73,6 +76,9 @@ export const checkTree = async (
     } catch {
       miss('unreadable MST node', cid)
       return
+    }
+    if (check.nodes === 0 && node.e.length > 0) {
+      layer = layerOfKey(Buffer.from(node.e[0].k).toString('latin1'))
     }
     check.nodes++
     if (node.l) next.push(cidString(node.l))
@@ -92,7 +98,7 @@ export const checkTree = async (
       const next: string[] = []
       const unread: string[] = []
       for (const cid of level) {
-        const cached = cache?.get(cid)
+        const cached = cache?.get(cid, layer)
         if (cached) visit(cid, cached, next)
         else unread.push(cid)
       }
@@ -102,12 +108,13 @@ export const checkTree = async (
         for (const row of readNodes.iterate(JSON.stringify(wanted))) {
           const [cid, content] = row as unknown as [string, Uint8Array]
           found.add(cid)
-          cache?.set(cid, content)
           visit(cid, content, next)
+          cache?.set(cid, content, layer)
         }
         for (const cid of wanted) if (!found.has(cid)) miss('MST node', cid)
       }
       level = next
+      layer = Math.max(0, layer - 1)
     }
     check.records += values.length
     records.postMessage(values)

@@ -12,8 +12,8 @@ import type { Lexicons } from '../lexicons.ts'
 import type { Logger } from '../logger.ts'
 import { cborCidBytes, cidBytes, cidString } from './cid.ts'
 import { encodeDagCbor } from './dag-cbor.ts'
-import type { BlockSource } from './mst.ts'
-import { decodeNode } from './mst-node.ts'
+import { layerOfNode, MissingMstBlockError, type BlockSource } from './mst.ts'
+import { decodeFlat, decodeNode } from './mst-node.ts'
 import { NodeCache } from './node-cache.ts'
 import {
   checkTree,
@@ -42,11 +42,13 @@ import type { RecordIndex } from './record-index.ts'
 import { Sequencer } from './sequencer.ts'
 import type { SqlRepoStorage } from './storage.ts'
 
-/** MST nodes kept in memory by default: the whole tree of a large repo (BENCHMARKS.md). */
-
 /** Why a record may not be stored under its key, or undefined (`RepoWriter.keyRule`). */
 export type KeyRule = (rkey: string, record: LexMap) => string | undefined
 
+/**
+ * MST nodes kept in memory by default: the whole tree of a few hundred thousand records, the
+ * upper layers of a larger one (BENCHMARKS.md).
+ */
 export const DEFAULT_NODE_CACHE_BYTES = 32 * 1024 * 1024
 
 /** Firehose limit: a commit may carry at most this many operations. */
@@ -58,6 +60,8 @@ type PreparedCommit = {
   commit: Commit
   head: RepoHead
   nodes: Map<string, Uint8Array>
+  /** The MST layer of each of `nodes`. */
+  layers: Map<string, number>
   event: RepoEvent
 }
 
@@ -112,11 +116,11 @@ export class RepoWriter {
   ) {
     this.nodes = new NodeCache(nodeCacheBytes)
     this.nodeSource = {
-      getBlockSync: (cid) => {
-        const cached = this.nodes.get(cid)
+      getBlockSync: (cid, layer) => {
+        const cached = this.nodes.get(cid, layer)
         if (cached) return cached
         const block = storage.getBlockSync(cid)
-        if (block) this.nodes.set(cid, block)
+        if (block) this.nodes.set(cid, block, layer)
         return block
       },
     }
@@ -482,33 +486,58 @@ export class RepoWriter {
     const slice = opts.sliceNodes ?? 250
     const evictionsBefore = this.nodes.evictions
     let visited = 0
+    let sinceTurn = 0
     // A commit during a pass can replace a node the pass has not reached; its unchanged
     // subtrees are still the tree's, reached only through the new node. So a pass that met a
     // replaced node is followed by another from the new head (cached nodes cost a decode).
     for (let pass = 0; pass < 3; pass++) {
       let replaced = false
       visited = 0
-      const queue: Uint8Array[] = [this.head.data.bytes]
-      while (queue.length > 0) {
-        if (opts.stopped?.()) return visited
-        for (let i = 0; i < slice && queue.length > 0; i++) {
-          const block = this.nodeSource.getBlockSync(cidString(queue.pop()!))
+      // A layer at a time from the root down: a tree larger than the cache leaves its upper
+      // layers in it, which every flush passes through.
+      const root = cidString(this.head.data.bytes)
+      let layer = this.layerOfRoot(root)
+      let level = [root]
+      while (level.length > 0) {
+        const next: string[] = []
+        for (const cid of level) {
+          if (++sinceTurn >= slice) {
+            sinceTurn = 0
+            await new Promise((resolve) => setImmediate(resolve))
+          }
+          if (opts.stopped?.()) return visited
+          const block = this.nodeSource.getBlockSync(cid, layer)
           if (!block) {
             replaced = true
             continue
           }
-          // Full: reading on would only push out what was read first.
+          // Full: reading on would only push out nodes of this layer read before.
           if (this.nodes.evictions !== evictionsBefore) return visited
           visited++
           const node = decodeNode(block)
-          if (node.l) queue.push(node.l)
-          for (const entry of node.e) if (entry.t) queue.push(entry.t)
+          if (node.l) next.push(cidString(node.l))
+          for (const entry of node.e) if (entry.t) next.push(cidString(entry.t))
         }
-        await new Promise((resolve) => setImmediate(resolve))
+        level = next
+        layer = Math.max(0, layer - 1)
       }
       if (!replaced) break
     }
     return visited
+  }
+
+  /** The layer of the tree's root; 0 when a node on the way down is gone (the walk meets it). */
+  private layerOfRoot(root: string): number {
+    try {
+      return layerOfNode(root, (cid) => {
+        const block = this.nodeSource.getBlockSync(cid)
+        if (!block) throw new MissingMstBlockError(`MST node ${cid} is missing`)
+        return decodeFlat(block)
+      })
+    } catch (err) {
+      if (err instanceof MissingMstBlockError) return 0
+      throw err
+    }
   }
 
   /**
@@ -556,10 +585,12 @@ export class RepoWriter {
       )
       inTxn?.()
     })
-    for (const { ops, commit, head, nodes } of prepared) {
+    for (const { ops, commit, head, nodes, layers } of prepared) {
       this.head = head
       for (const cid of commit.removed) this.nodes.delete(cid)
-      for (const [cid, block] of nodes) this.nodes.set(cid, block)
+      for (const [cid, block] of nodes) {
+        this.nodes.set(cid, block, layers.get(cid))
+      }
       this.log.debug({ rev: commit.rev, ops: ops.length }, 'committed')
       for (const listener of this.listeners) {
         try {
@@ -601,7 +632,8 @@ export class RepoWriter {
       for (const [cid, block] of p.nodes) pending.set(cid, block)
     }
     const overlay: BlockSource = {
-      getBlockSync: (cid) => pending.get(cid) ?? source.getBlockSync(cid),
+      getBlockSync: (cid, layer) =>
+        pending.get(cid) ?? source.getBlockSync(cid, layer),
     }
     const rest = await this.prepare(
       ops.slice(half),
