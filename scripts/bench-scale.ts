@@ -293,10 +293,11 @@ const main = async () => {
         heapMb: number
         externalMb: number
         nodeCacheMb: number
+        nodeCacheLayers: number[]
         status: Record<string, string>
       }>(`${h.base}/_bench/info`)
       console.error(
-        `${phase}: rss ${m.rssMb.toFixed(0)} MB, heap ${m.heapMb.toFixed(0)} MB, external ${m.externalMb.toFixed(0)} MB, node cache ${m.nodeCacheMb.toFixed(1)} MB, ${Object.entries(
+        `${phase}: rss ${m.rssMb.toFixed(0)} MB, heap ${m.heapMb.toFixed(0)} MB, external ${m.externalMb.toFixed(0)} MB, node cache ${m.nodeCacheMb.toFixed(1)} MB (nodes by layer, from 0: ${m.nodeCacheLayers.join(' ')}), ${Object.entries(
           m.status,
         )
           .map(([k, v]) => `${k} ${v}`)

@@ -167,6 +167,8 @@ hold.app.get('/_bench/info', (c) =>
     // Where the resident memory is: anonymous (heaps, SQLite caches), file-backed, shared.
     status: procStatus(),
     nodeCacheMb: hold.ctx.writer.nodes.usedBytes / 1024 / 1024,
+    // Nodes kept, by MST layer (index = layer).
+    nodeCacheLayers: hold.ctx.writer.nodes.perLayer,
   }),
 )
 // Waits until the write-ahead log is copied into the database in full (at most 30 s), as it is
