@@ -51,36 +51,50 @@ describe('NodeCache', () => {
     expect(cache.evictions).toBe(1)
   })
 
-  it('when full, lets the lowest layer go first, the least recently used of it first', () => {
+  it('when full, keeps the top layers that fit in half of it, and lets the least recently used of the rest go', () => {
     const entry = 100 + NodeCache.OVERHEAD
-    const cache = new NodeCache(3 * entry)
+    const cache = new NodeCache(4 * entry)
     cache.set('root', block(100), 2)
-    cache.set('leaf', block(100), 0)
     cache.set('mid', block(100), 1)
-    cache.set('mid2', block(100), 1)
-    expect(cache.has('leaf')).toBe(false)
+    cache.set('leafA', block(100), 0)
+    cache.set('leafB', block(100), 0)
+    // Layers 1 and 2 fit in half: a leaf makes room among the leaves, the oldest first.
+    expect(cache.get('leafA', 0)).toBeDefined()
+    cache.set('leafC', block(100), 0)
+    expect(cache.has('leafB')).toBe(false)
     expect(cache.evictions).toBe(1)
-    // A leaf now finds no room: it is the lowest and the newest, so it is what goes.
-    cache.set('leaf2', block(100), 0)
-    expect(cache.has('leaf2')).toBe(false)
-    expect(cache.evictions).toBe(2)
-    expect(cache.perLayer).toEqual([0, 2, 1])
-    // Within a layer, the least recently used: mid was read again, so mid2 goes.
-    expect(cache.get('mid', 1)).toBeDefined()
-    cache.set('mid3', block(100), 1)
-    expect(['root', 'mid', 'mid3'].every((k) => cache.has(k))).toBe(true)
-    expect(cache.has('mid2')).toBe(false)
+    // Three nodes of layers 1-2 no longer fit in half: layer 1 is with the leaves, and its
+    // node read least recently goes before leaves read since.
+    cache.set('mid2', block(100), 1)
+    expect(cache.has('mid')).toBe(false)
+    expect(['root', 'leafA', 'leafC', 'mid2'].every((k) => cache.has(k))).toBe(
+      true,
+    )
+    expect(cache.perLayer).toEqual([2, 1, 1])
+    // With the top alone held apart, a new leaf is not the one that goes.
+    cache.set('leafD', block(100), 0)
+    expect(cache.has('leafA')).toBe(false)
+    expect(cache.has('leafD')).toBe(true)
+    expect(cache.usedBytes).toBe(4 * entry)
     // A node kept before its layer was known moves to the layer a later read names.
-    cache.set('mid', block(100))
-    expect(cache.layerOf('mid')).toBe(0)
-    expect(cache.get('mid', 3)).toBeDefined()
-    expect(cache.layerOf('mid')).toBe(3)
+    cache.set('unlayered', block(100))
+    expect(cache.layerOf('unlayered')).toBe(0)
+    expect(cache.get('unlayered', 3)).toBeDefined()
+    expect(cache.layerOf('unlayered')).toBe(3)
     expect(cache.get('root')).toBeDefined()
     expect(cache.layerOf('root')).toBe(2)
-    expect(cache.perLayer).toEqual([0, 1, 1, 1])
-    expect(cache.usedBytes).toBe(3 * entry)
-    cache.set('unlayered', block(100))
-    expect(cache.has('unlayered')).toBe(false)
+    expect(cache.size).toBe(4)
+  })
+
+  it('holds apart only what fits in half: past it, a layer-2 node read long ago goes before a new leaf', () => {
+    const entry = 100 + NodeCache.OVERHEAD
+    const cache = new NodeCache(2 * entry)
+    cache.set('root', block(100), 3)
+    cache.set('mid', block(100), 2)
+    cache.set('leaf', block(100), 0)
+    expect(cache.has('leaf')).toBe(true)
+    expect(cache.has('mid')).toBe(false)
+    expect(cache.has('root')).toBe(true)
   })
 
   it('keeps its own copy of a block that is a view into a larger buffer', () => {
@@ -95,35 +109,53 @@ describe('NodeCache', () => {
   })
 })
 
-/** Every MST node of the repo in a CAR with its layer, by the library's walk. */
-const treeLayers = async (car: Uint8Array): Promise<Map<string, number>> => {
+/** Every MST node of the repo in a CAR with its layer and size, by the library's walk. */
+const treeLayers = async (
+  car: Uint8Array,
+): Promise<Map<string, { layer: number; bytes: number }>> => {
   const { root, blocks } = await readCarWithRoot(car)
   const commit = decode(blocks.get(root)!) as unknown as { data: Cid }
   const storage = new MemoryBlockstore(blocks)
-  const layers = new Map<string, number>()
+  const nodes = new Map<string, { layer: number; bytes: number }>()
   for await (const entry of MST.load(storage, commit.data).walk()) {
     if (entry.isTree()) {
-      layers.set((await entry.getPointer()).toString(), await entry.getLayer())
+      const cid = await entry.getPointer()
+      nodes.set(cid.toString(), {
+        layer: await entry.getLayer(),
+        bytes: blocks.get(cid)!.byteLength,
+      })
     }
   }
-  return layers
+  return nodes
 }
 
 /**
- * A cache too small for the tree keeps whole layers from the top down: every node above the
- * lowest layer it holds, each under its own layer. Returns that lowest layer.
+ * A cache too small for the tree holds its top layers apart, as many whole layers as weigh
+ * at most half of it: every node of those is held, under its own layer. Returns how many
+ * layers are held apart.
  */
-const expectUpperLayers = (
+const expectTopLayersHeld = (
   cache: NodeCache,
-  tree: Map<string, number>,
+  tree: Map<string, { layer: number; bytes: number }>,
 ): number => {
-  const lowest = cache.perLayer.findIndex((n) => n > 0)
-  expect(lowest).toBeGreaterThanOrEqual(0)
-  for (const [cid, layer] of tree) {
-    if (layer > lowest) expect(cache.layerOf(cid)).toBe(layer)
+  const weight: number[] = []
+  for (const { layer, bytes } of tree.values()) {
+    weight[layer] = (weight[layer] ?? 0) + bytes + NodeCache.OVERHEAD
+  }
+  let top = weight.length
+  let held = 0
+  while (top > 0 && held + (weight[top - 1] ?? 0) <= cache.maxBytes / 2) {
+    top--
+    held += weight[top] ?? 0
+  }
+  // Some layers fit in half the cache, and not all of them.
+  expect(top).toBeGreaterThan(0)
+  expect(top).toBeLessThan(weight.length)
+  for (const [cid, { layer }] of tree) {
+    if (layer >= top) expect(cache.layerOf(cid)).toBe(layer)
     else if (cache.has(cid)) expect(cache.layerOf(cid)).toBe(layer)
   }
-  return lowest
+  return weight.length - top
 }
 
 /** The CIDs of every MST node of the repo in a CAR, by the library's walk. */
@@ -227,7 +259,7 @@ describe('the writer with its node cache', () => {
       expect(writer.nodes.usedBytes).toBeLessThanOrEqual(2 ** 20)
     }))
 
-  it('keeps the upper layers of a tree larger than the cache, after a walk, a check at start and commits', () =>
+  it('holds the top layers of a tree larger than the cache, after a walk, a check at start and commits', () =>
     withHold({ HOLD_REPO_CACHE_MB: '1' }, async (h) => {
       const { writer, db } = h.hold.ctx
       for (let i = 0; i < 40; i++) {
@@ -238,13 +270,13 @@ describe('the writer with its node cache', () => {
       writer.nodes.clear()
       await writer.warm()
       expect(writer.nodes.size).toBeLessThan(before.size)
-      expectUpperLayers(writer.nodes, before)
+      expectTopLayersHeld(writer.nodes, before)
       // Commits of keys spread over the tree: their new nodes enter under their layers, and
       // the nodes they replaced leave.
       await writer.putRecords(statsPuts(0, 200, 2))
       await writer.putRecords(statsPuts(3000, 200, 2))
       const after = await treeLayers(await exportRepo(h))
-      expectUpperLayers(writer.nodes, after)
+      expectTopLayersHeld(writer.nodes, after)
       for (const cid of before.keys()) {
         if (!after.has(cid)) expect(writer.nodes.has(cid)).toBe(false)
       }
@@ -257,7 +289,7 @@ describe('the writer with its node cache', () => {
       const check = await checkTree(db, commit.data.bytes, checked)
       expect(check.missingCount).toBe(0)
       expect(check.nodes).toBe(after.size)
-      expectUpperLayers(checked, after)
+      expectTopLayersHeld(checked, after)
     }))
 
   it('commits the same repo with the cache off (HOLD_REPO_CACHE_MB=0)', () =>

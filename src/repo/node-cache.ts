@@ -1,22 +1,26 @@
 /**
- * The repo's MST nodes as bytes, by CID string, bounded in bytes. When full, the nodes of the
- * lowest layer go first, the least recently used of it first.
+ * The repo's MST nodes as bytes, by CID string, bounded in bytes. When full, the tree's top
+ * layers stay, as many whole layers as fit in half the cache; below them, the least recently
+ * used node goes first.
  *
  * Every commit reads the nodes on the paths it changes, and a stats flush changes paths spread
  * over the whole tree: random block reads that mostly miss SQLite's page cache, a node being far
  * smaller than a page. Held here as bytes, the tree of a repo of a few hundred thousand records
  * fits, so after the first walk a flush reads no node from SQLite (BENCHMARKS.md, "Where the
- * memory is"). A larger tree does not: then what is worth keeping is its upper layers. A flush
- * of 200 random keys passes through nearly every node of the top layers and only 200 of the
- * bottom one's (a quarter of the nodes a layer down, fanout 4), and every node it passes is
- * replaced by a new one; least recently used alone keeps whatever the last flushes wrote, leaves
- * included, and lets the nodes one or two layers up go before a flush comes back to them
- * (BENCHMARKS.md, "The node cache keeps the upper layers"). Blocks are content-addressed, so an
- * entry can never be stale, only unused.
+ * memory is"). A larger tree does not. A flush passes through nearly every node of the top
+ * layers and, for keys at random, only 200 of the bottom one's (each layer down has four times
+ * the nodes), and every node it passes is replaced by a new one: recency alone lets the nodes
+ * one or two layers up go before a flush comes back to them. But the pairs pulled in a minute
+ * are mostly the ones pulled the minute before, whose leaves recency keeps. So the top layers
+ * are held apart, and the rest of the cache is least recently used (BENCHMARKS.md, "The node
+ * cache keeps the upper layers"). Blocks are content-addressed, so an entry can never be stale,
+ * only unused.
  *
  * A node's layer is the MST's (0 for the leaves): the caller knows it from the walk it reads the
  * node in; a block set without one counts as a leaf.
  */
+type Entry = { block: Uint8Array; touched: number }
+
 export class NodeCache {
   /** Per-entry cost beyond the block itself (key string, Map slot, Buffer view), in bytes. */
   static readonly OVERHEAD = 300
@@ -25,8 +29,11 @@ export class NodeCache {
   evictions = 0
   private used = 0
   private count = 0
+  private clock = 0
   /** One Map per layer, index = layer, each in least recently used order. */
-  private readonly layers: Map<string, Uint8Array>[] = []
+  private readonly layers: Map<string, Entry>[] = []
+  /** Bytes held per layer (as `usedBytes` counts them). */
+  private readonly layerBytes: number[] = []
 
   constructor(maxBytes: number) {
     this.maxBytes = maxBytes
@@ -41,23 +48,24 @@ export class NodeCache {
   }
 
   /**
-   * The block, marked as the most recently used of its layer. With `layer`, the node is kept
-   * under it from now on: one read before its layer was known (a root read to learn its layer,
-   * say) was kept as a leaf.
+   * The block, marked as the most recently used. With `layer`, the node is kept under it from
+   * now on: one read before its layer was known (a root read to learn its layer, say) was kept
+   * as a leaf.
    */
   get(cid: string, layer?: number): Uint8Array | undefined {
     const at = this.find(cid)
     if (at < 0) return undefined
-    const entries = this.layers[at]
-    const block = entries.get(cid)!
-    entries.delete(cid)
-    if (layer === undefined || layer === at) {
-      entries.set(cid, block)
-    } else {
-      while (this.layers.length <= layer) this.layers.push(new Map())
-      this.layers[layer].set(cid, block)
+    const entry = this.layers[at].get(cid)!
+    this.layers[at].delete(cid)
+    entry.touched = ++this.clock
+    const to = layer ?? at
+    if (to !== at) {
+      const weight = entry.block.byteLength + NodeCache.OVERHEAD
+      this.layerBytes[at] -= weight
+      this.layerBytes[this.grow(to)] += weight
     }
-    return block
+    this.layers[to].set(cid, entry)
+    return entry.block
   }
 
   has(cid: string): boolean {
@@ -70,24 +78,31 @@ export class NodeCache {
     return at < 0 ? undefined : at
   }
 
-  /** Keeps a node, unless the cache is full of nodes of higher layers (or it alone is too big). */
+  /** Keeps a node, unless it alone is too big or it would be the first to go. */
   set(cid: string, block: Uint8Array, layer = 0): void {
+    const weight = block.byteLength + NodeCache.OVERHEAD
     // A block that could never fit is refused before it is copied.
-    if (block.byteLength + NodeCache.OVERHEAD > this.maxBytes) return
+    if (weight > this.maxBytes) return
     this.delete(cid)
-    // Kept in Node's pooled Buffer memory (a slice of it is kept as it is): tens of thousands
-    // of blocks each with an ArrayBuffer of its own, as SQLite hands them out, make every
-    // garbage collection slower; and a copy never pins a larger buffer the block is a view of.
-    const pooled =
-      Buffer.isBuffer(block) && block.buffer.byteLength === Buffer.poolSize
-    while (this.layers.length <= layer) this.layers.push(new Map())
-    this.layers[layer].set(cid, pooled ? block : Buffer.from(block))
-    this.used += block.byteLength + NodeCache.OVERHEAD
+    const entry: Entry = { block, touched: ++this.clock }
+    this.layers[this.grow(layer)].set(cid, entry)
+    this.layerBytes[layer] += weight
+    this.used += weight
     this.count++
     while (this.used > this.maxBytes) {
-      const lowest = this.layers.find((entries) => entries.size > 0)!
-      this.remove(lowest, lowest.keys().next().value as string)
+      const entries = this.layers[this.victimLayer()]
+      this.remove(entries, entries.keys().next().value as string)
       this.evictions++
+    }
+    // Copied only once it is known to stay. Kept in Node's pooled Buffer memory (a slice of
+    // it is kept as it is): tens of thousands of blocks each with an ArrayBuffer of its own, as
+    // SQLite hands them out, make every garbage collection slower; and a copy never pins a
+    // larger buffer the block is a view of.
+    if (
+      this.layers[layer].get(cid) === entry &&
+      !(Buffer.isBuffer(block) && block.buffer.byteLength === Buffer.poolSize)
+    ) {
+      entry.block = Buffer.from(block)
     }
   }
 
@@ -100,6 +115,7 @@ export class NodeCache {
 
   clear(): void {
     this.layers.length = 0
+    this.layerBytes.length = 0
     this.used = 0
     this.count = 0
   }
@@ -109,10 +125,46 @@ export class NodeCache {
     return this.layers.map((entries) => entries.size)
   }
 
-  private remove(entries: Map<string, Uint8Array>, cid: string): void {
-    const block = entries.get(cid)!
+  /**
+   * Where the next node to go is: below the top layers that fit in half the cache, the layer
+   * whose least recently used node is the oldest; when every node is in those, the lowest.
+   */
+  private victimLayer(): number {
+    let top = this.layers.length
+    let held = 0
+    while (top > 0 && held + this.layerBytes[top - 1] <= this.maxBytes / 2) {
+      top--
+      held += this.layerBytes[top]
+    }
+    let victim = -1
+    let oldest = Infinity
+    for (let at = 0; at < top; at++) {
+      const first = this.layers[at].values().next().value
+      if (first !== undefined && first.touched < oldest) {
+        oldest = first.touched
+        victim = at
+      }
+    }
+    return victim >= 0
+      ? victim
+      : this.layers.findIndex((entries) => entries.size > 0)
+  }
+
+  /** Makes room for `layer` in the per-layer arrays; returns it. */
+  private grow(layer: number): number {
+    while (this.layers.length <= layer) {
+      this.layers.push(new Map())
+      this.layerBytes.push(0)
+    }
+    return layer
+  }
+
+  private remove(entries: Map<string, Entry>, cid: string): void {
+    const entry = entries.get(cid)!
     entries.delete(cid)
-    this.used -= block.byteLength + NodeCache.OVERHEAD
+    const weight = entry.block.byteLength + NodeCache.OVERHEAD
+    this.layerBytes[this.layers.indexOf(entries)] -= weight
+    this.used -= weight
     this.count--
   }
 

@@ -459,9 +459,10 @@ export class RepoWriter {
   }
 
   /**
-   * Reads the current tree's nodes into the node cache, a slice at a time between other work,
-   * until the tree is read or the cache is full; so the first flushes after a start do not
-   * read their paths from SQLite one block at a time. Resolves with the nodes of the last pass.
+   * Reads the current tree's nodes into the node cache, the top layer first, a slice at a time
+   * between other work, until the tree is read or the cache is full; so the first flushes after
+   * a start do not read their paths from SQLite one block at a time. Resolves with the nodes
+   * read (each layer counted once, from its last pass).
    * A call while a walk is under way waits for that walk (and its options).
    */
   warm(
@@ -487,49 +488,58 @@ export class RepoWriter {
     const evictionsBefore = this.nodes.evictions
     let visited = 0
     let sinceTurn = 0
-    // A commit during a pass can replace a node the pass has not reached; its unchanged
-    // subtrees are still the tree's, reached only through the new node. So a pass that met a
-    // replaced node is followed by another from the new head (cached nodes cost a decode).
-    for (let pass = 0; pass < 3; pass++) {
-      let replaced = false
-      visited = 0
-      // A layer at a time from the root down: a tree larger than the cache leaves its upper
-      // layers in it, which every flush passes through.
-      const root = cidString(this.head.data.bytes)
-      let layer = this.layerOfRoot(root)
-      let level = [root]
-      while (level.length > 0) {
-        const next: string[] = []
-        for (const cid of level) {
+    // A layer at a time from the top: a tree larger than the cache leaves its upper layers in
+    // it, which every flush passes through. Each layer is a depth-first pass from the root
+    // through the layers above it (read already: a decode each), so no list of a whole layer's
+    // CIDs is ever held (at a million records the leaves' would be tens of MB of strings).
+    for (let target = this.layerOfRoot(); target >= 0; target--) {
+      // A commit during a pass can replace a node the pass has not reached; its unchanged
+      // subtrees are still the tree's, reached only through the new node. So a pass that met
+      // a replaced node is followed by another from the new head.
+      for (let pass = 0; pass < 3; pass++) {
+        let replaced = false
+        let read = 0
+        const stack: [cid: string, layer: number][] = [
+          [cidString(this.head.data.bytes), this.layerOfRoot()],
+        ]
+        while (stack.length > 0) {
           if (++sinceTurn >= slice) {
             sinceTurn = 0
             await new Promise((resolve) => setImmediate(resolve))
           }
-          if (opts.stopped?.()) return visited
+          if (opts.stopped?.()) return visited + read
+          const [cid, layer] = stack.pop()!
+          if (layer < target) continue
           const block = this.nodeSource.getBlockSync(cid, layer)
           if (!block) {
             replaced = true
             continue
           }
           // Full: reading on would only push out nodes of this layer read before.
-          if (this.nodes.evictions !== evictionsBefore) return visited
-          visited++
+          if (this.nodes.evictions !== evictionsBefore) return visited + read
+          if (layer === target) {
+            read++
+            continue
+          }
           const node = decodeNode(block)
-          if (node.l) next.push(cidString(node.l))
-          for (const entry of node.e) if (entry.t) next.push(cidString(entry.t))
+          if (node.l) stack.push([cidString(node.l), layer - 1])
+          for (const entry of node.e) {
+            if (entry.t) stack.push([cidString(entry.t), layer - 1])
+          }
         }
-        level = next
-        layer = Math.max(0, layer - 1)
+        if (!replaced || pass === 2) {
+          visited += read
+          break
+        }
       }
-      if (!replaced) break
     }
     return visited
   }
 
   /** The layer of the tree's root; 0 when a node on the way down is gone (the walk meets it). */
-  private layerOfRoot(root: string): number {
+  private layerOfRoot(): number {
     try {
-      return layerOfNode(root, (cid) => {
+      return layerOfNode(cidString(this.head.data.bytes), (cid) => {
         const block = this.nodeSource.getBlockSync(cid)
         if (!block) throw new MissingMstBlockError(`MST node ${cid} is missing`)
         return decodeFlat(block)
