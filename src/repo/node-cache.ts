@@ -13,7 +13,7 @@
  * one or two layers up go before a flush comes back to them. But the pairs pulled in a minute
  * are mostly the ones pulled the minute before, whose leaves recency keeps. So the top layers
  * are held apart, and the rest of the cache is least recently used (BENCHMARKS.md, "The node
- * cache keeps the upper layers"). Blocks are content-addressed, so an entry can never be stale,
+ * cache holds the top layers apart"). Blocks are content-addressed, so an entry can never be stale,
  * only unused.
  *
  * A node's layer is the MST's (0 for the leaves): the caller knows it from the walk it reads the
