@@ -11,7 +11,7 @@
  * layers and, for keys at random, only 200 of the bottom one's (each layer down has four times
  * the nodes), and every node it passes is replaced by a new one: recency alone lets the nodes
  * one or two layers up go before a flush comes back to them. But the pairs pulled in a minute
- * are mostly the ones pulled the minute before, whose leaves recency keeps. So the top layers
+ * are often the ones pulled the minute before (the popular images), whose leaves recency keeps. So the top layers
  * are held apart, and the rest of the cache is least recently used (BENCHMARKS.md, "The node
  * cache holds the top layers apart"). Blocks are content-addressed, so an entry can never be stale,
  * only unused.
