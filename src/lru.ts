@@ -1,10 +1,9 @@
 /**
  * A map bounded by entry count and, when `weigh` is given, by total weight, that drops the
  * least recently used entries first: for caches whose keys come from outside (tokens, DIDs,
- * client addresses), which must not grow with what an attacker sends, and for the repo's MST
- * nodes. A Map iterates in insertion order, so a hit moves to the end by being deleted and set
- * again. `weigh` is asked again when an entry leaves, so it must give the same weight for the
- * same entry, and be cheap.
+ * client addresses), which must not grow with what an attacker sends. A Map iterates in
+ * insertion order, so a hit moves to the end by being deleted and set again. `weigh` is asked
+ * again when an entry leaves, so it must give the same weight for the same entry, and be cheap.
  */
 export class Lru<K, V> {
   private readonly entries = new Map<K, V>()

@@ -159,16 +159,8 @@ const expectTopLayersHeld = (
 }
 
 /** The CIDs of every MST node of the repo in a CAR, by the library's walk. */
-const treeNodes = async (car: Uint8Array): Promise<Set<string>> => {
-  const { root, blocks } = await readCarWithRoot(car)
-  const commit = decode(blocks.get(root)!) as unknown as { data: Cid }
-  const storage = new MemoryBlockstore(blocks)
-  const nodes = new Set<string>()
-  for await (const entry of MST.load(storage, commit.data).walk()) {
-    if (entry.isTree()) nodes.add((await entry.getPointer()).toString())
-  }
-  return nodes
-}
+const treeNodes = async (car: Uint8Array): Promise<Set<string>> =>
+  new Set((await treeLayers(car)).keys())
 
 const statsPuts = (from: number, count: number, pulls: number) =>
   Array.from({ length: count }, (_, i) => ({
