@@ -1,3 +1,7 @@
+import { cidString } from './cid.ts'
+import { layerOfNode, MissingMstBlockError, type BlockSource } from './mst.ts'
+import { decodeFlat, decodeNode } from './mst-node.ts'
+
 /**
  * The repo's MST nodes as bytes, by CID string, bounded in bytes. When full, the tree's top
  * layers stay, as many whole layers as fit in half the cache; below them, the least recently
@@ -174,5 +178,83 @@ export class NodeCache {
       if (this.layers[at].has(cid)) return at
     }
     return -1
+  }
+}
+
+/**
+ * Reads the tree under `root()` (the head's, read again at each pass) into `cache` through
+ * `source` (which keeps what it reads in the cache), a layer at a time from the top: a tree
+ * larger than the cache leaves its top layers in it, which every flush passes through. Each
+ * layer is a depth-first pass from the root through the layers above it (read already: a decode
+ * each), so no list of a whole layer's CIDs is ever held (at a million records the leaves'
+ * would be tens of MB of strings). Stops once the cache is full, or when `stopped()`; yields to
+ * other work every `sliceNodes` nodes. Resolves with the nodes read (each layer counted once).
+ */
+export const readTreeIntoCache = async (
+  cache: NodeCache,
+  source: BlockSource,
+  root: () => Uint8Array,
+  opts: { sliceNodes?: number; stopped?: () => boolean } = {},
+): Promise<number> => {
+  const slice = opts.sliceNodes ?? 250
+  const evictionsBefore = cache.evictions
+  let visited = 0
+  let sinceTurn = 0
+  for (let target = layerOfRoot(source, root()); target >= 0; target--) {
+    // A commit during a pass can replace a node the pass has not reached; its unchanged
+    // subtrees are still the tree's, reached only through the new node. So a pass that met
+    // a replaced node is followed by another from the new head.
+    for (let pass = 0; pass < 3; pass++) {
+      let replaced = false
+      let read = 0
+      const head = root()
+      const stack: [cid: string, layer: number][] = [
+        [cidString(head), layerOfRoot(source, head)],
+      ]
+      while (stack.length > 0) {
+        if (++sinceTurn >= slice) {
+          sinceTurn = 0
+          await new Promise((resolve) => setImmediate(resolve))
+        }
+        if (opts.stopped?.()) return visited + read
+        const [cid, layer] = stack.pop()!
+        if (layer < target) continue
+        const block = source.getBlockSync(cid, layer)
+        if (!block) {
+          replaced = true
+          continue
+        }
+        // Full: reading on would only push out nodes read before.
+        if (cache.evictions !== evictionsBefore) return visited + read
+        if (layer === target) {
+          read++
+          continue
+        }
+        const node = decodeNode(block)
+        if (node.l) stack.push([cidString(node.l), layer - 1])
+        for (const entry of node.e) {
+          if (entry.t) stack.push([cidString(entry.t), layer - 1])
+        }
+      }
+      if (!replaced || pass === 2) {
+        visited += read
+        break
+      }
+    }
+  }
+  return visited
+}
+
+/** The layer of a tree's root; 0 when a node on the way down is gone (the walk meets it). */
+const layerOfRoot = (source: BlockSource, root: Uint8Array): number => {
+  try {
+    return layerOfNode(cidString(root), (cid) => {
+      const block = source.getBlockSync(cid)
+      if (!block) throw new MissingMstBlockError(`MST node ${cid} is missing`)
+      return decodeFlat(block)
+    })
+  } catch (err) {
+    if (err instanceof MissingMstBlockError) return 0
+    throw err
   }
 }

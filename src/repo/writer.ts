@@ -12,9 +12,8 @@ import type { Lexicons } from '../lexicons.ts'
 import type { Logger } from '../logger.ts'
 import { cborCidBytes, cidBytes, cidString } from './cid.ts'
 import { encodeDagCbor } from './dag-cbor.ts'
-import { layerOfNode, MissingMstBlockError, type BlockSource } from './mst.ts'
-import { decodeFlat, decodeNode } from './mst-node.ts'
-import { NodeCache } from './node-cache.ts'
+import type { BlockSource } from './mst.ts'
+import { NodeCache, readTreeIntoCache } from './node-cache.ts'
 import {
   checkTree,
   rebuildTree,
@@ -474,80 +473,15 @@ export class RepoWriter {
       this.readAtOpen = undefined
       return Promise.resolve(nodes)
     }
-    this.warming ??= this.walkTree(opts).finally(() => {
+    this.warming ??= readTreeIntoCache(
+      this.nodes,
+      this.nodeSource,
+      () => this.head.data.bytes,
+      opts,
+    ).finally(() => {
       this.warming = undefined
     })
     return this.warming
-  }
-
-  private async walkTree(opts: {
-    sliceNodes?: number
-    stopped?: () => boolean
-  }): Promise<number> {
-    const slice = opts.sliceNodes ?? 250
-    const evictionsBefore = this.nodes.evictions
-    let visited = 0
-    let sinceTurn = 0
-    // A layer at a time from the top: a tree larger than the cache leaves its upper layers in
-    // it, which every flush passes through. Each layer is a depth-first pass from the root
-    // through the layers above it (read already: a decode each), so no list of a whole layer's
-    // CIDs is ever held (at a million records the leaves' would be tens of MB of strings).
-    for (let target = this.layerOfRoot(); target >= 0; target--) {
-      // A commit during a pass can replace a node the pass has not reached; its unchanged
-      // subtrees are still the tree's, reached only through the new node. So a pass that met
-      // a replaced node is followed by another from the new head.
-      for (let pass = 0; pass < 3; pass++) {
-        let replaced = false
-        let read = 0
-        const stack: [cid: string, layer: number][] = [
-          [cidString(this.head.data.bytes), this.layerOfRoot()],
-        ]
-        while (stack.length > 0) {
-          if (++sinceTurn >= slice) {
-            sinceTurn = 0
-            await new Promise((resolve) => setImmediate(resolve))
-          }
-          if (opts.stopped?.()) return visited + read
-          const [cid, layer] = stack.pop()!
-          if (layer < target) continue
-          const block = this.nodeSource.getBlockSync(cid, layer)
-          if (!block) {
-            replaced = true
-            continue
-          }
-          // Full: reading on would only push out nodes of this layer read before.
-          if (this.nodes.evictions !== evictionsBefore) return visited + read
-          if (layer === target) {
-            read++
-            continue
-          }
-          const node = decodeNode(block)
-          if (node.l) stack.push([cidString(node.l), layer - 1])
-          for (const entry of node.e) {
-            if (entry.t) stack.push([cidString(entry.t), layer - 1])
-          }
-        }
-        if (!replaced || pass === 2) {
-          visited += read
-          break
-        }
-      }
-    }
-    return visited
-  }
-
-  /** The layer of the tree's root; 0 when a node on the way down is gone (the walk meets it). */
-  private layerOfRoot(): number {
-    try {
-      return layerOfNode(cidString(this.head.data.bytes), (cid) => {
-        const block = this.nodeSource.getBlockSync(cid)
-        if (!block) throw new MissingMstBlockError(`MST node ${cid} is missing`)
-        return decodeFlat(block)
-      })
-    } catch (err) {
-      if (err instanceof MissingMstBlockError) return 0
-      throw err
-    }
   }
 
   /**
