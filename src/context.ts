@@ -57,6 +57,7 @@ import { RecordIndex } from './repo/record-index.ts'
 import { SqlRepoStorage } from './repo/storage.ts'
 import { RepoWriter } from './repo/writer.ts'
 import { CLIENT_KEY_FILE, loadClientKey } from './stats/hll.ts'
+import { COUNT_JOURNAL_FILE } from './stats/journal.ts'
 import { CountLimiter, TokenBuckets } from './stats/limiter.ts'
 import { rewriteAllStats } from './stats/publisher.ts'
 import { StatsService, type FlushResult } from './stats/service.ts'
@@ -445,6 +446,11 @@ export class AppContext {
           : cfg.cluster.role === 'all'
             ? loadClientKey(join(cfg.dataDir, CLIENT_KEY_FILE))
             : clusterClientKey(secrets.signingKeyHex!),
+      // A frontend hands its counts to Redis every persist instead.
+      journalPath:
+        cfg.cluster.role === 'frontend'
+          ? undefined
+          : join(cfg.dataDir, COUNT_JOURNAL_FILE),
     })
     const layerIndex = new LayerIndex(db)
     if (writer.repaired) {

@@ -390,6 +390,15 @@ export const MIGRATIONS: string[] = [
   CREATE INDEX stats_counter_open_idx ON stats_counter (open_day)
     WHERE open_pulls <> 0 OR open_pushes <> 0;
   `,
+  // The count journal's last line whose counts the counter table holds (src/stats/journal.ts):
+  // written in the transaction that takes them, so a start reads back only the lines after it.
+  `
+  CREATE TABLE stats_journal (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    folded INTEGER NOT NULL
+  );
+  INSERT INTO stats_journal (id, folded) VALUES (1, 0);
+  `,
 ]
 
 /** Brings a database to the newest schema, one migration per transaction. */

@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { ids } from '../src/ids.ts'
+import { COUNT_JOURNAL_FILE, CountJournal } from '../src/stats/journal.ts'
 import { statsRecordKey } from '../src/stats/rkey.ts'
 import {
   freePort,
@@ -109,6 +110,23 @@ const readStopped = (dataDir: string) => {
   }
 }
 
+/** The counts in a stopped hold's journal lines that its counter table does not hold. */
+const journaled = (dataDir: string) => {
+  const db = new DatabaseSync(join(dataDir, 'hold.sqlite'), { readOnly: true })
+  const { folded } = db.prepare('SELECT folded FROM stats_journal').get() as {
+    folded: number
+  }
+  db.close()
+  const journal = new CountJournal(join(dataDir, COUNT_JOURNAL_FILE))
+  try {
+    return journal
+      .open(folded)
+      .lines.flatMap((line) => ('counts' in line ? line.counts : []))
+  } finally {
+    journal.close()
+  }
+}
+
 const verifyCar = async (hold: SpawnedHold) =>
   recordsIn(await verifiedRepo(hold.url, hold.did), STATS)
 
@@ -196,28 +214,36 @@ describe('stats durability across stops and crashes (child process)', () => {
     expect(await second.exited).toEqual({ code: 0, signal: null })
   })
 
-  it('keeps counts that reached the table through kill -9, and the records catch up on the next start', async () => {
+  it('keeps counts that reached the journal or the table through kill -9, and the records catch up on the next start', async () => {
     const dataDir = await tempDir()
     dirs.push(dataDir)
     const port = await freePort()
     const first = await start(dataDir, port)
     await makeCounts(first.url)
     const before = await allStats(first.url)
-    // Counts reach the SQLite table every 25 ms.
+    // Counts reach the count journal every 25 ms, the table once a second.
     await sleep(250)
 
     first.proc.kill('SIGKILL')
     expect(await first.exited).toEqual({ code: null, signal: 'SIGKILL' })
     expect(first.output()).not.toContain('hold stopped')
 
-    // The table holds every count; no record was written.
+    // The table and the journal's lines past the table's hold every count, each once; no
+    // record was written.
     const crashed = readStopped(dataDir)
-    expect(crashed.counters.length).toBe(PAIRS.length)
-    expect(crashed.counters.reduce((n, c) => n + c.pull_count, 0)).toBe(
-      PAIRS.reduce((n, p) => n + p.pulls, 0),
-    )
+    const held = new Map<string, number>()
+    for (const c of crashed.counters) {
+      held.set(`${c.did} ${c.repository}`, c.pull_count)
+      expect(c.behind).toBe(1)
+    }
+    for (const d of journaled(dataDir)) {
+      const key = `${d.did} ${d.repository}`
+      held.set(key, (held.get(key) ?? 0) + d.pulls)
+    }
+    expect(
+      PAIRS.map(({ did, repo }) => held.get(`${did} ${repo}`) ?? 0),
+    ).toEqual(PAIRS.map((p) => p.pulls))
     expect(crashed.records).toEqual([])
-    for (const c of crashed.counters) expect(c.behind).toBe(1)
 
     const second = await start(dataDir, port)
     expect(await allStats(second.url)).toEqual(before)

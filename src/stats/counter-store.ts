@@ -4,6 +4,7 @@ import { iso, keyOf, type PendingCounts } from './counter-row.ts'
 import { Sketch, type ClientHasher } from './hll.ts'
 import { type History } from './history.ts'
 import { DAY_MS, mergeDays, rollDay, type DayCarrier } from './days.ts'
+import type { CountJournal, JournalLine } from './journal.ts'
 import type { RefCounts } from './refs.ts'
 import type { TopPairs } from './top-pairs.ts'
 
@@ -16,6 +17,8 @@ export const MAX_PENDING_PAIRS = 100_000
 const FAILING_RETRY_MS = 1000
 /** Pairs remembered as having a counter row, so most checks for a new pair never reach SQLite. */
 const KNOWN_PAIRS = 50_000
+/** With the journal, how often its counts go into the counter table (reads take them sooner). */
+export const TABLE_WRITE_MS = 1000
 
 /**
  * A persist's row write: the pair's counts, and (with history kept) what it adds to its open
@@ -59,6 +62,9 @@ const SQL = {
   upsertRanked: upsertSql(false, true),
   upsertRollRanked: upsertSql(true, true),
   hasCounter: 'SELECT 1 FROM stats_counter WHERE did = ? AND repository = ?',
+  /** The journal's last line the table holds. */
+  folded: 'SELECT folded FROM stats_journal WHERE id = 1',
+  setFolded: 'UPDATE stats_journal SET folded = ? WHERE id = 1',
   /** The hold's totals follow each persist (inserts and baselines are the triggers'). */
   addTotals:
     'UPDATE stats_total SET pulls = pulls + ?, pushes = pushes + ? WHERE id = 1',
@@ -81,11 +87,19 @@ export type DeltaSink = { accept(batch: Map<string, Delta>): void }
 
 /**
  * Where counts are taken and kept: a count is a map update in memory (no I/O on the request
- * path), and every `persistMs` the pending deltas go into the `stats_counter` table in one
- * transaction, the durability point. While the table cannot be written the deltas stay in
- * memory, at most MAX_PENDING_PAIRS pairs of them, and are tried again once a second.
+ * path). Every `persistMs` what was counted since goes into the count journal, one write()
+ * (src/stats/journal.ts): the durability point. Once a second, and before any read that must
+ * see them, the journaled deltas go into the `stats_counter` table in one transaction. Without
+ * a journal (or while it cannot be written) the deltas go into the table every `persistMs`.
+ * While the table cannot be written the deltas stay in memory, at most MAX_PENDING_PAIRS pairs
+ * of them, and are tried again once a second.
  */
 export class CounterStore {
+  /** Counted since the last persist. */
+  private tick = new Map<string, Delta>()
+  /** Pairs in `tick` that `pending` does not have. */
+  private tickNew = 0
+  /** Journaled (or put back after a failed write), not yet in the table. */
   private pending = new Map<string, Delta>()
   private readonly known = new Set<string>()
   /** Counts taken since the process started. */
@@ -93,6 +107,11 @@ export class CounterStore {
   /** Counts dropped because MAX_PENDING_PAIRS pairs were waiting for the table already. */
   unrecorded = 0
   private lastPersistTry = 0
+  /** When the table last took what was pending. */
+  private lastTableWrite = 0
+  private readonly journal: CountJournal | undefined
+  /** Set while journal writes fail (logged once when they start failing). */
+  private journalFailing = false
   private persistTimer: NodeJS.Timeout | undefined
   private lastDid = ''
   private lastRepository = ''
@@ -115,7 +134,13 @@ export class CounterStore {
     database: Database,
     top: TopPairs,
     log: Logger,
-    extra: { history?: History; clients?: ClientHasher; refs?: RefCounts } = {},
+    extra: {
+      history?: History
+      clients?: ClientHasher
+      refs?: RefCounts
+      /** Where counts are journaled between the table's writes; read back by recover(). */
+      journal?: CountJournal
+    } = {},
   ) {
     this.database = database
     this.top = top
@@ -123,6 +148,7 @@ export class CounterStore {
     this.history = extra.history
     this.clients = extra.clients
     this.refs = extra.refs
+    this.journal = extra.journal
     this.sql = prepareAll(database.db, SQL)
   }
 
@@ -161,12 +187,14 @@ export class CounterStore {
     now: number,
   ): Delta | undefined {
     const key = this.keyOf(did, repository)
-    let d = this.pending.get(key)
+    let d = this.tick.get(key)
     if (!d) {
-      if (this.pending.size >= MAX_PENDING_PAIRS) {
+      const known = this.pending.has(key)
+      if (!known && this.pending.size + this.tickNew >= MAX_PENDING_PAIRS) {
         this.unrecorded++
         return undefined
       }
+      if (!known) this.tickNew++
       d = {
         did,
         repository,
@@ -177,7 +205,7 @@ export class CounterStore {
         first: now,
         day: Math.floor(now / DAY_MS),
       }
-      this.pending.set(key, d)
+      this.tick.set(key, d)
     }
     return d
   }
@@ -188,7 +216,9 @@ export class CounterStore {
    */
   has(did: string, repository: string): boolean {
     const key = this.keyOf(did, repository)
-    if (this.pending.has(key) || this.known.has(key)) return true
+    if (this.tick.has(key) || this.pending.has(key) || this.known.has(key)) {
+      return true
+    }
     if (!this.sql.hasCounter.get(did, repository)) return false
     this.remember(key)
     return true
@@ -214,18 +244,120 @@ export class CounterStore {
   }
 
   /** What is pending for a pair, not yet in the table. */
-  pendingOf(did: string, repository: string): Delta | undefined {
-    return this.pending.get(keyOf(did, repository))
+  pendingOf(did: string, repository: string): PendingCounts | undefined {
+    const key = keyOf(did, repository)
+    const d = this.pending.get(key)
+    const t = this.tick.get(key)
+    return d && t ? sumOf(d, t) : (t ?? d)
   }
 
   /** Every pair with pending counts. */
-  pendingDeltas(): Iterable<Delta> {
-    return this.pending.values()
+  *pendingDeltas(): Iterable<
+    PendingCounts & { did: string; repository: string }
+  > {
+    for (const [key, d] of this.pending) {
+      const t = this.tick.get(key)
+      yield t ? { did: d.did, repository: d.repository, ...sumOf(d, t) } : d
+    }
+    for (const [key, t] of this.tick) if (!this.pending.has(key)) yield t
   }
 
   /** Pairs counted in memory and not yet in the counter table. */
   get pendingPairs(): number {
-    return this.pending.size
+    return this.pending.size + this.tickNew
+  }
+
+  /**
+   * Moves what was counted since the last call into `pending`, journaled first when there is a
+   * journal: whatever is pending is then in the journal (or the journal is failing). Whether
+   * the journal took it (false without one).
+   */
+  settle(): boolean {
+    const refs = this.refs?.takeTick()
+    if (this.tick.size === 0 && !refs) return this.journalWorks()
+    const tick = this.tick
+    this.tick = new Map()
+    this.tickNew = 0
+    let journaled = false
+    if (this.journal && !this.sink) {
+      try {
+        this.journal.appendCounts(tick.values(), refs ?? [])
+        journaled = this.noteJournal(this.journal.failure)
+      } catch (err) {
+        this.noteJournal(err as Error)
+      }
+    }
+    for (const [key, d] of tick) this.addPending(key, d)
+    return journaled
+  }
+
+  private journalWorks(): boolean {
+    return (
+      this.journal !== undefined &&
+      !this.sink &&
+      this.journal.isOpen &&
+      this.noteJournal(this.journal.failure)
+    )
+  }
+
+  /** Notes whether the journal's writes work (logged when that changes); whether they do. */
+  private noteJournal(err: Error | undefined): boolean {
+    if (err) {
+      if (!this.journalFailing) {
+        this.journalFailing = true
+        // A warning: a full disk is the database's error to report, once.
+        this.log.warn(
+          { err, path: this.journal?.path },
+          'writing the count journal failed: counts go into the table at once',
+        )
+      }
+      return false
+    }
+    if (this.journalFailing) {
+      this.journalFailing = false
+      this.log.info('the count journal is written again')
+    }
+    return true
+  }
+
+  /** Puts `d` among the pending deltas, `d` counted after any pending for its pair. */
+  private addPending(key: string, d: Delta): void {
+    const cur = this.pending.get(key)
+    if (cur) addOlder(d, cur)
+    this.pending.set(key, d)
+  }
+
+  /**
+   * Reads back the journal's lines the counter table does not hold (a process that ended
+   * without its last write into the table) and writes them into it. Called once, before the
+   * hold counts.
+   */
+  recover(): void {
+    const journal = this.journal
+    if (!journal) return
+    const { folded } = this.sql.folded.get() as { folded: number }
+    const { lines, bad } = journal.open(folded)
+    if (bad > 0) {
+      this.log.warn(
+        { path: journal.path, lines: bad },
+        'skipped count journal lines that do not parse (a machine crash in the middle of a write)',
+      )
+    }
+    if (lines.length === 0) {
+      journal.reset()
+      return
+    }
+    const read = replay(lines, (key, d) => this.addPending(key, d), this.refs)
+    this.log.info(
+      { lines: lines.length, ...read },
+      'counts read back from the count journal',
+    )
+    try {
+      this.persist()
+    } catch (err) {
+      // Kept pending (and in the journal); the timer tries again.
+      this.log.error({ err }, 'writing the journaled counts failed; will retry')
+    }
   }
 
   /**
@@ -234,6 +366,15 @@ export class CounterStore {
    */
   forget(did: string, repository: string | null): void {
     this.known.clear()
+    // A start reading the journal back drops what came before the reset, as this does.
+    this.settle()
+    if (this.journalWorks()) {
+      try {
+        this.journal!.appendForget(did, repository)
+      } catch (err) {
+        this.noteJournal(err as Error)
+      }
+    }
     for (const [key, d] of this.pending) {
       if (
         d.did === did &&
@@ -251,6 +392,7 @@ export class CounterStore {
 
   /** Moves pending deltas into the counter table (or the sink), in one transaction. */
   persist(): number {
+    this.settle()
     if (this.pending.size === 0) return 0
     const batch = this.pending
     this.pending = new Map()
@@ -260,12 +402,22 @@ export class CounterStore {
       this.sink.accept(batch)
       return batch.size
     }
+    const journal = this.journal?.isOpen ? this.journal : undefined
     try {
-      this.writeTable(batch.values())
+      this.writeTable(
+        batch.values(),
+        journal &&
+          (() => {
+            // Every journal line so far is in `batch` or was in an earlier write.
+            this.sql.setFolded.run(journal.last)
+            this.database.afterCommit(() => journal.reset())
+          }),
+      )
     } catch (err) {
       this.putBack(batch)
       throw err
     }
+    this.lastTableWrite = Date.now()
     return batch.size
   }
 
@@ -327,14 +479,7 @@ export class CounterStore {
     for (const [key, d] of batch) {
       const cur = this.pending.get(key)
       if (!cur) this.pending.set(key, d)
-      else {
-        mergeDays(cur, d)
-        cur.pulls += d.pulls
-        cur.pushes += d.pushes
-        cur.lastPull = Math.max(cur.lastPull, d.lastPull)
-        cur.lastPush = Math.max(cur.lastPush, d.lastPush)
-        cur.first = Math.min(cur.first, d.first)
-      }
+      else addOlder(cur, d)
     }
   }
 
@@ -347,7 +492,11 @@ export class CounterStore {
     }
   }
 
-  /** Persists every `persistMs`, or once a second while the disk refuses writes. */
+  /**
+   * Every `persistMs` journals what was counted since, and writes the table once every
+   * TABLE_WRITE_MS; without a working journal writes the table every `persistMs`, or once a
+   * second while the disk refuses writes.
+   */
   start(persistMs: number): void {
     this.persistTimer = setInterval(() => {
       // While the disk refuses writes, a retry every persist would only burn CPU.
@@ -355,6 +504,13 @@ export class CounterStore {
       if (
         this.database.writeFailure &&
         now - this.lastPersistTry < FAILING_RETRY_MS
+      ) {
+        return
+      }
+      if (
+        !this.database.writeFailure &&
+        this.settle() &&
+        now - this.lastTableWrite < TABLE_WRITE_MS
       ) {
         return
       }
@@ -373,4 +529,68 @@ export class CounterStore {
   stop(): void {
     clearInterval(this.persistTimer)
   }
+
+  /** Closes the journal once its writes are done (after the last persist). */
+  async close(): Promise<void> {
+    await this.journal?.close()
+  }
+}
+
+/** A pair's counts in two deltas, added (what a read of them needs). */
+const sumOf = (a: PendingCounts, b: PendingCounts): PendingCounts => ({
+  pulls: a.pulls + b.pulls,
+  pushes: a.pushes + b.pushes,
+  lastPull: Math.max(a.lastPull, b.lastPull),
+  lastPush: Math.max(a.lastPush, b.lastPush),
+})
+
+/** Adds `older` (counted before `newer`) into `newer`. */
+const addOlder = (newer: Delta, older: Delta): void => {
+  mergeDays(newer, older)
+  newer.pulls += older.pulls
+  newer.pushes += older.pushes
+  newer.lastPull = Math.max(newer.lastPull, older.lastPull)
+  newer.lastPush = Math.max(newer.lastPush, older.lastPush)
+  newer.first = Math.min(newer.first, older.first)
+}
+
+/**
+ * Applies journal lines in order: counts are added as counted after those before them; a
+ * reset drops what came before it of its pairs. What was read, for the log.
+ */
+const replay = (
+  lines: JournalLine[],
+  add: (key: string, d: Delta) => void,
+  refs: RefCounts | undefined,
+): { pulls: number; pushes: number } => {
+  const read = { pulls: 0, pushes: 0 }
+  const pending = new Map<string, Delta>()
+  for (const line of lines) {
+    if ('forget' in line) {
+      const { did, repository } = line.forget
+      for (const [key, d] of pending) {
+        if (
+          d.did === did &&
+          (repository === null || d.repository === repository)
+        ) {
+          read.pulls -= d.pulls
+          read.pushes -= d.pushes
+          pending.delete(key)
+        }
+      }
+      refs?.forgetPending(did, repository)
+      continue
+    }
+    for (const d of line.counts) {
+      const key = keyOf(d.did, d.repository)
+      const cur = pending.get(key)
+      if (cur) addOlder(d, cur)
+      pending.set(key, d)
+      read.pulls += d.pulls - (cur?.pulls ?? 0)
+      read.pushes += d.pushes - (cur?.pushes ?? 0)
+    }
+    for (const p of line.refs) refs?.replay(p)
+  }
+  for (const [key, d] of pending) add(key, d)
+  return read
 }

@@ -7,7 +7,8 @@ export const TAG_RE = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/
 /** What a count names below its repository: a tag, or a manifest by digest. */
 export type RefKind = 'tag' | 'digest'
 
-type Pending = {
+/** A tag's or manifest's counts taken since the last persist. */
+export type RefPending = {
   did: string
   repository: string
   kind: RefKind
@@ -53,9 +54,12 @@ const SQL = {
  * counter store's persist, in its transaction (a rolled back persist keeps them pending).
  */
 export class RefCounts {
-  private pending = new Map<string, Pending>()
+  /** Counted since the journal's last line (see CountJournal). */
+  private tick = new Map<string, RefPending>()
+  /** Journaled (or put back), not yet in the table. */
+  private pending = new Map<string, RefPending>()
   /** What the persist in progress is writing, until it commits. */
-  private inFlight: Map<string, Pending> | undefined
+  private inFlight: Map<string, RefPending> | undefined
   private readonly sql: Statements<keyof typeof SQL>
   private readonly database: Database
 
@@ -74,7 +78,7 @@ export class RefCounts {
     now = Date.now(),
   ): void {
     const key = `${did} ${repository} ${kind} ${ref}`
-    let p = this.pending.get(key)
+    let p = this.tick.get(key)
     if (!p) {
       p = {
         did,
@@ -86,7 +90,7 @@ export class RefCounts {
         lastPull: 0,
         lastPush: 0,
       }
-      this.pending.set(key, p)
+      this.tick.set(key, p)
     }
     if (op === 'pull') {
       p.pulls++
@@ -97,8 +101,26 @@ export class RefCounts {
     }
   }
 
+  /**
+   * What was counted since the last call, now pending for the table: the journal writes it.
+   * Undefined when nothing was.
+   */
+  takeTick(): RefPending[] | undefined {
+    if (this.tick.size === 0) return undefined
+    const tick = this.tick
+    this.tick = new Map()
+    for (const [key, p] of tick) this.addPending(key, { ...p })
+    return [...tick.values()]
+  }
+
+  /** Counts read back from the journal at start: pending for the table. */
+  replay(p: RefPending): void {
+    this.addPending(`${p.did} ${p.repository} ${p.kind} ${p.ref}`, p)
+  }
+
   /** Writes what is pending: called inside the persist's transaction. */
   write(): void {
+    this.takeTick()
     if (this.pending.size === 0) return
     const batch = this.pending
     this.pending = new Map()
@@ -125,29 +147,38 @@ export class RefCounts {
     const batch = this.inFlight
     this.inFlight = undefined
     if (!batch) return
-    for (const [key, p] of batch) {
-      const cur = this.pending.get(key)
-      if (!cur) this.pending.set(key, p)
-      else {
-        cur.pulls += p.pulls
-        cur.pushes += p.pushes
-        cur.lastPull = Math.max(cur.lastPull, p.lastPull)
-        cur.lastPush = Math.max(cur.lastPush, p.lastPush)
-      }
+    for (const [key, p] of batch) this.addPending(key, p)
+  }
+
+  private addPending(key: string, p: RefPending): void {
+    const cur = this.pending.get(key)
+    if (!cur) this.pending.set(key, p)
+    else {
+      cur.pulls += p.pulls
+      cur.pushes += p.pushes
+      cur.lastPull = Math.max(cur.lastPull, p.lastPull)
+      cur.lastPush = Math.max(cur.lastPush, p.lastPush)
     }
   }
 
   /** Drops what is pending of a DID's pairs and deletes their rows: in a reset's transaction. */
   forget(did: string, repository: string | null): void {
-    for (const [key, p] of this.pending) {
-      if (
-        p.did === did &&
-        (repository === null || p.repository === repository)
-      ) {
-        this.pending.delete(key)
+    this.forgetPending(did, repository)
+    this.sql.forget.run(did, repository)
+  }
+
+  /** Drops what is counted and not yet written of a DID's pairs (all, or one repository). */
+  forgetPending(did: string, repository: string | null): void {
+    for (const map of [this.tick, this.pending]) {
+      for (const [key, p] of map) {
+        if (
+          p.did === did &&
+          (repository === null || p.repository === repository)
+        ) {
+          map.delete(key)
+        }
       }
     }
-    this.sql.forget.run(did, repository)
   }
 
   get(did: string, repository: string, kind: RefKind, ref: string): RefView {

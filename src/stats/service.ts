@@ -6,6 +6,7 @@ import type { Baseline } from './baseline.ts'
 import type { StatsView } from './counter-row.ts'
 import { CounterStore } from './counter-store.ts'
 import { ClientHasher } from './hll.ts'
+import { CountJournal } from './journal.ts'
 import type { ExportPosition, ExportRow } from './day-export.ts'
 import { History, type TrendingCursor, type TrendingRow } from './history.ts'
 import { dayOf, type HistoryDay } from './days.ts'
@@ -29,6 +30,11 @@ export type StatsOptions = {
   historyDays?: number
   /** The key client addresses are hashed under for unique-client counts. */
   clientKey?: Buffer
+  /**
+   * The count journal's file (src/stats/journal.ts); without one, counts go into the table
+   * every `persistMs`.
+   */
+  journalPath?: string
 }
 
 /**
@@ -71,6 +77,9 @@ export class StatsService {
           ? new ClientHasher(opts.clientKey)
           : undefined,
       refs: this.refs,
+      journal: opts.journalPath
+        ? new CountJournal(opts.journalPath)
+        : undefined,
     })
     this.publisher = new StatsPublisher(database, writer, this.counters, log)
     // Each stats record under its own pair's key: the record index relies on it.
@@ -84,6 +93,7 @@ export class StatsService {
     }
     this.queries = new StatsQueries(database, parts)
     this.maintenance = new StatsMaintenance(database, parts, log)
+    this.counters.recover()
   }
 
   start(): void {
@@ -93,10 +103,15 @@ export class StatsService {
   }
 
   /** Stops the timers and writes everything pending into the table and the repo. */
-  stop(): Promise<FlushResult> {
+  async stop(): Promise<FlushResult> {
     this.history?.stop()
     this.counters.stop()
-    return this.publisher.stop()
+    try {
+      return await this.publisher.stop()
+    } finally {
+      // What the table could not take stays in the journal for the next start.
+      await this.counters.close()
+    }
   }
 
   countPull(

@@ -331,7 +331,7 @@ export class StreamSink implements DeltaSink {
   /** Repositories of a DID this process holds counts for that may not be applied yet. */
   unappliedRepositories(did: string): Set<string> {
     const out = new Set<string>()
-    const scan = (deltas: Iterable<Delta>) => {
+    const scan = (deltas: Iterable<{ did: string; repository: string }>) => {
       for (const d of deltas) if (d.did === did) out.add(d.repository)
     }
     scan(this.counters.pendingDeltas())

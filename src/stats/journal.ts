@@ -1,0 +1,312 @@
+import {
+  close,
+  fstatSync,
+  ftruncate,
+  openSync,
+  readFileSync,
+  write,
+} from 'node:fs'
+import type { Delta } from './counter-store.ts'
+import type { DayCounts } from './days.ts'
+import { Sketch } from './hll.ts'
+import type { RefPending } from './refs.ts'
+
+/** The count journal's file in the data directory. */
+export const COUNT_JOURNAL_FILE = 'stats-counts.journal'
+
+/** One line of the journal, as written and as read back. */
+export type JournalLine =
+  | { seq: number; counts: Delta[]; refs: RefPending[] }
+  | { seq: number; forget: { did: string; repository: string | null } }
+
+type Json = unknown[]
+
+/**
+ * The count journal: what was counted in the last few milliseconds, appended to a file every
+ * persist (25 ms) with one write, so a process killed at any moment loses no more than that
+ * and the write under way.
+ * The counter table takes the journal's counts in bulk once a second (and before any read that
+ * must see them), in a transaction that also records the last line it holds; then the file is
+ * emptied. A start reads back the lines past that one. A write that lands in the kernel's page
+ * cache survives the process, as a committed SQLite transaction does under
+ * `synchronous = NORMAL`: the same promise, for a write() instead of a commit (a transaction,
+ * its pages and the log's upkeep) 40 times a second.
+ *
+ * Lines are JSON; a write is whole or, if the disk refuses part of it, cut back off the file, so
+ * a line that does not parse can only be a machine's crash in the middle of one: it is skipped.
+ * Lines are written in order, off the event loop (see append), so `last` may name a line still
+ * on its way: the table, which holds it, then makes a read that misses it right.
+ */
+export class CountJournal {
+  readonly path: string
+  private fd: number | undefined
+  /** The bytes of whole lines in the file. */
+  private size = 0
+  private seq = 0
+  /** Lines to write, and where the file is to be emptied, in order. */
+  private queue: (Buffer | typeof EMPTY)[] = []
+  private busy = false
+  private idle: (() => void)[] = []
+  /** The last write's failure, until a write works again. */
+  failure: Error | undefined
+
+  constructor(path: string) {
+    this.path = path
+  }
+
+  /** The sequence number of the last line written (or read back). */
+  get last(): number {
+    return this.seq
+  }
+
+  get isOpen(): boolean {
+    return this.fd !== undefined
+  }
+
+  /**
+   * Opens the file for appending and reads back the lines after `folded` (the last line the
+   * counter table holds). `bad` counts the lines that did not parse.
+   */
+  open(folded: number): { lines: JournalLine[]; bad: number } {
+    try {
+      this.fd = openSync(this.path, 'a+', 0o600)
+    } catch (err) {
+      throw new Error(
+        `cannot open the count journal ${this.path}: ${(err as Error).message}`,
+        { cause: err },
+      )
+    }
+    this.size = fstatSync(this.fd).size
+    this.seq = folded
+    const lines: JournalLine[] = []
+    let bad = 0
+    if (this.size === 0) return { lines, bad }
+    const text = readFileSync(this.fd, 'utf8')
+    for (const raw of text.split('\n')) {
+      if (raw === '') continue
+      const line = parseLine(raw)
+      if (!line) {
+        bad++
+        continue
+      }
+      if (line.seq > this.seq) this.seq = line.seq
+      if (line.seq > folded) lines.push(line)
+    }
+    return { lines, bad }
+  }
+
+  /** Appends the counts of one persist; returns its sequence number. */
+  appendCounts(counts: Iterable<Delta>, refs: RefPending[]): number {
+    const c: Json[] = []
+    for (const d of counts) c.push(encodeDelta(d))
+    const r = refs.map((p) => [
+      p.did,
+      p.repository,
+      p.kind,
+      p.ref,
+      p.pulls,
+      p.pushes,
+      p.lastPull,
+      p.lastPush,
+    ])
+    return this.append((s) => ({ s, c, r }))
+  }
+
+  /** Appends a reset of a DID's pairs (all, or one repository): a replay drops what came before. */
+  appendForget(did: string, repository: string | null): number {
+    return this.append((s) => ({ s, f: [did, repository] }))
+  }
+
+  /**
+   * Hands a line to the kernel with write() in libuv's thread pool, after the lines before it:
+   * a write can wait on the disk's own traffic (dirty pages being written back, the log's
+   * checkpoints), which the event loop must not. A write that fails, or writes part of a line,
+   * is cut back off the file and noted in `failure`: the counter store then writes the table.
+   */
+  private append(make: (seq: number) => object): number {
+    if (this.fd === undefined) throw new Error('the count journal is not open')
+    const seq = this.seq + 1
+    this.queue.push(Buffer.from(`${JSON.stringify(make(seq))}\n`))
+    this.seq = seq
+    this.next()
+    return seq
+  }
+
+  /** Empties the file, after the lines queued so far: the counter table holds them all. */
+  reset(): void {
+    if (this.fd === undefined) return
+    this.queue.push(EMPTY)
+    this.next()
+  }
+
+  /** Resolves once every line queued so far is written (or has failed). */
+  written(): Promise<void> {
+    if (!this.busy && this.queue.length === 0) return Promise.resolve()
+    return new Promise((resolve) => this.idle.push(resolve))
+  }
+
+  private next(): void {
+    const fd = this.fd
+    if (this.busy || fd === undefined) return
+    if (this.queue.length === 0) {
+      for (const resolve of this.idle.splice(0)) resolve()
+      return
+    }
+    this.busy = true
+    if (this.queue[0] === EMPTY) {
+      this.queue.shift()
+      if (this.size === 0) return this.done()
+      ftruncate(fd, 0, (err) => {
+        if (err) this.failure = err
+        else this.size = 0
+        this.done()
+      })
+      return
+    }
+    // The lines queued while the last write was under way go in one write.
+    let end = 0
+    while (end < this.queue.length && this.queue[end] !== EMPTY) end++
+    const lines = this.queue.splice(0, end) as Buffer[]
+    const bytes = lines.length === 1 ? lines[0] : Buffer.concat(lines)
+    write(fd, bytes, 0, bytes.length, null, (err, n) => {
+      if (!err && n === bytes.length) {
+        this.size += n
+        this.failure = undefined
+        return this.done()
+      }
+      this.failure =
+        err ??
+        new Error(`short write to ${this.path}: ${n} of ${bytes.length} bytes`)
+      // Cut a partial line back off, so the next line starts on a line of its own.
+      ftruncate(fd, this.size, () => this.done())
+    })
+  }
+
+  private done(): void {
+    this.busy = false
+    this.next()
+  }
+
+  /** Closes the file once every queued line is written. */
+  async close(): Promise<void> {
+    const fd = this.fd
+    if (fd === undefined) return
+    await this.written()
+    this.fd = undefined
+    await new Promise<void>((resolve) => close(fd, () => resolve()))
+  }
+}
+
+/** In the write queue: where the file is emptied. */
+const EMPTY = Symbol('empty')
+
+const b64 = (s: Sketch | undefined): string | 0 =>
+  s ? Buffer.from(s.toBytes()).toString('base64') : 0
+
+const encodeDelta = (d: Delta): Json => [
+  d.did,
+  d.repository,
+  d.pulls,
+  d.pushes,
+  d.lastPull,
+  d.lastPush,
+  d.first,
+  d.day,
+  d.earlier
+    ? d.earlier.map((e) => [e.day, e.pulls, e.pushes, b64(e.clients)])
+    : 0,
+  b64(d.clients),
+]
+
+class BadLine extends Error {}
+
+const str = (v: unknown): string => {
+  if (typeof v !== 'string' || v === '') throw new BadLine()
+  return v
+}
+const int = (v: unknown): number => {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+    throw new BadLine()
+  }
+  return v
+}
+const sketch = (v: unknown): Sketch | undefined => {
+  if (v === 0) return undefined
+  const s = Sketch.from(Buffer.from(str(v), 'base64'))
+  if (!s) throw new BadLine()
+  return s
+}
+const list = (v: unknown): unknown[] => {
+  if (!Array.isArray(v)) throw new BadLine()
+  return v
+}
+
+const decodeDelta = (v: unknown): Delta => {
+  const a = list(v)
+  const earlier =
+    a[8] === 0
+      ? undefined
+      : list(a[8]).map((e): DayCounts => {
+          const x = list(e)
+          return {
+            day: int(x[0]),
+            pulls: int(x[1]),
+            pushes: int(x[2]),
+            clients: sketch(x[3]),
+          }
+        })
+  return {
+    did: str(a[0]),
+    repository: str(a[1]),
+    pulls: int(a[2]),
+    pushes: int(a[3]),
+    lastPull: int(a[4]),
+    lastPush: int(a[5]),
+    first: int(a[6]),
+    day: int(a[7]),
+    earlier,
+    clients: sketch(a[9]),
+  }
+}
+
+const decodeRef = (v: unknown): RefPending => {
+  const a = list(v)
+  const kind = a[2]
+  if (kind !== 'tag' && kind !== 'digest') throw new BadLine()
+  return {
+    did: str(a[0]),
+    repository: str(a[1]),
+    kind,
+    ref: str(a[3]),
+    pulls: int(a[4]),
+    pushes: int(a[5]),
+    lastPull: int(a[6]),
+    lastPush: int(a[7]),
+  }
+}
+
+/** A line of the file, or undefined when it is not one the journal writes. */
+const parseLine = (raw: string): JournalLine | undefined => {
+  try {
+    const o = JSON.parse(raw) as Record<string, unknown>
+    if (typeof o !== 'object' || o === null) return undefined
+    const seq = int(o.s)
+    if (o.f !== undefined) {
+      const f = list(o.f)
+      return {
+        seq,
+        forget: {
+          did: str(f[0]),
+          repository: f[1] === null ? null : str(f[1]),
+        },
+      }
+    }
+    return {
+      seq,
+      counts: list(o.c).map(decodeDelta),
+      refs: list(o.r).map(decodeRef),
+    }
+  } catch {
+    return undefined
+  }
+}
