@@ -101,13 +101,16 @@ describe('the count journal', () => {
     refs.count('pull', A, 'app', 'tag', 'latest', D0 + 30)
     // The persist timer's step: one journal line.
     expect(counters.settle()).toBe(true)
+    // The same day again: joins the pending delta in place.
+    counters.count('pull', A, 'app', D0 + 40, 'client5')
+    expect(counters.settle()).toBe(true)
     // A midnight passes; the next line carries both days of A's delta.
     counters.count('pull', A, 'app', D0 + DAY_MS - 1, 'client9')
     counters.count('pull', A, 'app', D0 + DAY_MS + 5, 'client9')
     refs.count('pull', A, 'app', 'tag', 'latest', D0 + DAY_MS + 6)
     // Reads add what is journaled and what is not yet, without a write.
     expect(counters.pendingOf(A, 'app')).toEqual({
-      pulls: 7,
+      pulls: 8,
       pushes: 1,
       lastPull: D0 + DAY_MS + 5,
       lastPush: D0 + 10,
@@ -122,7 +125,7 @@ describe('the count journal', () => {
 
     const second = openParts(first.dir)
     expect(counter(second.db, A, 'app')).toMatchObject({
-      pull_count: 7,
+      pull_count: 8,
       push_count: 1,
       last_pull: new Date(D0 + DAY_MS + 5).toISOString(),
     })
@@ -131,7 +134,7 @@ describe('the count journal', () => {
       push_count: 0,
     })
     expect(second.history.range(A, 'app', day(0), day(1))).toEqual([
-      { day: dayString(day(0)), pulls: 6, pushes: 1, uniqueClients: 6 },
+      { day: dayString(day(0)), pulls: 7, pushes: 1, uniqueClients: 7 },
       { day: dayString(day(1)), pulls: 1, pushes: 0, uniqueClients: 1 },
     ])
     expect(second.refs.get(A, 'app', 'tag', 'latest')).toMatchObject({
@@ -141,7 +144,7 @@ describe('the count journal', () => {
       second.lines.find(
         (l) => l.msg === 'counts read back from the count journal',
       ),
-    ).toMatchObject({ lines: 2 })
+    ).toMatchObject({ lines: 3 })
     // What the table took, the file no longer holds.
     await second.journal.written()
     expect(journalBytes(first.dir)).toBe(0)
@@ -149,10 +152,10 @@ describe('the count journal', () => {
     // A third start reads nothing back, and counts on from there.
     await crash(second)
     const third = openParts(first.dir)
-    expect(counter(third.db, A, 'app')?.pull_count).toBe(7)
+    expect(counter(third.db, A, 'app')?.pull_count).toBe(8)
     third.counters.count('pull', A, 'app', D0 + DAY_MS + 60)
     third.counters.persist()
-    expect(counter(third.db, A, 'app')?.pull_count).toBe(8)
+    expect(counter(third.db, A, 'app')?.pull_count).toBe(9)
   })
 
   it('does not count twice what the table took before the file was emptied', async () => {
