@@ -158,6 +158,30 @@ describe('the count journal', () => {
     expect(counter(third.db, A, 'app')?.pull_count).toBe(9)
   })
 
+  it('writes into the table what many persists journaled: counts, days and clients', async () => {
+    const { db, counters, history } = await make()
+    for (let tick = 0; tick < 4; tick++) {
+      for (let i = 0; i <= tick; i++) {
+        counters.count(
+          'pull',
+          A,
+          'app',
+          D0 + 10 * tick + i,
+          `client${tick}-${i}`,
+        )
+      }
+      counters.settle()
+    }
+    counters.count('pull', A, 'app', D0 + DAY_MS, 'client-next-day')
+    counters.settle()
+    counters.persist()
+    expect(counter(db, A, 'app')?.pull_count).toBe(11)
+    expect(history.range(A, 'app', day(0), day(1))).toEqual([
+      { day: dayString(day(0)), pulls: 10, pushes: 0, uniqueClients: 10 },
+      { day: dayString(day(1)), pulls: 1, pushes: 0, uniqueClients: 1 },
+    ])
+  })
+
   it('does not count twice what the table took before the file was emptied', async () => {
     const first = await make()
     const { counters } = first
