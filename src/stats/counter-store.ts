@@ -18,7 +18,7 @@ const FAILING_RETRY_MS = 1000
 /** Pairs remembered as having a counter row, so most checks for a new pair never reach SQLite. */
 const KNOWN_PAIRS = 50_000
 /** With the journal, how often its counts go into the counter table (reads take them sooner). */
-export const TABLE_WRITE_MS = 1000
+const TABLE_WRITE_MS = 1000
 
 /**
  * A persist's row write: the pair's counts, and (with history kept) what it adds to its open
