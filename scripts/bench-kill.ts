@@ -1,6 +1,6 @@
 /**
  * What a `kill -9` loses of the counts (not part of `npm test`):
- *   node scripts/bench-kill.ts [--runs 5] [--seconds 3] [--connections 8] [--tree DIR]
+ *   npm run bench:kill -- [--runs 5] [--seconds 3] [--connections 8] [--tree DIR]
  *
  * Each run starts a real hold (scripts/bench-server.ts) on a fresh data dir, stores a 1 KiB
  * blob, and drives counted getBlob (`method=GET` with `repo`, over the 50 pairs of the other
@@ -38,7 +38,7 @@ const { values: args } = parseArgs({
 
 if (args.help) {
   console.log(
-    'node scripts/bench-kill.ts [--runs N] [--seconds S] [--connections N] [--tree DIR]',
+    'npm run bench:kill -- [--runs N] [--seconds S] [--connections N] [--tree DIR]',
   )
 } else {
   await main()
