@@ -209,17 +209,23 @@ describe('the count journal', () => {
     expect(counter(third.db, A, 'app')?.pull_count).toBe(3)
   })
 
-  it('drops, on reading back, what a reset dropped', async () => {
+  it('reads back nothing from before a reset', async () => {
     const first = await make()
-    const { counters, refs } = first
+    const { db, counters, refs } = first
     counters.count('pull', A, 'app', D0)
     counters.count('pull', A, 'web', D0)
     counters.count('pull', B, 'app', D0)
     refs.count('pull', A, 'app', 'tag', 'v1', D0)
     counters.settle()
-    // A reset of A's app: its pending counts are dropped, in memory and in the journal.
+    // A reset of A's app as StatsMaintenance.reset makes it: the store forgets the pair
+    // (everything counted goes into the table first), then its rows go.
     counters.forget(A, 'app')
-    refs.forgetPending(A, 'app')
+    db.transaction(() => {
+      db.db
+        .prepare('DELETE FROM stats_counter WHERE did = ? AND repository = ?')
+        .run(A, 'app')
+      refs.forget(A, 'app')
+    })
     counters.count('pull', A, 'app', D0 + 5)
     counters.settle()
     await crash(first)
@@ -270,5 +276,62 @@ describe('the count journal', () => {
     ).toMatchObject({ level: 40 })
     counters.persist()
     expect(counter(first.db, A, 'app')?.pull_count).toBe(2)
+  })
+
+  it("counts a tag once when a writer applies another process's batch between its own persists", async () => {
+    const first = await make()
+    const { counters, refs } = first
+    counters.count('pull', A, 'app', D0)
+    refs.count('pull', A, 'app', 'tag', 'v1', D0)
+    counters.settle()
+    // A frontend's batch, applied by the writer in a transaction of its own (stream-consumer.ts).
+    counters.writeTable([
+      {
+        did: B,
+        repository: 'app',
+        pulls: 3,
+        pushes: 0,
+        lastPull: D0 + 1,
+        lastPush: 0,
+        first: D0 + 1,
+        day: day(0),
+      },
+    ])
+    await crash(first)
+
+    const second = openParts(first.dir)
+    expect(second.refs.get(A, 'app', 'tag', 'v1').pullCount).toBe(1)
+    expect(counter(second.db, A, 'app')?.pull_count).toBe(1)
+    expect(counter(second.db, B, 'app')?.pull_count).toBe(3)
+  })
+
+  it('cuts a line cut short off the file when it opens it, so the next line starts on its own', async () => {
+    const dir = await tempDir()
+    dirs.push(dir)
+    const path = join(dir, COUNT_JOURNAL_FILE)
+    const good = '{"s":1,"c":[],"r":[]}\n'
+    appendFileSync(path, `${good}{"s":2,"c":[["did:pl`)
+    const journal = new CountJournal(path)
+    expect(journal.open(0)).toMatchObject({ bad: 1 })
+    expect(readFileSync(path, 'utf8')).toBe(good)
+    expect(journal.last).toBe(1)
+    await journal.close()
+  })
+
+  it('takes a failed write as failing until the table holds its counts, whatever writes work after it', async () => {
+    const { db, journal, counters } = await make()
+    counters.count('pull', A, 'app', D0)
+    counters.settle()
+    // What a write that failed in the thread pool leaves (its line cut back off the file).
+    journal.failure = new Error('ENOSPC')
+    counters.count('pull', A, 'app', D0 + 1)
+    expect(counters.settle()).toBe(false)
+    await journal.written()
+    expect(counters.settle()).toBe(false)
+    counters.persist()
+    expect(counter(db, A, 'app')?.pull_count).toBe(2)
+    expect(journal.failure).toBeUndefined()
+    counters.count('pull', A, 'app', D0 + 2)
+    expect(counters.settle()).toBe(true)
   })
 })

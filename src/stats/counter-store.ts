@@ -17,6 +17,7 @@ export const MAX_PENDING_PAIRS = 100_000
 const FAILING_RETRY_MS = 1000
 /** Pairs remembered as having a counter row, so most checks for a new pair never reach SQLite. */
 const KNOWN_PAIRS = 50_000
+const MINUTE_MS = 60_000
 /** With the journal, how often its counts go into the counter table (reads take them sooner). */
 const TABLE_WRITE_MS = 1000
 
@@ -110,8 +111,9 @@ export class CounterStore {
   /** When the table last took what was pending. */
   private lastTableWrite = 0
   private readonly journal: CountJournal | undefined
-  /** Set while journal writes fail (logged once when they start failing). */
+  /** Set while journal writes fail (logged when they start failing, at most once a minute). */
   private journalFailing = false
+  private journalWarned = -Infinity
   private persistTimer: NodeJS.Timeout | undefined
   private lastDid = ''
   private lastRepository = ''
@@ -303,20 +305,19 @@ export class CounterStore {
   /** Notes whether the journal's writes work (logged when that changes); whether they do. */
   private noteJournal(err: Error | undefined): boolean {
     if (err) {
-      if (!this.journalFailing) {
-        this.journalFailing = true
-        // A warning: a full disk is the database's error to report, once.
+      const now = Date.now()
+      if (!this.journalFailing && now - this.journalWarned >= MINUTE_MS) {
+        this.journalWarned = now
+        // A warning, at most once a minute: a full disk is the database's error to report.
         this.log.warn(
           { err, path: this.journal?.path },
           'writing the count journal failed: counts go into the table at once',
         )
       }
+      this.journalFailing = true
       return false
     }
-    if (this.journalFailing) {
-      this.journalFailing = false
-      this.log.info('the count journal is written again')
-    }
+    this.journalFailing = false
     return true
   }
 
@@ -381,15 +382,11 @@ export class CounterStore {
    */
   forget(did: string, repository: string | null): void {
     this.known.clear()
-    // A start reading the journal back drops what came before the reset, as this does.
+    // With a journal, everything counted so far goes into the table first (the reset's delete
+    // then removes the pairs'), so no line from before the reset is read back after a crash.
+    // Throws, and drops nothing, when the table cannot be written.
+    if (this.journal?.isOpen && !this.sink) this.persist()
     this.settle()
-    if (this.journalWorks()) {
-      try {
-        this.journal!.appendForget(did, repository)
-      } catch (err) {
-        this.noteJournal(err as Error)
-      }
-    }
     for (const [key, d] of this.pending) {
       if (
         d.did === did &&
@@ -424,8 +421,12 @@ export class CounterStore {
         journal &&
           (() => {
             // Every journal line so far is in `batch` or was in an earlier write.
+            this.refs?.write()
             this.sql.setFolded.run(journal.last)
-            this.database.afterCommit(() => journal.reset())
+            this.database.afterCommit(() => {
+              journal.tableTookAll()
+              journal.reset()
+            })
           }),
       )
     } catch (err) {
@@ -477,7 +478,9 @@ export class CounterStore {
         }
         this.sql.addTotals.run(pulls, pushes)
         history?.wrote(list)
-        this.refs?.write()
+        // With a journal, the tags' journaled counts go in with the line number that covers
+        // them (persist's inTxn), never with another's batch (a writer applying a frontend's).
+        if (!this.journal?.isOpen) this.refs?.write()
         inTxn?.()
       })
     } catch (err) {
@@ -514,19 +517,13 @@ export class CounterStore {
    */
   start(persistMs: number): void {
     this.persistTimer = setInterval(() => {
-      // While the disk refuses writes, a retry every persist would only burn CPU.
       const now = Date.now()
-      if (
-        this.database.writeFailure &&
-        now - this.lastPersistTry < FAILING_RETRY_MS
-      ) {
-        return
-      }
-      if (
-        !this.database.writeFailure &&
-        this.settle() &&
-        now - this.lastTableWrite < TABLE_WRITE_MS
-      ) {
+      // Journaled every time, the table refusing writes or not.
+      const journaled = this.settle()
+      if (this.database.writeFailure) {
+        // While the disk refuses writes, a retry every persist would only burn CPU.
+        if (now - this.lastPersistTry < FAILING_RETRY_MS) return
+      } else if (journaled && now - this.lastTableWrite < TABLE_WRITE_MS) {
         return
       }
       this.lastPersistTry = now
@@ -569,10 +566,7 @@ const addOlder = (newer: Delta, older: Delta): void => {
   newer.first = Math.min(newer.first, older.first)
 }
 
-/**
- * Applies journal lines in order: counts are added as counted after those before them; a
- * reset drops what came before it of its pairs. What was read, for the log.
- */
+/** Applies journal lines in order, each counted after those before it. What was read, for the log. */
 const replay = (
   lines: JournalLine[],
   add: (key: string, d: Delta) => void,
@@ -581,21 +575,6 @@ const replay = (
   const read = { pulls: 0, pushes: 0 }
   const pending = new Map<string, Delta>()
   for (const line of lines) {
-    if ('forget' in line) {
-      const { did, repository } = line.forget
-      for (const [key, d] of pending) {
-        if (
-          d.did === did &&
-          (repository === null || d.repository === repository)
-        ) {
-          read.pulls -= d.pulls
-          read.pushes -= d.pushes
-          pending.delete(key)
-        }
-      }
-      refs?.forgetPending(did, repository)
-      continue
-    }
     for (const d of line.counts) {
       const key = keyOf(d.did, d.repository)
       const cur = pending.get(key)

@@ -2,6 +2,7 @@ import {
   close,
   fstatSync,
   ftruncate,
+  ftruncateSync,
   openSync,
   readFileSync,
   write,
@@ -15,9 +16,7 @@ import type { RefPending } from './refs.ts'
 export const COUNT_JOURNAL_FILE = 'stats-counts.journal'
 
 /** One line of the journal, as written and as read back. */
-export type JournalLine =
-  | { seq: number; counts: Delta[]; refs: RefPending[] }
-  | { seq: number; forget: { did: string; repository: string | null } }
+export type JournalLine = { seq: number; counts: Delta[]; refs: RefPending[] }
 
 type Json = unknown[]
 
@@ -47,7 +46,10 @@ export class CountJournal {
   private queue: (Buffer | typeof EMPTY)[] = []
   private busy = false
   private idle: (() => void)[] = []
-  /** The last write's failure, until a write works again. */
+  /**
+   * Set when a write fails (or the writes stall), and kept until the counter table holds what
+   * the failed lines held (`tableTookAll`): a later write that works does not bring them back.
+   */
   failure: Error | undefined
 
   constructor(path: string) {
@@ -82,6 +84,12 @@ export class CountJournal {
     let bad = 0
     if (this.size === 0) return { lines, bad }
     const text = readFileSync(this.fd, 'utf8')
+    // A line cut short by a machine crash is cut off, so the next line starts on its own.
+    const whole = text.lastIndexOf('\n') + 1
+    if (whole < text.length) {
+      ftruncateSync(this.fd, Buffer.byteLength(text.slice(0, whole)))
+      this.size = Buffer.byteLength(text.slice(0, whole))
+    }
     for (const raw of text.split('\n')) {
       if (raw === '') continue
       const line = parseLine(raw)
@@ -112,11 +120,6 @@ export class CountJournal {
     return this.append((s) => ({ s, c, r }))
   }
 
-  /** Appends a reset of a DID's pairs (all, or one repository): a replay drops what came before. */
-  appendForget(did: string, repository: string | null): number {
-    return this.append((s) => ({ s, f: [did, repository] }))
-  }
-
   /**
    * Hands a line to the kernel with write() in libuv's thread pool, after the lines before it:
    * a write can wait on the disk's own traffic (dirty pages being written back, the log's
@@ -128,8 +131,18 @@ export class CountJournal {
     const seq = this.seq + 1
     this.queue.push(Buffer.from(`${JSON.stringify(make(seq))}\n`))
     this.seq = seq
+    if (this.queue.length > STALLED_LINES) {
+      this.failure ??= new Error(
+        `writes to ${this.path} stalled: ${this.queue.length} lines waiting`,
+      )
+    }
     this.next()
     return seq
+  }
+
+  /** The counter table now holds every line so far: a failed write no longer matters. */
+  tableTookAll(): void {
+    this.failure = undefined
   }
 
   /** Empties the file, after the lines queued so far: the counter table holds them all. */
@@ -171,7 +184,6 @@ export class CountJournal {
     write(fd, bytes, 0, bytes.length, null, (err, n) => {
       if (!err && n === bytes.length) {
         this.size += n
-        this.failure = undefined
         return this.done()
       }
       this.failure =
@@ -199,6 +211,8 @@ export class CountJournal {
 
 /** In the write queue: where the file is emptied. */
 const EMPTY = Symbol('empty')
+/** Lines waiting for the disk (ten seconds of persists) before the writes count as failing. */
+const STALLED_LINES = 400
 
 const b64 = (s: Sketch | undefined): string | 0 =>
   s ? Buffer.from(s.toBytes()).toString('base64') : 0
@@ -291,16 +305,6 @@ const parseLine = (raw: string): JournalLine | undefined => {
     const o = JSON.parse(raw) as Record<string, unknown>
     if (typeof o !== 'object' || o === null) return undefined
     const seq = int(o.s)
-    if (o.f !== undefined) {
-      const f = list(o.f)
-      return {
-        seq,
-        forget: {
-          did: str(f[0]),
-          repository: f[1] === null ? null : str(f[1]),
-        },
-      }
-    }
     return {
       seq,
       counts: list(o.c).map(decodeDelta),
