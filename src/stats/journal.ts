@@ -24,8 +24,8 @@ type Json = unknown[]
  * The count journal: what was counted in the last few milliseconds, appended to a file every
  * persist (25 ms) with one write, so a process killed at any moment loses no more than that
  * and the write under way.
- * The counter table takes the journal's counts in bulk once a second (and before any read that
- * must see them), in a transaction that also records the last line it holds; then the file is
+ * The counter table takes the journal's counts in bulk once a second (and before any read or
+ * flush that needs them in it), in a transaction that also records the last line it holds; then the file is
  * emptied. A start reads back the lines past that one. A write that lands in the kernel's page
  * cache survives the process, as a committed SQLite transaction does under
  * `synchronous = NORMAL`: the same promise, for a write() instead of a commit (a transaction,
@@ -56,7 +56,7 @@ export class CountJournal {
     this.path = path
   }
 
-  /** The sequence number of the last line written (or read back). */
+  /** The number of the last line queued for writing (or read back). */
   get last(): number {
     return this.seq
   }
