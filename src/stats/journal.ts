@@ -8,17 +8,14 @@ import {
   write,
 } from 'node:fs'
 import type { Delta } from './counter-store.ts'
-import type { DayCounts } from './days.ts'
-import { Sketch } from './hll.ts'
 import type { RefPending } from './refs.ts'
+import { decodeDelta, encodeDelta } from './stream-entry.ts'
 
 /** The count journal's file in the data directory. */
 export const COUNT_JOURNAL_FILE = 'stats-counts.journal'
 
 /** One line of the journal, as written and as read back. */
 export type JournalLine = { seq: number; counts: Delta[]; refs: RefPending[] }
-
-type Json = unknown[]
 
 /**
  * The count journal: what was counted in the last few milliseconds, appended to a file every
@@ -105,7 +102,7 @@ export class CountJournal {
 
   /** Appends the counts of one persist; returns its sequence number. */
   appendCounts(counts: Iterable<Delta>, refs: RefPending[]): number {
-    const c: Json[] = []
+    const c: unknown[] = []
     for (const d of counts) c.push(encodeDelta(d))
     const r = refs.map((p) => [
       p.did,
@@ -214,24 +211,6 @@ const EMPTY = Symbol('empty')
 /** Lines waiting for the disk (ten seconds of persists) before the writes count as failing. */
 const STALLED_LINES = 400
 
-const b64 = (s: Sketch | undefined): string | 0 =>
-  s ? Buffer.from(s.toBytes()).toString('base64') : 0
-
-const encodeDelta = (d: Delta): Json => [
-  d.did,
-  d.repository,
-  d.pulls,
-  d.pushes,
-  d.lastPull,
-  d.lastPush,
-  d.first,
-  d.day,
-  d.earlier
-    ? d.earlier.map((e) => [e.day, e.pulls, e.pushes, b64(e.clients)])
-    : 0,
-  b64(d.clients),
-]
-
 class BadLine extends Error {}
 
 const str = (v: unknown): string => {
@@ -244,43 +223,9 @@ const int = (v: unknown): number => {
   }
   return v
 }
-const sketch = (v: unknown): Sketch | undefined => {
-  if (v === 0) return undefined
-  const s = Sketch.from(Buffer.from(str(v), 'base64'))
-  if (!s) throw new BadLine()
-  return s
-}
 const list = (v: unknown): unknown[] => {
   if (!Array.isArray(v)) throw new BadLine()
   return v
-}
-
-const decodeDelta = (v: unknown): Delta => {
-  const a = list(v)
-  const earlier =
-    a[8] === 0
-      ? undefined
-      : list(a[8]).map((e): DayCounts => {
-          const x = list(e)
-          return {
-            day: int(x[0]),
-            pulls: int(x[1]),
-            pushes: int(x[2]),
-            clients: sketch(x[3]),
-          }
-        })
-  return {
-    did: str(a[0]),
-    repository: str(a[1]),
-    pulls: int(a[2]),
-    pushes: int(a[3]),
-    lastPull: int(a[4]),
-    lastPush: int(a[5]),
-    first: int(a[6]),
-    day: int(a[7]),
-    earlier,
-    clients: sketch(a[9]),
-  }
 }
 
 const decodeRef = (v: unknown): RefPending => {

@@ -25,23 +25,27 @@ export const encodeEntry = (entry: StreamEntry): [string, string] => [
   JSON.stringify({
     p: entry.producer,
     s: entry.seq,
-    d: entry.deltas.map((d) => [
-      d.did,
-      d.repository,
-      d.pulls,
-      d.pushes,
-      d.lastPull,
-      d.lastPush,
-      d.first,
-      d.day,
-      // Counts of earlier days when the batch spans a midnight, then the day's unique-client
-      // sketch (serialized, base64) when clients are counted.
-      ...(d.earlier?.length || d.clients
-        ? [(d.earlier ?? []).map(encodeDay)]
-        : []),
-      ...(d.clients ? [sketchText(d.clients)] : []),
-    ]),
+    d: entry.deltas.map(encodeDelta),
   }),
+]
+
+/**
+ * A delta as a JSON array, as the counts stream and the count journal (journal.ts) carry it;
+ * decodeDelta reads it back.
+ */
+export const encodeDelta = (d: Delta): unknown[] => [
+  d.did,
+  d.repository,
+  d.pulls,
+  d.pushes,
+  d.lastPull,
+  d.lastPush,
+  d.first,
+  d.day,
+  // Counts of earlier days when the delta spans a midnight, then the day's unique-client
+  // sketch (serialized, base64) when clients are counted.
+  ...(d.earlier?.length || d.clients ? [(d.earlier ?? []).map(encodeDay)] : []),
+  ...(d.clients ? [sketchText(d.clients)] : []),
 ]
 
 const sketchText = (s: Sketch): string =>
@@ -84,47 +88,49 @@ export const decodeEntry = (fields: string[]): StreamEntry => {
     throw new BadEntryError('no producer and sequence number')
   }
   if (!Array.isArray(d)) throw new BadEntryError('no deltas')
-  const deltas = d.map((row: unknown): Delta => {
-    if (
-      !Array.isArray(row) ||
-      row.length < 7 ||
-      typeof row[0] !== 'string' ||
-      typeof row[1] !== 'string' ||
-      !row.slice(2, 7).every(isCount)
-    ) {
-      throw new BadEntryError('a malformed delta')
-    }
-    const [did, repository, pulls, pushes, lastPull, lastPush, first] = row as [
-      string,
-      string,
-      number,
-      number,
-      number,
-      number,
-      number,
-    ]
-    const day = row.length > 7 ? row[7] : undefined
-    if (day !== undefined && !isCount(day)) {
-      throw new BadEntryError('a malformed day')
-    }
-    const delta: Delta = {
-      did,
-      repository,
-      pulls,
-      pushes,
-      lastPull,
-      lastPush,
-      first,
-      day: day ?? dayOf(Math.max(lastPull, lastPush, first)),
-    }
-    if (row.length > 8) {
-      const earlier = decodeEarlier(row[8], delta)
-      if (earlier.length > 0) delta.earlier = earlier
-    }
-    if (row.length > 9) delta.clients = decodeSketch(row[9])
-    return delta
-  })
-  return { producer: p, seq: s, deltas }
+  return { producer: p, seq: s, deltas: d.map(decodeDelta) }
+}
+
+/** A delta written by encodeDelta; BadEntryError when malformed. */
+export const decodeDelta = (row: unknown): Delta => {
+  if (
+    !Array.isArray(row) ||
+    row.length < 7 ||
+    typeof row[0] !== 'string' ||
+    typeof row[1] !== 'string' ||
+    !row.slice(2, 7).every(isCount)
+  ) {
+    throw new BadEntryError('a malformed delta')
+  }
+  const [did, repository, pulls, pushes, lastPull, lastPush, first] = row as [
+    string,
+    string,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ]
+  const day = row.length > 7 ? row[7] : undefined
+  if (day !== undefined && !isCount(day)) {
+    throw new BadEntryError('a malformed day')
+  }
+  const delta: Delta = {
+    did,
+    repository,
+    pulls,
+    pushes,
+    lastPull,
+    lastPush,
+    first,
+    day: day ?? dayOf(Math.max(lastPull, lastPush, first)),
+  }
+  if (row.length > 8) {
+    const earlier = decodeEarlier(row[8], delta)
+    if (earlier.length > 0) delta.earlier = earlier
+  }
+  if (row.length > 9) delta.clients = decodeSketch(row[9])
+  return delta
 }
 
 /** A delta's earlier days: [day, pulls, pushes] each, before its day, within its counts. */
