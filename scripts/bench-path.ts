@@ -5,15 +5,21 @@
  * Starts one hold per checkout (this one, labelled `this`, and each `--tree`, e.g. an older
  * commit exported with `git archive` and node_modules linked in) as child processes, stores a
  * 1 KiB blob in each, and drives the scenarios of `npm run bench` that measure the request path
- * (bare, url, url+repo; HOLD_STATS_FLUSH_MS 1000) on every hold, round by round, the order
- * reversed every other round so the machine's load falls on all alike. Prints per checkout the
- * median req/s of each scenario and the medians of the per-round ratios url+repo / bare and
- * url+repo / url, the figures the throughput targets are set in; and the same from the hold's
- * CPU time per request (/proc/<pid>/stat over each run, every thread, the persists and flushes
- * included), which the other load on a shared machine moves far less than throughput.
+ * (bare, url, url+repo; HOLD_STATS_FLUSH_MS 1000, or --flush-ms) on every hold, round by
+ * round, the order reversed every other round so the machine's load falls on all alike. Prints
+ * per checkout the median req/s of each scenario and the medians of the per-round ratios
+ * url+repo / bare and url+repo / url, the figures the throughput targets are set in; and the
+ * same from the hold's CPU time per request (/proc/<pid>/stat over each run, every thread, the
+ * persists and flushes included), which the other load on a shared machine moves far less
+ * than throughput.
  * `--only` may also name bytes, bytes+repo, and getStats and listStats (after 500 counted pulls
  * over the 50 pairs, so each reads a row, and a listStats page five); `--compiled` runs each
- * checkout compiled by tsc, as the image does (see compileBenchServer).
+ * checkout compiled by tsc, as the image does (see compileBenchServer). `--count-nothing` adds
+ * a hold of this checkout that counts nothing (HOLD_COUNT_SOURCE=manifest) and prints url+repo
+ * here over url+repo there: what counting costs apart from the longer request `repo` makes.
+ * `--rate N` paces each measured run at N requests a second (`--requests` of them) instead of
+ * sending them back to back: every case then carries the same load and only the CPU per
+ * request tells them apart (the throughput table says nothing then).
  */
 import { randomBytes } from 'node:crypto'
 import { loadavg } from 'node:os'
@@ -24,6 +30,7 @@ import {
   countEveryPair,
   load,
   median,
+  openLoad,
   procSample,
   pushBlob,
   scenarioPaths,
@@ -33,6 +40,9 @@ import {
   type Run,
 } from './lib.ts'
 
+/** The label of the hold --count-nothing adds. */
+const NOTHING = 'this, counting nothing'
+
 const { values: args } = parseArgs({
   options: {
     tree: { type: 'string', multiple: true, default: [] },
@@ -41,12 +51,18 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '32' },
     only: { type: 'string', default: 'bare,url,url+repo' },
     compiled: { type: 'boolean', default: false },
+    'flush-ms': { type: 'string', default: '1000' },
+    'count-nothing': { type: 'boolean', default: false },
+    warmup: { type: 'string', default: '1000' },
+    rate: { type: 'string' },
+    // Flags for the holds' node, e.g. --node-flags='--single-threaded-gc'.
+    'node-flags': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 })
 if (args.help) {
   console.log(
-    'npm run bench:path -- [--tree LABEL=DIR ...] [--rounds N] [--requests N] [--connections N] [--only bare,url,url+repo,bytes,bytes+repo,getStats,listStats] [--compiled]',
+    'npm run bench:path -- [--tree LABEL=DIR ...] [--rounds N] [--requests N] [--connections N] [--only bare,url,url+repo,bytes,bytes+repo,getStats,listStats] [--compiled] [--flush-ms 1000] [--count-nothing] [--warmup 1000] [--rate N] [--node-flags FLAGS]',
   )
 } else {
   await main()
@@ -56,18 +72,27 @@ async function main() {
   const rounds = Number(args.rounds)
   const requests = Number(args.requests)
   const connections = Number(args.connections)
+  const warmup = Number(args.warmup)
+  const rate = args.rate ? Number(args.rate) : undefined
   const names = args.only.split(',')
-  const trees: { label: string; dir?: string }[] = [
-    { label: 'this' },
-    ...args.tree.map((t) => {
-      const eq = t.indexOf('=')
-      if (eq < 1) throw new Error(`--tree ${t}: give it as LABEL=DIR`)
-      return { label: t.slice(0, eq), dir: resolve(t.slice(eq + 1)) }
-    }),
-  ]
+  const trees: { label: string; dir?: string; env?: Record<string, string> }[] =
+    [
+      { label: 'this' },
+      // The same checkout with HOLD_COUNT_SOURCE=manifest: getBlob still checks `repo` and signs
+      // it into the URL, and counts nothing; url+repo there against url+repo here is what
+      // counting itself costs, apart from the longer request and answer `repo` makes.
+      ...(args['count-nothing']
+        ? [{ label: NOTHING, env: { HOLD_COUNT_SOURCE: 'manifest' } }]
+        : []),
+      ...args.tree.map((t) => {
+        const eq = t.indexOf('=')
+        if (eq < 1) throw new Error(`--tree ${t}: give it as LABEL=DIR`)
+        return { label: t.slice(0, eq), dir: resolve(t.slice(eq + 1)) }
+      }),
+    ]
   const load0 = loadavg()
   console.error(
-    `bench:path: ${trees.map((t) => t.label).join(', ')}; ${rounds} rounds of ${requests} requests, ${connections} connections; load average ${load0.map((l) => l.toFixed(2)).join(' ')}`,
+    `bench:path: ${trees.map((t) => t.label).join(', ')}; ${rounds} rounds of ${requests} requests, ${rate ? `paced at ${rate} a second` : `${connections} connections`}, records flushed every ${args['flush-ms']} ms; load average ${load0.map((l) => l.toFixed(2)).join(' ')}`,
   )
   const holds: (Hold & { label: string })[] = []
   try {
@@ -75,7 +100,8 @@ async function main() {
       const h = await startHold({
         tree: t.dir,
         server: args.compiled ? compileBenchServer(t.dir) : undefined,
-        env: { HOLD_STATS_FLUSH_MS: '1000' },
+        env: { HOLD_STATS_FLUSH_MS: args['flush-ms'], ...t.env },
+        nodeFlags: args['node-flags']?.split(' ').filter(Boolean),
       })
       holds.push({ ...h, label: t.label })
     }
@@ -113,13 +139,30 @@ async function main() {
     for (let round = 1; round <= rounds; round++) {
       const order = round % 2 ? cases : [...cases].reverse()
       for (const c of order) {
+        // Unmeasured first: a hold that sat idle while the others ran starts slower (caches,
+        // its young generation shrunk), and in this order the same cases would always pay it.
+        if (warmup > 0) {
+          await load({
+            base: c.hold.base,
+            paths: c.paths,
+            connections,
+            amount: warmup,
+          })
+        }
         const before = procSample(c.hold.proc.pid!)
-        const run = await load({
-          base: c.hold.base,
-          paths: c.paths,
-          connections,
-          amount: requests,
-        })
+        const run = rate
+          ? await openLoad({
+              base: c.hold.base,
+              paths: c.paths,
+              rate,
+              duration: requests / rate,
+            })
+          : await load({
+              base: c.hold.base,
+              paths: c.paths,
+              connections,
+              amount: requests,
+            })
         const after = procSample(c.hold.proc.pid!)
         cpu.get(key(c))!.push((after.cpuUs - before.cpuUs) / run.ok)
         if (run.errors) throw new Error(`${key(c)}: ${run.errors} errors`)
@@ -174,6 +217,21 @@ async function main() {
           .join(
             ' | ',
           )} | ${cpuRatio(h.label, 'url+repo', 'bare')} | ${cpuRatio(h.label, 'url+repo', 'url')} | ${cpuRatio(h.label, 'url', 'bare')} |`,
+      )
+    }
+    if (args['count-nothing'] && names.includes('url+repo')) {
+      const across = (
+        of: (l: string) => number[] | undefined,
+        inverse: boolean,
+      ) => {
+        const a = of('this')!
+        const b = of(NOTHING)!
+        return median(a.map((x, i) => (inverse ? b[i] / x : x / b[i]))).toFixed(
+          3,
+        )
+      }
+      console.log(
+        `\nwhat counting itself costs: url+repo counted / url+repo on the hold counting nothing (HOLD_COUNT_SOURCE=manifest): ${across((l) => rps(l, 'url+repo'), false)} in throughput, ${across((l) => cpuOf(l, 'url+repo'), true)} in CPU per request`,
       )
     }
     console.log(

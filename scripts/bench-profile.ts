@@ -3,7 +3,7 @@
  *   npm run bench:profile -- [--scenario url+repo] [--compiled] [--requests 60000] [--us 250] [--top 25]
  *
  * Starts one real hold as a child process (scripts/bench-server.ts, HOLD_STATS_FLUSH_MS 1000 as
- * in `npm run bench`; compiled by tsc with --compiled), stores a 1 KiB blob, warms it up, then
+ * in `npm run bench`, or --flush-ms; compiled by tsc with --compiled), stores a 1 KiB blob, warms it up, then
  * drives one scenario (lib.ts, scenarioPaths: getBlob's, or getStats and listStats after a
  * counted pull of every pair) with autocannon while the hold's V8 CPU profiler samples (the profiler of
  * `node --cpu-prof`, started and stopped around the measured window only). Prints the self time
@@ -47,12 +47,13 @@ const { values: args } = parseArgs({
     // Flags for the hold's node, e.g. --node-flags='--trace-gc --max-semi-space-size=32'.
     'node-flags': { type: 'string' },
     rate: { type: 'string' },
+    'flush-ms': { type: 'string', default: '1000' },
     help: { type: 'boolean', default: false },
   },
 })
 if (args.help) {
   console.log(
-    'npm run bench:profile -- [--scenario bare|url|url+repo|bytes|bytes+repo|getStats|listStats] [--compiled] [--requests N] [--connections N] [--us SAMPLING_US] [--top N] [--out DIR] [--summarise FILE.cpuprofile] [--heap [--rate N]] [--node-flags FLAGS]',
+    'npm run bench:profile -- [--scenario bare|url|url+repo|bytes|bytes+repo|getStats|listStats] [--compiled] [--requests N] [--connections N] [--us SAMPLING_US] [--top N] [--out DIR] [--summarise FILE.cpuprofile] [--heap [--rate N]] [--node-flags FLAGS] [--flush-ms 1000]',
   )
   process.exit(0)
 }
@@ -297,7 +298,7 @@ const main = async () => {
   const out = args.out ?? (await tempDir('atcr-profile-'))
   const hold = await startHold({
     server: args.compiled ? compileBenchServer() : undefined,
-    env: { HOLD_STATS_FLUSH_MS: '1000' },
+    env: { HOLD_STATS_FLUSH_MS: args['flush-ms'] },
     nodeFlags: args['node-flags']?.split(' ').filter(Boolean),
   })
   try {
