@@ -182,46 +182,6 @@ describe('the count journal', () => {
     ])
   })
 
-  it('reuses the deltas of earlier persists for other pairs without carrying over their counts or clients', async () => {
-    const { db, counters, history } = await make()
-    const C = 'did:plc:journalcccccccccccccccc'
-    const pulls = (
-      did: string,
-      n: number,
-      at: number,
-      client: (i: number) => string | undefined,
-    ) => {
-      for (let i = 0; i < n; i++)
-        counters.count('pull', did, 'app', at + i, client(i))
-    }
-    // Taken in as the pending deltas themselves; B's without a client (no sketch).
-    pulls(A, 3000, D0, (i) => `a${i}`)
-    pulls(B, 1, D0, () => undefined)
-    counters.settle()
-    // Joined to those: A's with 3,000 more clients (a sketch past its sparse form), B's with the
-    // pending delta taking its sketch. Both deltas are free for reuse after this.
-    pulls(A, 3000, D0 + 5000, (i) => `a${3000 + i}`)
-    pulls(B, 1, D0 + 5000, () => 'b1')
-    counters.settle()
-    // New pairs on the reused deltas: C takes B's (whose sketch went to pending B), and A's
-    // 'other' takes A's (its sketch emptied).
-    pulls(C, 2, D0 + 9000, (i) => `c${i}`)
-    counters.count('pull', A, 'other', D0 + 9001, 'x0')
-    counters.settle()
-    counters.persist()
-    expect(counter(db, A, 'app')?.pull_count).toBe(6000)
-    expect(counter(db, B, 'app')?.pull_count).toBe(2)
-    expect(counter(db, C, 'app')?.pull_count).toBe(2)
-    expect(counter(db, A, 'other')?.pull_count).toBe(1)
-    const unique = (did: string, repo: string) =>
-      history.range(did, repo, day(0), day(0))[0]?.uniqueClients
-    expect(unique(A, 'app')).toBeGreaterThan(5700)
-    expect(unique(A, 'app')).toBeLessThan(6300)
-    expect(unique(B, 'app')).toBe(1)
-    expect(unique(C, 'app')).toBe(2)
-    expect(unique(A, 'other')).toBe(1)
-  })
-
   it('does not count twice what the table took before the file was emptied', async () => {
     const first = await make()
     const { counters } = first

@@ -20,8 +20,6 @@ const KNOWN_PAIRS = 50_000
 const MINUTE_MS = 60_000
 /** With the journal, how often its counts go into the counter table (reads take them sooner). */
 const TABLE_WRITE_MS = 1000
-/** Deltas kept for reuse by the next persist's counts (see settle). */
-const SPARE_DELTAS = 4096
 
 /**
  * A persist's row write: the pair's counts, and (with history kept) what it adds to its open
@@ -100,15 +98,6 @@ export type DeltaSink = { accept(batch: Map<string, Delta>): void }
 export class CounterStore {
   /** Counted since the last persist. */
   private tick = new Map<string, Delta>()
-  /** The other of the two maps `tick` alternates between, empty. */
-  private tickSpare = new Map<string, Delta>()
-  /**
-   * Deltas of earlier persists whose counts joined a pending delta, for the next persist's
-   * counts: made anew every 25 ms for every pair counted, they lived just long enough for the
-   * young generation to promote them, and a promoted object is garbage only a mark-compact
-   * takes back (BENCHMARKS.md, "What counting costs, taken apart").
-   */
-  private readonly spare: Delta[] = []
   /** Pairs in `tick` that `pending` does not have. */
   private tickNew = 0
   /** Journaled (or put back after a failed write), not yet in the table. */
@@ -208,29 +197,15 @@ export class CounterStore {
         return undefined
       }
       if (!known) this.tickNew++
-      const day = Math.floor(now / DAY_MS)
-      d = this.spare.pop()
-      if (d) {
-        d.did = did
-        d.repository = repository
-        d.pulls = 0
-        d.pushes = 0
-        d.lastPull = 0
-        d.lastPush = 0
-        d.first = now
-        d.day = day
-      } else {
-        d = {
-          did,
-          repository,
-          pulls: 0,
-          pushes: 0,
-          lastPull: 0,
-          lastPush: 0,
-          first: now,
-          day,
-          clients: undefined,
-        }
+      d = {
+        did,
+        repository,
+        pulls: 0,
+        pushes: 0,
+        lastPull: 0,
+        lastPush: 0,
+        first: now,
+        day: Math.floor(now / DAY_MS),
       }
       this.tick.set(key, d)
     }
@@ -303,7 +278,7 @@ export class CounterStore {
     const refs = this.refs?.takeTick()
     if (this.tick.size === 0 && !refs) return this.journalWorks()
     const tick = this.tick
-    this.tick = this.tickSpare
+    this.tick = new Map()
     this.tickNew = 0
     let journaled = false
     if (this.journal && !this.sink) {
@@ -314,14 +289,7 @@ export class CounterStore {
         this.noteJournal(err as Error)
       }
     }
-    for (const [key, d] of tick) {
-      if (!this.addPending(key, d) && this.spare.length < SPARE_DELTAS) {
-        d.clients?.clear()
-        this.spare.push(d)
-      }
-    }
-    tick.clear()
-    this.tickSpare = tick
+    for (const [key, d] of tick) this.addPending(key, d)
     return journaled
   }
 
@@ -353,18 +321,12 @@ export class CounterStore {
     return true
   }
 
-  /**
-   * Puts `d` among the pending deltas, `d` counted after any pending for its pair. Whether the
-   * pending deltas hold `d` now; when not, its counts joined one of them and `d` (with its
-   * sketch's registers, which were copied) is the caller's again.
-   */
-  private addPending(key: string, d: Delta): boolean {
+  /** Puts `d` among the pending deltas, `d` counted after any pending for its pair. */
+  private addPending(key: string, d: Delta): void {
     const cur = this.pending.get(key)
     if (!cur) {
       this.pending.set(key, d)
-      return true
-    }
-    if (d.day === cur.day && d.earlier === undefined) {
+    } else if (d.day === cur.day && d.earlier === undefined) {
       // Most often: counts of the same day join the pending delta in place, and its sketch
       // takes the few clients of the last 25 ms (not the other way round).
       cur.pulls += d.pulls
@@ -372,18 +334,13 @@ export class CounterStore {
       cur.lastPull = Math.max(cur.lastPull, d.lastPull)
       cur.lastPush = Math.max(cur.lastPush, d.lastPush)
       if (d.clients) {
-        if (cur.clients) {
-          cur.clients.merge(d.clients)
-        } else {
-          cur.clients = d.clients
-          d.clients = undefined
-        }
+        if (cur.clients) cur.clients.merge(d.clients)
+        else cur.clients = d.clients
       }
-      return false
+    } else {
+      addOlder(d, cur)
+      this.pending.set(key, d)
     }
-    addOlder(d, cur)
-    this.pending.set(key, d)
-    return true
   }
 
   /**

@@ -57,15 +57,6 @@ export class Sketch {
     return true
   }
 
-  /** Empties the sketch, for reuse. */
-  clear(): void {
-    if (this.sparse) this.sparse.clear()
-    else {
-      this.dense = undefined
-      this.sparse = new Map()
-    }
-  }
-
   /** Takes in another sketch's registers; whether any of this one's changed. */
   merge(other: Sketch): boolean {
     let changed = false
