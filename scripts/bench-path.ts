@@ -41,7 +41,7 @@ import {
 } from './lib.ts'
 
 /** The label of the hold --count-nothing adds. */
-const NOTHING = 'this, counting nothing'
+const NOTHING = 'counting nothing'
 
 const { values: args } = parseArgs({
   options: {
