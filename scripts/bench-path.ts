@@ -139,8 +139,8 @@ async function main() {
     for (let round = 1; round <= rounds; round++) {
       const order = round % 2 ? cases : [...cases].reverse()
       for (const c of order) {
-        // Unmeasured first: a hold that sat idle while the others ran starts slower (caches,
-        // its young generation shrunk), and in this order the same cases would always pay it.
+        // Unmeasured first, so that whatever a hold's first requests after the others' runs
+        // cost is not always paid by the same cases (the order gives them the same places).
         if (warmup > 0) {
           await load({
             base: c.hold.base,

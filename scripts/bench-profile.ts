@@ -3,8 +3,8 @@
  *   npm run bench:profile -- [--scenario url+repo] [--compiled] [--requests 60000] [--us 250] [--top 25]
  *
  * Starts one real hold as a child process (scripts/bench-server.ts, HOLD_STATS_FLUSH_MS 1000 as
- * in `npm run bench`, or --flush-ms; compiled by tsc with --compiled), stores a 1 KiB blob, warms it up, then
- * drives one scenario (lib.ts, scenarioPaths: getBlob's, or getStats and listStats after a
+ * in `npm run bench`, or --flush-ms; compiled by tsc with --compiled), stores a 1 KiB blob,
+ * warms it up, then drives one scenario (lib.ts, scenarioPaths: getBlob's, or getStats and listStats after a
  * counted pull of every pair) with autocannon while the hold's V8 CPU profiler samples (the profiler of
  * `node --cpu-prof`, started and stopped around the measured window only). Prints the self time
  * by category (what the request path does: parsing, validation, signing, headers, middleware,
