@@ -21,6 +21,8 @@ export type { S3Config, S3Credentials }
  * events a day) with up to ~2,800 changed pairs a minute; see README "Relays".
  */
 export const DEFAULT_STATS_FLUSH_MS = 60_000
+/** Counts are journaled (or sent to the stream) every 25 ms: what a kill -9 can lose. */
+export const DEFAULT_STATS_PERSIST_MS = 25
 
 /** Raw environment, read in exactly one place. */
 export type ServerEnvironment = {
@@ -51,6 +53,7 @@ export type ServerEnvironment = {
   uploadTtlHours?: string
   maxBlobBytes?: string
   statsFlushMs?: string
+  statsPersistMs?: string
   statsHistoryDays?: string
   statsMaxPerMinute?: string
   newPairsPerHour?: string
@@ -110,6 +113,7 @@ export const readEnv = (
   uploadTtlHours: env.HOLD_UPLOAD_TTL_HOURS,
   maxBlobBytes: env.HOLD_MAX_BLOB_BYTES,
   statsFlushMs: env.HOLD_STATS_FLUSH_MS,
+  statsPersistMs: env.HOLD_STATS_PERSIST_MS,
   statsHistoryDays: env.HOLD_STATS_HISTORY_DAYS,
   statsMaxPerMinute: env.HOLD_STATS_MAX_PER_MINUTE,
   newPairsPerHour: env.HOLD_NEW_PAIRS_PER_HOUR,
@@ -161,6 +165,10 @@ export type ServerConfig = {
   uploadTtlMs: number
   maxBlobBytes: number
   statsFlushMs: number
+  /**
+   * How often counts taken in memory are made durable (HOLD_STATS_PERSIST_MS): a count journal
+   * line, or with HOLD_ROLE=frontend a stream entry. The most a `kill -9` loses.
+   */
   statsPersistMs: number
   /** Days of per-day counts kept (HOLD_STATS_HISTORY_DAYS); 0: none are kept */
   statsHistoryDays: number
@@ -360,7 +368,13 @@ export const envToCfg = (
       10,
       24 * 3600 * 1000,
     ),
-    statsPersistMs: 25,
+    statsPersistMs: parseIntVar(
+      'HOLD_STATS_PERSIST_MS',
+      env.statsPersistMs,
+      DEFAULT_STATS_PERSIST_MS,
+      5,
+      1000,
+    ),
     statsHistoryDays: parseIntVar(
       'HOLD_STATS_HISTORY_DAYS',
       env.statsHistoryDays,

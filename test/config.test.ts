@@ -38,6 +38,7 @@ describe('readEnv', () => {
         HOLD_STORAGE: 'disk',
         HOLD_MAX_BLOB_BYTES: '100',
         HOLD_STATS_FLUSH_MS: '500',
+        HOLD_STATS_PERSIST_MS: '100',
         HOLD_STATS_MAX_PER_MINUTE: '60',
         HOLD_NEW_PAIRS_PER_HOUR: '500',
         HOLD_FAILED_AUTH_PER_MINUTE: '10',
@@ -66,6 +67,7 @@ describe('readEnv', () => {
       storage: 'disk',
       maxBlobBytes: '100',
       statsFlushMs: '500',
+      statsPersistMs: '100',
       statsMaxPerMinute: '60',
       newPairsPerHour: '500',
       failedAuthPerMinute: '10',
@@ -100,7 +102,7 @@ describe('envToCfg and envToSecrets', () => {
       uploadTtlMs: 86400000,
       maxBlobBytes: 10737418240,
       statsFlushMs: 60000,
-      statsPersistMs: expect.any(Number),
+      statsPersistMs: 25,
       statsHistoryDays: 400,
       statsMaxPerMinute: 0,
       newPairsPerHour: 100,
@@ -229,6 +231,7 @@ describe('envToCfg and envToSecrets', () => {
       HOLD_OWNER_DID: ' did:plc:ewvi7nxzyoun6zhxrhs64oiz ',
       HOLD_SIGNING_KEY: HEX_KEY.toUpperCase(),
       HOLD_STATS_FLUSH_MS: '250',
+      HOLD_STATS_PERSIST_MS: '250',
       HOLD_TRUSTED_PROXY_HEADER: 'Fly-Client-IP',
       HOLD_ADMIN_PASSWORD: 'hunter2',
       LOG_LEVEL: 'warn',
@@ -236,6 +239,7 @@ describe('envToCfg and envToSecrets', () => {
     expect(cfg.port).toBe(9001)
     expect(cfg.ownerDid).toBe('did:plc:ewvi7nxzyoun6zhxrhs64oiz')
     expect(cfg.statsFlushMs).toBe(250)
+    expect(cfg.statsPersistMs).toBe(250)
     expect(cfg.trustedProxyHeader).toBe('fly-client-ip')
     expect(cfg.logLevel).toBe('warn')
     expect(secrets.signingKeyHex).toBe(HEX_KEY)
@@ -266,6 +270,9 @@ describe('envToCfg and envToSecrets', () => {
     ['HOLD_DEV_ALLOW_LOCAL_DIDS', 'sure'],
     ['HOLD_STATS_FLUSH_MS', '-1'],
     ['HOLD_STATS_FLUSH_MS', '5'],
+    ['HOLD_STATS_PERSIST_MS', '4'],
+    ['HOLD_STATS_PERSIST_MS', '1001'],
+    ['HOLD_STATS_PERSIST_MS', 'soon'],
     ['HOLD_STATS_MAX_PER_MINUTE', '1.5'],
     ['HOLD_TRUSTED_PROXY_HOPS', '0'],
     ['HOLD_NEW_PAIRS_PER_HOUR', '-5'],

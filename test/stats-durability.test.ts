@@ -214,6 +214,58 @@ describe('stats durability across stops and crashes (child process)', () => {
     expect(await second.exited).toEqual({ code: 0, signal: null })
   })
 
+  it('journals counts as often as HOLD_STATS_PERSIST_MS says', async () => {
+    // Pulls one blob back to back for 2.5 s, stops the hold, and reads how many journal lines
+    // its table took: about one a window with counts in it.
+    const linesWith = async (env: Record<string, string>) => {
+      const dataDir = await tempDir()
+      dirs.push(dataDir)
+      const hold = await spawnHold({
+        dataDir,
+        port: await freePort(),
+        env: { ...ENV, ...env },
+      })
+      running.push(hold)
+      const { did, repo } = PAIRS[0]
+      const { digest } = await pushBlob(hold.url, randomBytes(64), {
+        did,
+        repo,
+      })
+      let pulls = 0
+      for (const end = Date.now() + 2500; Date.now() < end; pulls++) {
+        const res = await xrpc(hold.url, ids.SyncGetBlob, {
+          did,
+          cid: digest,
+          repo,
+          method: 'GET',
+        })
+        expect(res.status).toBe(200)
+      }
+      hold.proc.kill('SIGTERM')
+      expect(await hold.exited).toEqual({ code: 0, signal: null })
+      const db = new DatabaseSync(join(dataDir, 'hold.sqlite'), {
+        readOnly: true,
+      })
+      try {
+        const { folded } = db
+          .prepare('SELECT folded FROM stats_journal')
+          .get() as { folded: number }
+        const { pull_count } = db
+          .prepare('SELECT pull_count FROM stats_counter')
+          .get() as { pull_count: number }
+        expect(pull_count).toBe(pulls)
+        return folded
+      } finally {
+        db.close()
+      }
+    }
+    // 2.5 s of counts: about 100 windows of 25 ms, three of a second (and the stop's line).
+    expect(await linesWith({})).toBeGreaterThan(20)
+    expect(
+      await linesWith({ HOLD_STATS_PERSIST_MS: '1000' }),
+    ).toBeLessThanOrEqual(5)
+  })
+
   it('keeps counts that reached the journal or the table through kill -9, and the records catch up on the next start', async () => {
     const dataDir = await tempDir()
     dirs.push(dataDir)
