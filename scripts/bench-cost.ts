@@ -1,6 +1,7 @@
 /**
  * What a counted pull costs the machine (not part of `npm test`), for sizing one:
- *   npm run bench:cost -- [--flush-ms 60000,1000] [--rates 100,1000] [--pairs 50] [--help]
+ *   npm run bench:cost -- [--flush-ms 60000,1000] [--rates 100,1000] [--pairs 50]
+ *     [--persist-ms 25] [--help]
  *
  * For each HOLD_STATS_FLUSH_MS given, starts a real hold as a child process (the Node flags of
  * `npm start`, its data dir on the local disk), stores a 1 KiB blob, and measures from outside
@@ -41,6 +42,8 @@ const { values: args } = parseArgs({
     rates: { type: 'string', default: '100,1000' },
     pairs: { type: 'string', default: '50' },
     'min-window': { type: 'string', default: '10' },
+    // HOLD_STATS_PERSIST_MS for the hold; unset, its default (25 ms).
+    'persist-ms': { type: 'string' },
     settle: { type: 'string', default: '10' },
     idle: { type: 'string', default: '10' },
     help: { type: 'boolean', default: false },
@@ -81,7 +84,12 @@ const paths = (digest: string, pairs: number, counted: boolean): string[] =>
 const measureHold = async (flushMs: number, rates: number[], pairs: number) => {
   const rows: Row[] = []
   const hold: Hold = await startHold({
-    env: { HOLD_STATS_FLUSH_MS: String(flushMs) },
+    env: {
+      HOLD_STATS_FLUSH_MS: String(flushMs),
+      ...(args['persist-ms']
+        ? { HOLD_STATS_PERSIST_MS: args['persist-ms'] }
+        : {}),
+    },
   })
   const pid = hold.proc.pid!
   const info = () =>
@@ -189,7 +197,7 @@ const main = async () => {
   const pairs = Number(args.pairs)
   const load0 = loadavg()
   console.error(
-    `bench:cost: HOLD_STATS_FLUSH_MS ${flushes.join(', ')}; rates ${rates.join(', ')} req/s over ${pairs} pairs; load average ${load0.map((l) => l.toFixed(2)).join(' ')}`,
+    `bench:cost: HOLD_STATS_FLUSH_MS ${flushes.join(', ')}; HOLD_STATS_PERSIST_MS ${args['persist-ms'] ?? 'default'}; rates ${rates.join(', ')} req/s over ${pairs} pairs; load average ${load0.map((l) => l.toFixed(2)).join(' ')}`,
   )
   const results = []
   for (const flushMs of flushes) {
@@ -198,7 +206,9 @@ const main = async () => {
   console.log(
     `\nload average at the start ${load0.map((l) => l.toFixed(2)).join(' ')}, at the end ${loadavg()
       .map((l) => l.toFixed(2))
-      .join(' ')}; ${pairs} (DID, repository) pairs\n`,
+      .join(
+        ' ',
+      )}; ${pairs} (DID, repository) pairs; HOLD_STATS_PERSIST_MS ${args['persist-ms'] ?? 'default (25)'}\n`,
   )
   console.log(
     '| HOLD_STATS_FLUSH_MS | rate asked (req/s) | getBlob | rate served (req/s) | CPU µs per request | share of one core | KiB written per 1,000 requests | window |',
@@ -218,7 +228,7 @@ const main = async () => {
 
 if (args.help) {
   console.log(
-    'npm run bench:cost -- [--flush-ms 60000,1000] [--rates 100,1000] [--pairs 50] [--min-window S] [--idle S] [--settle S]',
+    'npm run bench:cost -- [--flush-ms 60000,1000] [--rates 100,1000] [--pairs 50] [--persist-ms 25] [--min-window S] [--idle S] [--settle S]',
   )
 } else {
   await main()

@@ -6,7 +6,7 @@
  * commit exported with `git archive` and node_modules linked in) as child processes, stores a
  * 1 KiB blob in each, and drives the scenarios of `npm run bench` that measure the request path
  * (bare, url, url+repo; HOLD_STATS_FLUSH_MS 1000, or --flush-ms) on every hold, round by
- * round, the order reversed every other round so the machine's load falls on all alike. Prints
+ * round, in an order shuffled each round so the machine's load falls on all alike. Prints
  * per checkout the median req/s of each scenario and the medians of the per-round ratios
  * url+repo / bare and url+repo / url, the figures the throughput targets are set in; and the
  * same from the hold's CPU time per request (/proc/<pid>/stat over each run, every thread, the
@@ -17,6 +17,8 @@
  * checkout compiled by tsc, as the image does (see compileBenchServer). `--count-nothing` adds
  * a hold of this checkout that counts nothing (HOLD_COUNT_SOURCE=manifest) and prints url+repo
  * here over url+repo there: what counting costs apart from the longer request `repo` makes.
+ * `--variant 'LABEL:KEY=VALUE,...'` adds a hold of this checkout with those variables set, e.g.
+ * `--variant 'window 250:HOLD_STATS_PERSIST_MS=250'`.
  * `--rate N` paces each measured run at N requests a second (`--requests` of them) instead of
  * sending them back to back: every case then carries the same load and only the CPU per
  * request tells them apart (the throughput table says nothing then).
@@ -53,6 +55,7 @@ const { values: args } = parseArgs({
     compiled: { type: 'boolean', default: false },
     'flush-ms': { type: 'string', default: '1000' },
     'count-nothing': { type: 'boolean', default: false },
+    variant: { type: 'string', multiple: true, default: [] },
     warmup: { type: 'string', default: '1000' },
     rate: { type: 'string' },
     // Flags for the holds' node, e.g. --node-flags='--single-threaded-gc'.
@@ -62,7 +65,7 @@ const { values: args } = parseArgs({
 })
 if (args.help) {
   console.log(
-    'npm run bench:path -- [--tree LABEL=DIR ...] [--rounds N] [--requests N] [--connections N] [--only bare,url,url+repo,bytes,bytes+repo,getStats,listStats] [--compiled] [--flush-ms 1000] [--count-nothing] [--warmup 1000] [--rate N] [--node-flags FLAGS]',
+    'npm run bench:path -- [--tree LABEL=DIR ...] [--rounds N] [--requests N] [--connections N] [--only bare,url,url+repo,bytes,bytes+repo,getStats,listStats] [--compiled] [--flush-ms 1000] [--count-nothing] [--variant LABEL:KEY=VALUE,...] [--warmup 1000] [--rate N] [--node-flags FLAGS]',
   )
 } else {
   await main()
@@ -84,6 +87,24 @@ async function main() {
       ...(args['count-nothing']
         ? [{ label: NOTHING, env: { HOLD_COUNT_SOURCE: 'manifest' } }]
         : []),
+      ...args.variant.map((v) => {
+        const colon = v.indexOf(':')
+        const pairs = v.slice(colon + 1).split(',')
+        if (colon < 1 || pairs.some((p) => p.indexOf('=') < 1)) {
+          throw new Error(
+            `--variant ${v}: give it as LABEL:KEY=VALUE[,KEY=VALUE]`,
+          )
+        }
+        return {
+          label: v.slice(0, colon),
+          env: Object.fromEntries(
+            pairs.map((p) => [
+              p.slice(0, p.indexOf('=')),
+              p.slice(p.indexOf('=') + 1),
+            ]),
+          ),
+        }
+      }),
       ...args.tree.map((t) => {
         const eq = t.indexOf('=')
         if (eq < 1) throw new Error(`--tree ${t}: give it as LABEL=DIR`)
@@ -136,8 +157,13 @@ async function main() {
         amount: Math.ceil(requests / 4),
       })
     }
+    let last: (typeof cases)[number] | undefined
     for (let round = 1; round <= rounds; round++) {
-      const order = round % 2 ? cases : [...cases].reverse()
+      const order = shuffled(cases, round)
+      // No case runs twice in a row across rounds (a reversed order every other round did that
+      // to the first and last case, and the repeat ran faster).
+      if (order[0] === last) order.push(order.shift()!)
+      last = order[order.length - 1]
       for (const c of order) {
         // Unmeasured first, so that whatever a hold's first requests after the others' runs
         // cost is not always paid by the same cases (the order gives them the same places).
@@ -240,4 +266,16 @@ async function main() {
   } finally {
     for (const h of holds) await stopHold(h)
   }
+}
+
+/** `xs` in an order of its own for each round: a shuffle seeded by the round, so runs repeat. */
+function shuffled<T>(xs: T[], round: number): T[] {
+  const out = [...xs]
+  let seed = round * 2654435761
+  for (let i = out.length - 1; i > 0; i--) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
+    const j = seed % (i + 1)
+    ;[out[i], out[j]] = [out[j], out[i]]
+  }
+  return out
 }
