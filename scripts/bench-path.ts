@@ -35,6 +35,7 @@ import {
   openLoad,
   procSample,
   pushBlob,
+  roundOrder,
   scenarioPaths,
   startHold,
   stopHold,
@@ -159,10 +160,7 @@ async function main() {
     }
     let last: (typeof cases)[number] | undefined
     for (let round = 1; round <= rounds; round++) {
-      const order = shuffled(cases, round)
-      // No case runs twice in a row across rounds (a reversed order every other round did that
-      // to the first and last case, and the repeat ran faster).
-      if (order[0] === last) order.push(order.shift()!)
+      const order = roundOrder(cases, round, last)
       last = order[order.length - 1]
       for (const c of order) {
         // Unmeasured first, so that whatever a hold's first requests after the others' runs
@@ -266,16 +264,4 @@ async function main() {
   } finally {
     for (const h of holds) await stopHold(h)
   }
-}
-
-/** `xs` in an order of its own for each round: a shuffle seeded by the round, so runs repeat. */
-function shuffled<T>(xs: T[], round: number): T[] {
-  const out = [...xs]
-  let seed = round * 2654435761
-  for (let i = out.length - 1; i > 0; i--) {
-    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
-    const j = seed % (i + 1)
-    ;[out[i], out[j]] = [out[j], out[i]]
-  }
-  return out
 }

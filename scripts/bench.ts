@@ -5,7 +5,7 @@
  * Starts real holds as child processes (ours public, ours private, and one that also counts with
  * one signed commit per count), stores a 1 KiB blob in each, then drives them over HTTP with
  * autocannon from this process.
- * Every scenario is measured in the same run, alternating order round by round, and reported as
+ * Every scenario is measured in the same run, in an order shuffled round by round, and reported as
  * medians and ratios (the machine is shared and noisy; only ratios from one run are compared):
  *   bare        a Hono route returning fixed JSON: the ceiling of this stack here
  *   url         getBlob method=GET, no repo (not counted)
@@ -38,6 +38,7 @@ import {
   pushBlob,
   recordPulls,
   REPOS,
+  roundOrder,
   startHold,
   stopHold,
   type Hold,
@@ -191,8 +192,10 @@ const main = async () => {
     }
     const before = await getJson<{ count: number }>(`${ours.base}/_bench/info`)
     const started = Date.now()
+    let last: (typeof scenarios)[number] | undefined
     for (let round = 1; round <= ROUNDS; round++) {
-      const order = round % 2 ? scenarios : [...scenarios].reverse()
+      const order = roundOrder(scenarios, round, last)
+      last = order[order.length - 1]
       for (const s of order) {
         const run = await load({
           base: s.hold.base,

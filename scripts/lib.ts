@@ -445,3 +445,25 @@ export const recordPulls = async (h: Hold): Promise<number> => {
   } while (cursor)
   return total
 }
+
+/**
+ * The order of one round's cases: shuffled, seeded by the round (a run can be repeated), and not
+ * starting with the case the round before ended on. An order reversed every other round ran its
+ * first and last cases twice in a row at each change of round, and a case run again at once runs
+ * faster (BENCHMARKS.md, "How often counts are made durable").
+ */
+export const roundOrder = <T>(
+  cases: readonly T[],
+  round: number,
+  last: T | undefined,
+): T[] => {
+  const out = [...cases]
+  let seed = Math.imul(round, 0x9e3779b1) >>> 0
+  for (let i = out.length - 1; i > 0; i--) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
+    const j = seed % (i + 1)
+    ;[out[i], out[j]] = [out[j], out[i]]
+  }
+  if (out.length > 1 && out[0] === last) out.push(out.shift()!)
+  return out
+}
