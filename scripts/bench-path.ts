@@ -163,8 +163,8 @@ async function main() {
       const order = roundOrder(cases, round, last)
       last = order[order.length - 1]
       for (const c of order) {
-        // Unmeasured first, so that whatever a hold's first requests after the others' runs
-        // cost is not always paid by the same cases (the order gives them the same places).
+        // Unmeasured first, so that what a hold's first requests after another's run cost is
+        // not paid by the measured run.
         if (warmup > 0) {
           await load({
             base: c.hold.base,
