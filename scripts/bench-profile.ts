@@ -14,7 +14,8 @@
  * With --heap it samples, instead of the CPU, the allocations that outlive the young generation
  * (what a scavenge promotes to the old generation, which only a mark-compact frees, a pause of
  * tens of milliseconds on a large heap): bytes per request, and where they were allocated.
- * --rate N paces the load (N requests a second), as a real client's would be.
+ * --rate N paces the load (N requests a second), as a real client's would be; --persist-ms sets
+ * HOLD_STATS_PERSIST_MS (how often counts are journaled).
  */
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile } from 'node:fs/promises'
@@ -48,12 +49,13 @@ const { values: args } = parseArgs({
     'node-flags': { type: 'string' },
     rate: { type: 'string' },
     'flush-ms': { type: 'string', default: '1000' },
+    'persist-ms': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 })
 if (args.help) {
   console.log(
-    'npm run bench:profile -- [--scenario bare|url|url+repo|bytes|bytes+repo|getStats|listStats] [--compiled] [--requests N] [--connections N] [--us SAMPLING_US] [--top N] [--out DIR] [--summarise FILE.cpuprofile] [--heap [--rate N]] [--node-flags FLAGS] [--flush-ms 1000]',
+    'npm run bench:profile -- [--scenario bare|url|url+repo|bytes|bytes+repo|getStats|listStats] [--compiled] [--requests N] [--connections N] [--us SAMPLING_US] [--top N] [--out DIR] [--summarise FILE.cpuprofile] [--heap [--rate N]] [--node-flags FLAGS] [--flush-ms 1000] [--persist-ms 25]',
   )
   process.exit(0)
 }
@@ -298,7 +300,12 @@ const main = async () => {
   const out = args.out ?? (await tempDir('atcr-profile-'))
   const hold = await startHold({
     server: args.compiled ? compileBenchServer() : undefined,
-    env: { HOLD_STATS_FLUSH_MS: args['flush-ms'] },
+    env: {
+      HOLD_STATS_FLUSH_MS: args['flush-ms'],
+      ...(args['persist-ms']
+        ? { HOLD_STATS_PERSIST_MS: args['persist-ms'] }
+        : {}),
+    },
     nodeFlags: args['node-flags']?.split(' ').filter(Boolean),
   })
   try {

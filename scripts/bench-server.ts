@@ -3,10 +3,12 @@
  * the ceiling of this stack, and commit counters), and with BENCH_COUNTER=seed one signed commit
  * per count around the real getBlob. Prints `READY <port>` when it listens.
  */
+import { subscribe } from 'node:diagnostics_channel'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { Session } from 'node:inspector/promises'
 import {
   constants,
+  createHistogram,
   monitorEventLoopDelay,
   PerformanceObserver,
 } from 'node:perf_hooks'
@@ -132,14 +134,43 @@ const observeCollector = () => {
   })
   collector.observe({ entryTypes: ['gc'] })
 }
+// And the hold's own time per call: from Node's HTTP server handing over a parsed request to
+// the response's last byte handed to the kernel. What the client sees adds the time a request
+// or an answer waits in the kernel and the time the hold's thread is not running at all (the
+// machine's scheduling), which this cannot see.
+const served = createHistogram()
+const requestStarts = new WeakMap<object, bigint>()
+let timingCalls = false
+const timeCalls = () => {
+  timingCalls = true
+  subscribe('http.server.request.start', (message) => {
+    const { response } = message as { response: object }
+    requestStarts.set(response, process.hrtime.bigint())
+  })
+  subscribe('http.server.response.finish', (message) => {
+    const { response } = message as { response: object }
+    const start = requestStarts.get(response)
+    if (start === undefined) return
+    requestStarts.delete(response)
+    served.record(Math.max(1, Number(process.hrtime.bigint() - start)))
+  })
+}
 hold.app.post('/_bench/loop-delay', (c) => {
   if (!collector) observeCollector()
+  if (!timingCalls) timeCalls()
   const ms = (ns: number) => +(ns / 1e6).toFixed(2)
   const out = {
     p50: ms(loopDelay.percentile(50)),
     p99: ms(loopDelay.percentile(99)),
     p999: ms(loopDelay.percentile(99.9)),
     max: ms(loopDelay.max),
+    served: {
+      count: served.count,
+      p50: ms(served.percentile(50)),
+      p99: ms(served.percentile(99)),
+      p999: ms(served.percentile(99.9)),
+      max: ms(served.count > 0 ? served.max : 0),
+    },
     gc: Object.fromEntries(
       Object.entries(pauses).map(([kind, p]) => [
         kind,
@@ -148,6 +179,7 @@ hold.app.post('/_bench/loop-delay', (c) => {
     ),
   }
   loopDelay.reset()
+  served.reset()
   pauses = {}
   return c.json(out)
 })
