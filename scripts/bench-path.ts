@@ -33,6 +33,7 @@ import {
   load,
   median,
   openLoad,
+  parseVariant,
   procSample,
   pushBlob,
   roundOrder,
@@ -88,24 +89,7 @@ async function main() {
       ...(args['count-nothing']
         ? [{ label: NOTHING, env: { HOLD_COUNT_SOURCE: 'manifest' } }]
         : []),
-      ...args.variant.map((v) => {
-        const colon = v.indexOf(':')
-        const pairs = v.slice(colon + 1).split(',')
-        if (colon < 1 || pairs.some((p) => p.indexOf('=') < 1)) {
-          throw new Error(
-            `--variant ${v}: give it as LABEL:KEY=VALUE[,KEY=VALUE]`,
-          )
-        }
-        return {
-          label: v.slice(0, colon),
-          env: Object.fromEntries(
-            pairs.map((p) => [
-              p.slice(0, p.indexOf('=')),
-              p.slice(p.indexOf('=') + 1),
-            ]),
-          ),
-        }
-      }),
+      ...args.variant.map(parseVariant),
       ...args.tree.map((t) => {
         const eq = t.indexOf('=')
         if (eq < 1) throw new Error(`--tree ${t}: give it as LABEL=DIR`)

@@ -402,6 +402,33 @@ export const load = async (opts: {
   }
 }
 
+/**
+ * A hold of this checkout with variables set, as `--variant 'LABEL:KEY=VALUE[,KEY=VALUE]'` gives
+ * it (bench:path, bench:ratio); a LABEL alone, or `LABEL:`, sets none.
+ */
+export const parseVariant = (
+  v: string,
+): { label: string; env: Record<string, string> } => {
+  const colon = v.indexOf(':')
+  if (colon === -1 && v !== '') return { label: v, env: {} }
+  const pairs = v
+    .slice(colon + 1)
+    .split(',')
+    .filter((p) => p !== '')
+  if (colon < 1 || pairs.some((p) => p.indexOf('=') < 1)) {
+    throw new Error(`--variant ${v}: give it as LABEL:KEY=VALUE[,KEY=VALUE]`)
+  }
+  return {
+    label: v.slice(0, colon),
+    env: Object.fromEntries(
+      pairs.map((p) => [
+        p.slice(0, p.indexOf('=')),
+        p.slice(p.indexOf('=') + 1),
+      ]),
+    ),
+  }
+}
+
 export const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b)
   const m = Math.floor(s.length / 2)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { roundOrder } from '../scripts/lib.ts'
+import { parseVariant, roundOrder } from '../scripts/lib.ts'
 
 describe("the benchmarks' round order", () => {
   const cases = ['bare', 'url', 'url+repo', 'bytes', 'getStats']
@@ -31,5 +31,27 @@ describe("the benchmarks' round order", () => {
       seq.push(...order)
     }
     for (let i = 1; i < seq.length; i++) expect(seq[i]).not.toBe(seq[i - 1])
+  })
+})
+
+describe("the benchmarks' --variant", () => {
+  it('reads a label and the variables to set', () => {
+    expect(
+      parseVariant('window 250:HOLD_STATS_PERSIST_MS=250,LOG_LEVEL=a=b'),
+    ).toEqual({
+      label: 'window 250',
+      env: { HOLD_STATS_PERSIST_MS: '250', LOG_LEVEL: 'a=b' },
+    })
+    expect(parseVariant('as shipped')).toEqual({ label: 'as shipped', env: {} })
+    expect(parseVariant('as shipped:')).toEqual({
+      label: 'as shipped',
+      env: {},
+    })
+  })
+
+  it('refuses a variant without a label or with a variable without a name', () => {
+    for (const bad of ['', ':A=1', 'x:A', 'x:=1', 'x:A=1,B']) {
+      expect(() => parseVariant(bad), bad).toThrow(/LABEL:KEY=VALUE/)
+    }
   })
 })

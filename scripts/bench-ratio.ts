@@ -1,0 +1,161 @@
+/**
+ * Counted / not counted getBlob, hold by hold (not part of `npm test`):
+ *   npm run bench:ratio -- [--variant 'LABEL:KEY=VALUE,...' ...] [--holds 4] [--alternations 4]
+ *                          [--requests 50000] [--connections 32] [--flush-ms 60000] [--compiled]
+ *
+ * Two holds of the same code can differ by 10-30% in a getBlob's CPU from one process to the
+ * next (where V8 and the allocator put things, what the machine's other tenants do while each
+ * runs), so a benchmark that starts one hold per configuration reads that difference as the
+ * configuration's. This one starts `--holds` fresh holds of each configuration, one after the
+ * other with the configurations' order turned each time, and inside each hold drives url (getBlob
+ * `method=GET` without `repo`, not counted) and url+repo (counted) back to back `--alternations`
+ * times, in turns, `--requests` each. A hold's figure is its url CPU per request over its
+ * url+repo CPU per request, summed over the alternations (every thread of the process, from
+ * /proc/<pid>/task/<tid>/schedstat, in nanoseconds); a configuration's figure is the median over
+ * its holds, and the range says how far one hold's can be from it.
+ *
+ * The configurations are `default` (the hold as shipped), `counting nothing`
+ * (HOLD_COUNT_SOURCE=manifest: `repo` is parsed, checked and signed into the URL, nothing is
+ * counted; its figure is what the longer request and answer cost alone) and each `--variant`,
+ * e.g. `--variant 'window 250:HOLD_STATS_PERSIST_MS=250'`.
+ */
+import { randomBytes } from 'node:crypto'
+import { readdirSync, readFileSync } from 'node:fs'
+import { loadavg } from 'node:os'
+import { parseArgs } from 'node:util'
+import {
+  compileBenchServer,
+  load,
+  median,
+  parseVariant,
+  pushBlob,
+  scenarioPaths,
+  startHold,
+  stopHold,
+} from './lib.ts'
+
+const { values: args } = parseArgs({
+  options: {
+    variant: { type: 'string', multiple: true, default: [] },
+    holds: { type: 'string', default: '4' },
+    alternations: { type: 'string', default: '4' },
+    requests: { type: 'string', default: '50000' },
+    connections: { type: 'string', default: '32' },
+    'flush-ms': { type: 'string', default: '60000' },
+    compiled: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+})
+
+/** CPU time of every thread of a process so far, in µs (schedstat counts nanoseconds). */
+const threadsCpuUs = (pid: number): number => {
+  let ns = 0
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(
+        readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(
+          ' ',
+        )[0],
+      )
+    } catch {
+      // A thread that ended between the listing and the read.
+    }
+  }
+  return ns / 1000
+}
+
+const main = async () => {
+  const holds = Number(args.holds)
+  const alternations = Number(args.alternations)
+  const requests = Number(args.requests)
+  const connections = Number(args.connections)
+  const configs = [
+    { label: 'default', env: {} as Record<string, string> },
+    { label: 'counting nothing', env: { HOLD_COUNT_SOURCE: 'manifest' } },
+    ...args.variant.map(parseVariant),
+  ]
+  const server = args.compiled ? compileBenchServer() : undefined
+  console.log(
+    `bench:ratio: ${configs.map((c) => c.label).join(', ')}; ${holds} holds each, ${alternations} alternations of ${requests} requests, ${connections} connections, records flushed every ${args['flush-ms']} ms; load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}\n`,
+  )
+  const ratios = new Map<string, number[]>(configs.map((c) => [c.label, []]))
+  const cpu = new Map<string, { url: number[]; repo: number[] }>(
+    configs.map((c) => [c.label, { url: [], repo: [] }]),
+  )
+  for (let h = 0; h < holds; h++) {
+    // The configurations' order turns each time, so none always follows the same one.
+    const order = configs.map((_, i) => configs[(i + h) % configs.length])
+    for (const config of order) {
+      const hold = await startHold({
+        server,
+        env: { HOLD_STATS_FLUSH_MS: args['flush-ms'], ...config.env },
+      })
+      try {
+        const digest = await pushBlob(hold, randomBytes(1024))
+        const paths = scenarioPaths(digest)
+        const cases = ['url', 'url+repo'] as const
+        // Unmeasured: V8 compiles both paths' hot code before the clock starts.
+        for (const s of cases) {
+          await load({
+            base: hold.base,
+            paths: paths[s],
+            connections,
+            amount: 20000,
+          })
+        }
+        const us = { url: 0, 'url+repo': 0 }
+        for (let k = 0; k < alternations; k++) {
+          for (const s of k % 2 ? [...cases].reverse() : cases) {
+            const before = threadsCpuUs(hold.proc.pid!)
+            const run = await load({
+              base: hold.base,
+              paths: paths[s],
+              connections,
+              amount: requests,
+            })
+            if (run.errors > 0) {
+              throw new Error(`${config.label} ${s}: ${run.errors} errors`)
+            }
+            us[s] += (threadsCpuUs(hold.proc.pid!) - before) / requests
+          }
+        }
+        const ratio = us.url / us['url+repo']
+        ratios.get(config.label)!.push(ratio)
+        cpu.get(config.label)!.url.push(us.url / alternations)
+        cpu.get(config.label)!.repo.push(us['url+repo'] / alternations)
+        console.log(
+          `${config.label}, hold ${h + 1}: url ${(us.url / alternations).toFixed(1)} µs, url+repo ${(us['url+repo'] / alternations).toFixed(1)} µs of CPU per request, url+repo / url ${ratio.toFixed(3)}`,
+        )
+      } finally {
+        await stopHold(hold)
+      }
+    }
+  }
+  const nothing = median(ratios.get('counting nothing')!)
+  console.log(
+    `\n| configuration | url+repo / url (median of holds) | range | url µs | url+repo µs | over counting nothing |`,
+  )
+  console.log('|---|---:|---|---:|---:|---:|')
+  for (const { label } of configs) {
+    const r = ratios.get(label)!
+    const m = median(r)
+    console.log(
+      `| ${label} | ${m.toFixed(3)} | ${Math.min(...r).toFixed(3)}-${Math.max(...r).toFixed(3)} | ${median(cpu.get(label)!.url).toFixed(1)} | ${median(cpu.get(label)!.repo).toFixed(1)} | ${(m / nothing).toFixed(3)} |`,
+    )
+  }
+  console.log(
+    `\nurl+repo / url is url's CPU per request over url+repo's inside one hold (the throughput ratio of a hold bound by its CPU); "over counting nothing" divides it by the figure of the hold that parses and signs \`repo\` and counts nothing, what counting itself costs. Load average at the end ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}.`,
+  )
+}
+
+if (args.help) {
+  console.log(
+    "npm run bench:ratio -- [--variant 'LABEL:KEY=VALUE,...' ...] [--holds 4] [--alternations 4] [--requests 50000] [--connections 32] [--flush-ms 60000] [--compiled]",
+  )
+} else {
+  await main()
+}
