@@ -262,6 +262,7 @@ describe.each([
     const before = await snapshot(h)
     const edits: [string, (u: URL) => void][] = [
       ['repo', (u) => u.searchParams.set('repo', 'url/theirs')],
+      ['no repo', (u) => u.searchParams.delete('repo')],
       ['caller', (u) => u.searchParams.set('caller', TEST_OWNER)],
       ['no caller', (u) => u.searchParams.delete('caller')],
       ['did', (u) => u.searchParams.set('did', STRANGER)],

@@ -37,8 +37,8 @@ export type PartGrant = { uploadId: string; partNumber: number; caller: string }
 
 /**
  * Short-lived blob URLs that the hold itself serves, signed with HMAC-SHA256 over everything the
- * URL grants (method, blob, owner DID, repository, expiry, and for uploads a nonce). A URL grants
- * only what the getBlob call that issued it was allowed.
+ * URL grants (method, blob, owner DID, expiry; for uploads the repository their push counts for,
+ * and a nonce). A URL grants only what the getBlob call that issued it was allowed.
  */
 export class BlobUrlSigner {
   // A KeyObject, not the raw Buffer: createHmac re-imports a Buffer key on every call, which

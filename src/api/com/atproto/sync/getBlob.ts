@@ -52,12 +52,14 @@ export const register: Register = (app, ctx) => {
         const direct = ctx.blobs.directUrl(hex, method)
         if (direct) return c.json({ method, ...direct })
       }
-      // A HEAD URL names no repo: what it answers is never counted.
+      // Only a PUT URL names the repo, for the push its upload counts. Fetching a GET or HEAD
+      // URL never counts (the call was counted above), so a counted call and one without
+      // `repo` get the same URL, signed once for both.
       const grant: UrlGrant = {
         method,
         hex,
         did,
-        repo: method === 'HEAD' ? undefined : repo,
+        repo: method === 'PUT' ? repo : undefined,
         caller: caller.did,
       }
       return c.json({ method, ...ctx.urlSigner.sign(grant) })
