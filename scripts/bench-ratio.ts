@@ -12,7 +12,9 @@
  * times, in turns, `--requests` each. A hold's figure is its url CPU per request over its
  * url+repo CPU per request, summed over the alternations (every thread of the process, from
  * /proc/<pid>/task/<tid>/schedstat, in nanoseconds); a configuration's figure is the median over
- * its holds, and the range says how far one hold's can be from it.
+ * its holds, and the range says how far one hold's can be from it. What url+repo took over url
+ * is also split between the main thread (the event loop: JavaScript, the collector's pauses) and
+ * the others (V8's helper threads: concurrent marking, parallel scavenges; libuv's pool).
  *
  * The configurations are `default` (the hold as shipped), `counting nothing`
  * (HOLD_COUNT_SOURCE=manifest: `repo` is parsed, checked and signed into the URL, nothing is
@@ -47,22 +49,29 @@ const { values: args } = parseArgs({
   },
 })
 
-/** CPU time of every thread of a process so far, in µs (schedstat counts nanoseconds). */
-const threadsCpuUs = (pid: number): number => {
-  let ns = 0
+/**
+ * CPU time so far of a process's main thread (the event loop) and of its other threads (V8's
+ * helpers, libuv's pool), in µs; schedstat counts nanoseconds.
+ */
+const threadsCpuUs = (pid: number): { main: number; others: number } => {
+  const us = { main: 0, others: 0 }
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
-      ns += Number(
+      const ns = Number(
         readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(
           ' ',
         )[0],
       )
+      us[Number(tid) === pid ? 'main' : 'others'] += ns / 1000
     } catch {
       // A thread that ended between the listing and the read.
     }
   }
-  return ns / 1000
+  return us
 }
+
+const signed = (us: number): string =>
+  `${us >= 0 ? '+' : ''}${us.toFixed(1)} µs`
 
 const main = async () => {
   const holds = Number(args.holds)
@@ -81,9 +90,10 @@ const main = async () => {
       .join(' ')}\n`,
   )
   const ratios = new Map<string, number[]>(configs.map((c) => [c.label, []]))
-  const cpu = new Map<string, { url: number[]; repo: number[] }>(
-    configs.map((c) => [c.label, { url: [], repo: [] }]),
-  )
+  const cpu = new Map<
+    string,
+    { url: number[]; repo: number[]; main: number[]; others: number[] }
+  >(configs.map((c) => [c.label, { url: [], repo: [], main: [], others: [] }]))
   for (let h = 0; h < holds; h++) {
     // The configurations' order turns each time, so none always follows the same one.
     const order = configs.map((_, i) => configs[(i + h) % configs.length])
@@ -106,6 +116,8 @@ const main = async () => {
           })
         }
         const us = { url: 0, 'url+repo': 0 }
+        // What url+repo took over url, on the main thread and on the others.
+        const extra = { main: 0, others: 0 }
         for (let k = 0; k < alternations; k++) {
           for (const s of k % 2 ? [...cases].reverse() : cases) {
             const before = threadsCpuUs(hold.proc.pid!)
@@ -118,15 +130,23 @@ const main = async () => {
             if (run.errors > 0) {
               throw new Error(`${config.label} ${s}: ${run.errors} errors`)
             }
-            us[s] += (threadsCpuUs(hold.proc.pid!) - before) / requests
+            const after = threadsCpuUs(hold.proc.pid!)
+            const main = (after.main - before.main) / requests
+            const others = (after.others - before.others) / requests
+            us[s] += main + others
+            const sign = s === 'url' ? -1 : 1
+            extra.main += (sign * main) / alternations
+            extra.others += (sign * others) / alternations
           }
         }
         const ratio = us.url / us['url+repo']
         ratios.get(config.label)!.push(ratio)
         cpu.get(config.label)!.url.push(us.url / alternations)
         cpu.get(config.label)!.repo.push(us['url+repo'] / alternations)
+        cpu.get(config.label)!.main.push(extra.main)
+        cpu.get(config.label)!.others.push(extra.others)
         console.log(
-          `${config.label}, hold ${h + 1}: url ${(us.url / alternations).toFixed(1)} µs, url+repo ${(us['url+repo'] / alternations).toFixed(1)} µs of CPU per request, url+repo / url ${ratio.toFixed(3)}`,
+          `${config.label}, hold ${h + 1}: url ${(us.url / alternations).toFixed(1)} µs, url+repo ${(us['url+repo'] / alternations).toFixed(1)} µs of CPU per request (${signed(extra.main)} on the main thread, ${signed(extra.others)} on the others), url+repo / url ${ratio.toFixed(3)}`,
         )
       } finally {
         await stopHold(hold)
@@ -135,14 +155,15 @@ const main = async () => {
   }
   const nothing = median(ratios.get('counting nothing')!)
   console.log(
-    `\n| configuration | url+repo / url (median of holds) | range | url µs | url+repo µs | over counting nothing |`,
+    `\n| configuration | url+repo / url (median of holds) | range | url µs | url+repo µs | url+repo over url, main thread µs | the other threads µs | over counting nothing |`,
   )
-  console.log('|---|---:|---|---:|---:|---:|')
+  console.log('|---|---:|---|---:|---:|---:|---:|---:|')
   for (const { label } of configs) {
     const r = ratios.get(label)!
     const m = median(r)
+    const c = cpu.get(label)!
     console.log(
-      `| ${label} | ${m.toFixed(3)} | ${Math.min(...r).toFixed(3)}-${Math.max(...r).toFixed(3)} | ${median(cpu.get(label)!.url).toFixed(1)} | ${median(cpu.get(label)!.repo).toFixed(1)} | ${(m / nothing).toFixed(3)} |`,
+      `| ${label} | ${m.toFixed(3)} | ${Math.min(...r).toFixed(3)}-${Math.max(...r).toFixed(3)} | ${median(c.url).toFixed(1)} | ${median(c.repo).toFixed(1)} | ${signed(median(c.main))} | ${signed(median(c.others))} | ${(m / nothing).toFixed(3)} |`,
     )
   }
   console.log(
