@@ -1,6 +1,7 @@
 /**
  * Counted / not counted getBlob, hold by hold (not part of `npm test`):
- *   npm run bench:ratio -- [--variant 'LABEL:KEY=VALUE,...' ...] [--holds 4] [--alternations 4]
+ *   npm run bench:ratio -- [--variant 'LABEL:KEY=VALUE,...' ...] [--tree LABEL=DIR ...]
+ *                          [--holds 4] [--alternations 4]
  *                          [--requests 50000] [--connections 32] [--flush-ms 60000] [--compiled]
  *
  * Two holds of the same code can differ by 10-30% in a getBlob's CPU from one process to the
@@ -18,12 +19,15 @@
  *
  * The configurations are `default` (the hold as shipped), `counting nothing`
  * (HOLD_COUNT_SOURCE=manifest: `repo` is parsed, checked and signed into the URL, nothing is
- * counted; its figure is what the longer request and answer cost alone) and each `--variant`,
- * e.g. `--variant 'window 250:HOLD_STATS_PERSIST_MS=250'`.
+ * counted; its figure is what `repo` costs a call apart from counting) and each `--variant`,
+ * e.g. `--variant 'window 250:HOLD_STATS_PERSIST_MS=250'`, and each `--tree LABEL=DIR`, another
+ * checkout (`git archive <commit> | tar -x -C DIR`, node_modules linked in) with its own code: an
+ * experiment measured hold by hold.
  */
 import { randomBytes } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
+import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import {
   compileBenchServer,
@@ -39,6 +43,7 @@ import {
 const { values: args } = parseArgs({
   options: {
     variant: { type: 'string', multiple: true, default: [] },
+    tree: { type: 'string', multiple: true, default: [] },
     holds: { type: 'string', default: '4' },
     alternations: { type: 'string', default: '4' },
     requests: { type: 'string', default: '50000' },
@@ -78,12 +83,27 @@ const main = async () => {
   const alternations = Number(args.alternations)
   const requests = Number(args.requests)
   const connections = Number(args.connections)
-  const configs = [
-    { label: 'default', env: {} as Record<string, string> },
+  const configs: {
+    label: string
+    env: Record<string, string>
+    dir?: string
+    server?: string
+  }[] = [
+    { label: 'default', env: {} },
     { label: 'counting nothing', env: { HOLD_COUNT_SOURCE: 'manifest' } },
     ...args.variant.map(parseVariant),
+    ...args.tree.map((t) => {
+      const eq = t.indexOf('=')
+      if (eq < 1) throw new Error(`--tree ${t}: give it as LABEL=DIR`)
+      return { label: t.slice(0, eq), env: {}, dir: resolve(t.slice(eq + 1)) }
+    }),
   ]
-  const server = args.compiled ? compileBenchServer() : undefined
+  if (args.compiled) {
+    const server = compileBenchServer()
+    for (const c of configs) {
+      c.server = c.dir ? compileBenchServer(c.dir) : server
+    }
+  }
   console.log(
     `bench:ratio: ${configs.map((c) => c.label).join(', ')}; ${holds} holds each, ${alternations} alternations of ${requests} requests, ${connections} connections, records flushed every ${args['flush-ms']} ms; load average ${loadavg()
       .map((l) => l.toFixed(2))
@@ -99,7 +119,8 @@ const main = async () => {
     const order = configs.map((_, i) => configs[(i + h) % configs.length])
     for (const config of order) {
       const hold = await startHold({
-        server,
+        tree: config.dir,
+        server: config.server,
         env: { HOLD_STATS_FLUSH_MS: args['flush-ms'], ...config.env },
       })
       try {
@@ -175,7 +196,7 @@ const main = async () => {
 
 if (args.help) {
   console.log(
-    "npm run bench:ratio -- [--variant 'LABEL:KEY=VALUE,...' ...] [--holds 4] [--alternations 4] [--requests 50000] [--connections 32] [--flush-ms 60000] [--compiled]",
+    "npm run bench:ratio -- [--variant 'LABEL:KEY=VALUE,...' ...] [--tree LABEL=DIR ...] [--holds 4] [--alternations 4] [--requests 50000] [--connections 32] [--flush-ms 60000] [--compiled]",
   )
 } else {
   await main()
