@@ -3,6 +3,7 @@
  *   npm run bench:ratio -- [--variant 'LABEL:KEY=VALUE,...' ...] [--tree LABEL=DIR ...]
  *                          [--holds 4] [--alternations 4]
  *                          [--requests 50000] [--connections 32] [--flush-ms 60000] [--compiled]
+ *                          [--node-flags FLAGS]
  *
  * Two holds of the same code can differ by 10-30% in a getBlob's CPU from one process to the
  * next (where V8 and the allocator put things, what the machine's other tenants do while each
@@ -50,6 +51,8 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '32' },
     'flush-ms': { type: 'string', default: '60000' },
     compiled: { type: 'boolean', default: false },
+    // Flags for the holds' node, e.g. --node-flags='--single-threaded-gc'.
+    'node-flags': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 })
@@ -121,6 +124,7 @@ const main = async () => {
       const hold = await startHold({
         tree: config.dir,
         server: config.server,
+        nodeFlags: args['node-flags']?.split(' ').filter(Boolean),
         env: { HOLD_STATS_FLUSH_MS: args['flush-ms'], ...config.env },
       })
       try {
@@ -196,7 +200,7 @@ const main = async () => {
 
 if (args.help) {
   console.log(
-    "npm run bench:ratio -- [--variant 'LABEL:KEY=VALUE,...' ...] [--tree LABEL=DIR ...] [--holds 4] [--alternations 4] [--requests 50000] [--connections 32] [--flush-ms 60000] [--compiled]",
+    "npm run bench:ratio -- [--variant 'LABEL:KEY=VALUE,...' ...] [--tree LABEL=DIR ...] [--holds 4] [--alternations 4] [--requests 50000] [--connections 32] [--flush-ms 60000] [--compiled] [--node-flags FLAGS]",
   )
 } else {
   await main()
