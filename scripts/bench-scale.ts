@@ -77,6 +77,7 @@ const { values: args } = parseArgs({
   },
 })
 const RATE = Number(args.rate)
+const MIB = 1024 * 1024
 const REPOS = Number(args.repos)
 const DIDS = args.records
   ? Math.ceil(Number(args.records) / REPOS)
@@ -419,19 +420,44 @@ const main = async () => {
     const bareDelay = await loopDelay()
 
     await mem('after getStats/listStats load')
+    // The export read as a client reads it: when its first byte comes, how many bytes each
+    // second after that, and the hold's resident memory sampled once a second meanwhile.
     const exportStarted = performance.now()
-    const car = new Uint8Array(
-      await (
-        await fetch(
-          `${h.base}/xrpc/${ids.SyncGetRepo}?did=${encodeURIComponent(h.did)}`,
-        )
-      ).arrayBuffer(),
+    const res = await fetch(
+      `${h.base}/xrpc/${ids.SyncGetRepo}?did=${encodeURIComponent(h.did)}`,
     )
+    const sentLength = res.headers.get('content-length')
+    const carHash = createHash('sha256')
+    const kept: Uint8Array[] = []
+    let carBytes = 0
+    let firstByteMs: number | undefined
+    const perSecond: number[] = []
+    const rssDuring: number[] = []
+    const sampling = setInterval(() => {
+      void getJson<{ rssMb: number }>(`${h.base}/_bench/info`).then((m) =>
+        rssDuring.push(m.rssMb),
+      )
+    }, 1000)
+    try {
+      for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+        const now = performance.now() - exportStarted
+        firstByteMs ??= now
+        const second = Math.floor((now - firstByteMs) / 1000)
+        perSecond[second] = (perSecond[second] ?? 0) + chunk.byteLength
+        carBytes += chunk.byteLength
+        carHash.update(chunk)
+        if (args.verify) kept.push(chunk)
+      }
+    } finally {
+      clearInterval(sampling)
+    }
     const exportMs = performance.now() - exportStarted
+    // Whole seconds only: the last one is cut short by the end of the CAR.
+    const paceMib = Array.from(perSecond.slice(0, -1), (b) => (b ?? 0) / MIB)
     let verified = ''
     if (args.verify) {
       const started = performance.now()
-      const repo = await verifyRepoCar(car, h.did)
+      const repo = await verifyRepoCar(Buffer.concat(kept), h.did)
       verified = `, verifyRepoCar: ${repo.creates.length} records in ${((performance.now() - started) / 1000).toFixed(1)} s`
     }
     await mem('after getRepo export')
@@ -532,17 +558,27 @@ const main = async () => {
       ],
       [
         'getRepo export',
-        `${(exportMs / 1000).toFixed(1)} s, ${(car.byteLength / 1024 / 1024).toFixed(1)} MiB${verified}`,
+        `${(exportMs / 1000).toFixed(1)} s, ${(carBytes / MIB).toFixed(1)} MiB${sentLength === null ? ' (chunked)' : ''}${verified}`,
         '',
+      ],
+      [
+        'getRepo export: first byte after / MiB each whole second after it (min, median, max) / hold RSS during it',
+        `${(firstByteMs ?? exportMs).toFixed(0)} ms / ${
+          paceMib.length > 0
+            ? `${Math.min(...paceMib).toFixed(1)}, ${median(paceMib).toFixed(1)}, ${Math.max(...paceMib).toFixed(1)}`
+            : 'under a second in all'
+        } / ${
+          rssDuring.length > 0
+            ? `${Math.min(...rssDuring).toFixed(0)}-${Math.max(...rssDuring).toFixed(0)} MB`
+            : 'not sampled'
+        }`,
+        'steady, memory flat',
       ],
     )
     console.log(`\n| measure | value | target |`)
     console.log(`|---|---|---|`)
     for (const [a, b, c] of rows) console.log(`| ${a} | ${b} | ${c} |`)
-    const digestOfCar = createHash('sha256')
-      .update(car)
-      .digest('hex')
-      .slice(0, 12)
+    const digestOfCar = carHash.digest('hex').slice(0, 12)
     console.error(`car sha256 ${digestOfCar}...`)
   } finally {
     await stopHold(h)

@@ -2,6 +2,7 @@ import { cp } from 'node:fs/promises'
 import { connect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
+import { verifyRepoCar } from '@atproto/repo'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ids } from '../src/ids.ts'
 import type { ExportLimits } from '../src/repo/car-export.ts'
@@ -54,18 +55,38 @@ const stalledExport = (h: TestHold, client: string): Promise<Stalled> =>
       socket.pause()
       const head = chunk.toString('latin1')
       const status = Number(/^HTTP\/1\.1 (\d+)/.exec(head)?.[1])
-      const length = Number(/content-length: (\d+)/i.exec(head)?.[1])
-      let received = chunk.byteLength - (head.indexOf('\r\n\r\n') + 4)
+      const length = /content-length: (\d+)/i.exec(head)?.[1]
+      const parts = [chunk.subarray(head.indexOf('\r\n\r\n') + 4)]
       const readToEnd = async () => {
-        socket.on('data', (more: Buffer) => (received += more.byteLength))
+        socket.on('data', (more: Buffer) => parts.push(more))
         socket.resume()
         await closed
-        return { complete: received >= length }
+        const body = Buffer.concat(parts)
+        return {
+          complete:
+            length !== undefined
+              ? body.byteLength >= Number(length)
+              : chunkedComplete(body),
+        }
       }
       resolve({ status, socket, closed, readToEnd })
     })
     socket.once('close', () => reject(new Error('closed before answering')))
   })
+
+/** Whether a chunked body reached its last (empty) chunk. */
+const chunkedComplete = (body: Buffer): boolean => {
+  let at = 0
+  for (;;) {
+    const eol = body.indexOf('\r\n', at)
+    if (eol < 0) return false
+    const size = parseInt(body.subarray(at, eol).toString('latin1'), 16)
+    if (Number.isNaN(size)) return false
+    if (size === 0) return true
+    at = eol + 2 + size + 2
+    if (at > body.byteLength) return false
+  }
+}
 
 const xrpcAs = (h: TestHold, client: string) =>
   xrpc(
@@ -115,6 +136,23 @@ describe('getRepo exports', () => {
   afterAll(async () => {
     for (const h of holds) await h.stop()
     for (const dir of [...dirs, seeded]) await removeDir(dir)
+  })
+
+  it('send a CAR larger than one write chunked, from its first write on, and whole', async () => {
+    const h = await hold()
+    const res = await fetch(
+      `${h.url}/xrpc/${ids.SyncGetRepo}?did=${encodeURIComponent(h.did)}`,
+      { headers: { [CLIENT_HEADER]: CLIENT.reader } },
+    )
+    expect(res.status).toBe(200)
+    expect(res.headers.get('content-type')).toBe('application/vnd.ipld.car')
+    // Its size is not known when the first bytes go: the CAR is still being written.
+    expect(res.headers.get('content-length')).toBeNull()
+    const car = new Uint8Array(await res.arrayBuffer())
+    expect(car.byteLength).toBeGreaterThan(1 << 20)
+    const repo = await verifyRepoCar(car, h.did)
+    const stats = repo.creates.filter((c) => c.collection === ids.HoldStats)
+    expect(stats).toHaveLength(RECORDS)
   })
 
   it('do not keep a snapshot open for a client that stops reading', async () => {

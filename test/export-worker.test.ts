@@ -51,10 +51,11 @@ describe('getRepo exports are spooled off the event loop', () => {
   it('writes the CAR in a worker thread, not the one serving requests', async () => {
     const car = await h.hold.ctx.carSpooler.spool(undefined)
     try {
+      expect(await car.whole).toBeGreaterThan(RECORDS * 100)
       expect(car.thread).not.toBe(threadId)
-      expect(car.size).toBeGreaterThan(RECORDS * 100)
+      expect(car.written).toBe(car.size)
     } finally {
-      await car.handle.close()
+      await car.close()
     }
   })
 
@@ -89,20 +90,21 @@ describe('getRepo exports are spooled off the event loop', () => {
       h.hold.ctx.carSpooler.spool(undefined, gone.signal),
     ).rejects.toThrow()
     const car = await h.hold.ctx.carSpooler.spool(undefined)
-    await car.handle.close()
-    expect(car.size).toBeGreaterThan(0)
+    expect(await car.whole).toBeGreaterThan(0)
+    await car.close()
   })
 
   it('lets the worker go when no export has run for a while, and starts another for the next', async () => {
     const spooler = new CarSpooler(h.hold.ctx.db.path, { idleMs: 50 })
     try {
       const first = await spooler.spool(undefined)
-      await first.handle.close()
+      await first.whole
+      await first.close()
       expect(spooler.running).toBe(true)
       await waitFor(() => !spooler.running, 5000)
       const second = await spooler.spool(undefined)
-      await second.handle.close()
-      expect(second.size).toBe(first.size)
+      expect(await second.whole).toBe(first.size)
+      await second.close()
       expect(second.thread).not.toBe(first.thread)
     } finally {
       await spooler.close()

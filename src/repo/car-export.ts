@@ -23,23 +23,114 @@ export const DEFAULT_EXPORT_LIMITS: ExportLimits = {
   stallSeconds: 30,
 }
 
-/**
- * A CAR written out in full to an unlinked temp file: read it once, then close it. `thread` is
- * the id of the thread that wrote it.
- */
-export type SpooledCar = { size: number; handle: FileHandle; thread: number }
-
-type Job = {
-  resolve: (done: { size: number; thread: number }) => void
-  reject: (err: Error) => void
-}
-
 type Answer = {
   id: number
   thread: number
+  /** Bytes in the file so far: more is coming. */
+  written?: number
+  /** The whole CAR's bytes: the worker is done with the file. */
   size?: number
   cancelled?: boolean
   error?: string
+}
+
+/**
+ * A CAR being written by the export worker into an unlinked temp file, readable as it grows:
+ * the bytes before `written` are in the file; `size` is set once the CAR is whole, `failure`
+ * if the worker could not finish it. Close it once read (or given up): the file is closed once
+ * the worker has let go of it.
+ */
+export class SpooledCar {
+  readonly handle: FileHandle
+  /** The id of the thread that writes it. */
+  thread = 0
+  written = 0
+  size: number | undefined
+  /**
+   * The size, when the CAR fit in the worker's first write (WRITE_BYTES): then it is whole
+   * before spool() answers, and getRepo sends it with its `content-length`.
+   */
+  sizeUpFront: number | undefined
+  private answers = 0
+  failure: Error | undefined
+  /** The whole CAR's size, once written; rejects with the failure. */
+  readonly whole: Promise<number>
+  private readonly cancelFlag = new Int32Array(new SharedArrayBuffer(4))
+  private waiters: (() => void)[] = []
+  private settle!: {
+    resolve: (size: number) => void
+    reject: (err: Error) => void
+  }
+  /** Resolves once the worker no longer writes to the file (done, stopped or gone). */
+  private readonly released: Promise<void>
+  private release!: () => void
+  private closing: Promise<void> | undefined
+
+  constructor(handle: FileHandle) {
+    this.handle = handle
+    this.whole = new Promise<number>((resolve, reject) => {
+      this.settle = { resolve, reject }
+    })
+    // Whoever reads the CAR learns of a failure from `failure`; nobody need await `whole`.
+    this.whole.catch(() => undefined)
+    this.released = new Promise<void>((resolve) => (this.release = resolve))
+  }
+
+  /** The flag the worker looks at between writes. */
+  get cancel(): Int32Array {
+    return this.cancelFlag
+  }
+
+  /** Resolves when more of the CAR is written, it is whole, or the worker failed. */
+  progress(): Promise<void> {
+    if (this.size !== undefined || this.failure) return Promise.resolve()
+    return new Promise((resolve) => this.waiters.push(resolve))
+  }
+
+  /** Stops the worker at its next write if the CAR is not whole, then closes the file. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.size === undefined) Atomics.store(this.cancelFlag, 0, 1)
+      await this.released
+      await this.handle.close().catch(() => undefined)
+    })()
+    return this.closing
+  }
+
+  /** @internal The worker's answers, as CarSpooler receives them. */
+  answer(a: Answer): void {
+    this.thread = a.thread
+    this.answers++
+    if (a.written !== undefined) {
+      this.written = a.written
+    } else if (a.size !== undefined) {
+      this.written = this.size = a.size
+      if (this.answers === 1) this.sizeUpFront = a.size
+      this.settle.resolve(a.size)
+      this.release()
+    } else {
+      this.fail(
+        new Error(
+          a.cancelled ? 'export cancelled' : (a.error ?? 'export failed'),
+        ),
+      )
+      return
+    }
+    this.wake()
+  }
+
+  /** @internal The worker answered with a failure, or is gone. */
+  fail(err: Error): void {
+    if (this.size !== undefined || this.failure) return
+    this.failure = err
+    this.settle.reject(err)
+    this.release()
+    this.wake()
+  }
+
+  private wake(): void {
+    for (const resolve of this.waiters.splice(0)) resolve()
+  }
 }
 
 /**
@@ -49,15 +140,17 @@ type Answer = {
  * a job at a time: on the event loop, a few large exports at once held every other request
  * back for as long as they took. Each export reads one snapshot, the worker's read transaction,
  * which lasts as long as the file takes to write, not as long as a client takes to read it: a
- * slow or stalled download cannot keep the WAL from being checkpointed. A job whose client has
- * gone away stops at the next batch.
+ * slow or stalled download cannot keep the WAL from being checkpointed. The file can be read
+ * while it is written (the worker says how far it got after every write of WRITE_BYTES), so a
+ * client has its first bytes as soon as the first write is done, not once the whole CAR is.
+ * A job whose client has gone away stops at the next write.
  */
 export class CarSpooler {
   private readonly path: string
   private readonly idleMs: number
   private worker: Worker | undefined
   private idle: NodeJS.Timeout | undefined
-  private readonly jobs = new Map<number, Job>()
+  private readonly jobs = new Map<number, SpooledCar>()
   private nextId = 0
   private closed = false
 
@@ -75,6 +168,11 @@ export class CarSpooler {
     return this.worker !== undefined
   }
 
+  /**
+   * Starts writing a CAR and resolves once its first bytes are in the file (or all of them,
+   * for a CAR smaller than one write: then `size` is set). Rejects if the worker fails before
+   * that, or `signal` aborts; an abort later stops the worker at its next write.
+   */
   async spool(
     since: string | undefined,
     signal?: AbortSignal,
@@ -83,22 +181,26 @@ export class CarSpooler {
     if (this.closed) throw new Error('the hold is shutting down')
     const path = join(tmpdir(), `atcr-hold-export-${randomUUID()}.car`)
     const handle = await open(path, 'wx+', 0o600)
+    let car: SpooledCar | undefined
     try {
       await unlink(path)
-      const cancel = new Int32Array(new SharedArrayBuffer(4))
-      const onAbort = () => Atomics.store(cancel, 0, 1)
+      car = new SpooledCar(handle)
+      const spooled = car
+      const onAbort = () => void spooled.close()
       signal?.addEventListener('abort', onAbort, { once: true })
-      try {
-        // The fd stays open until the worker has answered: closed earlier, its number could
-        // be reused by another file while the worker still writes to it.
-        const { size, thread } = await this.run(handle.fd, since, cancel)
-        signal?.throwIfAborted()
-        return { size, handle, thread }
-      } finally {
-        signal?.removeEventListener('abort', onAbort)
-      }
+      void car.whole
+        .catch(() => undefined)
+        .finally(() => signal?.removeEventListener('abort', onAbort))
+      this.run(car, since)
+      await car.progress()
+      if (car.failure) throw car.failure
+      signal?.throwIfAborted()
+      return car
     } catch (err) {
-      await handle.close()
+      // The fd stays open until the worker has answered: closed earlier, its number could be
+      // reused by another file while the worker still writes to it.
+      if (car) await car.close()
+      else await handle.close()
       throw err
     }
   }
@@ -113,17 +215,17 @@ export class CarSpooler {
     this.failAll(new Error('the hold is shutting down'))
   }
 
-  private run(
-    fd: number,
-    since: string | undefined,
-    cancel: Int32Array,
-  ): Promise<{ size: number; thread: number }> {
+  private run(car: SpooledCar, since: string | undefined): void {
     clearTimeout(this.idle)
     const worker = this.start()
     const id = this.nextId++
-    return new Promise((resolve, reject) => {
-      this.jobs.set(id, { resolve, reject })
-      worker.postMessage({ id, fd, since, cancel, writeBytes: WRITE_BYTES })
+    this.jobs.set(id, car)
+    worker.postMessage({
+      id,
+      fd: car.handle.fd,
+      since,
+      cancel: car.cancel,
+      writeBytes: WRITE_BYTES,
     })
   }
 
@@ -144,14 +246,13 @@ export class CarSpooler {
     })
     worker.unref()
     worker.on('message', (answer: Answer) => {
-      const job = this.jobs.get(answer.id)
-      if (!job) return
-      this.jobs.delete(answer.id)
-      if (this.jobs.size === 0) this.stopWhenIdle(worker)
-      if (answer.size !== undefined) {
-        job.resolve({ size: answer.size, thread: answer.thread })
-      } else if (answer.cancelled) job.reject(new Error('export cancelled'))
-      else job.reject(new Error(answer.error ?? 'export failed'))
+      const car = this.jobs.get(answer.id)
+      if (!car) return
+      if (answer.written === undefined) {
+        this.jobs.delete(answer.id)
+        if (this.jobs.size === 0) this.stopWhenIdle(worker)
+      }
+      car.answer(answer)
     })
     const lost = (err: Error) => {
       if (this.worker !== worker) return
@@ -178,12 +279,15 @@ export class CarSpooler {
   }
 
   private failAll(err: Error): void {
-    for (const job of this.jobs.values()) job.reject(err)
+    for (const car of this.jobs.values()) car.fail(err)
     this.jobs.clear()
   }
 }
 
-/** Bytes gathered before each write to the spool file (and each look at the cancel flag). */
+/**
+ * Bytes gathered before each write to the spool file; after each, the worker looks at the
+ * cancel flag and says how far it got.
+ */
 const WRITE_BYTES = 1 << 20
 
 /**
@@ -247,7 +351,7 @@ const header = (root) => {
   ])
   return Buffer.concat([varint(body.length), body])
 }
-const spool = ({ fd, since, cancel, writeBytes }) => {
+const spool = ({ id, fd, since, cancel, writeBytes }) => {
   let chunks = []
   let pending = 0
   let written = 0
@@ -279,6 +383,7 @@ const spool = ({ fd, since, cancel, writeBytes }) => {
         if (pending >= writeBytes) {
           flush()
           if (Atomics.load(cancel, 0) !== 0) return undefined
+          parentPort.postMessage({ id, thread: threadId, written })
         }
       }
     } finally {
@@ -292,16 +397,18 @@ const spool = ({ fd, since, cancel, writeBytes }) => {
 }
 parentPort.on('message', (job) => {
   if (Atomics.load(job.cancel, 0) !== 0) {
-    parentPort.postMessage({ id: job.id, cancelled: true })
+    parentPort.postMessage({ id: job.id, thread: threadId, cancelled: true })
     return
   }
   try {
     const size = spool(job)
     parentPort.postMessage(
-      size === undefined ? { id: job.id, cancelled: true } : { id: job.id, thread: threadId, size },
+      size === undefined
+        ? { id: job.id, thread: threadId, cancelled: true }
+        : { id: job.id, thread: threadId, size },
     )
   } catch (err) {
-    parentPort.postMessage({ id: job.id, error: String(err && err.message || err) })
+    parentPort.postMessage({ id: job.id, thread: threadId, error: String(err && err.message || err) })
   }
 })
 `
