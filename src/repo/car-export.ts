@@ -172,7 +172,7 @@ export class CarSpooler {
   /**
    * Starts writing a CAR and resolves once its first bytes are in the file (or all of them,
    * for a CAR smaller than one write: then `size` is set). Rejects if the worker fails before
-   * that, or `signal` aborts; an abort later stops the worker at its next write.
+   * that, or `signal` aborts; later, the caller stops the worker with close().
    */
   async spool(
     since: string | undefined,
@@ -187,13 +187,16 @@ export class CarSpooler {
       await unlink(path)
       car = new SpooledCar(handle)
       const spooled = car
+      // Until the first bytes: after them, whoever reads the CAR closes it when its client
+      // goes away (getRepo's stream is cancelled).
       const onAbort = () => void spooled.close()
       signal?.addEventListener('abort', onAbort, { once: true })
-      void car.whole
-        .catch(() => undefined)
-        .finally(() => signal?.removeEventListener('abort', onAbort))
-      this.run(car, since)
-      await car.progress()
+      try {
+        this.run(car, since)
+        await car.progress()
+      } finally {
+        signal?.removeEventListener('abort', onAbort)
+      }
       if (car.failure) throw car.failure
       signal?.throwIfAborted()
       return car
