@@ -56,7 +56,8 @@ export class SpooledCar {
   failure: Error | undefined
   /** The whole CAR's size, once written; rejects with the failure. */
   readonly whole: Promise<number>
-  private readonly cancelFlag = new Int32Array(new SharedArrayBuffer(4))
+  /** The flag the worker looks at between writes (1: stop). */
+  readonly cancel = new Int32Array(new SharedArrayBuffer(4))
   private waiters: (() => void)[] = []
   private settle!: {
     resolve: (size: number) => void
@@ -77,11 +78,6 @@ export class SpooledCar {
     this.released = new Promise<void>((resolve) => (this.release = resolve))
   }
 
-  /** The flag the worker looks at between writes. */
-  get cancel(): Int32Array {
-    return this.cancelFlag
-  }
-
   /** Resolves when more of the CAR is written, it is whole, or the worker failed. */
   progress(): Promise<void> {
     if (this.size !== undefined || this.failure) return Promise.resolve()
@@ -91,7 +87,7 @@ export class SpooledCar {
   /** Stops the worker at its next write if the CAR is not whole, then closes the file. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      if (this.size === undefined) Atomics.store(this.cancelFlag, 0, 1)
+      if (this.size === undefined) Atomics.store(this.cancel, 0, 1)
       await this.released
       await this.handle.close().catch(() => undefined)
     })()
