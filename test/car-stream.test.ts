@@ -115,20 +115,22 @@ describe('a getRepo export read while the worker writes it', () => {
   })
 
   it('counts only time the client leaves bytes unread towards the stall limit', async () => {
-    const s = await setup({ stallSeconds: 0.1 })
+    // Limits and waits far enough apart that a slow file read on a busy machine is not taken
+    // for a stall.
+    const s = await setup({ stallSeconds: 0.3 })
     await s.write(bytes(100, 1))
     await s.reader.read()
     // The worker takes three stall limits for its next write: the client is waiting, not
     // stalling.
     const next = s.reader.read()
-    await new Promise((r) => setTimeout(r, 300))
+    await new Promise((r) => setTimeout(r, 1_000))
     await s.write(bytes(100, 2))
     expect(Buffer.from((await next).value!).equals(bytes(100, 2))).toBe(true)
     expect(s.released()).toBe(0)
     // Now bytes wait and the client reads nothing: cut, the slot given back, the worker told
     // to stop.
     await s.write(bytes(100, 3))
-    await new Promise((r) => setTimeout(r, 300))
+    await new Promise((r) => setTimeout(r, 1_000))
     expect(s.released()).toBe(1)
     expect(s.lines.map((l) => l.msg)).toContain('getRepo export cut')
     expect(Atomics.load(s.car.cancel, 0)).toBe(1)
