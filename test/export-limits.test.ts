@@ -155,6 +155,34 @@ describe('getRepo exports', () => {
     expect(stats).toHaveLength(RECORDS)
   })
 
+  it('send an HTTP/1.0 client the whole CAR with its length, never chunked', async () => {
+    const h = await hold()
+    const raw = await new Promise<Buffer>((resolve, reject) => {
+      const socket = connect(h.port, '127.0.0.1')
+      const parts: Buffer[] = []
+      socket.on('data', (chunk: Buffer) => parts.push(chunk))
+      socket.once('error', reject)
+      socket.once('close', () => resolve(Buffer.concat(parts)))
+      socket.write(
+        `GET /xrpc/${ids.SyncGetRepo}?did=${encodeURIComponent(h.did)} HTTP/1.0\r\n` +
+          `host: localhost\r\n${CLIENT_HEADER}: ${CLIENT.reader}\r\n\r\n`,
+      )
+    })
+    const end = raw.indexOf('\r\n\r\n')
+    const head = raw.subarray(0, end).toString('latin1')
+    const body = raw.subarray(end + 4)
+    expect(head).toMatch(/^HTTP\/1\.1 200 /)
+    expect(head).not.toMatch(/transfer-encoding/i)
+    expect(Number(/content-length: (\d+)/i.exec(head)?.[1])).toBe(
+      body.byteLength,
+    )
+    expect(body.byteLength).toBeGreaterThan(1 << 20)
+    const repo = await verifyRepoCar(new Uint8Array(body), h.did)
+    expect(
+      repo.creates.filter((c) => c.collection === ids.HoldStats),
+    ).toHaveLength(RECORDS)
+  })
+
   it('do not keep a snapshot open for a client that stops reading', async () => {
     const h = await hold()
     const stalled = await stalledExport(h, CLIENT.reader)

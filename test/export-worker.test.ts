@@ -94,6 +94,27 @@ describe('getRepo exports are spooled off the event loop', () => {
     await car.close()
   })
 
+  it('gives up a spool whose client leaves while its file is made, and starts no worker', async () => {
+    const spooler = new CarSpooler(h.hold.ctx.db.path)
+    try {
+      const gone = new AbortController()
+      const spooled = spooler.spool(undefined, gone.signal)
+      gone.abort()
+      await expect(spooled).rejects.toThrow(/abort/i)
+      expect(spooler.running).toBe(false)
+    } finally {
+      await spooler.close()
+    }
+  })
+
+  it('refuses a spool when the hold stops while its file is made, and starts no worker', async () => {
+    const spooler = new CarSpooler(h.hold.ctx.db.path)
+    const spooled = spooler.spool(undefined)
+    await spooler.close()
+    await expect(spooled).rejects.toThrow(/shutting down/)
+    expect(spooler.running).toBe(false)
+  })
+
   it('lets the worker go when no export has run for a while, and starts another for the next', async () => {
     const spooler = new CarSpooler(h.hold.ctx.db.path, { idleMs: 50 })
     try {

@@ -178,24 +178,27 @@ export class CarSpooler {
     if (this.closed) throw new Error('the hold is shutting down')
     const path = join(tmpdir(), `atcr-hold-export-${randomUUID()}.car`)
     const handle = await open(path, 'wx+', 0o600)
+    /** Set once its job is posted: from then on the worker decides when the fd may close. */
     let car: SpooledCar | undefined
     try {
       await unlink(path)
-      car = new SpooledCar(handle)
-      const spooled = car
+      // The client may have left while the file was made.
+      signal?.throwIfAborted()
+      const spooled = new SpooledCar(handle)
+      this.run(spooled, since)
+      car = spooled
       // Until the first bytes: after them, whoever reads the CAR closes it when its client
       // goes away (getRepo's stream is cancelled).
       const onAbort = () => void spooled.close()
       signal?.addEventListener('abort', onAbort, { once: true })
       try {
-        this.run(car, since)
-        await car.progress()
+        await spooled.progress()
       } finally {
         signal?.removeEventListener('abort', onAbort)
       }
-      if (car.failure) throw car.failure
+      if (spooled.failure) throw spooled.failure
       signal?.throwIfAborted()
-      return car
+      return spooled
     } catch (err) {
       // The fd stays open until the worker has answered: closed earlier, its number could be
       // reused by another file while the worker still writes to it.
@@ -215,18 +218,29 @@ export class CarSpooler {
     this.failAll(new Error('the hold is shutting down'))
   }
 
+  /**
+   * Posts the job, or throws with nothing posted: the hold is stopping, or the worker could not
+   * be started or given the job.
+   */
   private run(car: SpooledCar, since: string | undefined): void {
+    // Checked here too: close() may have run while spool() made the file.
+    if (this.closed) throw new Error('the hold is shutting down')
     clearTimeout(this.idle)
     const worker = this.start()
     const id = this.nextId++
+    try {
+      worker.postMessage({
+        id,
+        fd: car.handle.fd,
+        since,
+        cancel: car.cancel,
+        writeBytes: WRITE_BYTES,
+      })
+    } catch (err) {
+      if (this.jobs.size === 0) this.stopWhenIdle(worker)
+      throw err
+    }
     this.jobs.set(id, car)
-    worker.postMessage({
-      id,
-      fd: car.handle.fd,
-      since,
-      cancel: car.cancel,
-      writeBytes: WRITE_BYTES,
-    })
   }
 
   private start(): Worker {

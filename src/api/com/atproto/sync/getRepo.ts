@@ -32,8 +32,41 @@ export const register: Register = (app, ctx) => {
       if (signal.aborted) return new Response(null, { status: 499 })
       throw err
     }
+    let size = car.sizeUpFront
+    if (size === undefined && !canChunk(c.env?.incoming)) {
+      // An HTTP/1.0 client reads to the connection's end, so a chunked body cut short would
+      // look whole to it: it gets the CAR once written, with its length.
+      try {
+        size = await whole(car, signal)
+      } catch (err) {
+        release()
+        await car.close()
+        if (signal.aborted) return new Response(null, { status: 499 })
+        throw err
+      }
+    }
     return new Response(carStream(car, limits, c.env?.outgoing, log, release), {
-      headers: carHeaders(car.sizeUpFront),
+      headers: carHeaders(size),
     })
   })
+}
+
+/** Whether the response can be sent chunked: HTTP/1.1 or later. */
+const canChunk = (
+  incoming: { httpVersionMajor: number; httpVersionMinor: number } | undefined,
+) =>
+  !incoming ||
+  incoming.httpVersionMajor > 1 ||
+  (incoming.httpVersionMajor === 1 && incoming.httpVersionMinor >= 1)
+
+/** The CAR's size once the worker has written all of it; the client leaving stops the worker. */
+const whole = async (car: SpooledCar, signal: AbortSignal): Promise<number> => {
+  const onAbort = () => void car.close()
+  signal.addEventListener('abort', onAbort, { once: true })
+  try {
+    if (signal.aborted) onAbort()
+    return await car.whole
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+  }
 }
