@@ -87,8 +87,10 @@ export const carStream = (
             'getRepo export failed after its first bytes',
           )
           finish()
-          outgoing?.destroy()
-          controller.error(err)
+          // As with a cut: the server cancels the stream once the connection is closed (an
+          // errored stream would also be logged by the adapter, unstructured).
+          if (outgoing) outgoing.destroy()
+          else controller.error(err)
         }
       },
       cancel() {
